@@ -1,0 +1,391 @@
+package config
+
+import (
+	"path/filepath"
+	"runtime"
+	"time"
+)
+
+// Config is eddy's whole configuration. Field tags are the YAML keys; see
+// docs/configuration.md for the reference.
+type Config struct {
+	// ApplianceID names this appliance; it is part of the remote layout and
+	// of every result id, so it must not change for the life of the state.
+	ApplianceID   string        `mapstructure:"appliance_id"`
+	DataDir       string        `mapstructure:"data_dir"`
+	MQTT          MQTT          `mapstructure:"mqtt"`
+	Sources       []Source      `mapstructure:"sources"`
+	Pipeline      Pipeline      `mapstructure:"pipeline"`
+	Sinks         []Sink        `mapstructure:"sinks"`
+	IngestLog     IngestLog     `mapstructure:"ingest_log"`
+	State         State         `mapstructure:"state"`
+	Checkpointing Checkpointing `mapstructure:"checkpointing"`
+	Upload        Upload        `mapstructure:"upload"`
+	HTTP          HTTP          `mapstructure:"http"`
+	Log           Log           `mapstructure:"log"`
+}
+
+// MQTT is the default broker connection used by sources and MQTT sinks.
+type MQTT struct {
+	// Broker is a tcp://, ssl://, tls://, ws:// or wss:// URL, or the word
+	// "embedded" to run a broker inside eddy on Embedded.Listen.
+	Broker   string       `mapstructure:"broker"`
+	Embedded EmbeddedMQTT `mapstructure:"embedded"`
+	// ClientID defaults to "eddy-" + appliance_id (filled in by Derive).
+	ClientID             string        `mapstructure:"client_id"`
+	Username             string        `mapstructure:"username"`
+	Password             string        `mapstructure:"password"`
+	PasswordFile         string        `mapstructure:"password_file"`
+	QoS                  int           `mapstructure:"qos"`
+	CleanSession         bool          `mapstructure:"clean_session"`
+	KeepAlive            time.Duration `mapstructure:"keep_alive"`
+	ConnectTimeout       time.Duration `mapstructure:"connect_timeout"`
+	ReconnectMaxInterval time.Duration `mapstructure:"reconnect_max_interval"`
+	TLS                  TLS           `mapstructure:"tls"`
+}
+
+// IsEmbedded reports whether eddy runs its own broker.
+func (m *MQTT) IsEmbedded() bool { return m.Broker == BrokerEmbedded }
+
+// BrokerEmbedded is the mqtt.broker value that runs a broker inside eddy.
+const BrokerEmbedded = "embedded"
+
+// EmbeddedMQTT configures the embedded broker (mqtt.broker: embedded).
+type EmbeddedMQTT struct {
+	Listen string `mapstructure:"listen"`
+}
+
+// TLS configures the client side of an ssl://, tls:// or wss:// broker
+// connection. CertFile and KeyFile go together (client certificate).
+type TLS struct {
+	CAFile             string `mapstructure:"ca_file"`
+	CertFile           string `mapstructure:"cert_file"`
+	KeyFile            string `mapstructure:"key_file"`
+	InsecureSkipVerify bool   `mapstructure:"insecure_skip_verify"`
+}
+
+func (t TLS) isSet() bool {
+	return t.CAFile != "" || t.CertFile != "" || t.KeyFile != "" || t.InsecureSkipVerify
+}
+
+// Source is one MQTT subscription feeding its own ingest log.
+type Source struct {
+	Name  string `mapstructure:"name"`
+	Topic string `mapstructure:"topic"`
+	// TopicFields names topic levels as record fields; "" ignores a level.
+	// Either empty or one entry per level of Topic.
+	TopicFields []string `mapstructure:"topic_fields"`
+	// QoS overrides mqtt.qos; nil before Derive means "inherit".
+	QoS       *int      `mapstructure:"qos"`
+	Format    string    `mapstructure:"format"`
+	EventTime EventTime `mapstructure:"event_time"`
+}
+
+// EventTime says where a reading's event time comes from and how the
+// source's watermark follows it.
+type EventTime struct {
+	// Field is the record field holding the event time; "" means ingestion
+	// time (the receive timestamp kept in the ingest log).
+	Field             string        `mapstructure:"field"`
+	Format            string        `mapstructure:"format"` // auto | rfc3339 | epoch_ms | epoch_s
+	MaxOutOfOrderness time.Duration `mapstructure:"max_out_of_orderness"`
+	// IdleTimeout marks the source idle (not holding back the watermark)
+	// after this long without input; 0 = never.
+	IdleTimeout time.Duration `mapstructure:"idle_timeout"`
+}
+
+// Pipeline is the parallelism and the ordered list of stages.
+type Pipeline struct {
+	// Parallelism is the number of subtasks per keyed stage; 0 = number of
+	// CPUs (capped at MaxParallelism). See EffectiveParallelism.
+	Parallelism int `mapstructure:"parallelism"`
+	// MaxParallelism is the number of key groups; fixed for the life of the
+	// state.
+	MaxParallelism int     `mapstructure:"max_parallelism"`
+	Stages         []Stage `mapstructure:"stages"`
+}
+
+// EffectiveParallelism resolves Parallelism 0 to the number of CPUs, capped
+// at MaxParallelism.
+func (p *Pipeline) EffectiveParallelism() int {
+	n := p.Parallelism
+	if n <= 0 {
+		n = runtime.NumCPU()
+	}
+	if p.MaxParallelism > 0 && n > p.MaxParallelism {
+		n = p.MaxParallelism
+	}
+	return n
+}
+
+// Stage is exactly one of: a filter (Filter), a map (Map), or a keyed window
+// (KeyBy + Window + Aggregate).
+type Stage struct {
+	Name string `mapstructure:"name"`
+	// From is a source name or an earlier stage; "" = the previous stage,
+	// or every source for the first stage.
+	From string `mapstructure:"from"`
+	// Filter is an expr-lang boolean expression; records for which it is
+	// false are dropped.
+	Filter string `mapstructure:"filter"`
+	// Map sets each output field to an expr-lang expression evaluated
+	// against the input record.
+	Map map[string]string `mapstructure:"map"`
+	// KeyBy is one field name or a list of them.
+	KeyBy  StringList `mapstructure:"key_by"`
+	Window *Window    `mapstructure:"window"`
+	// Aggregate maps an output name to count(), sum(f), min(f), max(f),
+	// avg(f), first(f) or last(f); see ParseAggregate.
+	Aggregate map[string]string `mapstructure:"aggregate"`
+}
+
+// StageKind is what a stage does.
+type StageKind string
+
+// Stage kinds.
+const (
+	KindNone   StageKind = ""
+	KindFilter StageKind = "filter"
+	KindMap    StageKind = "map"
+	KindWindow StageKind = "window"
+)
+
+// Kind reports what the stage does. A stage that mixes kinds (which
+// Validate refuses) reports the first of window, filter, map it has.
+func (s *Stage) Kind() StageKind {
+	switch {
+	case len(s.KeyBy) > 0 || s.Window != nil || len(s.Aggregate) > 0:
+		return KindWindow
+	case s.Filter != "":
+		return KindFilter
+	case len(s.Map) > 0:
+		return KindMap
+	}
+	return KindNone
+}
+
+// StringList is a list of strings that may be written in YAML as a single
+// string: key_by: device is key_by: [device].
+type StringList []string
+
+// Window is a window assigner with Flink's allowed lateness:
+// tumbling(Size), sliding(Size, Slide) or session(Gap).
+type Window struct {
+	Type            string        `mapstructure:"type"` // tumbling | sliding | session
+	Size            time.Duration `mapstructure:"size"`
+	Slide           time.Duration `mapstructure:"slide"`
+	Gap             time.Duration `mapstructure:"gap"`
+	AllowedLateness time.Duration `mapstructure:"allowed_lateness"`
+}
+
+// Window types.
+const (
+	WindowTumbling = "tumbling"
+	WindowSliding  = "sliding"
+	WindowSession  = "session"
+)
+
+// Sink writes a stage's output (or the dead letters) to exactly one of an
+// MQTT topic or a file.
+type Sink struct {
+	Name string `mapstructure:"name"`
+	// From is the stage the sink reads; empty for the dead-letter sink.
+	From        string    `mapstructure:"from"`
+	DeadLetters bool      `mapstructure:"dead_letters"`
+	MQTT        *MQTTSink `mapstructure:"mqtt"`
+	File        *FileSink `mapstructure:"file"`
+}
+
+// MQTTSink publishes to a topic template such as "results/{site}/{device}".
+type MQTTSink struct {
+	Topic string `mapstructure:"topic"`
+	// QoS overrides mqtt.qos; nil before Derive means "inherit".
+	QoS    *int `mapstructure:"qos"`
+	Retain bool `mapstructure:"retain"`
+}
+
+// FileSink appends JSON lines to a file, rotating it at MaxSize and keeping
+// MaxFiles rotated files. A relative Path is under data_dir.
+type FileSink struct {
+	Path     string `mapstructure:"path"`
+	MaxSize  Size   `mapstructure:"max_size"` // 0 = never rotate
+	MaxFiles int    `mapstructure:"max_files"`
+}
+
+// IngestLog configures the per-source ingest logs.
+type IngestLog struct {
+	SegmentSize Size `mapstructure:"segment_size"`
+	MaxSize     Size `mapstructure:"max_size"`
+	// SyncInterval is the group-commit window: appends within it share one
+	// fsync before their PUBACKs. 0 = fsync every append.
+	SyncInterval time.Duration `mapstructure:"sync_interval"`
+}
+
+// State configures the RocksDB keyed state backend.
+type State struct {
+	Memory            Memory                  `mapstructure:"memory"`
+	Timers            string                  `mapstructure:"timers"` // rocksdb | heap
+	WriteCacheEntries int                     `mapstructure:"write_cache_entries"`
+	ColumnFamilies    map[string]ColumnFamily `mapstructure:"column_families"`
+	MaxBackgroundJobs int                     `mapstructure:"max_background_jobs"`
+}
+
+// Memory is the one RocksDB memory budget shared by every subtask.
+type Memory struct {
+	Managed           Size    `mapstructure:"managed"`
+	WriteBufferRatio  float64 `mapstructure:"write_buffer_ratio"`
+	HighPrioPoolRatio float64 `mapstructure:"high_prio_pool_ratio"`
+}
+
+// ColumnFamily overrides RocksDB options for one state (column family).
+// Zero values keep the backend's choice.
+type ColumnFamily struct {
+	WriteBufferSize      Size   `mapstructure:"write_buffer_size"`
+	MaxWriteBufferNumber int    `mapstructure:"max_write_buffer_number"`
+	ArenaBlockSize       Size   `mapstructure:"arena_block_size"`
+	Compression          string `mapstructure:"compression"` // "" | none | snappy | lz4 | zstd
+}
+
+// Checkpointing mirrors Flink's execution.checkpointing.* options.
+type Checkpointing struct {
+	Interval          time.Duration `mapstructure:"interval"` // 0 = off
+	Mode              string        `mapstructure:"mode"`     // exactly_once | at_least_once
+	Timeout           time.Duration `mapstructure:"timeout"`
+	MinPause          time.Duration `mapstructure:"min_pause"`
+	MaxConcurrent     int           `mapstructure:"max_concurrent"`
+	TolerableFailures int           `mapstructure:"tolerable_failures"`
+	NumRetained       int           `mapstructure:"num_retained"`
+	Incremental       bool          `mapstructure:"incremental"`
+	Compression       string        `mapstructure:"compression"` // none | snappy
+	LocalRecovery     bool          `mapstructure:"local_recovery"`
+	History           int           `mapstructure:"history"`
+}
+
+// Checkpointing modes.
+const (
+	ExactlyOnce = "exactly_once"
+	AtLeastOnce = "at_least_once"
+)
+
+// Upload configures shipping completed checkpoints to remote storage.
+type Upload struct {
+	Remote          string `mapstructure:"remote"` // "" = off | s3://bucket/prefix | file:///path
+	Endpoint        string `mapstructure:"endpoint"`
+	Region          string `mapstructure:"region"`
+	PathStyle       bool   `mapstructure:"path_style"`
+	AccessKeyID     string `mapstructure:"access_key_id"`
+	SecretAccessKey string `mapstructure:"secret_access_key"`
+	CredentialsFile string `mapstructure:"credentials_file"`
+	NumRetained     int    `mapstructure:"num_retained"`
+	Parallelism     int    `mapstructure:"parallelism"`
+	Bandwidth       Size   `mapstructure:"bandwidth"` // bytes per second, 0 = unlimited
+	Compression     string `mapstructure:"compression"`
+}
+
+// HTTP configures the REST API, metrics and web page.
+type HTTP struct {
+	Listen              string `mapstructure:"listen"`
+	Token               string `mapstructure:"token"`
+	TokenFile           string `mapstructure:"token_file"`
+	AllowInsecureRemote bool   `mapstructure:"allow_insecure_remote"`
+}
+
+// Log configures the process log.
+type Log struct {
+	Level  string `mapstructure:"level"`  // debug | info | warn | error
+	Format string `mapstructure:"format"` // json | text
+}
+
+// Default returns the built-in defaults. It has no appliance_id, sources,
+// stages or sinks, so it does not validate on its own.
+func Default() *Config {
+	return &Config{
+		DataDir: "/var/lib/eddy",
+		MQTT: MQTT{
+			Broker:               "tcp://127.0.0.1:1883",
+			Embedded:             EmbeddedMQTT{Listen: "127.0.0.1:1883"},
+			QoS:                  1,
+			KeepAlive:            30 * time.Second,
+			ConnectTimeout:       10 * time.Second,
+			ReconnectMaxInterval: 30 * time.Second,
+		},
+		Pipeline: Pipeline{Parallelism: 0, MaxParallelism: 128},
+		IngestLog: IngestLog{
+			SegmentSize:  64 * MiB,
+			MaxSize:      1 * GiB,
+			SyncInterval: 2 * time.Millisecond,
+		},
+		State: State{
+			Memory:            Memory{Managed: 256 * MiB, WriteBufferRatio: 0.5, HighPrioPoolRatio: 0.1},
+			Timers:            "rocksdb",
+			WriteCacheEntries: 100_000,
+			MaxBackgroundJobs: 2,
+		},
+		Checkpointing: Checkpointing{
+			Interval:          5 * time.Second,
+			Mode:              ExactlyOnce,
+			Timeout:           10 * time.Minute,
+			MinPause:          1 * time.Second,
+			MaxConcurrent:     1,
+			TolerableFailures: 3,
+			NumRetained:       2,
+			Incremental:       true,
+			Compression:       "none",
+			LocalRecovery:     true,
+			History:           10,
+		},
+		Upload: Upload{
+			PathStyle:   true,
+			NumRetained: 3,
+			Parallelism: 4,
+			Compression: "none",
+		},
+		HTTP: HTTP{Listen: "127.0.0.1:8086"},
+		Log:  Log{Level: "info", Format: "json"},
+	}
+}
+
+// defaultSource is what each sources[] entry starts from before the file's
+// values are laid over it.
+func defaultSource() Source {
+	return Source{
+		Format:    "json",
+		EventTime: EventTime{Format: "auto", MaxOutOfOrderness: 5 * time.Second},
+	}
+}
+
+// defaultFileSink is what each sinks[].file starts from.
+func defaultFileSink() FileSink {
+	return FileSink{MaxSize: 64 * MiB, MaxFiles: 5}
+}
+
+// Derive fills in the values that default to other values:
+// mqtt.client_id ("eddy-" + appliance_id), sources[].qos and
+// sinks[].mqtt.qos (mqtt.qos). Load calls it; call it on a Config built in
+// code before use.
+func (c *Config) Derive() {
+	if c.MQTT.ClientID == "" && c.ApplianceID != "" {
+		c.MQTT.ClientID = "eddy-" + c.ApplianceID
+	}
+	for i := range c.Sources {
+		if c.Sources[i].QoS == nil {
+			q := c.MQTT.QoS
+			c.Sources[i].QoS = &q
+		}
+	}
+	for i := range c.Sinks {
+		if m := c.Sinks[i].MQTT; m != nil && m.QoS == nil {
+			q := c.MQTT.QoS
+			m.QoS = &q
+		}
+	}
+}
+
+// Path resolves p against data_dir: absolute paths are returned cleaned,
+// relative ones are joined to DataDir.
+func (c *Config) Path(p string) string {
+	if filepath.IsAbs(p) {
+		return filepath.Clean(p)
+	}
+	return filepath.Join(c.DataDir, p)
+}

@@ -1,0 +1,55 @@
+package config
+
+import "testing"
+
+func TestParseSize(t *testing.T) {
+	tests := []struct {
+		in   string
+		want Size
+		bad  bool
+	}{
+		{in: "0", want: 0},
+		{in: "1048576", want: MiB},
+		{in: "64KB", want: 64_000},
+		{in: "64KiB", want: 64 * KiB},
+		{in: "256MiB", want: 256 * MiB},
+		{in: "256 mib", want: 256 * MiB},
+		{in: "1GiB", want: GiB},
+		{in: "1.5GiB", want: GiB + GiB/2},
+		{in: "2TB", want: 2_000_000_000_000},
+		{in: "10B", want: 10},
+		{in: "", bad: true},
+		{in: "MiB", bad: true},
+		{in: "-1", bad: true},
+		{in: "1.5", bad: true},
+		{in: "12 parsecs", bad: true},
+		{in: "1.2.3MiB", bad: true},
+		{in: "99999999999TiB", bad: true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.in, func(t *testing.T) {
+			got, err := ParseSize(tc.in)
+			if tc.bad {
+				if err == nil {
+					t.Fatalf("ParseSize(%q) = %d, want an error", tc.in, got)
+				}
+				return
+			}
+			if err != nil || got != tc.want {
+				t.Fatalf("ParseSize(%q) = %d, %v; want %d", tc.in, got, err, tc.want)
+			}
+		})
+	}
+}
+
+func TestSizeStringRoundTrips(t *testing.T) {
+	for _, s := range []Size{0, 1, 1000, 1024, 64 * MiB, 1500 * KiB, 3 * TiB, 64_000, 1_000_001} {
+		got, err := ParseSize(s.String())
+		if err != nil || got != s {
+			t.Errorf("%d -> %q -> %d, %v", int64(s), s.String(), got, err)
+		}
+	}
+	if got := (256 * MiB).String(); got != "256MiB" {
+		t.Errorf("String = %q", got)
+	}
+}
