@@ -1,0 +1,164 @@
+package pipeline
+
+import (
+	"math"
+	"testing"
+	"time"
+)
+
+func TestParseAggregate(t *testing.T) {
+	for _, tc := range []struct {
+		in, fn, field string
+		bad           bool
+	}{
+		{in: "count()", fn: "count"},
+		{in: " avg( temperature ) ", fn: "avg", field: "temperature"},
+		{in: "max(a.b)", fn: "max", field: "a.b"},
+		{in: "count(x)", bad: true},
+		{in: "avg()", bad: true},
+		{in: "median(x)", bad: true},
+		{in: "avg(x", bad: true},
+		{in: "", bad: true},
+	} {
+		fn, field, err := ParseAggregate(tc.in)
+		if tc.bad {
+			if err == nil {
+				t.Errorf("%q: want error", tc.in)
+			}
+			continue
+		}
+		if err != nil || fn != tc.fn || field != tc.field {
+			t.Errorf("%q: got %q %q %v", tc.in, fn, field, err)
+		}
+	}
+}
+
+func TestAccumulatorsAndEncoding(t *testing.T) {
+	plan, err := compileAggregates(map[string]string{
+		"n": "count()", "s": "sum(x)", "lo": "min(x)", "hi": "max(x)", "mean": "avg(x)", "f": "first(x)", "l": "last(x)",
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	vals := []struct {
+		v  float64
+		ts int64
+	}{{3, 20}, {-1, 10}, {7.5, 30}, {2, 30}}
+	accs := make([]acc, len(plan.aggs))
+	for _, in := range vals {
+		for i, a := range plan.aggs {
+			accs[i].add(a.fn, in.v, in.ts)
+		}
+	}
+	want := map[string]float64{"n": 4, "s": 11.5, "lo": -1, "hi": 7.5, "mean": 11.5 / 4, "f": -1, "l": 2}
+	var buf []byte
+	for i, a := range plan.aggs {
+		if got := accs[i].result(a.fn); got != want[a.name] {
+			t.Errorf("%s = %v, want %v", a.name, got, want[a.name])
+		}
+		buf = appendAcc(buf, a.fn, &accs[i])
+	}
+	rest := buf
+	for i, a := range plan.aggs {
+		var got acc
+		if rest, err = readAcc(rest, a.fn, &got); err != nil {
+			t.Fatalf("%s: %v", a.name, err)
+		}
+		if got.result(a.fn) != accs[i].result(a.fn) {
+			t.Errorf("%s: round trip %v != %v", a.name, got.result(a.fn), accs[i].result(a.fn))
+		}
+	}
+	if len(rest) != 0 {
+		t.Errorf("%d bytes left over", len(rest))
+	}
+	for cut := range len(buf) {
+		r := buf[:cut]
+		var err error
+		for _, a := range plan.aggs {
+			var x acc
+			if r, err = readAcc(r, a.fn, &x); err != nil {
+				break
+			}
+		}
+		if err == nil {
+			t.Fatalf("truncated at %d decoded without error", cut)
+		}
+	}
+	var empty acc
+	if !math.IsNaN(empty.result(aggAvg)) {
+		t.Error("avg of nothing should be NaN")
+	}
+}
+
+func TestMergeMatchesAdd(t *testing.T) {
+	for fn := aggCount; fn <= aggLast; fn++ {
+		var all, a, b acc
+		for i, v := range []float64{5, 1, 9, 3} {
+			all.add(fn, v, int64(i))
+			if i%2 == 0 {
+				a.add(fn, v, int64(i))
+			} else {
+				b.add(fn, v, int64(i))
+			}
+		}
+		a.merge(fn, b)
+		if a.result(fn) != all.result(fn) {
+			t.Errorf("fn %d: merge %v, add %v", fn, a.result(fn), all.result(fn))
+		}
+	}
+}
+
+func TestAssigner(t *testing.T) {
+	ms := func(d time.Duration) int64 { return d.Milliseconds() }
+	tum, _ := newAssigner(&WindowSpec{Type: "tumbling", Size: time.Minute})
+	if got := tum.assign(ms(90*time.Second), nil); len(got) != 1 || got[0] != [2]int64{60000, 120000} {
+		t.Errorf("tumbling: %v", got)
+	}
+	if got := tum.assign(-1, nil); got[0] != [2]int64{-60000, 0} {
+		t.Errorf("tumbling negative: %v", got)
+	}
+	sl, _ := newAssigner(&WindowSpec{Type: "sliding", Size: time.Minute, Slide: 20 * time.Second})
+	got := sl.assign(ms(65*time.Second), nil)
+	want := [][2]int64{{60000, 120000}, {40000, 100000}, {20000, 80000}}
+	if len(got) != len(want) {
+		t.Fatalf("sliding: %v", got)
+	}
+	for i := range want {
+		if got[i] != want[i] {
+			t.Errorf("sliding[%d] = %v, want %v", i, got[i], want[i])
+		}
+	}
+	for _, bad := range []WindowSpec{
+		{Type: "tumbling"}, {Type: "sliding", Size: time.Minute, Slide: 7 * time.Second},
+		{Type: "sliding", Size: time.Minute}, {Type: "session"}, {Type: "hopping", Size: time.Second},
+	} {
+		if _, err := newAssigner(&bad); err == nil {
+			t.Errorf("%+v: want error", bad)
+		}
+	}
+}
+
+func TestTemplateAndKey(t *testing.T) {
+	tm, err := ParseTemplate("results/{site}/{device}")
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := string(tm.render(nil, func(f string) string { return map[string]string{"site": "s1", "device": "d/2"}[f] }))
+	if got != "results/s1/d/2" {
+		t.Errorf("render = %q", got)
+	}
+	for _, bad := range []string{"a/{b", "a}/b", "{a"} {
+		if _, err := ParseTemplate(bad); err == nil {
+			t.Errorf("%q: want error", bad)
+		}
+	}
+	parts := []string{"site|1", "", "dév"}
+	k := string(encodeKey(nil, parts))
+	back, err := decodeKey(k, 3)
+	if err != nil || len(back) != 3 || back[0] != parts[0] || back[1] != "" || back[2] != parts[2] {
+		t.Errorf("decodeKey = %q, %v", back, err)
+	}
+	if _, err := decodeKey(k, 2); err == nil {
+		t.Error("wrong arity: want error")
+	}
+}

@@ -1,0 +1,316 @@
+package pipeline
+
+import (
+	"fmt"
+	"sort"
+	"strconv"
+	"time"
+
+	"github.com/expr-lang/expr"
+	"github.com/expr-lang/expr/vm"
+
+	"github.com/eddy-stream/eddy/storage/keygroup"
+)
+
+// collector is a node of a task's operator chain. Records, watermarks,
+// barriers and the end of input are pushed through it in order, on the
+// task's goroutine.
+type collector interface {
+	collect(r *Record) error
+	watermark(wm int64) error
+	// idle says the source feeding this chain has gone idle.
+	idle() error
+	barrier(b *Barrier) error
+	end() error
+}
+
+// fanout passes everything to several children. A child may change the
+// record's fields (map), so every child but the last gets a copy.
+type fanout []collector
+
+func (f fanout) collect(r *Record) error {
+	for i, c := range f {
+		rr := r
+		if i < len(f)-1 {
+			rr = r.clone()
+		}
+		if err := c.collect(rr); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (f fanout) watermark(wm int64) error {
+	for _, c := range f {
+		if err := c.watermark(wm); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (f fanout) idle() error {
+	for _, c := range f {
+		if err := c.idle(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (f fanout) barrier(b *Barrier) error {
+	for _, c := range f {
+		if err := c.barrier(b); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (f fanout) end() error {
+	for _, c := range f {
+		if err := c.end(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func collectorOf(cs []collector) collector {
+	if len(cs) == 1 {
+		return cs[0]
+	}
+	return fanout(cs)
+}
+
+// passthrough forwards control elements to next; embedded by stateless nodes.
+type passthrough struct{ next collector }
+
+func (p passthrough) watermark(wm int64) error { return p.next.watermark(wm) }
+func (p passthrough) idle() error              { return p.next.idle() }
+func (p passthrough) barrier(b *Barrier) error { return p.next.barrier(b) }
+func (p passthrough) end() error               { return p.next.end() }
+
+func compileExpr(src string, asBool bool) (*vm.Program, error) {
+	opts := []expr.Option{expr.AllowUndefinedVariables()}
+	if asBool {
+		opts = append(opts, expr.AsBool())
+	}
+	return expr.Compile(src, opts...)
+}
+
+// filterNode keeps the records for which its expression is true.
+type filterNode struct {
+	passthrough
+	stage string
+	prog  *vm.Program
+	vm    vm.VM
+	dl    *deadLetters
+}
+
+func (n *filterNode) collect(r *Record) error {
+	out, err := n.vm.Run(n.prog, r.Fields)
+	if err != nil {
+		return n.dl.reading(r, n.stage, "filter: "+err.Error())
+	}
+	if ok, _ := out.(bool); ok {
+		return n.next.collect(r)
+	}
+	return nil
+}
+
+// mapNode assigns fields from expressions, each evaluated against the input.
+type mapNode struct {
+	passthrough
+	stage  string
+	fields []string
+	progs  []*vm.Program
+	vals   []any
+	vm     vm.VM
+	dl     *deadLetters
+}
+
+func newMapNode(stage string, m map[string]string, dl *deadLetters, next collector) (*mapNode, error) {
+	n := &mapNode{passthrough: passthrough{next}, stage: stage, dl: dl}
+	for f := range m {
+		n.fields = append(n.fields, f)
+	}
+	sort.Strings(n.fields)
+	for _, f := range n.fields {
+		p, err := compileExpr(m[f], false)
+		if err != nil {
+			return nil, fmt.Errorf("stage %s: map %s: %w", stage, f, err)
+		}
+		n.progs = append(n.progs, p)
+	}
+	n.vals = make([]any, len(n.fields))
+	return n, nil
+}
+
+func (n *mapNode) collect(r *Record) error {
+	for i, p := range n.progs {
+		v, err := n.vm.Run(p, r.Fields)
+		if err != nil {
+			return n.dl.reading(r, n.stage, "map "+n.fields[i]+": "+err.Error())
+		}
+		n.vals[i] = v
+	}
+	for i, f := range n.fields {
+		r.Fields[f] = n.vals[i]
+	}
+	return n.next.collect(r)
+}
+
+// shuffleNode routes records to the subtasks of a keyed stage by key group,
+// in batches, through bounded channels. A full channel blocks: that time is
+// the task's back-pressure.
+type shuffleNode struct {
+	stage     string
+	keyFields []string
+	inputs    []string // numeric fields the stage's aggregates read
+	maxP      int
+	outs      []chan element
+	bufs      []*batch
+	batchSize int
+	pool      *batchPool
+	dl        *deadLetters
+	m         *TaskMetrics
+	abort     <-chan struct{}
+	keyParts  []string
+	keyBuf    []byte
+}
+
+func (n *shuffleNode) collect(r *Record) error {
+	n.keyParts = n.keyParts[:0]
+	for _, f := range n.keyFields {
+		v, ok := r.Fields[f]
+		if !ok || v == nil {
+			return n.dl.reading(r, n.stage, "missing key field "+f)
+		}
+		s, ok := keyString(v)
+		if !ok {
+			return n.dl.reading(r, n.stage, fmt.Sprintf("key field %s: want string or number, got %s", f, typeName(v)))
+		}
+		n.keyParts = append(n.keyParts, s)
+	}
+	n.keyBuf = encodeKey(n.keyBuf[:0], n.keyParts)
+	kg := keygroup.Of(n.keyBuf, n.maxP)
+	i := keygroup.OperatorIndex(kg, n.maxP, len(n.outs))
+	b := n.bufs[i]
+	if b == nil {
+		b = n.pool.get()
+		n.bufs[i] = b
+	}
+	start := len(b.vals)
+	for _, f := range n.inputs {
+		v, ok := r.Fields[f]
+		if !ok || v == nil {
+			b.vals = b.vals[:start]
+			return n.dl.reading(r, n.stage, "missing field "+f)
+		}
+		x, ok := v.(float64)
+		if !ok {
+			b.vals = b.vals[:start]
+			return n.dl.reading(r, n.stage, fmt.Sprintf("field %s: want number, got %s", f, typeName(v)))
+		}
+		b.vals = append(b.vals, x)
+	}
+	var src srcPos
+	if r.Msg != nil {
+		src = srcPos{r.Msg.Source, r.Msg.Offset}
+	}
+	b.events = append(b.events, event{kg: kg, key: string(n.keyBuf), ts: r.TS, src: src})
+	n.m.RecordsOut.Add(1)
+	if len(b.events) >= n.batchSize {
+		return n.flushOne(i)
+	}
+	return nil
+}
+
+func (n *shuffleNode) flushOne(i int) error {
+	b := n.bufs[i]
+	if b == nil || len(b.events) == 0 {
+		return nil
+	}
+	n.bufs[i] = nil
+	return n.send(i, element{kind: elemData, b: b})
+}
+
+func (n *shuffleNode) send(i int, e element) error {
+	select {
+	case n.outs[i] <- e:
+		return nil
+	default:
+	}
+	t := time.Now()
+	defer func() { n.m.BackPressuredNanos.Add(time.Since(t).Nanoseconds()) }()
+	select {
+	case n.outs[i] <- e:
+		return nil
+	case <-n.abort:
+		return errAborted
+	}
+}
+
+func (n *shuffleNode) broadcast(e element) error {
+	for i := range n.outs {
+		if err := n.flushOne(i); err != nil {
+			return err
+		}
+	}
+	for i := range n.outs {
+		if err := n.send(i, e); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (n *shuffleNode) watermark(wm int64) error {
+	return n.broadcast(element{kind: elemWatermark, wm: wm})
+}
+
+func (n *shuffleNode) idle() error {
+	return n.broadcast(element{kind: elemWatermark, idle: true})
+}
+
+func (n *shuffleNode) barrier(b *Barrier) error {
+	return n.broadcast(element{kind: elemBarrier, barrier: b})
+}
+
+func (n *shuffleNode) end() error {
+	return n.broadcast(element{kind: elemEnd})
+}
+
+func keyString(v any) (string, bool) {
+	switch x := v.(type) {
+	case string:
+		return x, true
+	case float64:
+		return strconv.FormatFloat(x, 'f', -1, 64), true
+	case int:
+		return strconv.Itoa(x), true
+	case int64:
+		return strconv.FormatInt(x, 10), true
+	}
+	return "", false
+}
+
+func typeName(v any) string {
+	switch v.(type) {
+	case nil:
+		return "null"
+	case string:
+		return "string"
+	case float64, int, int64:
+		return "number"
+	case bool:
+		return "boolean"
+	case map[string]any:
+		return "object"
+	case []any:
+		return "array"
+	}
+	return fmt.Sprintf("%T", v)
+}

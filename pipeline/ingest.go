@@ -1,0 +1,135 @@
+package pipeline
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/eddy-stream/eddy/pipeline/mqttio"
+	"github.com/eddy-stream/eddy/storage/ingestlog"
+)
+
+// Ingest appends every message of one MQTT source to the source's ingest
+// log and acknowledges it to the broker only after the log has made it
+// durable (group commit). When the log is full it stops taking messages,
+// so the broker holds the rest; nothing is dropped.
+type Ingest struct {
+	name string
+	log  *ingestlog.Log
+	src  *mqttio.Source
+	lg   *slog.Logger
+
+	mu      sync.Mutex
+	pending []pendingAck // FIFO, ascending offsets
+	fatal   error
+
+	ctx    context.Context
+	cancel context.CancelFunc
+
+	Received atomic.Int64
+	Acked    atomic.Int64
+	full     atomic.Bool
+}
+
+type pendingAck struct {
+	offset uint64
+	ack    func()
+}
+
+// NewIngest wires an MQTT subscription to log. Start connects.
+func NewIngest(name string, log *ingestlog.Log, opts mqttio.ClientOptions, subs []mqttio.Subscription, lg *slog.Logger) *Ingest {
+	if lg == nil {
+		lg = slog.New(slog.DiscardHandler)
+	}
+	in := &Ingest{name: name, log: log, lg: lg.With("source", name)}
+	in.ctx, in.cancel = context.WithCancel(context.Background())
+	in.src = mqttio.NewSource(opts, subs, in.handle)
+	log.OnSync(in.onSync)
+	return in
+}
+
+// Start connects to the broker; it does not fail when the broker is down
+// (the client keeps reconnecting).
+func (in *Ingest) Start(ctx context.Context) error { return in.src.Start(ctx) }
+
+// Full reports whether the ingest log is full and messages wait at the broker.
+func (in *Ingest) Full() bool { return in.full.Load() }
+
+// Connected reports whether the MQTT client is connected.
+func (in *Ingest) Connected() bool { return in.src.Connected() }
+
+// Err returns the fatal error of the ingest log, if any.
+func (in *Ingest) Err() error {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	return in.fatal
+}
+
+func (in *Ingest) handle(m mqttio.Message) {
+	in.Received.Add(1)
+	rec := ingestlog.Record{
+		Timestamp: time.Now().UnixMilli(), Topic: m.Topic, PacketID: m.PacketID,
+		Dup: m.Dup, QoS: m.QoS, Payload: m.Payload,
+	}
+	for {
+		off, err := in.log.Append(&rec)
+		if err == nil {
+			if in.full.CompareAndSwap(true, false) {
+				in.lg.Info("ingest log has room again, taking messages")
+			}
+			if m.QoS > 0 {
+				in.mu.Lock()
+				in.pending = append(in.pending, pendingAck{off, m.Ack})
+				in.mu.Unlock()
+			}
+			return
+		}
+		if !errors.Is(err, ingestlog.ErrFull) {
+			// The log is broken (a failed fsync is fatal): never acknowledge
+			// again, so the broker keeps every message for the next start.
+			in.mu.Lock()
+			if in.fatal == nil {
+				in.fatal = err
+				in.lg.Error("ingest log failed; no longer acknowledging messages", "err", err)
+			}
+			in.mu.Unlock()
+			<-in.ctx.Done()
+			return
+		}
+		if in.full.CompareAndSwap(false, true) {
+			in.lg.Warn("ingest log full: not acknowledging, the broker holds new messages until a checkpoint frees space",
+				"size", in.log.Size())
+		}
+		select {
+		case <-in.ctx.Done():
+			return
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+// onSync acknowledges, in order, every message the log has made durable.
+func (in *Ingest) onSync(next uint64) {
+	in.mu.Lock()
+	i := 0
+	for i < len(in.pending) && in.pending[i].offset < next {
+		i++
+	}
+	done := in.pending[:i:i]
+	in.pending = in.pending[i:]
+	in.mu.Unlock()
+	for _, p := range done {
+		p.ack()
+	}
+	in.Acked.Add(int64(len(done)))
+}
+
+// Close disconnects. Messages appended but not yet durable are not
+// acknowledged; the broker redelivers them to the persistent session.
+func (in *Ingest) Close() error {
+	in.cancel()
+	return in.src.Close()
+}

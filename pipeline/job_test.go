@@ -1,0 +1,407 @@
+package pipeline
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sort"
+	"sync"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+
+	"github.com/eddy-stream/eddy/storage/checkpoint"
+	"github.com/eddy-stream/eddy/storage/fileutil"
+	"github.com/eddy-stream/eddy/storage/ingestlog"
+	"github.com/eddy-stream/eddy/storage/state"
+	"github.com/eddy-stream/eddy/test/oracle"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+// memSink collects outputs in memory.
+type memSink struct {
+	mu   sync.Mutex
+	outs []Output
+}
+
+func (s *memSink) Write(_ context.Context, outs []Output) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, o := range outs {
+		o.Payload = append([]byte(nil), o.Payload...)
+		s.outs = append(s.outs, o)
+	}
+	return nil
+}
+func (s *memSink) Flush(context.Context) error { return nil }
+func (s *memSink) Close() error                { return nil }
+
+func (s *memSink) snapshot() []Output {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]Output(nil), s.outs...)
+}
+
+// reading is a test reading on topic sensors/<site>/<dev>/telemetry.
+type reading struct {
+	site, dev string
+	ts        int64
+	temp      float64
+}
+
+func (r reading) msg() (string, []byte) {
+	b, _ := json.Marshal(map[string]any{"ts": r.ts, "temperature": r.temp})
+	return fmt.Sprintf("sensors/%s/%s/telemetry", r.site, r.dev), b
+}
+
+type harness struct {
+	t     *testing.T
+	dir   string
+	log   *ingestlog.Log
+	mem   *state.Memory
+	out   *memSink
+	dead  *memSink
+	store *checkpoint.Store
+}
+
+func newHarness(t *testing.T, checkpoints bool) *harness {
+	t.Helper()
+	h := &harness{t: t, dir: t.TempDir(), out: &memSink{}, dead: &memSink{}}
+	var err error
+	if h.log, err = ingestlog.Open(ingestlog.Options{
+		Dir: filepath.Join(h.dir, "ingest"), SegmentSize: 1 << 20, MaxSize: 64 << 20, SyncInterval: time.Millisecond,
+	}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { h.log.Close() })
+	if h.mem, err = state.NewMemory(state.MemoryOptions{Managed: 32 << 20, WriteBufferRatio: .5, HighPrioPoolRatio: .1, NumDBs: 4}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(h.mem.Close)
+	if checkpoints {
+		if h.store, err = checkpoint.Open(filepath.Join(h.dir, "checkpoints"), fileutil.OSFS{}, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return h
+}
+
+func (h *harness) appendMsgs(topicPayload ...[2]string) {
+	h.t.Helper()
+	for _, tp := range topicPayload {
+		if _, err := h.log.Append(&ingestlog.Record{Timestamp: 1, Topic: tp[0], Payload: []byte(tp[1]), QoS: 1}); err != nil {
+			h.t.Fatal(err)
+		}
+	}
+	if err := h.log.Sync(); err != nil {
+		h.t.Fatal(err)
+	}
+}
+
+func (h *harness) appendReadings(rs []reading) {
+	h.t.Helper()
+	for _, r := range rs {
+		topic, p := r.msg()
+		h.appendMsgs([2]string{topic, string(p)})
+	}
+}
+
+func (h *harness) spec(p int, w WindowSpec) JobSpec {
+	s := JobSpec{
+		Name: "t", Parallelism: p, MaxParallelism: 128, BatchSize: 7,
+		Sources: []SourceSpec{{
+			Name: "readings", Log: h.log, TopicFields: []string{"", "site", "device", ""},
+			EventTime: EventTimeSpec{Field: "ts", MaxOutOfOrderness: 2 * time.Second},
+		}},
+		Stages: []StageSpec{
+			{Name: "valid", Filter: "temperature > -50 && temperature < 150"},
+			{Name: "win", KeyBy: []string{"site", "device"}, Window: &w,
+				Aggregates: map[string]string{"n": "count()", "avg": "avg(temperature)", "hi": "max(temperature)", "lo": "min(temperature)", "first": "first(temperature)", "last": "last(temperature)"}},
+		},
+		Sinks: []SinkSpec{
+			{Name: "out", From: "win", Topic: "results/{site}/{device}", Sink: h.out},
+			{Name: "dead", DeadLetters: true, Sink: h.dead},
+		},
+		State: StateSpec{Dir: filepath.Join(h.dir, "state"), Memory: h.mem, WriteCacheEntries: 3},
+	}
+	if h.store != nil {
+		s.Checkpoints = h.store
+		s.Checkpointing = CheckpointOptions{Interval: 50 * time.Millisecond, Mode: "exactly_once", NumRetained: 2, Incremental: true, Timeout: 10 * time.Second}
+	}
+	return s
+}
+
+// run runs the job until cond holds for the sink contents, then stops it.
+func (h *harness) run(spec JobSpec, cond func() bool) *Job {
+	h.t.Helper()
+	os.RemoveAll(spec.State.Dir)
+	job, err := NewJob(spec, nil, testLogger())
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- job.Run(ctx) }()
+	deadline := time.Now().Add(20 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			cancel()
+			<-done
+			job.Close()
+			for _, d := range h.dead.snapshot() {
+				h.t.Logf("dead letter: %s", d.Payload)
+			}
+			h.t.Fatalf("condition not met in time; %d outputs, %d dead letters", len(h.out.snapshot()), len(h.dead.snapshot()))
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		h.t.Fatal(err)
+	}
+	if err := job.Close(); err != nil {
+		h.t.Fatal(err)
+	}
+	return job
+}
+
+type result struct {
+	ID          string  `json:"id"`
+	Site        string  `json:"site"`
+	Device      string  `json:"device"`
+	WindowStart int64   `json:"window_start"`
+	WindowEnd   int64   `json:"window_end"`
+	N           float64 `json:"n"`
+	Avg         float64 `json:"avg"`
+	Hi          float64 `json:"hi"`
+	Lo          float64 `json:"lo"`
+	First       float64 `json:"first"`
+	Last        float64 `json:"last"`
+	Firing      int     `json:"firing"`
+}
+
+// finals decodes outputs and keeps the last firing per window, checking
+// that outputs with the same id are identical.
+func finals(t *testing.T, outs []Output) map[string]result {
+	t.Helper()
+	byID := map[string]string{}
+	last := map[string]result{}
+	for _, o := range outs {
+		if prev, ok := byID[o.ID]; ok && prev != string(o.Payload) {
+			t.Errorf("id %s published with different content:\n%s\n%s", o.ID, prev, o.Payload)
+		}
+		byID[o.ID] = string(o.Payload)
+		var r result
+		if err := json.Unmarshal(o.Payload, &r); err != nil {
+			t.Fatalf("bad result %s: %v", o.Payload, err)
+		}
+		k := oracle.ID(r.Site+"|"+r.Device, r.WindowStart, r.WindowEnd)
+		if cur, ok := last[k]; !ok || r.Firing > cur.Firing {
+			last[k] = r
+		}
+	}
+	return last
+}
+
+func compare(t *testing.T, got map[string]result, want map[string]oracle.Result) {
+	t.Helper()
+	if len(got) != len(want) {
+		t.Errorf("got %d windows, want %d", len(got), len(want))
+	}
+	keys := make([]string, 0, len(want))
+	for k := range want {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		w := want[k]
+		g, ok := got[k]
+		if !ok {
+			t.Errorf("missing window %s", k)
+			continue
+		}
+		for name, gv := range map[string]float64{"n": g.N, "avg": g.Avg, "hi": g.Hi, "lo": g.Lo, "first": g.First, "last": g.Last} {
+			if !oracle.Close(gv, w.Values[name]) {
+				t.Errorf("%s: %s = %v, want %v", k, name, gv, w.Values[name])
+			}
+		}
+	}
+	for k := range got {
+		if _, ok := want[k]; !ok {
+			t.Errorf("unexpected window %s", k)
+		}
+	}
+}
+
+var testAggs = []oracle.Agg{
+	{Name: "n", Fn: "count"}, {Name: "avg", Fn: "avg", Field: "temperature"}, {Name: "hi", Fn: "max", Field: "temperature"},
+	{Name: "lo", Fn: "min", Field: "temperature"}, {Name: "first", Fn: "first", Field: "temperature"}, {Name: "last", Fn: "last", Field: "temperature"},
+}
+
+// genReadings makes n readings of devs devices, 100 ms apart, with disorder
+// up to 1.5 s (below max_out_of_orderness, so none is late).
+func genReadings(n, devs int, seed int64) []reading {
+	var out []reading
+	base := int64(1_700_000_000_000)
+	x := uint64(seed)
+	for i := range n {
+		x = x*6364136223846793005 + 1442695040888963407
+		jitter := int64(x>>33) % 1500
+		d := i % devs
+		out = append(out, reading{
+			site: fmt.Sprintf("s%d", d%3), dev: fmt.Sprintf("d%02d", d),
+			ts: base + int64(i)*100 - jitter, temp: float64(int64(x>>40)%4000)/100 - 5,
+		})
+	}
+	return out
+}
+
+func toOracle(rs []reading) []oracle.Reading {
+	out := make([]oracle.Reading, len(rs))
+	for i, r := range rs {
+		out[i] = oracle.Reading{Key: r.site + "|" + r.dev, TS: r.ts, Vals: map[string]float64{"temperature": r.temp}}
+	}
+	return out
+}
+
+// endMarker pushes the watermark far ahead so every window closes.
+func endMarker(ts int64) reading { return reading{site: "zz", dev: "end", ts: ts, temp: 0} }
+
+func TestJobWindows(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		p    int
+		w    WindowSpec
+		ow   oracle.Window
+	}{
+		{"tumbling p1", 1, WindowSpec{Type: "tumbling", Size: 5 * time.Second}, oracle.Window{Type: "tumbling", Size: 5000}},
+		{"tumbling p4", 4, WindowSpec{Type: "tumbling", Size: 5 * time.Second}, oracle.Window{Type: "tumbling", Size: 5000}},
+		{"sliding p2", 2, WindowSpec{Type: "sliding", Size: 6 * time.Second, Slide: 2 * time.Second}, oracle.Window{Type: "sliding", Size: 6000, Slide: 2000}},
+		{"session p3", 3, WindowSpec{Type: "session", Gap: 700 * time.Millisecond}, oracle.Window{Type: "session", Gap: 700}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newHarness(t, false)
+			rs := genReadings(3000, 11, 7)
+			h.appendReadings(rs)
+			last := rs[len(rs)-1].ts
+			end := endMarker(last + 3_600_000)
+			h.appendReadings([]reading{end})
+			want := oracle.Compute(toOracle(rs), tc.ow, testAggs, end.ts-2000)
+			h.run(h.spec(tc.p, tc.w), func() bool { return len(finals(t, h.out.snapshot())) >= len(want) })
+			compare(t, finals(t, h.out.snapshot()), want)
+			if d := h.dead.snapshot(); len(d) != 0 {
+				t.Errorf("%d dead letters, want none: %s", len(d), d[0].Payload)
+			}
+		})
+	}
+}
+
+func TestJobLateAndBadInput(t *testing.T) {
+	h := newHarness(t, false)
+	rs := genReadings(3000, 5, 3)
+	h.appendReadings(rs[:2500])
+	// Far behind the watermark: late, whatever the batching (the source
+	// emits a watermark at least every readBatch messages).
+	late := reading{site: "s0", dev: "d00", ts: rs[0].ts - 60_000, temp: 20}
+	h.appendReadings([]reading{late})
+	cur := rs[2499].ts
+	h.appendMsgs(
+		[2]string{"sensors/s1/d01/telemetry", fmt.Sprintf(`{"ts": %d, "temperature": "hot"}`, cur)},
+		[2]string{"sensors/s1/d01/telemetry", `{not json`},
+		[2]string{"sensors/s1/d01/telemetry", `[]`},
+		[2]string{"sensors/s1/d01/telemetry", `{"temperature": 20}`},
+		[2]string{"sensors/s1/d01/telemetry", fmt.Sprintf(`[{"ts": %d, "temperature": 21, "extra": {"a": 1}}, 5]`, cur)},
+		[2]string{"bad", fmt.Sprintf(`{"ts": %d, "temperature": 21}`, cur)},
+	)
+	h.appendReadings(rs[2500:])
+	end := endMarker(rs[len(rs)-1].ts + 3_600_000)
+	h.appendReadings([]reading{end})
+	good := append(toOracle(rs), oracle.Reading{Key: "s1|d01", TS: cur, Vals: map[string]float64{"temperature": 21}})
+	want := oracle.Compute(good, oracle.Window{Type: "tumbling", Size: 5000}, testAggs, end.ts-2000)
+	spec := h.spec(2, WindowSpec{Type: "tumbling", Size: 5 * time.Second})
+	h.run(spec, func() bool { return len(finals(t, h.out.snapshot())) >= len(want) && len(h.dead.snapshot()) >= 7 })
+	compare(t, finals(t, h.out.snapshot()), want)
+	reasons := map[string]int{}
+	for _, o := range h.dead.snapshot() {
+		var m map[string]any
+		if err := json.Unmarshal(o.Payload, &m); err != nil {
+			t.Fatal(err)
+		}
+		r := m["reason"].(string)
+		switch {
+		case len(r) >= 10 && r[:10] == "late event":
+			reasons["late"]++
+		case len(r) >= 7 && r[:7] == "filter:":
+			reasons["filter"]++
+		case len(r) >= 12 && r[:12] == "invalid JSON":
+			reasons["json"]++
+		case len(r) >= 11 && r[:11] == "empty array":
+			reasons["empty"]++
+		case len(r) >= 18 && r[:18] == "missing event time":
+			reasons["no ts"]++
+		case len(r) >= 13 && r[:13] == "array element":
+			reasons["element"]++
+		case len(r) >= 17 && r[:17] == "missing key field":
+			reasons["no key"]++
+		default:
+			t.Errorf("unexpected dead letter %s", o.Payload)
+		}
+	}
+	for _, k := range []string{"late", "filter", "json", "empty", "no ts", "element", "no key"} {
+		if reasons[k] != 1 {
+			t.Errorf("dead letters %q = %d, want 1 (all: %v)", k, reasons[k], reasons)
+		}
+	}
+}
+
+func TestJobCheckpointRestoreExactlyOnce(t *testing.T) {
+	for _, timers := range []string{"rocksdb", "heap"} {
+		t.Run(timers, func(t *testing.T) {
+			h := newHarness(t, true)
+			rs := genReadings(6000, 9, 11)
+			h.appendReadings(rs[:3000])
+			w := WindowSpec{Type: "tumbling", Size: 5 * time.Second, AllowedLateness: time.Second}
+			spec := h.spec(3, w)
+			spec.State.Timers = timers
+			// First run: stop (as if killed) after a few checkpoints.
+			h.run(spec, func() bool {
+				ids, _ := h.store.Completed()
+				return len(ids) >= 3 && len(h.out.snapshot()) > 0
+			})
+			first := len(h.out.snapshot())
+			h.appendReadings(rs[3000:])
+			end := endMarker(rs[len(rs)-1].ts + 3_600_000)
+			h.appendReadings([]reading{end})
+			md, broken, err := h.store.Latest(true)
+			if err != nil || md == nil || len(broken) > 0 {
+				t.Fatalf("latest: %v %v %v", md, broken, err)
+			}
+			spec = h.spec(3, w)
+			spec.State.Timers = timers
+			spec.Restore = md
+			want := oracle.Compute(toOracle(rs), oracle.Window{Type: "tumbling", Size: 5000}, testAggs, end.ts-2000)
+			job := h.run(spec, func() bool { return len(finals(t, h.out.snapshot())) >= len(want) })
+			compare(t, finals(t, h.out.snapshot()), want)
+			o := job.Stats().Overview()
+			if o.Counts.Restored != 1 || o.Latest.Restored == nil || o.Latest.Restored.ID != md.ID {
+				t.Errorf("restored stats: %+v", o.Latest.Restored)
+			}
+			if o.Counts.Completed == 0 || o.Latest.Completed == nil || o.Latest.Completed.StateSize == 0 {
+				t.Errorf("completed stats: %+v", o.Counts)
+			}
+			t.Logf("first run published %d, total %d outputs for %d windows; checkpoints %+v", first, len(h.out.snapshot()), len(want), o.Counts)
+		})
+	}
+}
+
+func testLogger() *slog.Logger {
+	if os.Getenv("EDDY_TEST_LOG") == "" {
+		return nil
+	}
+	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+}

@@ -1,0 +1,166 @@
+package pipeline
+
+import (
+	"fmt"
+	"math"
+	"strings"
+	"time"
+
+	"github.com/valyala/fastjson"
+
+	"github.com/eddy-stream/eddy/storage/ingestlog"
+)
+
+// parser turns one ingest-log message into readings. It is owned by one
+// source task and reuses its buffers.
+type parser struct {
+	spec      *SourceSpec
+	maxSize   int
+	p         fastjson.Parser
+	fields    map[string]any
+	rec       Record
+	ref       MsgRef
+	topicBuf  []string
+	tsField   string
+	tsFormat  string
+	ingestion bool
+}
+
+func newParser(spec *SourceSpec, maxSize int) *parser {
+	return &parser{
+		spec: spec, maxSize: maxSize, fields: make(map[string]any, 16),
+		tsField: spec.EventTime.Field, tsFormat: spec.EventTime.Format,
+		ingestion: spec.EventTime.Field == "",
+	}
+}
+
+// parse calls emit for every good reading of r, and dl for bad input. The
+// Record passed to emit is reused for the next reading.
+func (ps *parser) parse(r *ingestlog.Record, emit func(*Record) error, dl *deadLetters) error {
+	ps.ref = MsgRef{Source: ps.spec.Name, Offset: r.Offset, Topic: r.Topic, Payload: r.Payload, Index: -1}
+	if len(r.Payload) > ps.maxSize {
+		return dl.message(&ps.ref, fmt.Sprintf("payload too large: %d bytes, limit %d", len(r.Payload), ps.maxSize))
+	}
+	v, err := ps.p.ParseBytes(r.Payload)
+	if err != nil {
+		return dl.message(&ps.ref, "invalid JSON: "+err.Error())
+	}
+	switch v.Type() {
+	case fastjson.TypeObject:
+		return ps.reading(v, r, emit, dl)
+	case fastjson.TypeArray:
+		arr, _ := v.Array()
+		if len(arr) == 0 {
+			return dl.message(&ps.ref, "empty array: no readings in message")
+		}
+		for i, e := range arr {
+			ps.ref.Index = i
+			if e.Type() != fastjson.TypeObject {
+				ps.rec = Record{Msg: &ps.ref}
+				if err := dl.reading(&ps.rec, ps.spec.Name, fmt.Sprintf("array element %d is a %s, want an object", i, e.Type())); err != nil {
+					return err
+				}
+				continue
+			}
+			if err := ps.reading(e, r, emit, dl); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	return dl.message(&ps.ref, fmt.Sprintf("message is a JSON %s, want an object or an array of objects", v.Type()))
+}
+
+func (ps *parser) reading(v *fastjson.Value, r *ingestlog.Record, emit func(*Record) error, dl *deadLetters) error {
+	clear(ps.fields)
+	if tf := ps.spec.TopicFields; len(tf) > 0 {
+		ps.topicBuf = splitTopic(ps.topicBuf[:0], r.Topic)
+		for i, name := range tf {
+			if name != "" && i < len(ps.topicBuf) {
+				ps.fields[name] = ps.topicBuf[i]
+			}
+		}
+	}
+	o, _ := v.Object()
+	o.Visit(func(k []byte, fv *fastjson.Value) { ps.fields[string(k)] = jsonValue(fv) })
+	ps.rec = Record{Fields: ps.fields, Msg: &ps.ref}
+	if ps.ingestion {
+		ps.rec.TS = r.Timestamp
+	} else {
+		ts, err := ps.eventTime()
+		if err != nil {
+			return dl.reading(&ps.rec, ps.spec.Name, err.Error())
+		}
+		ps.rec.TS = ts
+	}
+	return emit(&ps.rec)
+}
+
+func (ps *parser) eventTime() (int64, error) {
+	v, ok := ps.fields[ps.tsField]
+	if !ok || v == nil {
+		return 0, fmt.Errorf("missing event time field %s", ps.tsField)
+	}
+	switch x := v.(type) {
+	case float64:
+		switch ps.tsFormat {
+		case "epoch_s":
+			return int64(math.Round(x * 1000)), nil
+		case "rfc3339":
+			return 0, fmt.Errorf("event time field %s: want an RFC 3339 string, got a number", ps.tsField)
+		case "epoch_ms":
+			return int64(x), nil
+		}
+		if x < 1e11 { // auto: seconds until year 5138, milliseconds after
+			return int64(math.Round(x * 1000)), nil
+		}
+		return int64(x), nil
+	case string:
+		if ps.tsFormat == "epoch_ms" || ps.tsFormat == "epoch_s" {
+			return 0, fmt.Errorf("event time field %s: want a number (%s), got a string", ps.tsField, ps.tsFormat)
+		}
+		t, err := time.Parse(time.RFC3339Nano, x)
+		if err != nil {
+			return 0, fmt.Errorf("event time field %s: %q is not RFC 3339", ps.tsField, x)
+		}
+		return t.UnixMilli(), nil
+	}
+	return 0, fmt.Errorf("event time field %s: want a number or an RFC 3339 string, got %s", ps.tsField, typeName(v))
+}
+
+func splitTopic(dst []string, topic string) []string {
+	for {
+		i := strings.IndexByte(topic, '/')
+		if i < 0 {
+			return append(dst, topic)
+		}
+		dst = append(dst, topic[:i])
+		topic = topic[i+1:]
+	}
+}
+
+func jsonValue(v *fastjson.Value) any {
+	switch v.Type() {
+	case fastjson.TypeNumber:
+		return v.GetFloat64()
+	case fastjson.TypeString:
+		return string(v.GetStringBytes())
+	case fastjson.TypeTrue:
+		return true
+	case fastjson.TypeFalse:
+		return false
+	case fastjson.TypeObject:
+		m := map[string]any{}
+		o, _ := v.Object()
+		o.Visit(func(k []byte, fv *fastjson.Value) { m[string(k)] = jsonValue(fv) })
+		return m
+	case fastjson.TypeArray:
+		a, _ := v.Array()
+		out := make([]any, len(a))
+		for i, e := range a {
+			out[i] = jsonValue(e)
+		}
+		return out
+	}
+	return nil
+}

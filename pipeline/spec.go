@@ -1,0 +1,177 @@
+package pipeline
+
+import (
+	"time"
+
+	"github.com/eddy-stream/eddy/storage/checkpoint"
+	"github.com/eddy-stream/eddy/storage/ingestlog"
+	"github.com/eddy-stream/eddy/storage/state"
+)
+
+// JobSpec describes a job. The daemon builds it from the configuration; the
+// pipeline package knows nothing of YAML.
+type JobSpec struct {
+	Name           string // appliance id; part of every result id
+	Parallelism    int
+	MaxParallelism int
+	Sources        []SourceSpec
+	Stages         []StageSpec
+	Sinks          []SinkSpec
+	State          StateSpec
+	// ChannelCapacity is the number of batches a channel between tasks holds
+	// before the sender blocks (default 16). BatchSize is the number of
+	// readings per batch (default 512).
+	ChannelCapacity int
+	BatchSize       int
+	// MaxMessageSize: larger payloads are dead-lettered (default 1 MiB).
+	MaxMessageSize int
+	Checkpointing  CheckpointOptions
+	// Checkpoints is the local checkpoint store; nil disables checkpoints.
+	Checkpoints *checkpoint.Store
+	// Restore is the checkpoint to start from; nil starts empty.
+	Restore *checkpoint.Metadata
+	// RestoreVerified delivers the result of the full (SST checksum)
+	// verification of Restore, which runs while the job already processes.
+	// No checkpoint is triggered before it reports success; a failure ends
+	// the job with *ErrCorruptRestore. Nil: nothing to wait for.
+	RestoreVerified <-chan error
+	// RestoreSource says where Restore came from: local or remote.
+	RestoreSource string
+	// ProtectCheckpoint, if set, keeps a completed checkpoint from being
+	// pruned (the uploader may still be sending it).
+	ProtectCheckpoint func(id int64) bool
+	// OnCheckpoint, if set, is called after checkpoint N is committed and
+	// its staged output handed to the sinks (the uploader hooks in here).
+	OnCheckpoint func(md *checkpoint.Metadata)
+}
+
+// CheckpointOptions mirror Flink's execution.checkpointing.* options.
+type CheckpointOptions struct {
+	Interval          time.Duration // 0: no periodic checkpoints
+	Mode              string        // exactly_once | at_least_once
+	Timeout           time.Duration
+	MinPause          time.Duration
+	MaxConcurrent     int
+	TolerableFailures int
+	NumRetained       int
+	Incremental       bool
+	Compression       string // none | snappy (full snapshots only)
+	LocalRecovery     bool
+	History           int
+}
+
+// exactlyOnce reports whether sinks stage output until checkpoints complete.
+func (s *JobSpec) exactlyOnce() bool {
+	return s.Checkpoints != nil && s.Checkpointing.Mode != "at_least_once"
+}
+
+// SourceSpec is one ingest log and how to read its messages.
+type SourceSpec struct {
+	Name        string
+	Log         *ingestlog.Log
+	TopicFields []string // field name per topic level, "" to ignore
+	EventTime   EventTimeSpec
+}
+
+// EventTimeSpec says where a reading's event time comes from. An empty Field
+// means ingestion time: the receive timestamp stored in the ingest log,
+// which replays identically after a crash.
+type EventTimeSpec struct {
+	Field             string
+	Format            string // auto | rfc3339 | epoch_ms | epoch_s
+	MaxOutOfOrderness time.Duration
+	// IdleTimeout marks the source idle after this long without messages,
+	// so it stops holding back the watermark of tasks it feeds together
+	// with other sources (Flink's withIdleness). 0: never idle.
+	IdleTimeout time.Duration
+}
+
+// StageSpec is one stage: exactly one of Filter, Map, or a keyed window
+// (KeyBy + Window + Aggregates).
+type StageSpec struct {
+	Name   string
+	From   string // source or earlier stage; "" = previous stage, or every source for the first
+	Filter string
+	Map    map[string]string
+	KeyBy  []string
+	Window *WindowSpec
+	// Aggregates maps an output field to "fn(field)" or "count()".
+	Aggregates map[string]string
+}
+
+// Keyed reports whether the stage is a keyed window stage.
+func (s *StageSpec) Keyed() bool { return len(s.KeyBy) > 0 }
+
+// WindowSpec is a window assigner: tumbling(Size), sliding(Size, Slide) or
+// session(Gap), with Flink's allowed lateness.
+type WindowSpec struct {
+	Type            string
+	Size            time.Duration
+	Slide           time.Duration
+	Gap             time.Duration
+	AllowedLateness time.Duration
+}
+
+// SinkSpec binds a Sink to the stage it reads, or to dead letters.
+type SinkSpec struct {
+	Name        string
+	From        string
+	DeadLetters bool
+	// Topic is the MQTT topic template ("results/{site}/{device}"); empty
+	// for sinks that have no topic.
+	Topic string
+	Sink  Sink
+}
+
+// StateSpec configures keyed state.
+type StateSpec struct {
+	Dir               string // state/<stage>-<i>/ are created under it
+	Memory            *state.Memory
+	ColumnFamilies    map[string]state.CFOptions
+	MaxBackgroundJobs int
+	Timers            string // rocksdb | heap
+	// WriteCacheEntries bounds the write-back cache of open windows per
+	// subtask; beyond it dirty entries are written to RocksDB and half the
+	// cache is evicted.
+	WriteCacheEntries int
+}
+
+func (s *JobSpec) withDefaults() {
+	if s.ChannelCapacity <= 0 {
+		s.ChannelCapacity = 16
+	}
+	if s.BatchSize <= 0 {
+		s.BatchSize = 512
+	}
+	if s.MaxMessageSize <= 0 {
+		s.MaxMessageSize = 1 << 20
+	}
+	if s.MaxParallelism <= 0 {
+		s.MaxParallelism = 128
+	}
+	if s.Parallelism <= 0 {
+		s.Parallelism = 1
+	}
+	if s.State.WriteCacheEntries <= 0 {
+		s.State.WriteCacheEntries = 100_000
+	}
+	if s.State.Timers == "" {
+		s.State.Timers = "rocksdb"
+	}
+	c := &s.Checkpointing
+	if c.Mode == "" {
+		c.Mode = "exactly_once"
+	}
+	if c.Timeout <= 0 {
+		c.Timeout = 10 * time.Minute
+	}
+	if c.MaxConcurrent <= 0 {
+		c.MaxConcurrent = 1
+	}
+	if c.NumRetained <= 0 {
+		c.NumRetained = 1
+	}
+	if c.History <= 0 {
+		c.History = 10
+	}
+}

@@ -1,0 +1,484 @@
+package pipeline
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"reflect"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/eddy-stream/eddy/storage/checkpoint"
+	"github.com/eddy-stream/eddy/storage/ingestlog"
+	"github.com/eddy-stream/eddy/storage/keygroup"
+	"github.com/eddy-stream/eddy/storage/state"
+)
+
+// errAborted is returned by a task that stops because another task failed.
+var errAborted = errors.New("pipeline: job aborted")
+
+type batchPool struct{ p sync.Pool }
+
+func (bp *batchPool) get() *batch {
+	if b, ok := bp.p.Get().(*batch); ok {
+		return b
+	}
+	return &batch{}
+}
+
+func (bp *batchPool) put(b *batch) {
+	b.reset()
+	bp.p.Put(b)
+}
+
+// sourceTask reads one ingest log from an offset, parses, runs the chained
+// stateless stages, and emits watermarks of bounded out-of-orderness.
+type sourceTask struct {
+	spec  *SourceSpec
+	from  uint64
+	out   collector
+	dl    *deadLetters
+	m     *TaskMetrics
+	ps    *parser
+	maxTS int64
+	wm    int64
+	ooo     int64
+	abort   <-chan struct{}
+	trigger chan *Barrier
+	cp      *cpTask
+	// idleAfter marks the source idle downstream after this long without
+	// messages; isIdle until the next message.
+	idleAfter time.Duration
+	isIdle    bool
+}
+
+const readBatch = 1024
+
+// checkpoint records the source's position and sends barrier b downstream,
+// behind every record read before it.
+func (t *sourceTask) checkpoint(b *Barrier, offset uint64) error {
+	t0 := time.Now()
+	if err := t.handOver(); err != nil {
+		return err
+	}
+	if err := t.out.barrier(b); err != nil {
+		return err
+	}
+	if t.dl.node != nil {
+		if err := t.dl.node.barrier(b); err != nil {
+			return err
+		}
+	}
+	snap := &taskSnapshot{Watermark: t.wm, Offset: offset, MaxTimestamp: t.maxTS, Staged: t.cp.stagedState()}
+	base := taskAck{
+		source: t.spec.Name,
+		srcSt:  checkpoint.SourceState{Offset: offset, MaxTimestamp: t.maxTS},
+		state:  checkpoint.TaskState{Stage: t.cp.vertex, Kind: "none"},
+	}
+	base.stats.StartDelay = max(0, t0.UnixMilli()-b.Timestamp)
+	t.cp.async(b, snap, base, t0, time.Since(t0))
+	return nil
+}
+
+func (t *sourceTask) emit(r *Record) error {
+	t.m.RecordsIn.Add(1)
+	if r.TS > t.maxTS {
+		t.maxTS = r.TS
+	}
+	return t.out.collect(r)
+}
+
+// handOver sends the watermark downstream, which also flushes the batches
+// and sink buffers of the chain, and flushes the dead letters.
+func (t *sourceTask) handOver() error {
+	if err := t.out.watermark(t.wm); err != nil {
+		return err
+	}
+	if t.dl.node != nil {
+		return t.dl.node.flush()
+	}
+	return nil
+}
+
+func (t *sourceTask) end() error {
+	if err := t.out.end(); err != nil {
+		return err
+	}
+	if t.dl.node != nil {
+		return t.dl.node.flush()
+	}
+	return nil
+}
+
+func (t *sourceTask) run(ctx context.Context) (err error) {
+	r, err := t.spec.Log.NewReader(t.from)
+	if err != nil {
+		return fmt.Errorf("pipeline: source %s: open ingest log at offset %d: %w", t.spec.Name, t.from, err)
+	}
+	defer r.Close()
+	var rec ingestlog.Record
+	lastData := time.Now()
+	idle := time.NewTimer(time.Hour)
+	defer idle.Stop()
+	for {
+		// Take the notification channel before reading: a sync that lands
+		// after the last read below closes it, so the wait cannot miss it.
+		notify := t.spec.Log.Notify()
+		n := 0
+		for ; n < readBatch; n++ {
+			err := r.Next(&rec)
+			if errors.Is(err, ingestlog.ErrNoData) {
+				break
+			}
+			if err != nil {
+				return fmt.Errorf("pipeline: source %s: %w", t.spec.Name, err)
+			}
+			t.m.MessagesIn.Add(1)
+			if err := t.ps.parse(&rec, t.emit, t.dl); err != nil {
+				return err
+			}
+		}
+		t.m.Offset.Store(int64(r.Offset()))
+		select {
+		case b := <-t.trigger:
+			if err := t.checkpoint(b, r.Offset()); err != nil {
+				return err
+			}
+		default:
+		}
+		if t.maxTS != minWatermark {
+			if wm := t.maxTS - t.ooo - 1; wm > t.wm {
+				t.wm = wm
+				t.m.Watermark.Store(wm)
+			}
+		}
+		if n == readBatch {
+			if err := t.handOver(); err != nil {
+				return err
+			}
+			select {
+			case <-ctx.Done():
+				return t.end()
+			case <-t.abort:
+				return errAborted
+			default:
+			}
+			continue
+		}
+		if n > 0 {
+			t.isIdle = false
+			lastData = time.Now()
+		}
+		// Caught up: hand over what is batched, then sleep until the log grows.
+		if err := t.handOver(); err != nil {
+			return err
+		}
+		var idleC <-chan time.Time
+		if t.idleAfter > 0 && !t.isIdle {
+			idle.Reset(time.Until(lastData.Add(t.idleAfter)))
+			idleC = idle.C
+		}
+		select {
+		case <-ctx.Done():
+			return t.end()
+		case <-t.abort:
+			return errAborted
+		case b := <-t.trigger:
+			if err := t.checkpoint(b, r.Offset()); err != nil {
+				return err
+			}
+		case <-idleC:
+			t.isIdle = true
+			if err := t.out.idle(); err != nil {
+				return err
+			}
+		case <-notify:
+		}
+	}
+}
+
+// keyedTask is one subtask of a keyed window stage: it owns a RocksDB
+// instance and the key groups keygroup.RangeFor(index).
+type keyedTask struct {
+	name     string
+	stage    *stageNode
+	index    int
+	kgs      keygroup.Range
+	inputs   []chan element
+	inWM     []int64
+	idleIn   []bool
+	wm       int64
+	db       *state.DB
+	op       *windowOp
+	pool     *batchPool
+	dl       *deadLetters
+	m        *TaskMetrics
+	sinks    []*sinkNode
+	next     collector // stateless stages and shuffles fed by the results
+	resRec   Record
+	firstErr error
+	abort    <-chan struct{}
+	cp       *cpTask
+	align    map[int64]*alignState
+	heap     bool // timers on the heap: snapshot them in the sync phase
+}
+
+// alignState tracks barrier id across the inputs of a keyed task.
+type alignState struct {
+	first     time.Time
+	seen      []bool
+	count     int
+	processed int64
+}
+
+func (t *keyedTask) onResult(res *Result) {
+	if t.firstErr != nil {
+		return
+	}
+	k, err := decodeKey(res.rawKey, len(t.stage.spec.KeyBy))
+	if err != nil {
+		t.firstErr = err
+		return
+	}
+	res.Key = k
+	for _, s := range t.sinks {
+		if err := s.collectResult(res); err != nil {
+			t.firstErr = err
+			return
+		}
+	}
+	if t.next == nil {
+		return
+	}
+	f := make(map[string]any, len(k)+len(res.Values)+3)
+	for i, name := range t.stage.spec.KeyBy {
+		f[name] = k[i]
+	}
+	for i, a := range t.stage.plan.aggs {
+		f[a.name] = res.Values[i]
+	}
+	f["window_start"] = float64(res.Start)
+	f["window_end"] = float64(res.End)
+	f["stage"] = res.Stage
+	t.resRec = Record{Fields: f, TS: res.End - 1}
+	if err := t.next.collect(&t.resRec); err != nil {
+		t.firstErr = err
+	}
+}
+
+func (t *keyedTask) onLate(e *event, reason string) {
+	t.m.LateEvents.Add(1)
+	if err := t.dl.lateEvent(t.stage.spec.Name, e, reason); err != nil && t.firstErr == nil {
+		t.firstErr = err
+	}
+}
+
+func (t *keyedTask) forEachDownstream(f func(c collector) error) error {
+	for _, s := range t.sinks {
+		if err := f(s); err != nil {
+			return err
+		}
+	}
+	if t.next != nil {
+		if err := f(t.next); err != nil {
+			return err
+		}
+	}
+	if t.dl.node != nil {
+		return f(t.dl.node)
+	}
+	return nil
+}
+
+func (t *keyedTask) run(ctx context.Context) error {
+	ended := make([]bool, len(t.inputs))
+	live := len(t.inputs)
+	cases := make([]reflect.SelectCase, len(t.inputs)+1)
+	for i, ch := range t.inputs {
+		cases[i] = reflect.SelectCase{Dir: reflect.SelectRecv, Chan: reflect.ValueOf(ch)}
+	}
+	cases[len(t.inputs)] = reflect.SelectCase{Dir: reflect.SelectRecv, Chan: reflect.ValueOf(t.abort)}
+	for live > 0 {
+		var (
+			e  element
+			in int
+		)
+		if len(t.inputs) == 1 {
+			select {
+			case e = <-t.inputs[0]:
+			case <-t.abort:
+				return errAborted
+			}
+		} else {
+			i, v, _ := reflect.Select(cases)
+			if i == len(t.inputs) {
+				return errAborted
+			}
+			in, e = i, v.Interface().(element)
+		}
+		switch e.kind {
+		case elemData:
+			if err := t.processBatch(e.b); err != nil {
+				return err
+			}
+		case elemWatermark:
+			if e.idle {
+				t.idleIn[in] = true
+				if err := t.onWatermark(in, t.inWM[in]); err != nil {
+					return err
+				}
+				continue
+			}
+			t.idleIn[in] = false
+			if err := t.onWatermark(in, e.wm); err != nil {
+				return err
+			}
+		case elemBarrier:
+			if err := t.onBarrier(in, e.barrier, cases, ended); err != nil {
+				return err
+			}
+		case elemEnd:
+			ended[in] = true
+			live--
+			cases[in].Chan = reflect.Value{} // a zero Chan is never selected
+		}
+	}
+	if err := t.op.flush(); err != nil {
+		return err
+	}
+	return t.forEachDownstream(func(c collector) error { return c.end() })
+}
+
+func (t *keyedTask) processBatch(b *batch) error {
+	k := len(t.stage.plan.inputs)
+	for i := range b.events {
+		ev := &b.events[i]
+		ev.vals = b.vals[i*k : (i+1)*k]
+		if err := t.op.process(ev); err != nil {
+			return err
+		}
+		if t.firstErr != nil {
+			return t.firstErr
+		}
+	}
+	t.m.RecordsIn.Add(int64(len(b.events)))
+	for _, a := range t.align {
+		a.processed += int64(len(b.events))
+	}
+	t.pool.put(b)
+	return nil
+}
+
+// onBarrier aligns barrier b over the inputs. In exactly-once mode an input
+// that delivered b is not read again until b has arrived on every input;
+// in at-least-once mode inputs are only counted.
+func (t *keyedTask) onBarrier(in int, b *Barrier, cases []reflect.SelectCase, ended []bool) error {
+	a := t.align[b.ID]
+	if a == nil {
+		a = &alignState{first: time.Now(), seen: make([]bool, len(t.inputs))}
+		t.align[b.ID] = a
+	}
+	if !a.seen[in] {
+		a.seen[in] = true
+		a.count++
+	}
+	exactly := t.cp.j.spec.Checkpointing.Mode != "at_least_once"
+	if exactly && len(t.inputs) > 1 {
+		cases[in].Chan = reflect.Value{}
+	}
+	live := 0
+	for i := range ended {
+		if !ended[i] {
+			live++
+		}
+	}
+	if a.count < live {
+		return nil
+	}
+	delete(t.align, b.ID)
+	alignDur := time.Since(a.first)
+	if exactly {
+		for i, ch := range t.inputs {
+			if !ended[i] {
+				cases[i].Chan = reflect.ValueOf(ch)
+			}
+		}
+	}
+	return t.checkpoint(b, a.first, alignDur, a.processed)
+}
+
+// checkpoint is the synchronous phase of a snapshot, on the task's
+// goroutine: write the cache to RocksDB, take a native RocksDB checkpoint
+// (hard links), copy heap timers, stage sink output, pass the barrier on.
+// The file listing, checksums and the task state file are written in the
+// asynchronous phase.
+func (t *keyedTask) checkpoint(b *Barrier, first time.Time, alignDur time.Duration, processed int64) error {
+	t0 := time.Now()
+	base := taskAck{state: checkpoint.TaskState{
+		Stage: t.stage.spec.Name, Index: t.index, KeyGroupStart: t.kgs.Start, KeyGroupEnd: t.kgs.End, Kind: "native",
+	}}
+	snap := &taskSnapshot{Watermark: t.wm, InputWatermarks: slices.Clone(t.inWM)}
+	err := t.op.flush()
+	if err != nil {
+		return err // the cache could not be written: the task's state is in doubt
+	}
+	if err := t.db.CreateCheckpoint(t.cp.j.spec.Checkpoints.TaskDir(b.ID, t.name)); err != nil {
+		base.err = fmt.Errorf("task %s: native checkpoint: %w", t.name, err)
+	}
+	if t.heap && base.err == nil {
+		var buf bytes.Buffer
+		if err := t.op.timers.Snapshot(&buf); err != nil {
+			base.err = fmt.Errorf("task %s: snapshot heap timers: %w", t.name, err)
+		}
+		snap.HeapTimers = buf.Bytes()
+	}
+	if err := t.forEachDownstream(func(c collector) error { return c.barrier(b) }); err != nil {
+		return err
+	}
+	snap.Staged = t.cp.stagedState()
+	base.stats.StartDelay = max(0, first.UnixMilli()-b.Timestamp)
+	base.stats.Alignment = AlignmentFig{Duration: alignDur.Milliseconds(), Processed: processed}
+	t.cp.async(b, snap, base, t0, time.Since(t0))
+	return nil
+}
+
+// onWatermark takes input in's watermark; the task's watermark is the
+// minimum over inputs that are not idle, and never goes back.
+func (t *keyedTask) onWatermark(in int, wm int64) error {
+	t.inWM[in] = max(t.inWM[in], wm)
+	low, any := int64(0), false
+	for i, w := range t.inWM {
+		if t.idleIn[i] {
+			continue
+		}
+		if !any || w < low {
+			low, any = w, true
+		}
+	}
+	if !any || low <= t.wm {
+		return t.flushSinks()
+	}
+	t.wm = low
+	t.m.Watermark.Store(low)
+	if err := t.op.advance(low); err != nil {
+		return err
+	}
+	if t.firstErr != nil {
+		return t.firstErr
+	}
+	return t.forEachDownstream(func(c collector) error { return c.watermark(low) })
+}
+
+func (t *keyedTask) flushSinks() error {
+	for _, s := range t.sinks {
+		if err := s.flush(); err != nil {
+			return err
+		}
+	}
+	if t.dl.node != nil {
+		return t.dl.node.flush()
+	}
+	return nil
+}

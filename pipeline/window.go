@@ -1,0 +1,480 @@
+package pipeline
+
+import (
+	"encoding/binary"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/eddy-stream/eddy/storage/state"
+	"github.com/eddy-stream/eddy/storage/timers"
+)
+
+// Column families of a window stage's RocksDB instance.
+const (
+	cfWindows = "windows" // [kg][key] → every open window of the key with its accumulators and timers
+	cfTimers  = "timers"  // timer service (state.timers: rocksdb)
+)
+
+type windowKind uint8
+
+const (
+	tumbling windowKind = iota
+	sliding
+	session
+)
+
+// assigner places an event time into windows, Flink's WindowAssigner.
+// Times are unix milliseconds; a window is [start, end).
+type assigner struct {
+	kind                  windowKind
+	size, slide, gap, lag int64 // lag is the allowed lateness
+}
+
+func newAssigner(w *WindowSpec) (assigner, error) {
+	a := assigner{
+		size: w.Size.Milliseconds(), slide: w.Slide.Milliseconds(),
+		gap: w.Gap.Milliseconds(), lag: w.AllowedLateness.Milliseconds(),
+	}
+	switch w.Type {
+	case "tumbling":
+		a.kind = tumbling
+		if a.size <= 0 {
+			return a, fmt.Errorf("tumbling window needs size > 0")
+		}
+	case "sliding":
+		a.kind = sliding
+		if a.size <= 0 || a.slide <= 0 || a.slide > a.size || a.size%a.slide != 0 {
+			return a, fmt.Errorf("sliding window needs 0 < slide <= size and size a multiple of slide")
+		}
+	case "session":
+		a.kind = session
+		if a.gap <= 0 {
+			return a, fmt.Errorf("session window needs gap > 0")
+		}
+	default:
+		return a, fmt.Errorf("unknown window type %q (allowed: tumbling, sliding, session)", w.Type)
+	}
+	return a, nil
+}
+
+func floorMod(a, b int64) int64 { return ((a % b) + b) % b }
+
+// assign appends the windows ts belongs to (tumbling and sliding).
+func (a *assigner) assign(ts int64, dst [][2]int64) [][2]int64 {
+	switch a.kind {
+	case tumbling:
+		s := ts - floorMod(ts, a.size)
+		return append(dst, [2]int64{s, s + a.size})
+	case sliding:
+		last := ts - floorMod(ts, a.slide)
+		for s := last; s > ts-a.size; s -= a.slide {
+			dst = append(dst, [2]int64{s, s + a.size})
+		}
+		return dst
+	}
+	return append(dst, [2]int64{ts, ts + a.gap})
+}
+
+// win is one open window of a key.
+type win struct {
+	start, end int64
+	firings    uint32
+	accs       []acc
+}
+
+func (w *win) maxTS() int64 { return w.end - 1 }
+
+// keyEntry is the cached state of one key: its open windows (sorted by
+// start) and the timer timestamps registered for it.
+type keyEntry struct {
+	kg     uint16
+	key    string
+	wins   []*win
+	timers []int64
+	dirty  bool
+	inDB   bool
+}
+
+// Result is one firing of a window for a key.
+type Result struct {
+	Stage   string
+	Key     []string // key field values, in key_by order
+	Start   int64
+	End     int64
+	Values  []float64 // in aggPlan order
+	Firing  uint32    // 1 for the on-time firing, 2.. for late updates
+	rawKey  string
+	stageIx int
+}
+
+// windowOp is a keyed window operator with a write-back cache in front of
+// RocksDB: a reading costs a Go map lookup, not a cgo call. Dirty entries
+// are written in one WriteBatch when the cache overflows and before every
+// snapshot.
+type windowOp struct {
+	stage    string
+	keyNames []string
+	asg      assigner
+	plan     *aggPlan
+	db       *state.DB
+	cfWin    *state.CF
+	timers   timers.Service
+	cache    map[string]*keyEntry
+	ndirty   int
+	limit    int
+	wm       int64
+	out      func(*Result)
+	late     func(e *event, reason string)
+	keyBuf   []byte
+	asgBuf   [][2]int64
+	batch    *state.Batch
+	valBuf   []byte
+	resVals  []float64
+	lateSeen uint64
+}
+
+func (op *windowOp) entry(kg uint16, key string) (*keyEntry, error) {
+	if e, ok := op.cache[key]; ok {
+		return e, nil
+	}
+	e := &keyEntry{kg: kg, key: key}
+	op.keyBuf = state.AppendKey(op.keyBuf[:0], kg, []byte(key), nil)
+	v, ok, err := op.db.Get(op.cfWin, op.keyBuf)
+	if err != nil {
+		return nil, err
+	}
+	if ok {
+		if err := op.decodeEntry(e, v); err != nil {
+			return nil, fmt.Errorf("pipeline: stage %s: decode state of key group %d: %w", op.stage, kg, err)
+		}
+		e.inDB = true
+	}
+	op.cache[key] = e
+	return e, nil
+}
+
+func (op *windowOp) markDirty(e *keyEntry) {
+	if !e.dirty {
+		e.dirty = true
+		op.ndirty++
+	}
+}
+
+func (op *windowOp) isLate(w *win) bool { return w.maxTS()+op.asg.lag <= op.wm }
+
+// process adds one event to its windows.
+func (op *windowOp) process(ev *event) error {
+	e, err := op.entry(ev.kg, ev.key)
+	if err != nil {
+		return err
+	}
+	if op.asg.kind == session {
+		return op.processSession(e, ev)
+	}
+	op.asgBuf = op.asg.assign(ev.ts, op.asgBuf[:0])
+	added := false
+	for _, se := range op.asgBuf {
+		if se[1]-1+op.asg.lag <= op.wm {
+			continue // this window is past its allowed lateness
+		}
+		w := e.find(se[0], se[1])
+		if w == nil {
+			w = &win{start: se[0], end: se[1], accs: make([]acc, len(op.plan.aggs))}
+			e.insert(w)
+			op.ensureTimer(e, w.maxTS())
+		}
+		op.addTo(w, ev)
+		added = true
+		if w.firings > 0 { // late but within allowed lateness: fire again
+			op.fire(e, w)
+		}
+	}
+	if !added {
+		op.lateSeen++
+		op.late(ev, fmt.Sprintf("late event: event time %s is behind the watermark %s by more than allowed lateness",
+			fmtMS(ev.ts), fmtMS(op.wm)))
+		if len(e.wins) == 0 && !e.inDB {
+			delete(op.cache, e.key)
+		}
+		return nil
+	}
+	op.markDirty(e)
+	return op.maybeEvict()
+}
+
+func (op *windowOp) processSession(e *keyEntry, ev *event) error {
+	nw := &win{start: ev.ts, end: ev.ts + op.asg.gap, accs: make([]acc, len(op.plan.aggs))}
+	// Merge every window that intersects (Flink's MergingWindowSet: windows
+	// that touch merge too).
+	kept := e.wins[:0]
+	var merged []*win
+	for _, w := range e.wins {
+		if w.start <= nw.end && nw.start <= w.end {
+			merged = append(merged, w)
+			continue
+		}
+		kept = append(kept, w)
+	}
+	for _, w := range merged {
+		nw.start = min(nw.start, w.start)
+		nw.end = max(nw.end, w.end)
+		nw.firings = max(nw.firings, w.firings)
+		for i := range nw.accs {
+			nw.accs[i].merge(op.plan.aggs[i].fn, w.accs[i])
+		}
+	}
+	if op.isLate(nw) {
+		e.wins = append(kept, merged...)
+		slices.SortFunc(e.wins, func(a, b *win) int { return int(a.start - b.start) })
+		op.lateSeen++
+		op.late(ev, fmt.Sprintf("late event: session of event time %s closed before the watermark %s",
+			fmtMS(ev.ts), fmtMS(op.wm)))
+		if len(e.wins) == 0 && !e.inDB {
+			delete(op.cache, e.key)
+		}
+		return nil
+	}
+	e.wins = kept
+	e.insert(nw)
+	op.addTo(nw, ev)
+	op.ensureTimer(e, nw.maxTS())
+	if nw.firings > 0 && nw.maxTS() <= op.wm {
+		op.fire(e, nw)
+	}
+	op.markDirty(e)
+	return op.maybeEvict()
+}
+
+func (op *windowOp) addTo(w *win, ev *event) {
+	for i, a := range op.plan.aggs {
+		v := 0.0
+		if a.input >= 0 {
+			v = ev.vals[a.input]
+		}
+		w.accs[i].add(a.fn, v, ev.ts)
+	}
+}
+
+func (op *windowOp) ensureTimer(e *keyEntry, ts int64) {
+	if slices.Contains(e.timers, ts) {
+		return
+	}
+	e.timers = append(e.timers, ts)
+	op.timers.Register(timers.Timer{KeyGroup: e.kg, Key: []byte(e.key), Timestamp: ts})
+}
+
+func (op *windowOp) fire(e *keyEntry, w *win) {
+	w.firings++
+	op.resVals = op.resVals[:0]
+	for i, a := range op.plan.aggs {
+		op.resVals = append(op.resVals, w.accs[i].result(a.fn))
+	}
+	op.out(&Result{Stage: op.stage, Start: w.start, End: w.end, Values: op.resVals, Firing: w.firings, rawKey: e.key})
+}
+
+// advance moves the watermark and fires every window whose time has come.
+func (op *windowOp) advance(wm int64) error {
+	if wm <= op.wm {
+		return nil
+	}
+	op.wm = wm
+	err := op.timers.Advance(wm, func(t timers.Timer) error {
+		e, err := op.entry(t.KeyGroup, string(t.Key))
+		if err != nil {
+			return err
+		}
+		e.timers = slices.DeleteFunc(e.timers, func(ts int64) bool { return ts == t.Timestamp })
+		op.onTimer(e)
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	return op.maybeEvict()
+}
+
+func (op *windowOp) onTimer(e *keyEntry) {
+	for _, w := range e.wins {
+		if w.firings == 0 && w.maxTS() <= op.wm {
+			op.fire(e, w)
+		}
+	}
+	e.wins = slices.DeleteFunc(e.wins, op.isLate)
+	next := int64(0)
+	for i, w := range e.wins {
+		t := w.maxTS()
+		if w.firings > 0 {
+			t += op.asg.lag
+		}
+		if i == 0 || t < next {
+			next = t
+		}
+	}
+	if len(e.wins) > 0 {
+		op.ensureTimer(e, next)
+	}
+	op.markDirty(e)
+}
+
+func (e *keyEntry) find(start, end int64) *win {
+	for _, w := range e.wins {
+		if w.start == start && w.end == end {
+			return w
+		}
+	}
+	return nil
+}
+
+func (e *keyEntry) insert(w *win) {
+	i, _ := slices.BinarySearchFunc(e.wins, w.start, func(a *win, s int64) int {
+		switch {
+		case a.start < s:
+			return -1
+		case a.start > s:
+			return 1
+		}
+		return 0
+	})
+	e.wins = slices.Insert(e.wins, i, w)
+}
+
+func (op *windowOp) maybeEvict() error {
+	if len(op.cache) <= op.limit {
+		return nil
+	}
+	if err := op.flush(); err != nil {
+		return err
+	}
+	n := len(op.cache) / 2
+	for k := range op.cache { // map order is random: a random half goes
+		if n == 0 {
+			break
+		}
+		delete(op.cache, k)
+		n--
+	}
+	return nil
+}
+
+// flush writes every dirty entry and pending timer into RocksDB in one
+// WriteBatch. It runs before each snapshot and when the cache overflows.
+func (op *windowOp) flush() error {
+	b := op.batch
+	b.Clear()
+	for k, e := range op.cache {
+		if !e.dirty {
+			continue
+		}
+		e.dirty = false
+		op.keyBuf = state.AppendKey(op.keyBuf[:0], e.kg, []byte(e.key), nil)
+		if len(e.wins) == 0 {
+			if e.inDB {
+				b.Delete(op.cfWin, op.keyBuf)
+			}
+			delete(op.cache, k)
+			continue
+		}
+		op.valBuf = op.encodeEntry(op.valBuf[:0], e)
+		b.Put(op.cfWin, op.keyBuf, op.valBuf)
+		e.inDB = true
+	}
+	op.ndirty = 0
+	if err := op.timers.Flush(b); err != nil {
+		return err
+	}
+	if b.Len() == 0 {
+		return nil
+	}
+	if err := op.db.Write(b); err != nil {
+		return fmt.Errorf("pipeline: stage %s: write state: %w", op.stage, err)
+	}
+	b.Clear()
+	return nil
+}
+
+// State value of a key (cfWindows), little-endian varints:
+//
+//	uvarint n; n × { varint start; uvarint end-start; uvarint firings; acc... }
+//	uvarint m; m × varint timer timestamp
+func (op *windowOp) encodeEntry(dst []byte, e *keyEntry) []byte {
+	dst = binary.AppendUvarint(dst, uint64(len(e.wins)))
+	for _, w := range e.wins {
+		dst = binary.AppendVarint(dst, w.start)
+		dst = binary.AppendUvarint(dst, uint64(w.end-w.start))
+		dst = binary.AppendUvarint(dst, uint64(w.firings))
+		for i, a := range op.plan.aggs {
+			dst = appendAcc(dst, a.fn, &w.accs[i])
+		}
+	}
+	dst = binary.AppendUvarint(dst, uint64(len(e.timers)))
+	for _, t := range e.timers {
+		dst = binary.AppendVarint(dst, t)
+	}
+	return dst
+}
+
+func (op *windowOp) decodeEntry(e *keyEntry, b []byte) error {
+	uv := func() (uint64, error) {
+		v, n := binary.Uvarint(b)
+		if n <= 0 {
+			return 0, errShortValue
+		}
+		b = b[n:]
+		return v, nil
+	}
+	sv := func() (int64, error) {
+		v, n := binary.Varint(b)
+		if n <= 0 {
+			return 0, errShortValue
+		}
+		b = b[n:]
+		return v, nil
+	}
+	n, err := uv()
+	if err != nil {
+		return err
+	}
+	e.wins = make([]*win, 0, n)
+	for range n {
+		w := &win{accs: make([]acc, len(op.plan.aggs))}
+		if w.start, err = sv(); err != nil {
+			return err
+		}
+		d, err := uv()
+		if err != nil {
+			return err
+		}
+		w.end = w.start + int64(d)
+		f, err := uv()
+		if err != nil {
+			return err
+		}
+		w.firings = uint32(f)
+		for i, a := range op.plan.aggs {
+			if b, err = readAcc(b, a.fn, &w.accs[i]); err != nil {
+				return err
+			}
+		}
+		e.wins = append(e.wins, w)
+	}
+	m, err := uv()
+	if err != nil {
+		return err
+	}
+	for range m {
+		t, err := sv()
+		if err != nil {
+			return err
+		}
+		e.timers = append(e.timers, t)
+	}
+	return nil
+}
+
+func fmtMS(ms int64) string {
+	if ms == minWatermark {
+		return "-inf"
+	}
+	return time.UnixMilli(ms).UTC().Format("2006-01-02T15:04:05.000Z")
+}
