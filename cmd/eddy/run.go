@@ -1,0 +1,97 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/spf13/cobra"
+
+	"github.com/eddy-stream/eddy/daemon"
+	"github.com/eddy-stream/eddy/daemon/config"
+)
+
+const defaultConfig = "/etc/eddy/config.yaml"
+
+func runCmd() *cobra.Command {
+	var path string
+	c := &cobra.Command{
+		Use:   "run",
+		Short: "Run the pipeline (as a service: systemctl start eddy)",
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg, err := config.Load(path)
+			if err != nil {
+				return err
+			}
+			level := new(slog.LevelVar)
+			level.Set(parseLevel(cfg.Log.Level))
+			log := newLogger(cfg.Log.Format, level)
+			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			d, err := daemon.New(cfg, log, level)
+			if err != nil {
+				return err
+			}
+			runErr := d.Run(ctx)
+			closeErr := d.Close()
+			if runErr == nil && closeErr == nil {
+				log.Info("stopped")
+			}
+			return errors.Join(runErr, closeErr)
+		},
+	}
+	c.Flags().StringVarP(&path, "config", "c", defaultConfig, "configuration file")
+	return c
+}
+
+func parseLevel(s string) slog.Level {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(s)); err != nil {
+		return slog.LevelInfo
+	}
+	return l
+}
+
+func newLogger(format string, level *slog.LevelVar) *slog.Logger {
+	o := &slog.HandlerOptions{Level: level}
+	if format == "text" {
+		return slog.New(slog.NewTextHandler(os.Stderr, o))
+	}
+	return slog.New(slog.NewJSONHandler(os.Stderr, o))
+}
+
+func validateCmd() *cobra.Command {
+	var path string
+	c := &cobra.Command{
+		Use:   "validate",
+		Short: "Check a configuration file and print every problem",
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if _, err := config.Load(path); err != nil {
+				var ve *config.ValidationError
+				if errors.As(err, &ve) {
+					fmt.Fprintf(cmd.ErrOrStderr(), "%s: %d problem(s):\n%v\n", path, len(ve.Problems), err)
+					return errors.New("configuration is not valid")
+				}
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "%s: ok\n", path)
+			return nil
+		},
+	}
+	c.Flags().StringVarP(&path, "config", "c", defaultConfig, "configuration file")
+	return c
+}
+
+func versionCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "version",
+		Short: "Print the version",
+		Run: func(cmd *cobra.Command, _ []string) {
+			fmt.Fprintln(cmd.OutOrStdout(), "eddy", daemon.Version)
+		},
+	}
+}

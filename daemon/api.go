@@ -1,0 +1,192 @@
+package daemon
+
+import (
+	"context"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/eddy-stream/eddy/pipeline"
+)
+
+func (d *Daemon) startHTTP() error {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", d.handleHealth)
+	mux.HandleFunc("GET /api/v1/overview", d.handleOverview)
+	mux.HandleFunc("GET /api/v1/checkpoints", d.handleCheckpoints)
+	mux.HandleFunc("POST /api/v1/checkpoints", d.handleTrigger)
+	mux.HandleFunc("GET /api/v1/checkpoints/config", d.handleCheckpointConfig)
+	mux.HandleFunc("GET /api/v1/checkpoints/details/{id}", d.handleCheckpointDetails)
+	mux.Handle("GET /metrics", promhttp.HandlerFor(d.registry(), promhttp.HandlerOpts{}))
+	s, err := newHTTPServer(d.cfg.HTTP.Listen, mux, d.log)
+	if err != nil {
+		return err
+	}
+	d.http = s
+	d.log.Info("HTTP API listening", "url", "http://"+s.Addr())
+	return nil
+}
+
+func (d *Daemon) handleHealth(w http.ResponseWriter, _ *http.Request) {
+	select {
+	case <-d.ready:
+		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+	default:
+		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "starting"})
+	}
+}
+
+// IngestOverview describes one source's ingest log and MQTT connection.
+type IngestOverview struct {
+	Source      string `json:"source"`
+	Connected   bool   `json:"connected"`
+	Full        bool   `json:"full"`
+	Received    int64  `json:"messages_received"`
+	Acked       int64  `json:"messages_acknowledged"`
+	SizeBytes   int64  `json:"size_bytes"`
+	FirstOffset uint64 `json:"first_offset"`
+	NextOffset  uint64 `json:"next_offset"`
+	ReadOffset  uint64 `json:"read_offset"`
+	Lag         int64  `json:"lag"` // messages in the log not yet read by the pipeline
+	Error       string `json:"error,omitempty"`
+}
+
+// Overview is GET /api/v1/overview.
+type Overview struct {
+	ApplianceID   string                  `json:"appliance_id"`
+	Version       string                  `json:"version"`
+	UptimeSeconds int64                   `json:"uptime_seconds"`
+	Running       bool                    `json:"running"`
+	JobRestarts   int                     `json:"job_restarts"`
+	LastError     string                  `json:"last_error,omitempty"`
+	Tasks         []pipeline.TaskOverview `json:"tasks"`
+	Ingest        []IngestOverview        `json:"ingest"`
+	DeadLetters   int64                   `json:"dead_letters"`
+	LateEvents    int64                   `json:"late_events"`
+}
+
+func (d *Daemon) overview() Overview {
+	o := Overview{ApplianceID: d.cfg.ApplianceID, Version: Version, UptimeSeconds: int64(time.Since(d.start).Seconds())}
+	d.mu.RLock()
+	job := d.job
+	o.JobRestarts, o.LastError = d.restarts, d.lastErr
+	d.mu.RUnlock()
+	var offsets map[string]uint64
+	if job != nil {
+		o.Running = true
+		o.Tasks = job.Overview()
+		offsets = job.SourceOffsets()
+		for _, t := range o.Tasks {
+			o.DeadLetters += t.DeadLetters
+			o.LateEvents += t.LateEvents
+		}
+	}
+	for _, s := range d.cfg.Sources {
+		l := d.logs[s.Name]
+		if l == nil {
+			continue
+		}
+		io := IngestOverview{Source: s.Name, SizeBytes: l.Size(), FirstOffset: l.FirstOffset(), NextOffset: l.NextOffset(),
+			ReadOffset: offsets[s.Name]}
+		io.Lag = int64(io.NextOffset) - int64(io.ReadOffset)
+		if in := d.ingests[s.Name]; in != nil {
+			io.Connected, io.Full = in.Connected(), in.Full()
+			io.Received, io.Acked = in.Received.Load(), in.Acked.Load()
+			if err := in.Err(); err != nil {
+				io.Error = err.Error()
+			}
+		}
+		o.Ingest = append(o.Ingest, io)
+	}
+	return o
+}
+
+func (d *Daemon) handleOverview(w http.ResponseWriter, _ *http.Request) {
+	writeJSON(w, http.StatusOK, d.overview())
+}
+
+func (d *Daemon) stats() *pipeline.StatsTracker {
+	if job := d.currentJob(); job != nil {
+		return job.Stats()
+	}
+	return nil
+}
+
+func (d *Daemon) handleCheckpoints(w http.ResponseWriter, _ *http.Request) {
+	st := d.stats()
+	if st == nil {
+		writeJSON(w, http.StatusNotFound, map[string]string{"error": "checkpointing is off (checkpointing.interval: 0)"})
+		return
+	}
+	writeJSON(w, http.StatusOK, st.Overview())
+}
+
+func (d *Daemon) handleCheckpointDetails(w http.ResponseWriter, r *http.Request) {
+	st := d.stats()
+	id, err := strconv.ParseInt(r.PathValue("id"), 10, 64)
+	if st == nil || err != nil {
+		writeJSON(w, http.StatusNotFound, map[string]string{"error": "no such checkpoint"})
+		return
+	}
+	c, ok := st.Details(id)
+	if !ok {
+		writeJSON(w, http.StatusNotFound, map[string]string{"error": "checkpoint " + r.PathValue("id") + " is not in the history"})
+		return
+	}
+	writeJSON(w, http.StatusOK, c)
+}
+
+// CheckpointConfig is GET /api/v1/checkpoints/config, shaped like Flink's.
+type CheckpointConfig struct {
+	Mode                       string `json:"mode"`
+	Interval                   int64  `json:"interval"`
+	Timeout                    int64  `json:"timeout"`
+	MinPause                   int64  `json:"min_pause"`
+	MaxConcurrent              int    `json:"max_concurrent"`
+	Externalization            any    `json:"externalization"`
+	StateBackend               string `json:"state_backend"`
+	CheckpointStorage          string `json:"checkpoint_storage"`
+	UnalignedCheckpoints       bool   `json:"unaligned_checkpoints"`
+	TolerableFailedCheckpoints int    `json:"tolerable_failed_checkpoints"`
+	AlignedCheckpointTimeout   int64  `json:"aligned_checkpoint_timeout"`
+	Incremental                bool   `json:"incremental"`
+	LocalRecovery              bool   `json:"local_recovery"`
+	Compression                string `json:"compression"`
+	NumRetained                int    `json:"num_retained"`
+}
+
+func (d *Daemon) handleCheckpointConfig(w http.ResponseWriter, _ *http.Request) {
+	c := d.cfg.Checkpointing
+	mode := "exactly_once"
+	if c.Mode == "at_least_once" {
+		mode = "at_least_once"
+	}
+	writeJSON(w, http.StatusOK, CheckpointConfig{
+		Mode: mode, Interval: c.Interval.Milliseconds(), Timeout: c.Timeout.Milliseconds(),
+		MinPause: c.MinPause.Milliseconds(), MaxConcurrent: c.MaxConcurrent,
+		Externalization:            map[string]bool{"enabled": true, "delete_on_cancellation": false},
+		StateBackend:               "EmbeddedRocksDBStateBackend",
+		CheckpointStorage:          "FileSystemCheckpointStorage:" + d.cfg.Path(dirCheckpoints),
+		TolerableFailedCheckpoints: c.TolerableFailures, Incremental: c.Incremental,
+		LocalRecovery: c.LocalRecovery, Compression: c.Compression, NumRetained: c.NumRetained,
+	})
+}
+
+// handleTrigger takes a checkpoint now and answers when it has completed.
+func (d *Daemon) handleTrigger(w http.ResponseWriter, r *http.Request) {
+	job := d.currentJob()
+	if job == nil || job.Stats() == nil {
+		writeJSON(w, http.StatusConflict, map[string]string{"error": "no running job with checkpointing"})
+		return
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), d.cfg.Checkpointing.Timeout)
+	defer cancel()
+	id, err := job.TriggerCheckpoint(ctx)
+	if err != nil {
+		writeJSON(w, http.StatusInternalServerError, map[string]any{"id": id, "status": "FAILED", "error": err.Error()})
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"id": id, "status": "COMPLETED"})
+}
