@@ -9,6 +9,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/eddy-stream/eddy/internal/failpoint"
 	"github.com/eddy-stream/eddy/storage/checkpoint"
 	"github.com/eddy-stream/eddy/storage/fileutil"
 )
@@ -334,6 +335,7 @@ func (c *coordinator) complete(p *pendingCheckpoint) {
 		c.fail(p, fmt.Sprintf("commit _metadata: %v", err))
 		return
 	}
+	failpoint.Hit(failpoint.AfterMetadata)
 	delete(c.pending, p.id)
 	c.prevSST = newSST
 	c.lastDone = now
@@ -557,6 +559,7 @@ func (j *Job) publish(ctx context.Context, upTo int64) error {
 		for {
 			err := s.sink.Write(ctx, outs)
 			if err == nil {
+				failpoint.Hit(failpoint.MidPublish)
 				break
 			}
 			if ctx.Err() != nil {

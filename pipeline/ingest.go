@@ -3,11 +3,13 @@ package pipeline
 import (
 	"context"
 	"errors"
+	"hash/fnv"
 	"log/slog"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/eddy-stream/eddy/internal/failpoint"
 	"github.com/eddy-stream/eddy/pipeline/mqttio"
 	"github.com/eddy-stream/eddy/storage/ingestlog"
 )
@@ -25,13 +27,58 @@ type Ingest struct {
 	mu      sync.Mutex
 	pending []pendingAck // FIFO, ascending offsets
 	fatal   error
+	// recent maps the packet id of recent QoS 1/2 messages to a hash of
+	// topic and payload, to recognise a redelivery (DUP) of a message that
+	// is already in the log: eddy crashed, or the connection dropped, after
+	// the fsync but before the broker had the PUBACK.
+	recent map[uint16]uint64
 
 	ctx    context.Context
 	cancel context.CancelFunc
 
-	Received atomic.Int64
-	Acked    atomic.Int64
-	full     atomic.Bool
+	Received   atomic.Int64
+	Acked      atomic.Int64
+	Duplicates atomic.Int64 // redeliveries recognised and not appended again
+	full       atomic.Bool
+}
+
+// dedupWindow is how many of the newest log records are indexed for
+// recognising redeliveries: the packet id space.
+const dedupWindow = 1 << 16
+
+func msgHash(topic string, payload []byte) uint64 {
+	h := fnv.New64a()
+	h.Write([]byte(topic))
+	h.Write([]byte{0})
+	h.Write(payload)
+	return h.Sum64()
+}
+
+// loadRecent indexes the newest records of the log (after a restart, the
+// ones the broker may redeliver).
+func (in *Ingest) loadRecent() error {
+	from := in.log.FirstOffset()
+	if next := in.log.NextOffset(); next > dedupWindow && next-dedupWindow > from {
+		from = next - dedupWindow
+	}
+	r, err := in.log.NewReader(from)
+	if err != nil {
+		return err
+	}
+	defer r.Close()
+	var rec ingestlog.Record
+	for {
+		err := r.Next(&rec)
+		if errors.Is(err, ingestlog.ErrNoData) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		if rec.QoS > 0 {
+			in.recent[rec.PacketID] = msgHash(rec.Topic, rec.Payload)
+		}
+	}
 }
 
 type pendingAck struct {
@@ -44,8 +91,11 @@ func NewIngest(name string, log *ingestlog.Log, opts mqttio.ClientOptions, subs 
 	if lg == nil {
 		lg = slog.New(slog.DiscardHandler)
 	}
-	in := &Ingest{name: name, log: log, lg: lg.With("source", name)}
+	in := &Ingest{name: name, log: log, lg: lg.With("source", name), recent: map[uint16]uint64{}}
 	in.ctx, in.cancel = context.WithCancel(context.Background())
+	if err := in.loadRecent(); err != nil {
+		in.lg.Warn("could not index the log tail; redeliveries after this restart may be counted twice", "err", err)
+	}
 	in.src = mqttio.NewSource(opts, subs, in.handle)
 	log.OnSync(in.onSync)
 	return in
@@ -70,6 +120,21 @@ func (in *Ingest) Err() error {
 
 func (in *Ingest) handle(m mqttio.Message) {
 	in.Received.Add(1)
+	var h uint64
+	if m.QoS > 0 {
+		h = msgHash(m.Topic, m.Payload)
+		if m.Dup && in.recent[m.PacketID] == h {
+			// Already in the log: acknowledge once what is there is durable.
+			in.Duplicates.Add(1)
+			in.mu.Lock()
+			in.pending = append(in.pending, pendingAck{in.log.NextOffset() - 1, m.Ack})
+			in.mu.Unlock()
+			if in.log.SyncedOffset() >= in.log.NextOffset() {
+				in.onSync(in.log.SyncedOffset())
+			}
+			return
+		}
+	}
 	rec := ingestlog.Record{
 		Timestamp: time.Now().UnixMilli(), Topic: m.Topic, PacketID: m.PacketID,
 		Dup: m.Dup, QoS: m.QoS, Payload: m.Payload,
@@ -81,6 +146,7 @@ func (in *Ingest) handle(m mqttio.Message) {
 				in.lg.Info("ingest log has room again, taking messages")
 			}
 			if m.QoS > 0 {
+				in.recent[m.PacketID] = h
 				in.mu.Lock()
 				in.pending = append(in.pending, pendingAck{off, m.Ack})
 				in.mu.Unlock()
@@ -121,6 +187,9 @@ func (in *Ingest) onSync(next uint64) {
 	done := in.pending[:i:i]
 	in.pending = in.pending[i:]
 	in.mu.Unlock()
+	if len(done) > 0 {
+		failpoint.Hit(failpoint.BeforeIngestAck)
+	}
 	for _, p := range done {
 		p.ack()
 	}

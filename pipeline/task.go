@@ -10,6 +10,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/eddy-stream/eddy/internal/failpoint"
 	"github.com/eddy-stream/eddy/storage/checkpoint"
 	"github.com/eddy-stream/eddy/storage/ingestlog"
 	"github.com/eddy-stream/eddy/storage/keygroup"
@@ -427,6 +428,7 @@ func (t *keyedTask) checkpoint(b *Barrier, first time.Time, alignDur time.Durati
 	if err := t.db.CreateCheckpoint(t.cp.j.spec.Checkpoints.TaskDir(b.ID, t.name)); err != nil {
 		base.err = fmt.Errorf("task %s: native checkpoint: %w", t.name, err)
 	}
+	failpoint.Hit(failpoint.CheckpointSync)
 	if t.heap && base.err == nil {
 		var buf bytes.Buffer
 		if err := t.op.timers.Snapshot(&buf); err != nil {
