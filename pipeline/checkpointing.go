@@ -82,12 +82,19 @@ func (c *cpTask) stagedState() []stagedState {
 
 // async runs the asynchronous part of a snapshot off the task's goroutine
 // and sends the task's acknowledgement to the coordinator.
-func (c *cpTask) async(b *Barrier, snap *taskSnapshot, base taskAck, t0 time.Time, syncDur time.Duration) {
+// pre, if not nil, runs first in the task's checkpoint directory (the full
+// snapshot stream is written there).
+func (c *cpTask) async(b *Barrier, snap *taskSnapshot, base taskAck, t0 time.Time, syncDur time.Duration, pre func(dir string) error) {
 	c.j.async.Go(func() {
 		a := base
 		a.id, a.task, a.vertex = b.ID, c.name, c.vertex
 		dir := c.j.spec.Checkpoints.TaskDir(b.ID, c.name)
 		err := a.err
+		if err == nil && pre != nil {
+			if err = fileutil.CreateDirAll(dir); err == nil {
+				err = pre(dir)
+			}
+		}
 		if err == nil {
 			err = c.writeState(dir, snap, &a)
 		}

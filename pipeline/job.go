@@ -13,6 +13,7 @@ import (
 
 	"github.com/eddy-stream/eddy/storage/checkpoint"
 	"github.com/eddy-stream/eddy/storage/keygroup"
+	"github.com/eddy-stream/eddy/storage/snapshot"
 	"github.com/eddy-stream/eddy/storage/state"
 	"github.com/eddy-stream/eddy/storage/timers"
 )
@@ -157,11 +158,7 @@ func (j *Job) openSubtasks(n *stageNode) error {
 			db  *state.DB
 			err error
 		)
-		if md := j.spec.Restore; md != nil {
-			db, err = state.OpenFromCheckpoint(j.spec.Checkpoints.TaskDir(md.ID, name), opts.Dir, opts)
-		} else {
-			db, err = state.Open(opts)
-		}
+		db, err = j.openState(name, keygroup.RangeFor(i, maxP, p), opts)
 		if err != nil {
 			return fmt.Errorf("pipeline: open state of %s: %w", name, err)
 		}
@@ -556,4 +553,30 @@ func (j *Job) startCheckpointing(verified <-chan error) {
 		}
 	}
 	j.coord = c
+}
+
+// openState opens a subtask's working RocksDB: empty, hard-linked from a
+// native checkpoint (task-local recovery, no copy), or loaded from a full
+// snapshot.
+func (j *Job) openState(name string, kgs keygroup.Range, opts state.Options) (*state.DB, error) {
+	md := j.spec.Restore
+	if md == nil {
+		return state.Open(opts)
+	}
+	ts, ok := md.Tasks[name]
+	if !ok {
+		return nil, fmt.Errorf("checkpoint %d has no state for %s", md.ID, name)
+	}
+	dir := j.spec.Checkpoints.TaskDir(md.ID, name)
+	if ts.Kind != checkpoint.KindFull {
+		return state.OpenFromCheckpoint(dir, opts.Dir, opts)
+	}
+	db, err := state.Open(opts)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := snapshot.Restore(filepath.Join(dir, fullSnapshotFile), db, kgs); err != nil {
+		return nil, errors.Join(err, db.Close())
+	}
+	return db, nil
 }

@@ -360,14 +360,25 @@ func TestJobLateAndBadInput(t *testing.T) {
 }
 
 func TestJobCheckpointRestoreExactlyOnce(t *testing.T) {
-	for _, timers := range []string{"rocksdb", "heap"} {
-		t.Run(timers, func(t *testing.T) {
+	for _, tc := range []struct {
+		name, timers string
+		incremental  bool
+		compression  string
+	}{
+		{"incremental rocksdb timers", "rocksdb", true, "none"},
+		{"incremental heap timers", "heap", true, "none"},
+		{"full snappy", "rocksdb", false, "snappy"},
+		{"full uncompressed heap timers", "heap", false, "none"},
+	} {
+		timers := tc.timers
+		t.Run(tc.name, func(t *testing.T) {
 			h := newHarness(t, true)
 			rs := genReadings(6000, 9, 11)
 			h.appendReadings(rs[:3000])
 			w := WindowSpec{Type: "tumbling", Size: 5 * time.Second, AllowedLateness: time.Second}
 			spec := h.spec(3, w)
 			spec.State.Timers = timers
+			spec.Checkpointing.Incremental, spec.Checkpointing.Compression = tc.incremental, tc.compression
 			// First run: stop (as if killed) after a few checkpoints.
 			h.run(spec, func() bool {
 				ids, _ := h.store.Completed()
@@ -383,7 +394,17 @@ func TestJobCheckpointRestoreExactlyOnce(t *testing.T) {
 			}
 			spec = h.spec(3, w)
 			spec.State.Timers = timers
+			spec.Checkpointing.Incremental, spec.Checkpointing.Compression = tc.incremental, tc.compression
 			spec.Restore = md
+			for name, ts := range md.Tasks {
+				want := checkpoint.KindNative
+				if !tc.incremental {
+					want = checkpoint.KindFull
+				}
+				if ts.Stage == "win" && ts.Kind != want {
+					t.Errorf("task %s kind %s, want %s", name, ts.Kind, want)
+				}
+			}
 			want := oracle.Compute(toOracle(rs), oracle.Window{Type: "tumbling", Size: 5000}, testAggs, end.ts-2000)
 			job := h.run(spec, func() bool { return len(finals(t, h.out.snapshot())) >= len(want) })
 			compare(t, finals(t, h.out.snapshot()), want)

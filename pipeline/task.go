@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"path/filepath"
 	"reflect"
 	"slices"
 	"sync"
@@ -14,6 +15,7 @@ import (
 	"github.com/eddy-stream/eddy/storage/checkpoint"
 	"github.com/eddy-stream/eddy/storage/ingestlog"
 	"github.com/eddy-stream/eddy/storage/keygroup"
+	"github.com/eddy-stream/eddy/storage/snapshot"
 	"github.com/eddy-stream/eddy/storage/state"
 )
 
@@ -57,6 +59,10 @@ type sourceTask struct {
 
 const readBatch = 1024
 
+// fullSnapshotFile is the full snapshot stream of a keyed task in a
+// checkpoint taken with incremental: false.
+const fullSnapshotFile = "full.snap"
+
 // checkpoint records the source's position and sends barrier b downstream,
 // behind every record read before it.
 func (t *sourceTask) checkpoint(b *Barrier, offset uint64) error {
@@ -79,7 +85,7 @@ func (t *sourceTask) checkpoint(b *Barrier, offset uint64) error {
 		state:  checkpoint.TaskState{Stage: t.cp.vertex, Kind: "none"},
 	}
 	base.stats.StartDelay = max(0, t0.UnixMilli()-b.Timestamp)
-	t.cp.async(b, snap, base, t0, time.Since(t0))
+	t.cp.async(b, snap, base, t0, time.Since(t0), nil)
 	return nil
 }
 
@@ -417,16 +423,34 @@ func (t *keyedTask) onBarrier(in int, b *Barrier, cases []reflect.SelectCase, en
 // asynchronous phase.
 func (t *keyedTask) checkpoint(b *Barrier, first time.Time, alignDur time.Duration, processed int64) error {
 	t0 := time.Now()
+	opts := &t.cp.j.spec.Checkpointing
 	base := taskAck{state: checkpoint.TaskState{
-		Stage: t.stage.spec.Name, Index: t.index, KeyGroupStart: t.kgs.Start, KeyGroupEnd: t.kgs.End, Kind: "native",
+		Stage: t.stage.spec.Name, Index: t.index, KeyGroupStart: t.kgs.Start, KeyGroupEnd: t.kgs.End, Kind: checkpoint.KindNative,
 	}}
 	snap := &taskSnapshot{Watermark: t.wm, InputWatermarks: slices.Clone(t.inWM)}
 	err := t.op.flush()
 	if err != nil {
 		return err // the cache could not be written: the task's state is in doubt
 	}
-	if err := t.db.CreateCheckpoint(t.cp.j.spec.Checkpoints.TaskDir(b.ID, t.name)); err != nil {
-		base.err = fmt.Errorf("task %s: native checkpoint: %w", t.name, err)
+	var pre func(dir string) error
+	if opts.Incremental {
+		if err := t.db.CreateCheckpoint(t.cp.j.spec.Checkpoints.TaskDir(b.ID, t.name)); err != nil {
+			base.err = fmt.Errorf("task %s: native checkpoint: %w", t.name, err)
+		}
+	} else {
+		// Full snapshot: pin a RocksDB snapshot now, stream it in the
+		// asynchronous phase while the task goes on writing.
+		base.state.Kind = checkpoint.KindFull
+		rs, err := t.db.NewSnapshot()
+		if err != nil {
+			base.err = fmt.Errorf("task %s: snapshot: %w", t.name, err)
+		} else {
+			pre = func(dir string) error {
+				defer rs.Release()
+				_, err := snapshot.Write(filepath.Join(dir, fullSnapshotFile), rs, t.db.ColumnFamilies(), t.kgs, opts.Compression)
+				return err
+			}
+		}
 	}
 	failpoint.Hit(failpoint.CheckpointSync)
 	if t.heap && base.err == nil {
@@ -442,7 +466,7 @@ func (t *keyedTask) checkpoint(b *Barrier, first time.Time, alignDur time.Durati
 	snap.Staged = t.cp.stagedState()
 	base.stats.StartDelay = max(0, first.UnixMilli()-b.Timestamp)
 	base.stats.Alignment = AlignmentFig{Duration: alignDur.Milliseconds(), Processed: processed}
-	t.cp.async(b, snap, base, t0, time.Since(t0))
+	t.cp.async(b, snap, base, t0, time.Since(t0), pre)
 	return nil
 }
 

@@ -20,7 +20,7 @@ type conn struct {
 	mu   sync.Mutex
 	up   chan struct{} // closed while connected
 	lost chan struct{} // closed at the next connection loss
-	gen  uint64        // connection losses so far
+	gen  uint64        // advances at every loss and reconnect attempt
 
 	connects   atomic.Int64
 	losses     atomic.Int64
@@ -139,18 +139,16 @@ func (c *conn) generation() (uint64, <-chan struct{}) {
 
 // waitUp waits until the connection is up, ctx is done or stop is closed.
 func (c *conn) waitUp(ctx context.Context, stop <-chan struct{}) error {
-	for {
-		c.mu.Lock()
-		up := c.up
-		c.mu.Unlock()
-		select {
-		case <-up:
-			return nil
-		case <-stop:
-			return ErrClosed
-		case <-ctx.Done():
-			return ctx.Err()
-		}
+	c.mu.Lock()
+	up := c.up
+	c.mu.Unlock()
+	select {
+	case <-up:
+		return nil
+	case <-stop:
+		return ErrClosed
+	case <-ctx.Done():
+		return ctx.Err()
 	}
 }
 

@@ -12,11 +12,13 @@
 // PUBLISHes arrived, [MQTT-4.6.0-2]). A message that was never acked is
 // redelivered by the broker when the client reconnects to its persistent
 // session (CleanSession false, stable ClientID), with Dup set. Confirmed
-// against mosquitto 2.0.11 and mochi-mqtt 2.7.9: the redelivered PUBLISH
-// carries the same packet id as the original, because both brokers keep the
-// in-flight message, id included, in the session. The packet id is still
-// not a message identity: after the ack the broker reuses it for another
-// message.
+// (TestUnackedRedelivered, QoS 1 and 2) against mosquitto 2.0.11 and
+// mochi-mqtt 2.7.9: the redelivered PUBLISH carries the same packet id as
+// the original, because both brokers keep the in-flight message, id
+// included, in the session. The packet id is still not a message identity:
+// once acked the broker reuses it for another message. mosquitto redelivers
+// in the original order; mochi 2.7.9 does not (it sorts the session's
+// in-flight messages by their creation second, unstably).
 //
 // Acks for messages of a connection that has since been lost are dropped by
 // paho (the broker redelivers those messages anyway), so a handler owner
@@ -29,7 +31,8 @@
 // blocks, nothing is read, not even PINGRESP. A handler may block briefly
 // to apply back-pressure, but blocking for longer than KeepAlive plus
 // paho's 10 s ping timeout makes paho drop and re-establish the connection,
-// and Close waits for the handler to return.
+// and paho cannot finish a disconnect until the handler returns (Close
+// returns anyway, leaving paho's goroutines to end after the handler).
 //
 // # Flush and connection loss
 //
@@ -39,5 +42,24 @@
 // the resent copy, so a completed token proves nothing across a connection
 // loss. Flush therefore reports ErrUnconfirmed for every message that was
 // outstanding when the connection was lost; the caller (an exactly-once sink)
-// publishes that output again under the same result ids.
+// publishes that output again under the same result ids. Publish waits
+// while the connection is down rather than letting paho queue the message
+// (paho completes QoS 0 messages published while reconnecting without
+// sending them, and with a clean session discards QoS 1/2 messages queued
+// before the first connection without completing their tokens).
+//
+// # Embedded broker
+//
+// Embedded runs mochi-mqtt with raised limits: 65536 pending writes and
+// 65535 unacknowledged QoS 1/2 messages per client (mochi's packet-id
+// ceiling). Past those mochi drops (with a log line and a $SYS counter, no
+// hook for the in-flight limit). It slows a publisher only by accident,
+// when a subscriber's socket is full and writing to it holds a lock the
+// publisher's goroutine needs; a subscriber that reads promptly but acks
+// late (eddy's ingest during a slow fsync) gets no such protection and
+// loses messages once 65535 are outstanding (confirmed by
+// TestEmbeddedCarriesLoadToSlowSubscriber with the hook below disabled).
+// Embedded adds a hook that holds a publisher back while a connected
+// subscriber of its topic has 16384 unacknowledged messages, at most 5 s
+// per message, and counts every drop in Dropped.
 package mqttio

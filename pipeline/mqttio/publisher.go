@@ -37,12 +37,19 @@ type Publisher struct {
 	stop    chan struct{} // closed by Close
 	reaped  chan struct{} // closed when the reaper has exited
 
-	// seq counts messages handed to the window, done those the reaper has
-	// settled; Flush waits for done to reach seq.
+	// turn serializes Publish calls, so window order is sequence order.
+	turn chan struct{}
+
+	// seq numbers messages as Publish hands them to paho; prefix is the
+	// highest seq such that every message up to it is settled (early is
+	// those settled ahead of an earlier one); settled counts them all.
+	// Flush waits for prefix to reach the seq it started with.
 	mu      sync.Mutex
 	cond    *sync.Cond
 	seq     uint64
-	done    uint64
+	prefix  uint64
+	early   map[uint64]bool
+	settled uint64
 	errs    []error // since the last Flush, at most a few
 	nFailed int64   // since the last Flush
 
@@ -51,6 +58,7 @@ type Publisher struct {
 }
 
 type pending struct {
+	seq   uint64
 	tok   paho.Token
 	gen   uint64
 	lost  <-chan struct{}
@@ -66,6 +74,8 @@ func NewPublisher(o ClientOptions) *Publisher {
 		conn:   newConn(o, "publisher"),
 		stop:   make(chan struct{}),
 		reaped: make(chan struct{}),
+		turn:   make(chan struct{}, 1),
+		early:  map[uint64]bool{},
 	}
 	p.cond = sync.NewCond(&p.mu)
 	return p
@@ -108,7 +118,8 @@ func (p *Publisher) Start(ctx context.Context) error {
 // broker's acknowledgement. It blocks while MaxInflight messages are
 // outstanding, and while the client is not connected (a message published
 // during a reconnect would be confirmed by nothing); ctx bounds both waits.
-// Errors of the message itself come from Flush.
+// Errors of the message itself come from Flush. Concurrent calls are
+// serialized.
 func (p *Publisher) Publish(ctx context.Context, topic string, payload []byte, qos byte, retain bool) error {
 	if qos > 2 {
 		return fmt.Errorf("mqttio: publish to %s: qos %d out of range 0..2", topic, qos)
@@ -122,19 +133,26 @@ func (p *Publisher) Publish(ctx context.Context, topic string, payload []byte, q
 		}
 		return fmt.Errorf("%w: %w", ErrNotConnected, err)
 	}
+	select {
+	case p.turn <- struct{}{}:
+	case <-p.stop:
+		return ErrClosed
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	defer func() { <-p.turn }()
 	gen, lost := p.conn.generation()
-	// Reserve a place in the window before paho takes the message, so at
-	// most MaxInflight are outstanding.
 	p.mu.Lock()
 	p.seq++
+	seq := p.seq
 	p.mu.Unlock()
 	tok := p.client.Publish(topic, qos, retain, payload)
 	p.published.Add(1)
-	e := pending{tok: tok, gen: gen, lost: lost, topic: topic}
+	e := pending{seq: seq, tok: tok, gen: gen, lost: lost, topic: topic}
 	if p.enqueue(ctx, e) {
 		return nil
 	}
-	// The message is with paho but not in the window: settle it here.
+	// The message is with paho but not in the window: settle it on its own.
 	go func() {
 		<-tok.Done()
 		p.settle(e, tok.Error())
@@ -193,7 +211,16 @@ func (p *Publisher) reap() {
 
 func (p *Publisher) settle(e pending, err error) {
 	p.mu.Lock()
-	p.done++
+	p.settled++
+	if e.seq == p.prefix+1 {
+		p.prefix++
+		for p.early[p.prefix+1] {
+			delete(p.early, p.prefix+1)
+			p.prefix++
+		}
+	} else {
+		p.early[e.seq] = true
+	}
 	if err != nil {
 		p.nFailed++
 		if len(p.errs) < 3 && !containsErr(p.errs, err) {
@@ -217,8 +244,9 @@ func containsErr(errs []error, err error) bool {
 	return false
 }
 
-// Flush waits until the broker has acknowledged every message published so
-// far (PUBACK at QoS 1, PUBCOMP at QoS 2; written to the socket at QoS 0).
+// Flush waits until the broker has acknowledged every message whose
+// Publish returned before Flush was called (PUBACK at QoS 1, PUBCOMP at
+// QoS 2; written to the socket at QoS 0).
 // It returns the errors of messages that failed or whose fate is unknown
 // since the previous Flush (ErrUnconfirmed after a connection loss), or
 // ctx's error.
@@ -234,9 +262,9 @@ func (p *Publisher) Flush(ctx context.Context) error {
 	defer stopWake()
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	for p.done < target {
+	for p.prefix < target {
 		if err := ctx.Err(); err != nil {
-			return fmt.Errorf("mqttio: flush: %d of %d messages unacknowledged: %w", target-p.done, target, err)
+			return fmt.Errorf("mqttio: flush: %d of %d messages unacknowledged: %w", p.seq-p.settled, p.seq, err)
 		}
 		p.cond.Wait()
 	}
@@ -259,7 +287,7 @@ func (p *Publisher) Connected() bool {
 // Stats returns the Publisher's figures.
 func (p *Publisher) Stats() PublisherStats {
 	p.mu.Lock()
-	out := int64(p.seq - p.done)
+	out := int64(p.seq - p.settled)
 	p.mu.Unlock()
 	return PublisherStats{
 		Published:   p.published.Load(),

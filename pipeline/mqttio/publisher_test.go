@@ -165,3 +165,41 @@ func TestPublisherFileStore(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+func TestPublisherConcurrent(t *testing.T) {
+	b := mqtttest.Start(t)
+	o := opts(t, b.URL(), "conc-pub")
+	o.MaxInflight = 16
+	pub := startPublisher(t, o)
+	ctx := ctxT(t, 30*time.Second)
+	const workers, each = 4, 500
+	errs := make(chan error, workers+1)
+	for w := 0; w < workers; w++ {
+		go func() {
+			for i := 0; i < each; i++ {
+				if err := pub.Publish(ctx, "conc/x", payload(i), byte(i%3), false); err != nil {
+					errs <- err
+					return
+				}
+				if i%100 == 0 {
+					if err := pub.Flush(ctx); err != nil {
+						errs <- err
+						return
+					}
+				}
+			}
+			errs <- nil
+		}()
+	}
+	for w := 0; w < workers; w++ {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := pub.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if st := pub.Stats(); st.Acked != workers*each || st.Outstanding != 0 || st.Failed != 0 {
+		t.Fatalf("stats %+v", st)
+	}
+}
