@@ -86,6 +86,9 @@ func (c *cpTask) stagedState() []stagedState {
 // snapshot stream is written there).
 func (c *cpTask) async(b *Barrier, snap *taskSnapshot, base taskAck, t0 time.Time, syncDur time.Duration, pre func(dir string) error) {
 	c.j.async.Go(func() {
+		if testHookAsync != nil {
+			testHookAsync(c.name, b.ID)
+		}
 		a := base
 		a.id, a.task, a.vertex = b.ID, c.name, c.vertex
 		dir := c.j.spec.Checkpoints.TaskDir(b.ID, c.name)
@@ -138,6 +141,10 @@ func (c *cpTask) writeState(dir string, snap *taskSnapshot, a *taskAck) error {
 	return fileutil.SyncDir(dir)
 }
 
+// testHookAsync, set only by tests, runs at the start of every task's
+// asynchronous phase (to make checkpoints slow).
+var testHookAsync func(task string, id int64)
+
 type pendingCheckpoint struct {
 	id       int64
 	trigger  time.Time
@@ -175,6 +182,21 @@ type coordinator struct {
 	interval time.Duration
 	minPause time.Duration
 	settings chan [2]time.Duration
+	// discarded are failed or aborted checkpoints; their directories are
+	// removed again once every asynchronous phase has ended, since a late
+	// task may write into them after the first removal.
+	discarded map[int64]bool
+}
+
+// cleanup removes what late asynchronous phases wrote for discarded
+// checkpoints. Call it after every asynchronous phase has ended.
+func (c *coordinator) cleanup() {
+	for id := range c.discarded {
+		if err := c.store.Abort(id); err != nil {
+			c.log.Warn("removing discarded checkpoint", "checkpoint", id, "err", err)
+		}
+	}
+	c.discarded = map[int64]bool{}
 }
 
 func (c *coordinator) due(now time.Time) (time.Time, bool) {
@@ -416,6 +438,7 @@ func (c *coordinator) prune() {
 
 func (c *coordinator) fail(p *pendingCheckpoint, msg string) {
 	delete(c.pending, p.id)
+	c.discarded[p.id] = true
 	if err := c.store.Abort(p.id); err != nil {
 		c.log.Warn("removing failed checkpoint", "checkpoint", p.id, "err", err)
 	}
@@ -439,6 +462,7 @@ func (c *coordinator) expire(now time.Time) {
 func (c *coordinator) abortAll(why string) {
 	for _, p := range c.pending {
 		c.store.Abort(p.id)
+		c.discarded[p.id] = true
 		c.stats.failed(p.id, time.Now().UnixMilli(), why)
 		for _, w := range p.waiters {
 			w <- triggerResult{ID: p.id, Err: errors.New(why)}
@@ -551,6 +575,11 @@ func (j *Job) publisher(ctx context.Context) {
 		if err := j.spec.Checkpoints.MarkPublished(want); err != nil {
 			j.log.Warn("marking checkpoint published failed", "checkpoint", want, "err", err)
 		}
+		j.pubMu.Lock()
+		j.pubDone = done
+		close(j.pubDoneCh)
+		j.pubDoneCh = make(chan struct{})
+		j.pubMu.Unlock()
 	}
 }
 
@@ -587,4 +616,29 @@ func (j *Job) publish(ctx context.Context, upTo int64) error {
 		}
 	}
 	return nil
+}
+
+// StopWithCheckpoint is a graceful stop (SIGTERM): sources stop reading,
+// a final checkpoint is taken at their positions, and its staged output is
+// published. Cancel the context of Run afterwards. A restart restores this
+// checkpoint and replays nothing.
+func (j *Job) StopWithCheckpoint(ctx context.Context) (int64, error) {
+	j.draining.Store(true)
+	id, err := j.TriggerCheckpoint(ctx)
+	if err != nil {
+		return id, err
+	}
+	for {
+		j.pubMu.Lock()
+		done, ch := j.pubDone, j.pubDoneCh
+		j.pubMu.Unlock()
+		if done >= id {
+			return id, nil
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return id, fmt.Errorf("pipeline: final checkpoint %d completed but its output is not all published: %w", id, ctx.Err())
+		}
+	}
 }

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/eddy-stream/eddy/storage/checkpoint"
@@ -51,7 +52,10 @@ type Job struct {
 	stagers   []*stager
 	pubMu     sync.Mutex
 	pubWant   int64
+	pubDone   int64         // newest checkpoint whose staged output is published
+	pubDoneCh chan struct{} // closed and replaced when pubDone advances
 	pubWake   chan struct{}
+	draining  atomic.Bool // sources stop reading: a final checkpoint is coming
 	restored  map[string]*taskSnapshot // task name → restored non-keyed state
 }
 
@@ -70,6 +74,7 @@ func NewJob(spec JobSpec, start SourceStart, log *slog.Logger) (j *Job, err erro
 	j = &Job{
 		spec: spec, log: log, byName: map[string]*stageNode{}, abort: make(chan struct{}),
 		coordDone: make(chan struct{}), pubWake: make(chan struct{}, 1), pubWant: -1,
+		pubDone: -1, pubDoneCh: make(chan struct{}),
 		restored: map[string]*taskSnapshot{},
 	}
 	if err := j.checkRestore(); err != nil {
@@ -437,6 +442,9 @@ func (j *Job) Run(ctx context.Context) error {
 	cancel()
 	side.Wait()
 	j.async.Wait()
+	if j.coord != nil {
+		j.coord.cleanup()
+	}
 	flushCtx, cancelFlush := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancelFlush()
 	for i := range j.spec.Sinks {
@@ -530,6 +538,7 @@ func (j *Job) startCheckpointing(verified <-chan error) {
 		settings: make(chan [2]time.Duration), pending: map[int64]*pendingCheckpoint{},
 		numTasks: len(j.sources) + len(j.keyed), retained: map[int64]*checkpoint.Metadata{},
 		verified: verified, interval: o.Interval, minPause: o.MinPause, nextID: 1,
+		discarded: map[int64]bool{},
 	}
 	if ids, err := j.spec.Checkpoints.Completed(); err == nil {
 		for _, id := range ids {

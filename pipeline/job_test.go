@@ -3,11 +3,13 @@ package pipeline
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
 	"path/filepath"
 	"sort"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -425,4 +427,98 @@ func testLogger() *slog.Logger {
 		return nil
 	}
 	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+}
+
+func TestStopWithCheckpointReplaysNothing(t *testing.T) {
+	h := newHarness(t, true)
+	rs := genReadings(4000, 7, 5)
+	h.appendReadings(rs)
+	spec := h.spec(2, WindowSpec{Type: "tumbling", Size: 5 * time.Second})
+	job, err := NewJob(spec, nil, testLogger())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- job.Run(ctx) }()
+	for job.SourceOffsets()["readings"] < uint64(len(rs)) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	id, err := job.StopWithCheckpoint(context.Background())
+	cancel()
+	if err != nil || <-done != nil {
+		t.Fatalf("stop: %v", err)
+	}
+	job.Close()
+	published := len(h.out.snapshot())
+	md, _, err := h.store.Latest(true)
+	if err != nil || md.ID != id || md.Sources["readings"].Offset != uint64(len(rs)) {
+		t.Fatalf("final checkpoint %d: %+v %v", id, md, err)
+	}
+	if !h.store.Published(id) {
+		t.Error("final checkpoint not marked published")
+	}
+	spec.Restore = md
+	h.run(spec, func() bool { ids, _ := h.store.Completed(); return len(ids) > 0 && ids[len(ids)-1] >= id+2 })
+	if got := len(h.out.snapshot()); got != published {
+		t.Errorf("restart published %d more outputs; want none", got-published)
+	}
+}
+
+func TestMinPauseAndTimeout(t *testing.T) {
+	t.Cleanup(func() { testHookAsync = nil })
+	t.Run("min pause", func(t *testing.T) {
+		testHookAsync = func(string, int64) { time.Sleep(60 * time.Millisecond) }
+		h := newHarness(t, true)
+		h.appendReadings(genReadings(500, 3, 1))
+		spec := h.spec(1, WindowSpec{Type: "tumbling", Size: 5 * time.Second})
+		spec.Checkpointing.Interval = 10 * time.Millisecond // shorter than a checkpoint takes
+		spec.Checkpointing.MinPause = 150 * time.Millisecond
+		var job *Job
+		job = h.run(spec, func() bool { ids, _ := h.store.Completed(); return len(ids) >= 2 })
+		hist := job.Stats().Overview().History
+		var done []*CheckpointStats
+		for _, c := range hist {
+			if c.Status == StatusCompleted {
+				done = append([]*CheckpointStats{c}, done...)
+			}
+		}
+		for i := 1; i < len(done); i++ {
+			if gap := done[i].TriggerTimestamp - done[i-1].LatestAckTimestamp; gap < 150 {
+				t.Errorf("checkpoint %d triggered %d ms after %d completed; min_pause is 150 ms", done[i].ID, gap, done[i-1].ID)
+			}
+		}
+	})
+	t.Run("timeout", func(t *testing.T) {
+		testHookAsync = func(string, int64) { time.Sleep(300 * time.Millisecond) }
+		h := newHarness(t, true)
+		h.appendReadings(genReadings(500, 3, 1))
+		spec := h.spec(1, WindowSpec{Type: "tumbling", Size: 5 * time.Second})
+		spec.Checkpointing.Timeout = 50 * time.Millisecond
+		spec.Checkpointing.TolerableFailures = 2
+		os.RemoveAll(spec.State.Dir)
+		job, err := NewJob(spec, nil, testLogger())
+		if err != nil {
+			t.Fatal(err)
+		}
+		err = job.Run(context.Background())
+		job.Close()
+		if !errors.Is(err, ErrTooManyFailedCheckpoints) {
+			t.Fatalf("run: %v, want ErrTooManyFailedCheckpoints", err)
+		}
+		o := job.Stats().Overview()
+		if o.Counts.Failed != 3 || o.Counts.Completed != 0 {
+			t.Errorf("counts %+v, want 3 failed", o.Counts)
+		}
+		if o.Latest.Failed == nil || !strings.Contains(o.Latest.Failed.FailureMessage, "expired") {
+			t.Errorf("latest failed: %+v", o.Latest.Failed)
+		}
+		time.Sleep(400 * time.Millisecond) // late acks arrive and are cleaned up
+		entries, _ := os.ReadDir(h.store.Dir())
+		for _, e := range entries {
+			if strings.HasPrefix(e.Name(), "chk-") {
+				t.Errorf("aborted checkpoint left behind: %s", e.Name())
+			}
+		}
+	})
 }

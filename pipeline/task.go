@@ -134,7 +134,7 @@ func (t *sourceTask) run(ctx context.Context) (err error) {
 		// after the last read below closes it, so the wait cannot miss it.
 		notify := t.spec.Log.Notify()
 		n := 0
-		for ; n < readBatch; n++ {
+		for ; n < readBatch && !t.cp.j.draining.Load(); n++ {
 			err := r.Next(&rec)
 			if errors.Is(err, ingestlog.ErrNoData) {
 				break
