@@ -55,7 +55,7 @@ type Job struct {
 	pubDone   int64         // newest checkpoint whose staged output is published
 	pubDoneCh chan struct{} // closed and replaced when pubDone advances
 	pubWake   chan struct{}
-	draining  atomic.Bool // sources stop reading: a final checkpoint is coming
+	draining  atomic.Bool              // sources stop reading: a final checkpoint is coming
 	restored  map[string]*taskSnapshot // task name → restored non-keyed state
 }
 

@@ -39,14 +39,14 @@ func (bp *batchPool) put(b *batch) {
 // sourceTask reads one ingest log from an offset, parses, runs the chained
 // stateless stages, and emits watermarks of bounded out-of-orderness.
 type sourceTask struct {
-	spec  *SourceSpec
-	from  uint64
-	out   collector
-	dl    *deadLetters
-	m     *TaskMetrics
-	ps    *parser
-	maxTS int64
-	wm    int64
+	spec    *SourceSpec
+	from    uint64
+	out     collector
+	dl      *deadLetters
+	m       *TaskMetrics
+	ps      *parser
+	maxTS   int64
+	wm      int64
 	ooo     int64
 	abort   <-chan struct{}
 	trigger chan *Barrier
