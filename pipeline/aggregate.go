@@ -28,24 +28,37 @@ var aggNames = map[string]aggFn{
 	"avg": aggAvg, "first": aggFirst, "last": aggLast,
 }
 
-var aggRe = regexp.MustCompile(`^\s*([a-z]+)\s*\(\s*([A-Za-z_][A-Za-z0-9_.]*)?\s*\)\s*$`)
+var (
+	aggRe   = regexp.MustCompile(`^\s*([A-Za-z_][A-Za-z0-9_]*)\s*\(\s*([^()\s]*)\s*\)\s*$`)
+	fieldRe = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_.]*$`)
+)
 
-// ParseAggregate parses "fn(field)" or "count()".
-func ParseAggregate(s string) (fn string, field string, err error) {
+// ParseAggregate parses an aggregate: "count()" or fn(field) with fn one of
+// sum, min, max, avg, first, last. It returns the function and the field
+// ("" for count). The configuration validates aggregates with it.
+func ParseAggregate(s string) (fn, field string, err error) {
+	const fns = "sum, min, max, avg, first, last"
 	m := aggRe.FindStringSubmatch(s)
 	if m == nil {
-		return "", "", fmt.Errorf("want fn(field) or count(), got %q", s)
+		return "", "", fmt.Errorf("must be count() or fn(field) with fn one of %s (got %q)", fns, s)
 	}
-	if _, ok := aggNames[m[1]]; !ok {
-		return "", "", fmt.Errorf("unknown function %q (allowed: count, sum, min, max, avg, first, last)", m[1])
+	fn, field = m[1], m[2]
+	if _, ok := aggNames[fn]; !ok {
+		return "", "", fmt.Errorf("unknown function %q: must be one of count, %s (got %q)", fn, fns, s)
 	}
-	if m[1] == "count" && m[2] != "" {
-		return "", "", fmt.Errorf("count() takes no field, got %q", s)
+	if fn == "count" {
+		if field != "" {
+			return "", "", fmt.Errorf("count() takes no field (got %q)", s)
+		}
+		return fn, "", nil
 	}
-	if m[1] != "count" && m[2] == "" {
-		return "", "", fmt.Errorf("%s() needs a field, e.g. %s(temperature)", m[1], m[1])
+	if field == "" {
+		return "", "", fmt.Errorf("%s() needs a field, e.g. %s(temperature) (got %q)", fn, fn, s)
 	}
-	return m[1], m[2], nil
+	if !fieldRe.MatchString(field) {
+		return "", "", fmt.Errorf("field must match %s (got %q)", fieldRe, s)
+	}
+	return fn, field, nil
 }
 
 // aggregate is one output column of a window stage.

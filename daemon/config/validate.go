@@ -14,6 +14,8 @@ import (
 
 	"github.com/expr-lang/expr"
 	"github.com/expr-lang/expr/file"
+
+	"github.com/eddy-stream/eddy/pipeline"
 )
 
 // Problem is one thing wrong with a configuration, at one key.
@@ -458,37 +460,9 @@ func exprError(err error) string {
 	return "invalid expression: " + strings.ReplaceAll(err.Error(), "\n", " ")
 }
 
-var aggRe = regexp.MustCompile(`^\s*([A-Za-z_][A-Za-z0-9_]*)\s*\(\s*([^()\s]*)\s*\)\s*$`)
-
-// aggregateFns are the aggregate functions, in documentation order.
-var aggregateFns = []string{"count", "sum", "min", "max", "avg", "first", "last"}
-
-// ParseAggregate parses an aggregate: "count()" or fn(field) with fn one of
-// sum, min, max, avg, first, last. It returns the function and the field
-// ("" for count).
-func ParseAggregate(s string) (fn, field string, err error) {
-	m := aggRe.FindStringSubmatch(s)
-	if m == nil {
-		return "", "", fmt.Errorf(`must be count() or fn(field) with fn one of %s (got %q)`, list(aggregateFns[1:]), s)
-	}
-	fn, field = m[1], m[2]
-	if !slices.Contains(aggregateFns, fn) {
-		return "", "", fmt.Errorf("unknown function %q: must be one of %s (got %q)", fn, list(aggregateFns), s)
-	}
-	if fn == "count" {
-		if field != "" {
-			return "", "", fmt.Errorf("count() takes no field (got %q)", s)
-		}
-		return fn, "", nil
-	}
-	if field == "" {
-		return "", "", fmt.Errorf("%s() needs a field, e.g. %s(temperature) (got %q)", fn, fn, s)
-	}
-	if !fieldRe.MatchString(field) {
-		return "", "", fmt.Errorf("field must match %s (got %q)", fieldRe, s)
-	}
-	return fn, field, nil
-}
+// ParseAggregate parses an aggregate: "count()" or fn(field). It is the
+// pipeline's own parser, so validation and execution cannot disagree.
+func ParseAggregate(s string) (fn, field string, err error) { return pipeline.ParseAggregate(s) }
 
 func (c *Config) validateSinks(ck *checker) {
 	stages := map[string]*Stage{}
