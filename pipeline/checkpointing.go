@@ -583,36 +583,45 @@ func (j *Job) publisher(ctx context.Context) {
 	}
 }
 
+// publish hands the staged output of every checkpoint <= upTo to its sink
+// and waits until every sink has it. A sink that fails — to take the
+// output, or to confirm it (an MQTT connection lost before the PUBACKs) —
+// gets the whole batch again after a backoff, for as long as it takes:
+// nothing staged is dropped, and a repeat carries the same result ids.
 func (j *Job) publish(ctx context.Context, upTo int64) error {
-	sinks := map[Sink]bool{}
+	batches := map[Sink][]Output{}
+	var order []Sink
 	for _, s := range j.stagers {
 		outs := s.take(upTo)
 		if len(outs) == 0 {
 			continue
 		}
-		sinks[s.sink] = true
+		if _, ok := batches[s.sink]; !ok {
+			order = append(order, s.sink)
+		}
+		batches[s.sink] = append(batches[s.sink], outs...)
+	}
+	for _, sink := range order {
 		backoff := 100 * time.Millisecond
 		for {
-			err := s.sink.Write(ctx, outs)
+			err := sink.Write(ctx, batches[sink])
 			if err == nil {
 				failpoint.Hit(failpoint.MidPublish)
+				err = sink.Flush(ctx)
+			}
+			if err == nil {
 				break
 			}
 			if ctx.Err() != nil {
 				return err
 			}
-			j.log.Warn("sink write failed, retrying", "sink", s.name, "err", err, "retry_in", backoff)
+			j.log.Warn("publishing staged output failed, retrying", "checkpoint", upTo, "err", err, "retry_in", backoff)
 			select {
 			case <-ctx.Done():
 				return ctx.Err()
 			case <-time.After(backoff):
 			}
 			backoff = min(backoff*2, 5*time.Second)
-		}
-	}
-	for s := range sinks {
-		if err := s.Flush(ctx); err != nil {
-			return err
 		}
 	}
 	return nil

@@ -579,3 +579,48 @@ func TestTwoKeyedStages(t *testing.T) {
 		t.Errorf("details of %d: %+v", o.Latest.Completed.ID, d)
 	}
 }
+
+// flakySink loses what was written since the last Flush on its first
+// three Flushes, as an MQTT sink does when the connection drops before the PUBACKs.
+type flakySink struct {
+	memSink
+	pending []Output
+	n       int
+}
+
+func (s *flakySink) Write(_ context.Context, outs []Output) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, o := range outs {
+		o.Payload = append([]byte(nil), o.Payload...)
+		s.pending = append(s.pending, o)
+	}
+	return nil
+}
+
+func (s *flakySink) Flush(context.Context) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.n++
+	if s.n <= 3 {
+		s.pending = nil
+		return errors.New("connection lost before the broker acknowledged every message")
+	}
+	s.outs = append(s.outs, s.pending...)
+	s.pending = nil
+	return nil
+}
+
+func TestPublishRetriesUnconfirmedOutput(t *testing.T) {
+	h := newHarness(t, true)
+	rs := genReadings(3000, 5, 2)
+	h.appendReadings(rs)
+	end := endMarker(rs[len(rs)-1].ts + 3_600_000)
+	h.appendReadings([]reading{end})
+	spec := h.spec(2, WindowSpec{Type: "tumbling", Size: 5 * time.Second})
+	fs := &flakySink{}
+	spec.Sinks[0].Sink = fs
+	want := oracle.Compute(toOracle(rs), oracle.Window{Type: "tumbling", Size: 5000}, testAggs, end.ts-2000)
+	h.run(spec, func() bool { return len(finals(t, fs.snapshot())) >= len(want) })
+	compare(t, finals(t, fs.snapshot()), want)
+}
