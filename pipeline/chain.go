@@ -92,8 +92,11 @@ func (p passthrough) idle() error              { return p.next.idle() }
 func (p passthrough) barrier(b *Barrier) error { return p.next.barrier(b) }
 func (p passthrough) end() error               { return p.next.end() }
 
+// compileExpr compiles a filter or map expression over a record's fields.
+// Declaring the environment as map[string]any lets the VM read fields with a
+// plain map lookup (OpLoadFast) instead of reflection.
 func compileExpr(src string, asBool bool) (*vm.Program, error) {
-	opts := []expr.Option{expr.AllowUndefinedVariables()}
+	opts := []expr.Option{expr.Env(map[string]any{}), expr.AllowUndefinedVariables()}
 	if asBool {
 		opts = append(opts, expr.AsBool())
 	}
