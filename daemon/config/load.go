@@ -275,6 +275,10 @@ func collectDecodeErrors(err error, out *[]Problem) {
 		return
 	}
 	name := normalizeKey(de.Name())
+	if name == rootTypeName {
+		// mapstructure >= 2.5 names the root by its Go type, not "".
+		name = ""
+	}
 	msg := inner.Error()
 	if rest, ok := strings.CutPrefix(msg, "has invalid keys: "); ok {
 		for _, k := range strings.Split(rest, ", ") {
@@ -284,6 +288,8 @@ func collectDecodeErrors(err error, out *[]Problem) {
 	}
 	*out = append(*out, Problem{Key: name, Msg: msg})
 }
+
+var rootTypeName = reflect.TypeOf(Config{}).String()
 
 var mapIndexRe = regexp.MustCompile(`\[([^\]]*[^\]0-9][^\]]*)\]`)
 

@@ -610,8 +610,9 @@ func templateFieldsOf(t string) ([]string, error) {
 func (c *Config) validateIngestLog(ck *checker) {
 	l := &c.IngestLog
 	ck.sizeMin("ingest_log.segment_size", l.SegmentSize, 64*KiB)
-	if l.SegmentSize >= 64*KiB && l.MaxSize < l.SegmentSize {
-		ck.add("ingest_log.max_size", "must be >= ingest_log.segment_size (%s) (got %s)", l.SegmentSize, l.MaxSize)
+	// Retention frees whole segments, so the log must hold at least two.
+	if l.SegmentSize >= 64*KiB && l.MaxSize < 2*l.SegmentSize {
+		ck.add("ingest_log.max_size", "must be >= 2 × ingest_log.segment_size (%s) so that retention can free a whole segment (got %s)", 2*l.SegmentSize, l.MaxSize)
 	}
 	ck.durNonNeg("ingest_log.sync_interval", l.SyncInterval)
 }
