@@ -236,7 +236,7 @@ func TestRegisterOutsideRangePanics(t *testing.T) {
 // reopening the RocksDB one (in place or from a checkpoint) and
 // snapshotting the heap one, and requires identical firings.
 func TestHeapVsRocksDB(t *testing.T) {
-	seeds := 20
+	seeds := 12
 	if testing.Short() {
 		seeds = 4
 	}
