@@ -41,6 +41,7 @@ type taskSnapshot struct {
 	MaxTimestamp    int64         `json:"max_timestamp,omitempty"`
 	Staged          []stagedState `json:"staged,omitempty"`
 	HeapTimers      []byte        `json:"heap_timers,omitempty"`
+	heapParts       [][]byte      // after a rescale: the heap timers of every overlapping old subtask
 }
 
 type stagedState struct {

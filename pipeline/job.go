@@ -163,7 +163,7 @@ func (j *Job) openSubtasks(n *stageNode) error {
 			db  *state.DB
 			err error
 		)
-		db, err = j.openState(name, keygroup.RangeFor(i, maxP, p), opts)
+		db, err = j.openState(name, n.spec.Name, keygroup.RangeFor(i, maxP, p), opts)
 		if err != nil {
 			return fmt.Errorf("pipeline: open state of %s: %w", name, err)
 		}
@@ -189,9 +189,15 @@ func (j *Job) openSubtasks(n *stageNode) error {
 		if snap := j.restored[name]; snap != nil {
 			t.wm, t.op.wm = snap.Watermark, snap.Watermark
 			t.m.Watermark.Store(snap.Watermark)
-			if t.heap && len(snap.HeapTimers) > 0 {
-				if err := ts.Restore(bytes.NewReader(snap.HeapTimers)); err != nil {
-					return fmt.Errorf("pipeline: restore heap timers of %s: %w", name, err)
+			if t.heap {
+				parts := snap.heapParts
+				if len(snap.HeapTimers) > 0 {
+					parts = append(parts, snap.HeapTimers)
+				}
+				for _, p := range parts {
+					if err := ts.Restore(bytes.NewReader(p)); err != nil {
+						return fmt.Errorf("pipeline: restore heap timers of %s: %w", name, err)
+					}
 				}
 			}
 		}
@@ -502,11 +508,8 @@ func (j *Job) checkRestore() error {
 		return fmt.Errorf("pipeline: checkpoint %d was taken with max_parallelism %d, the configuration says %d; "+
 			"max_parallelism is fixed for the life of the state", md.ID, md.MaxParallelism, j.spec.MaxParallelism)
 	}
-	if md.Parallelism != j.spec.Parallelism {
-		return fmt.Errorf("pipeline: checkpoint %d was taken with parallelism %d, the configuration says %d; "+
-			"restoring with a different parallelism is not supported yet", md.ID, md.Parallelism, j.spec.Parallelism)
-	}
 	published := j.spec.Checkpoints.Published(md.ID)
+	old := map[string]*taskSnapshot{}
 	for name := range md.Tasks {
 		data, err := checkpoint.ReadTaskState(filepath.Join(j.spec.Checkpoints.TaskDir(md.ID, name), checkpoint.TaskStateFile))
 		if err != nil {
@@ -519,7 +522,28 @@ func (j *Job) checkRestore() error {
 		if published {
 			snap.Staged = nil
 		}
-		j.restored[name] = snap
+		old[name] = snap
+	}
+	if !j.rescaled() {
+		j.restored = old
+		return nil
+	}
+	j.log.Info("rescaling: restoring by key-group ranges", "checkpoint", md.ID,
+		"from_parallelism", md.Parallelism, "to_parallelism", j.spec.Parallelism)
+	for name, ts := range md.Tasks {
+		if ts.Kind == checkpoint.KindNone {
+			j.restored[name] = old[name] // sources do not depend on parallelism
+		}
+	}
+	for i := range j.spec.Stages {
+		s := &j.spec.Stages[i]
+		if !s.Keyed() {
+			continue
+		}
+		for k := range j.spec.Parallelism {
+			kgs := keygroup.RangeFor(k, j.spec.MaxParallelism, j.spec.Parallelism)
+			j.restored[fmt.Sprintf("%s-%d", s.Name, k)] = j.rescaledState(old, s.Name, k, kgs)
+		}
 	}
 	return nil
 }
@@ -567,10 +591,13 @@ func (j *Job) startCheckpointing(verified <-chan error) {
 // openState opens a subtask's working RocksDB: empty, hard-linked from a
 // native checkpoint (task-local recovery, no copy), or loaded from a full
 // snapshot.
-func (j *Job) openState(name string, kgs keygroup.Range, opts state.Options) (*state.DB, error) {
+func (j *Job) openState(name, stage string, kgs keygroup.Range, opts state.Options) (*state.DB, error) {
 	md := j.spec.Restore
 	if md == nil {
 		return state.Open(opts)
+	}
+	if j.rescaled() {
+		return j.openRescaled(stage, kgs, opts)
 	}
 	ts, ok := md.Tasks[name]
 	if !ok {

@@ -624,3 +624,45 @@ func TestPublishRetriesUnconfirmedOutput(t *testing.T) {
 	h.run(spec, func() bool { return len(finals(t, fs.snapshot())) >= len(want) })
 	compare(t, finals(t, fs.snapshot()), want)
 }
+
+func TestRescaleOnRestore(t *testing.T) {
+	for _, tc := range []struct {
+		name        string
+		from, to    int
+		incremental bool
+		timers      string
+	}{
+		{"native 3 to 2", 3, 2, true, "rocksdb"},
+		{"native 2 to 5 heap timers", 2, 5, true, "heap"},
+		{"full 4 to 3", 4, 3, false, "rocksdb"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newHarness(t, true)
+			rs := genReadings(6000, 13, 21)
+			h.appendReadings(rs[:3000])
+			w := WindowSpec{Type: "tumbling", Size: 5 * time.Second}
+			mk := func(p int) JobSpec {
+				s := h.spec(p, w)
+				s.State.Timers = tc.timers
+				s.Checkpointing.Incremental = tc.incremental
+				return s
+			}
+			h.run(mk(tc.from), func() bool {
+				ids, _ := h.store.Completed()
+				return len(ids) >= 2 && len(h.out.snapshot()) > 0
+			})
+			h.appendReadings(rs[3000:])
+			end := endMarker(rs[len(rs)-1].ts + 3_600_000)
+			h.appendReadings([]reading{end})
+			md, _, err := h.store.Latest(true)
+			if err != nil || md == nil {
+				t.Fatal(md, err)
+			}
+			spec := mk(tc.to)
+			spec.Restore = md
+			want := oracle.Compute(toOracle(rs), oracle.Window{Type: "tumbling", Size: 5000}, testAggs, end.ts-2000)
+			h.run(spec, func() bool { return len(finals(t, h.out.snapshot())) >= len(want) })
+			compare(t, finals(t, h.out.snapshot()), want)
+		})
+	}
+}
