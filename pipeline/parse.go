@@ -24,13 +24,29 @@ type parser struct {
 	tsField   string
 	tsFormat  string
 	ingestion bool
+	// intern holds field names and short string values seen before, so a
+	// reading does not allocate them again (device and site names repeat).
+	intern map[string]string
+}
+
+const maxInterned = 1 << 16
+
+func (ps *parser) str(b []byte) string {
+	if s, ok := ps.intern[string(b)]; ok { // no allocation for the lookup
+		return s
+	}
+	s := string(b)
+	if len(b) <= 64 && len(ps.intern) < maxInterned {
+		ps.intern[s] = s
+	}
+	return s
 }
 
 func newParser(spec *SourceSpec, maxSize int) *parser {
 	return &parser{
 		spec: spec, maxSize: maxSize, fields: make(map[string]any, 16),
 		tsField: spec.EventTime.Field, tsFormat: spec.EventTime.Format,
-		ingestion: spec.EventTime.Field == "",
+		ingestion: spec.EventTime.Field == "", intern: map[string]string{},
 	}
 }
 
@@ -82,7 +98,13 @@ func (ps *parser) reading(v *fastjson.Value, r *ingestlog.Record, emit func(*Rec
 		}
 	}
 	o, _ := v.Object()
-	o.Visit(func(k []byte, fv *fastjson.Value) { ps.fields[string(k)] = jsonValue(fv) })
+	o.Visit(func(k []byte, fv *fastjson.Value) {
+		if fv.Type() == fastjson.TypeString {
+			ps.fields[ps.str(k)] = ps.str(fv.GetStringBytes())
+			return
+		}
+		ps.fields[ps.str(k)] = jsonValue(fv)
+	})
 	ps.rec = Record{Fields: ps.fields, Msg: &ps.ref}
 	if ps.ingestion {
 		ps.rec.TS = r.Timestamp
