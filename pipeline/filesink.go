@@ -2,6 +2,7 @@ package pipeline
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -39,6 +40,9 @@ func NewFileSink(path string, maxSize int64, maxFiles int) (*FileSink, error) {
 }
 
 func (s *FileSink) open() error {
+	if err := repairTail(s.path); err != nil {
+		return fmt.Errorf("pipeline: file sink: %w", err)
+	}
 	f, err := os.OpenFile(s.path, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
 		return fmt.Errorf("pipeline: file sink: %w", err)
@@ -50,6 +54,43 @@ func (s *FileSink) open() error {
 	}
 	s.f, s.w, s.size = f, bufio.NewWriterSize(f, 256<<10), st.Size()
 	return nil
+}
+
+// repairTail cuts a line torn by a crash off the end of path, so the file
+// stays valid JSON lines; the output it held is published again.
+func repairTail(path string) error {
+	f, err := os.OpenFile(path, os.O_RDWR, 0)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil || st.Size() == 0 {
+		return err
+	}
+	end := st.Size()
+	buf := make([]byte, 64<<10)
+	for end > 0 {
+		n := int64(len(buf))
+		if end < n {
+			n = end
+		}
+		if _, err := f.ReadAt(buf[:n], end-n); err != nil {
+			return err
+		}
+		if i := bytes.LastIndexByte(buf[:n], '\n'); i >= 0 {
+			end = end - n + int64(i) + 1
+			break
+		}
+		end -= n
+	}
+	if end == st.Size() {
+		return nil
+	}
+	return f.Truncate(end)
 }
 
 func (s *FileSink) rotate() error {
