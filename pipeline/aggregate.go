@@ -106,7 +106,9 @@ func compileAggregates(m map[string]string) (*aggPlan, error) {
 	return p, nil
 }
 
-// acc is the accumulator of one aggregate in one window. Which fields are
+// acc is the accumulator of one aggregate in one window. first and last
+// break ties of event time by value (the lower first, the higher last), so
+// a result does not depend on the order readings arrived in. Which fields are
 // meaningful depends on the function; the encoding writes only those.
 type acc struct {
 	n   uint64
@@ -131,11 +133,11 @@ func (a *acc) add(fn aggFn, v float64, ts int64) {
 			a.v = v
 		}
 	case aggFirst:
-		if !a.set || ts < a.ts {
+		if !a.set || ts < a.ts || (ts == a.ts && v < a.v) {
 			a.v, a.ts = v, ts
 		}
 	case aggLast:
-		if !a.set || ts >= a.ts {
+		if !a.set || ts > a.ts || (ts == a.ts && v > a.v) {
 			a.v, a.ts = v, ts
 		}
 	}
@@ -162,11 +164,11 @@ func (a *acc) merge(fn aggFn, b acc) {
 	case aggMax:
 		a.v = math.Max(a.v, b.v)
 	case aggFirst:
-		if b.ts < a.ts {
+		if b.ts < a.ts || (b.ts == a.ts && b.v < a.v) {
 			a.v, a.ts = b.v, b.ts
 		}
 	case aggLast:
-		if b.ts >= a.ts {
+		if b.ts > a.ts || (b.ts == a.ts && b.v > a.v) {
 			a.v, a.ts = b.v, b.ts
 		}
 	}

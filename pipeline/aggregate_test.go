@@ -50,7 +50,7 @@ func TestAccumulatorsAndEncoding(t *testing.T) {
 			accs[i].add(a.fn, in.v, in.ts)
 		}
 	}
-	want := map[string]float64{"n": 4, "s": 11.5, "lo": -1, "hi": 7.5, "mean": 11.5 / 4, "f": -1, "l": 2}
+	want := map[string]float64{"n": 4, "s": 11.5, "lo": -1, "hi": 7.5, "mean": 11.5 / 4, "f": -1, "l": 7.5} // l: tie at ts 30, higher wins
 	var buf []byte
 	for i, a := range plan.aggs {
 		if got := accs[i].result(a.fn); got != want[a.name] {

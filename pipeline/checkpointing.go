@@ -422,16 +422,22 @@ func (c *coordinator) prune() {
 	for _, id := range removed {
 		delete(c.retained, id)
 	}
-	for _, s := range c.j.sources {
+	for i := range c.j.spec.Sources {
+		s := &c.j.spec.Sources[i]
 		low, ok := uint64(0), false
 		for _, md := range c.retained {
-			if st, has := md.Sources[s.spec.Name]; has && (!ok || st.Offset < low) {
-				low, ok = st.Offset, true
+			if c.j.spec.LostLogs[s.Name] && md.ID <= c.restored {
+				continue // its offsets are into the lost log, not this one
+			}
+			for _, st := range oldSourcePositions(md, s.Name) {
+				if !ok || st.Offset < low {
+					low, ok = st.Offset, true
+				}
 			}
 		}
 		if ok {
-			if err := s.spec.Log.TruncateFront(low); err != nil {
-				c.log.Warn("truncating ingest log failed", "source", s.spec.Name, "err", err)
+			if err := s.Log.TruncateFront(low); err != nil {
+				c.log.Warn("truncating ingest log failed", "source", s.Name, "err", err)
 			}
 		}
 	}
@@ -488,7 +494,7 @@ func (j *Job) taskStatsSkeleton() map[string]*TaskStats {
 		ts.Subtasks = append(ts.Subtasks, SubtaskStats{Index: index, Task: task, Status: "pending_or_in_progress"})
 	}
 	for _, s := range j.sources {
-		add(s.cp.vertex, s.cp.name, 0)
+		add(s.cp.vertex, s.cp.name, int(s.sub))
 	}
 	for _, t := range j.keyed {
 		add(t.cp.vertex, t.cp.name, t.index)

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -57,6 +58,7 @@ type Job struct {
 	pubWake   chan struct{}
 	draining  atomic.Bool              // sources stop reading: a final checkpoint is coming
 	restored  map[string]*taskSnapshot // task name → restored non-keyed state
+	lostLogs  []LostLog                // sources restored onto a new, empty ingest log
 }
 
 // SourceStart gives the ingest-log offset each source starts reading at.
@@ -254,46 +256,113 @@ func (j *Job) newSinkNode(tc *taskCtx, s *SinkSpec, n *stageNode) *sinkNode {
 	return sn
 }
 
-func (j *Job) buildSource(s *SourceSpec, start SourceStart) error {
-	name := "source-" + s.Name
-	m := newTaskMetrics(name, "source")
-	tc := j.newTaskCtx(m, name, 0)
-	kids, err := j.children(tc, s.Name, true)
-	if err != nil {
-		return err
+// sourceKey names subtask sub of a source with parallelism w, in task
+// names and in checkpoint metadata.
+func sourceKey(name string, sub, w int) string {
+	if w == 1 {
+		return name
 	}
-	from, ok := start[s.Name]
-	if !ok {
-		from = s.Log.FirstOffset()
+	return fmt.Sprintf("%s/%d", name, sub)
+}
+
+// oldSourcePositions returns the positions a checkpoint holds for a source,
+// indexed by old subtask.
+func oldSourcePositions(md *checkpoint.Metadata, name string) []checkpoint.SourceState {
+	if st, ok := md.Sources[name]; ok {
+		return []checkpoint.SourceState{st}
 	}
-	maxTS, wm := int64(minWatermark), int64(minWatermark)
-	if md := j.spec.Restore; md != nil {
-		st, ok := md.Sources[s.Name]
+	var out []checkpoint.SourceState
+	for i := 0; ; i++ {
+		st, ok := md.Sources[sourceKey(name, i, 2)]
 		if !ok {
+			return out
+		}
+		out = append(out, st)
+	}
+}
+
+// buildSource creates the source's subtasks. Subtask i of w handles the
+// messages whose offset is i mod w; all read the same ingest log.
+func (j *Job) buildSource(s *SourceSpec, start SourceStart) error {
+	w := max(s.Parallelism, 1)
+	var old []checkpoint.SourceState
+	if md := j.spec.Restore; md != nil {
+		if old = oldSourcePositions(md, s.Name); len(old) == 0 {
 			return fmt.Errorf("pipeline: checkpoint %d has no position for source %s (sources cannot be added to restored state yet)", md.ID, s.Name)
 		}
-		from, maxTS = st.Offset, st.MaxTimestamp
+	}
+	progress := newSourceProgress(w)
+	for sub := range w {
+		key := sourceKey(s.Name, sub, w)
+		name := "source-" + strings.ReplaceAll(key, "/", "-")
+		m := newTaskMetrics(name, "source")
+		tc := j.newTaskCtx(m, "source-"+s.Name, sub)
+		kids, err := j.children(tc, s.Name, true)
+		if err != nil {
+			return err
+		}
+		t := &sourceTask{
+			spec: s, sub: uint64(sub), of: uint64(w), key: key, out: collectorOf(orNop(kids)), dl: tc.dl, m: m,
+			ps: newParser(s, j.spec.MaxMessageSize), maxTS: minWatermark, wm: minWatermark,
+			ooo: s.EventTime.MaxOutOfOrderness.Milliseconds(), abort: j.abort, cp: tc.cp,
+			idleAfter: s.EventTime.IdleTimeout, progress: progress,
+		}
+		var ok bool
+		if t.from, ok = start[s.Name]; !ok {
+			t.from = s.Log.FirstOffset()
+		}
+		if old != nil {
+			if err := j.restoreSource(t, old, name); err != nil {
+				return err
+			}
+		}
+		if j.spec.Checkpoints != nil {
+			t.trigger = make(chan *Barrier, 64)
+		}
+		m.Offset.Store(int64(t.from))
+		m.Watermark.Store(t.wm)
+		j.sources = append(j.sources, t)
+		j.metrics = append(j.metrics[:len(j.sources)-1], append([]*TaskMetrics{m}, j.metrics[len(j.sources)-1:]...)...)
+	}
+	return nil
+}
+
+// restoreSource positions a source subtask from the checkpoint's positions
+// of the source. With the same parallelism each subtask continues where it
+// was. With another, every subtask starts at the lowest old position and
+// skips the messages an old subtask had already read: message o was read
+// iff o < old[o mod len(old)].Offset.
+func (j *Job) restoreSource(t *sourceTask, old []checkpoint.SourceState, name string) error {
+	md := j.spec.Restore
+	if uint64(len(old)) == t.of {
+		st := old[t.sub]
+		t.from, t.maxTS = st.Offset, st.MaxTimestamp
 		if snap := j.restored[name]; snap != nil {
-			wm = snap.Watermark
+			t.wm = snap.Watermark
 		}
-		if first := s.Log.FirstOffset(); from < first {
-			return fmt.Errorf("pipeline: source %s: checkpoint %d starts at ingest-log offset %d but the log begins at %d",
-				s.Name, md.ID, from, first)
+	} else {
+		t.from, t.maxTS = old[0].Offset, old[0].MaxTimestamp
+		for _, st := range old[1:] {
+			t.from, t.maxTS = min(t.from, st.Offset), min(t.maxTS, st.MaxTimestamp)
+		}
+		offs := make([]uint64, len(old))
+		for i, st := range old {
+			offs[i] = st.Offset
+		}
+		t.done = func(o uint64) bool { return o < offs[o%uint64(len(offs))] }
+		t.wm = t.maxTS - t.ooo - 1
+		if t.maxTS == minWatermark {
+			t.wm = minWatermark
 		}
 	}
-	t := &sourceTask{
-		spec: s, from: from, out: collectorOf(orNop(kids)), dl: tc.dl, m: m,
-		ps: newParser(s, j.spec.MaxMessageSize), maxTS: maxTS, wm: wm,
-		ooo: s.EventTime.MaxOutOfOrderness.Milliseconds(), abort: j.abort, cp: tc.cp,
-		idleAfter: s.EventTime.IdleTimeout,
+	if j.spec.LostLogs[t.spec.Name] {
+		j.resumeLostLog(t)
+		return nil
 	}
-	if j.spec.Checkpoints != nil {
-		t.trigger = make(chan *Barrier, 64)
+	if first := t.spec.Log.FirstOffset(); t.from < first {
+		return fmt.Errorf("pipeline: source %s: checkpoint %d starts at ingest-log offset %d but the log begins at %d",
+			t.spec.Name, md.ID, t.from, first)
 	}
-	m.Offset.Store(int64(from))
-	m.Watermark.Store(wm)
-	j.sources = append(j.sources, t)
-	j.metrics = append([]*TaskMetrics{m}, j.metrics...)
 	return nil
 }
 
@@ -488,11 +557,15 @@ func (j *Job) Overview() []TaskOverview {
 	return out
 }
 
-// SourceOffsets returns, per source, the next ingest-log offset to read.
+// SourceOffsets returns, per source, the lowest next ingest-log offset any
+// of its subtasks will read.
 func (j *Job) SourceOffsets() map[string]uint64 {
 	out := make(map[string]uint64, len(j.sources))
 	for _, s := range j.sources {
-		out[s.spec.Name] = uint64(s.m.Offset.Load())
+		off := uint64(s.m.Offset.Load())
+		if cur, ok := out[s.spec.Name]; !ok || off < cur {
+			out[s.spec.Name] = off
+		}
 	}
 	return out
 }

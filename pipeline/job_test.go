@@ -280,11 +280,13 @@ func TestJobWindows(t *testing.T) {
 		p    int
 		w    WindowSpec
 		ow   oracle.Window
+		srcP int
 	}{
-		{"tumbling p1", 1, WindowSpec{Type: "tumbling", Size: 5 * time.Second}, oracle.Window{Type: "tumbling", Size: 5000}},
-		{"tumbling p4", 4, WindowSpec{Type: "tumbling", Size: 5 * time.Second}, oracle.Window{Type: "tumbling", Size: 5000}},
-		{"sliding p2", 2, WindowSpec{Type: "sliding", Size: 6 * time.Second, Slide: 2 * time.Second}, oracle.Window{Type: "sliding", Size: 6000, Slide: 2000}},
-		{"session p3", 3, WindowSpec{Type: "session", Gap: 700 * time.Millisecond}, oracle.Window{Type: "session", Gap: 700}},
+		{"tumbling p1", 1, WindowSpec{Type: "tumbling", Size: 5 * time.Second}, oracle.Window{Type: "tumbling", Size: 5000}, 1},
+		{"tumbling p4", 4, WindowSpec{Type: "tumbling", Size: 5 * time.Second}, oracle.Window{Type: "tumbling", Size: 5000}, 1},
+		{"tumbling p2 two source subtasks", 2, WindowSpec{Type: "tumbling", Size: 5 * time.Second}, oracle.Window{Type: "tumbling", Size: 5000}, 2},
+		{"sliding p2", 2, WindowSpec{Type: "sliding", Size: 6 * time.Second, Slide: 2 * time.Second}, oracle.Window{Type: "sliding", Size: 6000, Slide: 2000}, 1},
+		{"session p3 three source subtasks", 3, WindowSpec{Type: "session", Gap: 700 * time.Millisecond}, oracle.Window{Type: "session", Gap: 700}, 3},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			h := newHarness(t, false)
@@ -294,7 +296,9 @@ func TestJobWindows(t *testing.T) {
 			end := endMarker(last + 3_600_000)
 			h.appendReadings([]reading{end})
 			want := oracle.Compute(toOracle(rs), tc.ow, testAggs, end.ts-2000)
-			h.run(h.spec(tc.p, tc.w), func() bool { return len(finals(t, h.out.snapshot())) >= len(want) })
+			spec := h.spec(tc.p, tc.w)
+			spec.Sources[0].Parallelism = tc.srcP
+			h.run(spec, func() bool { return len(finals(t, h.out.snapshot())) >= len(want) })
 			compare(t, finals(t, h.out.snapshot()), want)
 			if d := h.dead.snapshot(); len(d) != 0 {
 				t.Errorf("%d dead letters, want none: %s", len(d), d[0].Payload)
@@ -627,27 +631,31 @@ func TestPublishRetriesUnconfirmedOutput(t *testing.T) {
 
 func TestRescaleOnRestore(t *testing.T) {
 	for _, tc := range []struct {
-		name        string
-		from, to    int
-		incremental bool
-		timers      string
+		name           string
+		from, to       int
+		incremental    bool
+		timers         string
+		srcFrom, srcTo int
 	}{
-		{"native 3 to 2", 3, 2, true, "rocksdb"},
-		{"native 2 to 5 heap timers", 2, 5, true, "heap"},
-		{"full 4 to 3", 4, 3, false, "rocksdb"},
+		{"native 3 to 2", 3, 2, true, "rocksdb", 1, 1},
+		{"native 2 to 5 heap timers", 2, 5, true, "heap", 1, 1},
+		{"full 4 to 3", 4, 3, false, "rocksdb", 1, 1},
+		{"sources 2 to 3", 2, 2, true, "rocksdb", 2, 3},
+		{"sources 3 to 1", 2, 2, true, "rocksdb", 3, 1},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			h := newHarness(t, true)
 			rs := genReadings(6000, 13, 21)
 			h.appendReadings(rs[:3000])
 			w := WindowSpec{Type: "tumbling", Size: 5 * time.Second}
-			mk := func(p int) JobSpec {
+			mk := func(p, srcP int) JobSpec {
 				s := h.spec(p, w)
+				s.Sources[0].Parallelism = srcP
 				s.State.Timers = tc.timers
 				s.Checkpointing.Incremental = tc.incremental
 				return s
 			}
-			h.run(mk(tc.from), func() bool {
+			h.run(mk(tc.from, tc.srcFrom), func() bool {
 				ids, _ := h.store.Completed()
 				return len(ids) >= 2 && len(h.out.snapshot()) > 0
 			})
@@ -658,7 +666,7 @@ func TestRescaleOnRestore(t *testing.T) {
 			if err != nil || md == nil {
 				t.Fatal(md, err)
 			}
-			spec := mk(tc.to)
+			spec := mk(tc.to, tc.srcTo)
 			spec.Restore = md
 			want := oracle.Compute(toOracle(rs), oracle.Window{Type: "tumbling", Size: 5000}, testAggs, end.ts-2000)
 			h.run(spec, func() bool { return len(finals(t, h.out.snapshot())) >= len(want) })

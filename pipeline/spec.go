@@ -43,6 +43,29 @@ type JobSpec struct {
 	// OnCheckpoint, if set, is called after checkpoint N is committed and
 	// its staged output handed to the sinks (the uploader hooks in here).
 	OnCheckpoint func(md *checkpoint.Metadata)
+	// LostLogs names the sources whose ingest log was lost after Restore
+	// was taken: the data dir was wiped or replaced and Restore came from
+	// remote storage, so the log Restore's offsets point into is gone and
+	// the one in SourceSpec.Log is a new one. Such a source starts at its
+	// log's first offset instead of failing on an offset beyond the log's
+	// end; what the old log held past Restore's offset cannot be replayed.
+	// Job.LostLogs reports it.
+	LostLogs map[string]bool
+}
+
+// LostLog is what a source could not replay because its ingest log was
+// lost (JobSpec.LostLogs).
+type LostLog struct {
+	Source string `json:"source"`
+	// Checkpoint is the restored checkpoint; the old log's messages from
+	// CheckpointOffset on (received after it was taken) are lost.
+	Checkpoint       int64  `json:"checkpoint"`
+	CheckpointOffset uint64 `json:"checkpoint_offset"`
+	// CheckpointTime is when that checkpoint completed (Unix ms): the
+	// messages lost were received between it and the loss of the disk.
+	CheckpointTime int64 `json:"checkpoint_time"`
+	// ResumedAt is the offset of the new log the source started at.
+	ResumedAt uint64 `json:"resumed_at"`
 }
 
 // CheckpointOptions mirror Flink's execution.checkpointing.* options.
@@ -67,7 +90,12 @@ func (s *JobSpec) exactlyOnce() bool {
 
 // SourceSpec is one ingest log and how to read its messages.
 type SourceSpec struct {
-	Name        string
+	Name string
+	// Parallelism is the number of source subtasks parsing this log; subtask
+	// i handles the messages whose offset is i mod Parallelism (default 1).
+	// More than one uses more cores for parsing; readings of one key may
+	// then reach their window in another order than they arrived.
+	Parallelism int
 	Log         *ingestlog.Log
 	TopicFields []string // field name per topic level, "" to ignore
 	EventTime   EventTimeSpec

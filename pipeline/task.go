@@ -40,17 +40,22 @@ func (bp *batchPool) put(b *batch) {
 // stateless stages, and emits watermarks of bounded out-of-orderness.
 type sourceTask struct {
 	spec    *SourceSpec
-	from    uint64
-	out     collector
-	dl      *deadLetters
-	m       *TaskMetrics
-	ps      *parser
-	maxTS   int64
-	wm      int64
-	ooo     int64
-	abort   <-chan struct{}
-	trigger chan *Barrier
-	cp      *cpTask
+	sub, of uint64                   // this subtask handles the messages with offset % of == sub
+	key     string                   // sourceKey: its name in checkpoint metadata
+	done    func(offset uint64) bool // after a source rescale: read by an old subtask
+	// progress is shared by the subtasks of one source (see sourceProgress).
+	progress *sourceProgress
+	from     uint64
+	out      collector
+	dl       *deadLetters
+	m        *TaskMetrics
+	ps       *parser
+	maxTS    int64
+	wm       int64
+	ooo      int64
+	abort    <-chan struct{}
+	trigger  chan *Barrier
+	cp       *cpTask
 	// idleAfter marks the source idle downstream after this long without
 	// messages; isIdle until the next message.
 	idleAfter time.Duration
@@ -80,7 +85,7 @@ func (t *sourceTask) checkpoint(b *Barrier, offset uint64) error {
 	}
 	snap := &taskSnapshot{Watermark: t.wm, Offset: offset, MaxTimestamp: t.maxTS, Staged: t.cp.stagedState()}
 	base := taskAck{
-		source: t.spec.Name,
+		source: t.key,
 		srcSt:  checkpoint.SourceState{Offset: offset, MaxTimestamp: t.maxTS},
 		state:  checkpoint.TaskState{Stage: t.cp.vertex, Kind: "none"},
 	}
@@ -132,7 +137,7 @@ func (t *sourceTask) run(ctx context.Context) (err error) {
 	for {
 		// Take the notification channel before reading: a sync that lands
 		// after the last read below closes it, so the wait cannot miss it.
-		notify := t.spec.Log.Notify()
+		notify, sibling := t.spec.Log.Notify(), t.progress.wait()
 		n := 0
 		for ; n < readBatch && !t.cp.j.draining.Load(); n++ {
 			err := r.Next(&rec)
@@ -141,6 +146,9 @@ func (t *sourceTask) run(ctx context.Context) (err error) {
 			}
 			if err != nil {
 				return fmt.Errorf("pipeline: source %s: %w", t.spec.Name, err)
+			}
+			if t.of > 1 && (rec.Offset%t.of != t.sub || (t.done != nil && t.done(rec.Offset))) {
+				continue
 			}
 			t.m.MessagesIn.Add(1)
 			if err := t.ps.parse(&rec, t.emit, t.dl); err != nil {
@@ -155,8 +163,8 @@ func (t *sourceTask) run(ctx context.Context) (err error) {
 			}
 		default:
 		}
-		if t.maxTS != minWatermark {
-			if wm := t.maxTS - t.ooo - 1; wm > t.wm {
+		if mx := t.progress.update(t.sub, r.Offset(), t.maxTS); mx != minWatermark {
+			if wm := mx - t.ooo - 1; wm > t.wm {
 				t.wm = wm
 				t.m.Watermark.Store(wm)
 			}
@@ -202,8 +210,64 @@ func (t *sourceTask) run(ctx context.Context) (err error) {
 				return err
 			}
 		case <-notify:
+		case <-sibling:
 		}
 	}
+}
+
+// sourceProgress lets the subtasks of one source share event time. Bounded
+// out-of-orderness holds for the stream as a whole: a message is at most
+// max_out_of_orderness older than every message before it in the log. So a
+// subtask that has read the log up to position p may count the highest
+// event time that a sibling saw below a position <= p, not only its own.
+// Without it, a reading one subtask never sees (the last one before a pause)
+// would hold back the watermark of the others forever.
+type sourceProgress struct {
+	mu      sync.Mutex
+	pos     []uint64
+	maxTS   []int64
+	changed chan struct{} // closed and replaced when a subtask's event time grows
+}
+
+func newSourceProgress(n int) *sourceProgress {
+	p := &sourceProgress{pos: make([]uint64, n), maxTS: make([]int64, n), changed: make(chan struct{})}
+	for i := range p.maxTS {
+		p.maxTS[i] = minWatermark
+	}
+	return p
+}
+
+// update records subtask sub at position pos with own highest event time
+// maxTS, and returns the highest event time it may use for its watermark.
+func (p *sourceProgress) update(sub, pos uint64, maxTS int64) int64 {
+	if len(p.pos) == 1 {
+		return maxTS
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if maxTS > p.maxTS[sub] || pos > p.pos[sub] {
+		close(p.changed)
+		p.changed = make(chan struct{})
+	}
+	p.pos[sub], p.maxTS[sub] = pos, maxTS
+	mx := maxTS
+	for i, q := range p.pos {
+		if q <= pos && p.maxTS[i] > mx {
+			mx = p.maxTS[i]
+		}
+	}
+	return mx
+}
+
+// wait returns a channel closed when a sibling progresses (nil with one
+// subtask: never).
+func (p *sourceProgress) wait() <-chan struct{} {
+	if len(p.pos) == 1 {
+		return nil
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.changed
 }
 
 // keyedTask is one subtask of a keyed window stage: it owns a RocksDB

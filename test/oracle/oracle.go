@@ -23,6 +23,7 @@ type Window struct {
 }
 
 // Agg is one output column: Fn is count, sum, min, max, avg, first or last.
+// first and last break ties of event time by value, lower first, higher last.
 type Agg struct{ Name, Fn, Field string }
 
 // Result is the final value of one window of one key.
@@ -128,7 +129,9 @@ func aggregate(a Agg, rs []Reading) float64 {
 	case "first", "last":
 		best := rs[0]
 		for _, r := range rs[1:] {
-			if (a.Fn == "first" && r.TS < best.TS) || (a.Fn == "last" && r.TS >= best.TS) {
+			v, bv := r.Vals[a.Field], best.Vals[a.Field]
+			if (a.Fn == "first" && (r.TS < best.TS || (r.TS == best.TS && v < bv))) ||
+				(a.Fn == "last" && (r.TS > best.TS || (r.TS == best.TS && v > bv))) {
 				best = r
 			}
 		}
