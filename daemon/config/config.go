@@ -76,9 +76,13 @@ type Source struct {
 	// Either empty or one entry per level of Topic.
 	TopicFields []string `mapstructure:"topic_fields"`
 	// QoS overrides mqtt.qos; nil before Derive means "inherit".
-	QoS       *int      `mapstructure:"qos"`
-	Format    string    `mapstructure:"format"`
-	EventTime EventTime `mapstructure:"event_time"`
+	QoS *int `mapstructure:"qos"`
+	// Parallelism is the number of source subtasks parsing this source's
+	// ingest log (each takes the messages whose offset is its own modulo
+	// the count); more than 1 spreads parsing over cores.
+	Parallelism int       `mapstructure:"parallelism"`
+	Format      string    `mapstructure:"format"`
+	EventTime   EventTime `mapstructure:"event_time"`
 }
 
 // EventTime says where a reading's event time comes from and how the
@@ -280,6 +284,15 @@ type Upload struct {
 	Parallelism     int    `mapstructure:"parallelism"`
 	Bandwidth       Size   `mapstructure:"bandwidth"` // bytes per second, 0 = unlimited
 	Compression     string `mapstructure:"compression"`
+	// Probe tests a down link with one cheap request per backoff period
+	// before retrying an upload.
+	Probe bool `mapstructure:"probe"`
+	// RetryMaxInterval caps the backoff between retries while the link
+	// is down.
+	RetryMaxInterval time.Duration `mapstructure:"retry_max_interval"`
+	// OrphanGrace: remote objects no committed checkpoint references are
+	// deleted once this old; the orphan sweep runs this often.
+	OrphanGrace time.Duration `mapstructure:"orphan_grace"`
 }
 
 // HTTP configures the REST API, metrics and web page.
@@ -335,10 +348,13 @@ func Default() *Config {
 			History:           10,
 		},
 		Upload: Upload{
-			PathStyle:   true,
-			NumRetained: 3,
-			Parallelism: 4,
-			Compression: "none",
+			PathStyle:        true,
+			NumRetained:      3,
+			Parallelism:      4,
+			Compression:      "none",
+			Probe:            true,
+			RetryMaxInterval: time.Minute,
+			OrphanGrace:      time.Hour,
 		},
 		HTTP: HTTP{Listen: "127.0.0.1:8086"},
 		Log:  Log{Level: "info", Format: "json"},
@@ -349,8 +365,9 @@ func Default() *Config {
 // values are laid over it.
 func defaultSource() Source {
 	return Source{
-		Format:    "json",
-		EventTime: EventTime{Format: "auto", MaxOutOfOrderness: 5 * time.Second},
+		Parallelism: 1,
+		Format:      "json",
+		EventTime:   EventTime{Format: "auto", MaxOutOfOrderness: 5 * time.Second},
 	}
 }
 

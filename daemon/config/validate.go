@@ -228,6 +228,7 @@ func (c *Config) validateSources(ck *checker) {
 			}
 		}
 		ck.qos(k+".qos", s.QoS)
+		ck.intRange(k+".parallelism", s.Parallelism, 1, 64)
 		ck.oneOf(k+".format", s.Format, "json")
 		ck.oneOf(k+".event_time.format", s.EventTime.Format, "auto", "rfc3339", "epoch_ms", "epoch_s")
 		if s.EventTime.Field != "" && strings.TrimSpace(s.EventTime.Field) != s.EventTime.Field {
@@ -695,6 +696,8 @@ func (c *Config) validateUpload(ck *checker) {
 	ck.intRange("upload.parallelism", u.Parallelism, 1, 256)
 	ck.sizeMin("upload.bandwidth", u.Bandwidth, 0)
 	ck.oneOf("upload.compression", u.Compression, "none", "snappy")
+	ck.durPositive("upload.retry_max_interval", u.RetryMaxInterval)
+	ck.durPositive("upload.orphan_grace", u.OrphanGrace)
 }
 
 func validateRemote(ck *checker, r string) {
