@@ -39,27 +39,11 @@ type Daemon struct {
 	http      *httpServer
 
 	mu       sync.RWMutex
-	job      *pipeline.Job // the running job; nil between jobs
-	live     *config.Config
+	job      *pipeline.Job // the running job; replaced on restart
 	restarts int
 	lastErr  string
-	phase    string // what the supervisor does when no job runs (STATUS=)
 	ready    chan struct{}
 	readyOne sync.Once
-
-	// configPath is re-read on Reload; reloadMu orders a reload against
-	// building the next job, so a job always starts on the running values.
-	configPath string
-	reloadMu   sync.Mutex
-	token      string // http.token or the content of http.token_file
-
-	stop        chan struct{} // closed by Stop: graceful stop requested
-	stopOnce    sync.Once
-	stopTimeout time.Duration // bound of the final checkpoint on Stop
-
-	sd *systemd
-	uploadHooks
-	upl *uploadState // daemon/upload.go
 }
 
 // Dirs under data_dir (DESIGN.md "Disk layout").
@@ -254,7 +238,7 @@ func (d *Daemon) jobSpec() pipeline.JobSpec {
 	}
 	for _, s := range c.Sources {
 		spec.Sources = append(spec.Sources, pipeline.SourceSpec{
-			Name: s.Name, Log: d.logs[s.Name], TopicFields: s.TopicFields,
+			Name: s.Name, Parallelism: s.Parallelism, Log: d.logs[s.Name], TopicFields: s.TopicFields,
 			EventTime: pipeline.EventTimeSpec{
 				Field: s.EventTime.Field, Format: s.EventTime.Format, MaxOutOfOrderness: s.EventTime.MaxOutOfOrderness,
 				IdleTimeout: s.EventTime.IdleTimeout,
