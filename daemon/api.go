@@ -2,12 +2,16 @@ package daemon
 
 import (
 	"context"
+	"fmt"
+	"maps"
 	"net/http"
 	"strconv"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/eddy-stream/eddy/daemon/config"
+	"github.com/eddy-stream/eddy/daemon/web"
 	"github.com/eddy-stream/eddy/pipeline"
 )
 
@@ -19,13 +23,17 @@ func (d *Daemon) startHTTP() error {
 	mux.HandleFunc("POST /api/v1/checkpoints", d.handleTrigger)
 	mux.HandleFunc("GET /api/v1/checkpoints/config", d.handleCheckpointConfig)
 	mux.HandleFunc("GET /api/v1/checkpoints/details/{id}", d.handleCheckpointDetails)
+	mux.HandleFunc("GET /api/v1/config", d.handleConfig)
+	mux.HandleFunc("GET /api/v1/upload", d.handleUpload)
 	mux.Handle("GET /metrics", promhttp.HandlerFor(d.registry(), promhttp.HandlerOpts{}))
-	s, err := newHTTPServer(d.cfg.HTTP.Listen, mux, d.log)
+	mux.Handle("GET /", web.Handler())
+	policy := newAccessPolicy(d.cfg.HTTP.Listen, d.token)
+	s, err := newHTTPServer(d.cfg.HTTP.Listen, policy.wrap(mux), d.log)
 	if err != nil {
-		return err
+		return fmt.Errorf("http.listen %s: %w", d.cfg.HTTP.Listen, err)
 	}
 	d.http = s
-	d.log.Info("HTTP API listening", "url", "http://"+s.Addr())
+	d.log.Info("HTTP API listening", "url", "http://"+s.Addr(), "token", d.token != "", "remote", policy.remote)
 	return nil
 }
 
@@ -65,13 +73,31 @@ type Overview struct {
 	Ingest        []IngestOverview        `json:"ingest"`
 	DeadLetters   int64                   `json:"dead_letters"`
 	LateEvents    int64                   `json:"late_events"`
+	// Ready is true once recovery is done (READY=1).
+	Ready bool `json:"ready"`
+	// Stalled is the watchdog's view: no progress while input waits.
+	Stalled bool `json:"stalled"`
+	// Status is the STATUS= line systemd shows.
+	Status string `json:"status"`
+	// RecordsPerSecond is what the sources read, averaged over 5 s;
+	// BackPressure is the largest share of time a task spent waiting on a
+	// full output channel over the same span (0..1).
+	RecordsPerSecond float64 `json:"records_per_second"`
+	BackPressure     float64 `json:"back_pressure"`
+	// TaskRates are per task, over the same 5 s.
+	TaskRates map[string]TaskRate `json:"task_rates"`
+	// Recovery says where the state came from and what a remote recovery
+	// could not replay (daemon/upload.go).
+	Recovery *RecoveryOverview `json:"recovery,omitempty"`
 }
 
 func (d *Daemon) overview() Overview {
 	o := Overview{ApplianceID: d.cfg.ApplianceID, Version: Version, UptimeSeconds: int64(time.Since(d.start).Seconds())}
+	o.Recovery = d.recoveryOverview()
 	d.mu.RLock()
 	job := d.job
 	o.JobRestarts, o.LastError = d.restarts, d.lastErr
+	ingests := maps.Clone(d.ingests) // filled in by startIngest while this may run
 	d.mu.RUnlock()
 	var offsets map[string]uint64
 	if job != nil {
@@ -91,7 +117,7 @@ func (d *Daemon) overview() Overview {
 		io := IngestOverview{Source: s.Name, SizeBytes: l.Size(), FirstOffset: l.FirstOffset(), NextOffset: l.NextOffset(),
 			ReadOffset: offsets[s.Name]}
 		io.Lag = int64(io.NextOffset) - int64(io.ReadOffset)
-		if in := d.ingests[s.Name]; in != nil {
+		if in := ingests[s.Name]; in != nil {
 			io.Connected, io.Full = in.Connected(), in.Full()
 			io.Received, io.Acked = in.Received.Load(), in.Acked.Load()
 			if err := in.Err(); err != nil {
@@ -104,7 +130,35 @@ func (d *Daemon) overview() Overview {
 }
 
 func (d *Daemon) handleOverview(w http.ResponseWriter, _ *http.Request) {
-	writeJSON(w, http.StatusOK, d.overview())
+	o := d.overview()
+	select {
+	case <-d.ready:
+		o.Ready = true
+	default:
+	}
+	h := d.sd.health()
+	o.Stalled, o.RecordsPerSecond, o.BackPressure, o.TaskRates = h.Stalled, h.Rate, h.BackPressure, h.Tasks
+	o.Status = d.sd.statusLine()
+	writeJSON(w, http.StatusOK, o)
+}
+
+// handleConfig is GET /api/v1/config: the running configuration (after
+// reloads) with secrets replaced by "***".
+func (d *Daemon) handleConfig(w http.ResponseWriter, _ *http.Request) {
+	writeJSON(w, http.StatusOK, map[string]any{
+		"file":       d.configPath,
+		"reloadable": config.ReloadableKeys(),
+		"config":     d.running().Redacted().AsMap(),
+	})
+}
+
+// handleUpload is GET /api/v1/upload: the uploader's state, 404 without one.
+func (d *Daemon) handleUpload(w http.ResponseWriter, _ *http.Request) {
+	if d.remoteStatus == nil {
+		writeJSON(w, http.StatusNotFound, map[string]string{"error": "upload is off (upload.remote is empty)"})
+		return
+	}
+	writeJSON(w, http.StatusOK, d.remoteStatus())
 }
 
 func (d *Daemon) stats() *pipeline.StatsTracker {
@@ -120,7 +174,9 @@ func (d *Daemon) handleCheckpoints(w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, http.StatusNotFound, map[string]string{"error": "checkpointing is off (checkpointing.interval: 0)"})
 		return
 	}
-	writeJSON(w, http.StatusOK, st.Overview())
+	o := st.Overview()
+	d.decorateRemote(append(o.History, o.Latest.Completed)...)
+	writeJSON(w, http.StatusOK, o)
 }
 
 func (d *Daemon) handleCheckpointDetails(w http.ResponseWriter, r *http.Request) {
@@ -135,6 +191,7 @@ func (d *Daemon) handleCheckpointDetails(w http.ResponseWriter, r *http.Request)
 		writeJSON(w, http.StatusNotFound, map[string]string{"error": "checkpoint " + r.PathValue("id") + " is not in the history"})
 		return
 	}
+	d.decorateRemote(c)
 	writeJSON(w, http.StatusOK, c)
 }
 
@@ -158,7 +215,7 @@ type CheckpointConfig struct {
 }
 
 func (d *Daemon) handleCheckpointConfig(w http.ResponseWriter, _ *http.Request) {
-	c := d.cfg.Checkpointing
+	c := d.running().Checkpointing
 	mode := "exactly_once"
 	if c.Mode == "at_least_once" {
 		mode = "at_least_once"

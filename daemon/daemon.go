@@ -39,11 +39,27 @@ type Daemon struct {
 	http      *httpServer
 
 	mu       sync.RWMutex
-	job      *pipeline.Job // the running job; replaced on restart
+	job      *pipeline.Job // the running job; nil between jobs
+	live     *config.Config
 	restarts int
 	lastErr  string
+	phase    string // what the supervisor does when no job runs (STATUS=)
 	ready    chan struct{}
 	readyOne sync.Once
+
+	// configPath is re-read on Reload; reloadMu orders a reload against
+	// building the next job, so a job always starts on the running values.
+	configPath string
+	reloadMu   sync.Mutex
+	token      string // http.token or the content of http.token_file
+
+	stop        chan struct{} // closed by Stop: graceful stop requested
+	stopOnce    sync.Once
+	stopTimeout time.Duration // bound of the final checkpoint on Stop
+
+	sd *systemd
+	uploadHooks
+	upl *uploadState // daemon/upload.go
 }
 
 // Dirs under data_dir (DESIGN.md "Disk layout").
@@ -60,15 +76,20 @@ func New(cfg *config.Config, log *slog.Logger, level *slog.LevelVar) (d *Daemon,
 		log = slog.New(slog.DiscardHandler)
 	}
 	d = &Daemon{
-		cfg: cfg, log: log, level: level, start: time.Now(),
+		cfg: cfg, live: cfg, log: log, level: level, start: time.Now(),
 		logs: map[string]*ingestlog.Log{}, ingests: map[string]*pipeline.Ingest{},
 		sinks: map[string]pipeline.Sink{}, ready: make(chan struct{}),
+		stop: make(chan struct{}), stopTimeout: DefaultStopTimeout, phase: "starting",
 	}
+	d.sd = newSystemd(d)
 	defer func() {
 		if err != nil {
 			err = errors.Join(err, d.Close())
 		}
 	}()
+	if d.token, err = loadToken(cfg.HTTP); err != nil {
+		return nil, err
+	}
 	if err := d.prepareDataDir(); err != nil {
 		return nil, err
 	}
@@ -113,6 +134,9 @@ func New(cfg *config.Config, log *slog.Logger, level *slog.LevelVar) (d *Daemon,
 		if d.store, err = checkpoint.Open(filepath.Join(cfg.DataDir, dirCheckpoints), fileutil.OSFS{}, log.With("component", "checkpoints")); err != nil {
 			return nil, err
 		}
+	}
+	if err := d.openUpload(); err != nil {
+		return nil, err
 	}
 	return d, nil
 }
@@ -203,7 +227,9 @@ func (d *Daemon) startIngest(ctx context.Context) error {
 		o.StoreDir = filepath.Join(d.cfg.DataDir, "mqtt", s.Name)
 		in := pipeline.NewIngest(s.Name, d.logs[s.Name], o,
 			[]mqttio.Subscription{{Filter: s.Topic, QoS: byte(*s.QoS)}}, d.log.With("component", "ingest"))
+		d.mu.Lock()
 		d.ingests[s.Name] = in
+		d.mu.Unlock()
 		if err := in.Start(ctx); err != nil {
 			return fmt.Errorf("source %s: %w", s.Name, err)
 		}
@@ -212,8 +238,10 @@ func (d *Daemon) startIngest(ctx context.Context) error {
 }
 
 // jobSpec translates the configuration into a pipeline.JobSpec.
+// Checkpoint timing comes from the running configuration, so that values
+// applied by a reload survive a job restart.
 func (d *Daemon) jobSpec() pipeline.JobSpec {
-	c := d.cfg
+	c := d.running()
 	spec := pipeline.JobSpec{
 		Name: c.ApplianceID, Parallelism: c.Pipeline.EffectiveParallelism(), MaxParallelism: c.Pipeline.MaxParallelism,
 		State: pipeline.StateSpec{
@@ -267,6 +295,7 @@ func (d *Daemon) jobSpec() pipeline.JobSpec {
 // ones) and builds the job on it.
 func (d *Daemon) buildJob() (*pipeline.Job, error) {
 	spec := d.jobSpec()
+	d.wireUpload(&spec)
 	if err := os.RemoveAll(spec.State.Dir); err != nil {
 		return nil, fmt.Errorf("clear working state: %w", err)
 	}
@@ -283,11 +312,15 @@ func (d *Daemon) buildJob() (*pipeline.Job, error) {
 			d.log.Error("checkpoint failed verification and was set aside", "checkpoint", b.ID, "path", b.Path, "reason", b.Reason)
 			brokenCheckpoints.Inc()
 		}
+		if md, err = d.remoteRestore(&spec, md); err != nil {
+			return nil, err
+		}
 		if md != nil {
 			verified := make(chan error, 1)
 			go func() { verified <- d.store.Verify(md, true) }()
-			spec.Restore, spec.RestoreVerified, spec.RestoreSource = md, verified, "local"
-			d.log.Info("restoring from local checkpoint", "checkpoint", md.ID, "age", time.Since(time.UnixMilli(md.CompletedTimestamp)).Round(time.Second))
+			spec.Restore, spec.RestoreVerified = md, verified
+			d.log.Info("restoring from checkpoint", "checkpoint", md.ID, "source", spec.RestoreSource,
+				"age", time.Since(time.UnixMilli(md.CompletedTimestamp)).Round(time.Second))
 		}
 		job, err := pipeline.NewJob(spec, nil, d.log.With("component", "pipeline"))
 		if err != nil {
@@ -299,9 +332,31 @@ func (d *Daemon) buildJob() (*pipeline.Job, error) {
 	return pipeline.NewJob(spec, nil, d.log.With("component", "pipeline"))
 }
 
-// Run starts everything and supervises the job until ctx is done: a job
-// that fails is rebuilt from the newest good checkpoint, with backoff.
+// DefaultStopTimeout bounds the final checkpoint of a graceful stop. It is
+// below the unit's TimeoutStopSec=60s, leaving time to close RocksDB.
+const DefaultStopTimeout = 45 * time.Second
+
+// Run starts everything and supervises the job: a job that fails is rebuilt
+// from the newest good checkpoint, with backoff. It returns nil after Stop
+// (a graceful stop: final checkpoint, its output published) or once ctx is
+// done (a hard stop: the job drains without a final checkpoint; the next
+// start replays from the last checkpoint).
+//
+// Under systemd (NOTIFY_SOCKET) it sends READY=1 once recovery is done,
+// STATUS= lines, and WATCHDOG=1 while the pipeline is not stalled (see
+// stalled).
 func (d *Daemon) Run(ctx context.Context) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	sdDone := make(chan struct{})
+	go func() {
+		defer close(sdDone)
+		d.sd.run(ctx)
+	}()
+	defer func() {
+		cancel()
+		<-sdDone
+	}()
 	if err := d.startHTTP(); err != nil {
 		return err
 	}
@@ -313,20 +368,21 @@ func (d *Daemon) Run(ctx context.Context) error {
 	defer stopRetention()
 	backoff := time.Second
 	for {
-		job, err := d.buildJob()
+		if d.stopping() {
+			return nil
+		}
+		job, err := d.startJob()
 		if err != nil {
 			return err
 		}
+		err = d.runJob(ctx, job)
 		d.mu.Lock()
-		d.job = job
+		d.job = nil
 		d.mu.Unlock()
-		d.readyOne.Do(func() { close(d.ready) })
-		d.log.Info("pipeline running", "tasks", len(job.Overview()))
-		err = job.Run(ctx)
 		if cerr := job.Close(); cerr != nil {
 			d.log.Warn("closing job", "err", cerr)
 		}
-		if ctx.Err() != nil {
+		if ctx.Err() != nil || d.stopping() {
 			return nil
 		}
 		if err == nil {
@@ -346,13 +402,68 @@ func (d *Daemon) Run(ctx context.Context) error {
 			continue
 		}
 		d.log.Error("job failed; restarting from the last completed checkpoint", "err", err, "in", backoff)
+		d.setPhase(fmt.Sprintf("restarting in %s after failure: %s", backoff, err))
 		select {
 		case <-ctx.Done():
+			return nil
+		case <-d.stop:
 			return nil
 		case <-time.After(backoff):
 		}
 		backoff = min(backoff*2, time.Minute)
 	}
+}
+
+// startJob recovers and builds the next job and makes it the running one.
+// A reload waits for it, so the job starts on the running configuration.
+func (d *Daemon) startJob() (*pipeline.Job, error) {
+	d.reloadMu.Lock()
+	defer d.reloadMu.Unlock()
+	d.setPhase("recovering")
+	job, err := d.buildJob()
+	if err != nil {
+		return nil, err
+	}
+	d.mu.Lock()
+	d.job = job
+	d.mu.Unlock()
+	d.startUpload()
+	d.log.Info("pipeline running", "tasks", len(job.Overview()))
+	// Recovery is done: tell systemd (READY=1) after saying so in the log.
+	d.readyOne.Do(func() {
+		close(d.ready)
+		d.sd.ready()
+	})
+	return job, nil
+}
+
+// runJob runs job until it ends, ctx is done, or Stop asks for a graceful
+// stop: then the sources stop reading, a final checkpoint is taken within
+// stopTimeout, its output is published, and the job drains.
+func (d *Daemon) runJob(ctx context.Context, job *pipeline.Job) error {
+	jctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- job.Run(jctx) }()
+	select {
+	case err := <-done:
+		return err
+	case <-d.stop:
+	}
+	if job.Stats() != nil {
+		fctx, cancelF := context.WithTimeout(ctx, d.stopTimeout)
+		t0 := time.Now()
+		id, err := job.StopWithCheckpoint(fctx)
+		cancelF()
+		if err != nil {
+			d.log.Error("final checkpoint failed; the next start replays from the last completed checkpoint",
+				"checkpoint", id, "err", err, "timeout", d.stopTimeout)
+		} else {
+			d.log.Info("final checkpoint completed", "checkpoint", id, "duration", time.Since(t0).Round(time.Millisecond))
+		}
+	}
+	cancel()
+	return <-done
 }
 
 // startRetention drops consumed ingest-log segments when checkpointing is
@@ -384,6 +495,21 @@ func (d *Daemon) startRetention(ctx context.Context) func() {
 	return cancel
 }
 
+// running returns the running configuration: the one eddy started with,
+// plus what reloads applied. Treat it as read-only.
+func (d *Daemon) running() *config.Config {
+	d.mu.RLock()
+	defer d.mu.RUnlock()
+	return d.live
+}
+
+func (d *Daemon) setPhase(p string) {
+	d.mu.Lock()
+	d.phase = p
+	d.mu.Unlock()
+	d.sd.statusNow()
+}
+
 func (d *Daemon) currentJob() *pipeline.Job {
 	d.mu.RLock()
 	defer d.mu.RUnlock()
@@ -403,7 +529,7 @@ func (d *Daemon) HTTPAddr() string {
 
 // Close stops and closes every component. It is idempotent.
 func (d *Daemon) Close() error {
-	var errs []error
+	errs := []error{d.closeUpload()}
 	if d.http != nil {
 		d.http.close()
 		d.http = nil

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -41,6 +42,13 @@ func (a *apiFlags) do(method, path string) ([]byte, error) {
 			}
 			if token == "" {
 				token = cfg.HTTP.Token
+				if cfg.HTTP.TokenFile != "" {
+					b, err := os.ReadFile(cfg.HTTP.TokenFile)
+					if err != nil {
+						return nil, fmt.Errorf("http.token_file: %w", err)
+					}
+					token = strings.TrimSpace(string(b))
+				}
 			}
 		}
 	}

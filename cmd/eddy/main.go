@@ -17,7 +17,7 @@ func main() {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(runCmd(), validateCmd(), simulateCmd(), versionCmd(), checkpointCmd(), checkpointsCmd())
+	root.AddCommand(runCmd(), validateCmd(), simulateCmd(), versionCmd(), checkpointCmd(), checkpointsCmd(), restoreCmd())
 	if err := root.Execute(); err != nil {
 		fmt.Fprintln(os.Stderr, "eddy:", err)
 		os.Exit(1)

@@ -6,8 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
-	"os/signal"
-	"syscall"
 
 	"github.com/spf13/cobra"
 
@@ -22,6 +20,13 @@ func runCmd() *cobra.Command {
 	c := &cobra.Command{
 		Use:   "run",
 		Short: "Run the pipeline (as a service: systemctl start eddy)",
+		Long: `Runs the pipeline until stopped. SIGTERM or SIGINT (Ctrl-C) stop gracefully:
+the sources stop reading, a final checkpoint is taken and its output published,
+then eddy exits 0; a second signal stops at once (the next start replays from
+the last checkpoint). SIGHUP reloads log.level, checkpointing.interval,
+checkpointing.min_pause and upload.bandwidth from the file and refuses every
+other change. Under systemd (Type=notify) eddy reports READY=1 after recovery,
+STATUS= lines and watchdog pings.`,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg, err := config.Load(path)
 			if err != nil {
@@ -29,13 +34,16 @@ func runCmd() *cobra.Command {
 			}
 			level := new(slog.LevelVar)
 			level.Set(parseLevel(cfg.Log.Level))
-			log := newLogger(cfg.Log.Format, level)
-			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-			defer stop()
+			log := daemon.NewLogger(os.Stderr, cfg.Log.Format, level)
 			d, err := daemon.New(cfg, log, level)
 			if err != nil {
 				return err
 			}
+			d.SetConfigFile(path)
+			ctx, hardStop := context.WithCancel(context.Background())
+			defer hardStop()
+			release := d.HandleSignals(hardStop)
+			defer release()
 			runErr := d.Run(ctx)
 			closeErr := d.Close()
 			if runErr == nil && closeErr == nil {
@@ -54,14 +62,6 @@ func parseLevel(s string) slog.Level {
 		return slog.LevelInfo
 	}
 	return l
-}
-
-func newLogger(format string, level *slog.LevelVar) *slog.Logger {
-	o := &slog.HandlerOptions{Level: level}
-	if format == "text" {
-		return slog.New(slog.NewTextHandler(os.Stderr, o))
-	}
-	return slog.New(slog.NewJSONHandler(os.Stderr, o))
 }
 
 func validateCmd() *cobra.Command {

@@ -1,0 +1,189 @@
+package daemon
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"slices"
+	"strings"
+	"syscall"
+
+	"github.com/eddy-stream/eddy/daemon/config"
+)
+
+// SetConfigFile names the file Reload reads (the one eddy was started
+// with).
+func (d *Daemon) SetConfigFile(path string) { d.configPath = path }
+
+// Stop asks Run for a graceful stop: STOPPING=1, the sources stop reading,
+// a final checkpoint is taken (bounded by DefaultStopTimeout), its output
+// published, and Run returns nil. It returns at once and may be called any
+// number of times.
+func (d *Daemon) Stop() {
+	d.stopOnce.Do(func() {
+		close(d.stop)
+		d.log.Info("stopping: final checkpoint, then exit")
+		d.sd.stopping()
+	})
+}
+
+func (d *Daemon) stopping() bool {
+	select {
+	case <-d.stop:
+		return true
+	default:
+		return false
+	}
+}
+
+// HandleSignals wires the process signals to the daemon until the returned
+// function is called: SIGHUP reloads the configuration (Reload); SIGTERM
+// and SIGINT stop gracefully (Stop); a second SIGTERM or SIGINT calls
+// hardStop, which should cancel the context of Run (no final checkpoint).
+func (d *Daemon) HandleSignals(hardStop context.CancelFunc) (release func()) {
+	ch := make(chan os.Signal, 4)
+	signal.Notify(ch, syscall.SIGHUP, syscall.SIGTERM, syscall.SIGINT)
+	done := make(chan struct{})
+	go func() {
+		for {
+			select {
+			case <-done:
+				return
+			case sig := <-ch:
+				switch sig {
+				case syscall.SIGHUP:
+					go d.Reload() // serialised by reloadMu; never blocks a stop signal
+				default:
+					if d.stopping() {
+						d.log.Warn("second stop signal: stopping now, without waiting for the final checkpoint", "signal", sig.String())
+						hardStop()
+						continue
+					}
+					d.log.Info("signal received", "signal", sig.String())
+					d.Stop()
+				}
+			}
+		}
+	}()
+	return func() {
+		signal.Stop(ch)
+		close(done)
+	}
+}
+
+// ReloadResult says what a reload did.
+type ReloadResult struct {
+	// Applied are the keys that changed and now have their new values.
+	Applied []string
+	// Refused are the keys that changed but need a restart; they keep
+	// their running values.
+	Refused []string
+}
+
+// ErrReloadInvalid is returned by Reload when the file does not load; the
+// running configuration is kept.
+var ErrReloadInvalid = errors.New("daemon: reloaded configuration is not valid")
+
+// Reload re-reads the configuration file and applies what can change
+// while running: log.level, checkpointing.interval and min_pause (kept
+// across job restarts) and upload.bandwidth. Every other change is refused
+// with a log message naming the keys, and those keys keep their running
+// values. A file that does not load changes nothing. systemd sees
+// RELOADING=1 before and READY=1 after.
+func (d *Daemon) Reload() (ReloadResult, error) {
+	d.reloadMu.Lock()
+	defer d.reloadMu.Unlock()
+	isReady := false
+	select {
+	case <-d.ready:
+		isReady = true
+	default:
+	}
+	if isReady {
+		d.sd.reloading()
+		defer d.sd.reloaded()
+	}
+	var res ReloadResult
+	if d.configPath == "" {
+		d.log.Warn("reload: eddy was started without a configuration file; nothing to reload")
+		return res, nil
+	}
+	next, err := config.Load(d.configPath)
+	if err != nil {
+		d.log.Error("reload refused: the configuration file does not load; the running configuration is kept",
+			"file", d.configPath, "err", err)
+		return res, fmt.Errorf("%w: %w", ErrReloadInvalid, err)
+	}
+	old := d.running()
+	live := old.Clone()
+	reloadable, refused := config.ReloadableDiff(old, next)
+	// Checkpointing on or off changes what the job is made of (the store,
+	// staging sinks): that needs a restart.
+	if (old.Checkpointing.Interval == 0) != (next.Checkpointing.Interval == 0) {
+		if i := slices.Index(reloadable, "checkpointing.interval"); i >= 0 {
+			reloadable = slices.Delete(reloadable, i, i+1)
+			refused = append(refused, "checkpointing.interval")
+		}
+	}
+	var timing bool
+	var changes []any
+	for _, k := range reloadable {
+		switch k {
+		case "log.level":
+			live.Log.Level = next.Log.Level
+			changes = append(changes, k, old.Log.Level+" → "+next.Log.Level)
+		case "checkpointing.interval":
+			live.Checkpointing.Interval = next.Checkpointing.Interval
+			timing = true
+			changes = append(changes, k, old.Checkpointing.Interval.String()+" → "+next.Checkpointing.Interval.String())
+		case "checkpointing.min_pause":
+			live.Checkpointing.MinPause = next.Checkpointing.MinPause
+			timing = true
+			changes = append(changes, k, old.Checkpointing.MinPause.String()+" → "+next.Checkpointing.MinPause.String())
+		case "upload.bandwidth":
+			live.Upload.Bandwidth = next.Upload.Bandwidth
+			changes = append(changes, k, old.Upload.Bandwidth.String()+" → "+next.Upload.Bandwidth.String())
+		default:
+			refused = append(refused, k) // a key ReloadableKeys lists that eddy does not apply yet
+			continue
+		}
+		res.Applied = append(res.Applied, k)
+	}
+	res.Refused = refused
+	if len(refused) > 0 {
+		d.log.Warn("reload: these settings changed but need a restart (systemctl restart eddy); they keep their running values",
+			"keys", strings.Join(refused, ", "), "file", d.configPath,
+			"reloadable", strings.Join(config.ReloadableKeys(), ", "))
+	}
+	if len(res.Applied) == 0 {
+		if len(refused) == 0 {
+			d.log.Info("reload: configuration unchanged", "file", d.configPath)
+		}
+		return res, nil
+	}
+
+	d.mu.Lock()
+	d.live = live
+	d.mu.Unlock()
+	if slices.Contains(res.Applied, "log.level") && d.level != nil {
+		var l slog.Level
+		if err := l.UnmarshalText([]byte(live.Log.Level)); err == nil {
+			d.level.Set(l)
+		}
+	}
+	if timing {
+		if job := d.currentJob(); job != nil {
+			job.SetCheckpointTiming(live.Checkpointing.Interval, live.Checkpointing.MinPause)
+		}
+	}
+	if slices.Contains(res.Applied, "upload.bandwidth") {
+		if d.setUploadBandwidth != nil {
+			d.setUploadBandwidth(int64(live.Upload.Bandwidth))
+		}
+	}
+	d.log.Info("configuration reloaded", append([]any{"file", d.configPath}, changes...)...)
+	return res, nil
+}

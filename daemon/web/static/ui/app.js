@@ -1,0 +1,410 @@
+// eddy web page: reads the JSON API and redraws every 2 s. No framework.
+"use strict";
+
+const POLL_MS = 2000;
+const $ = (id) => document.getElementById(id);
+
+// ---- formatting -----------------------------------------------------------
+
+function esc(v) {
+  return String(v ?? "").replace(/[&<>"']/g, (c) =>
+    ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" })[c]);
+}
+function num(n) {
+  if (n == null || isNaN(n)) return "–";
+  return Math.round(n).toLocaleString("en-US");
+}
+function count(n) {
+  if (n == null || isNaN(n)) return "–";
+  if (n >= 1e6) return (n / 1e6).toFixed(1) + "M";
+  if (n >= 1e4) return (n / 1e3).toFixed(0) + "k";
+  if (n >= 1e3) return (n / 1e3).toFixed(1) + "k";
+  return n >= 10 || Number.isInteger(n) ? Math.round(n).toString() : n.toFixed(1);
+}
+function bytes(n) {
+  if (n == null || isNaN(n)) return "–";
+  const u = ["B", "KiB", "MiB", "GiB", "TiB"];
+  let i = 0;
+  while (n >= 1024 && i < u.length - 1) { n /= 1024; i++; }
+  return (i === 0 ? n.toFixed(0) : n.toFixed(n >= 100 ? 0 : 1)) + " " + u[i];
+}
+function ms(n) {
+  if (n == null || isNaN(n)) return "–";
+  if (n < 1000) return Math.round(n) + " ms";
+  const s = n / 1000;
+  if (s < 60) return parseFloat(s.toFixed(s < 10 ? 2 : 1)) + " s";
+  const m = Math.floor(s / 60);
+  if (m < 60) return m + "m " + Math.floor(s % 60) + "s";
+  const h = Math.floor(m / 60);
+  if (h < 48) return h + "h " + (m % 60) + "m";
+  const d = Math.floor(h / 24);
+  return d < 365 ? d + "d " + (h % 24) + "h" : (d / 365).toFixed(1) + " years";
+}
+function uptime(sec) {
+  return sec < 60 ? Math.floor(sec) + "s" : ms(sec * 1000);
+}
+function ago(tsMs) {
+  if (!tsMs) return "–";
+  const d = Date.now() - tsMs;
+  return d < 0 ? "just now" : ms(d) + " ago";
+}
+function clock(tsMs) {
+  if (!tsMs) return "–";
+  const d = new Date(tsMs);
+  const p = (x, w = 2) => String(x).padStart(w, "0");
+  return `${p(d.getHours())}:${p(d.getMinutes())}:${p(d.getSeconds())}.${p(d.getMilliseconds(), 3)}`;
+}
+function pct(x) { return x == null ? "–" : (x * 100).toFixed(x < 0.1 && x > 0 ? 1 : 0) + "%"; }
+function bar(x) {
+  const cls = x > 0.5 ? "bad" : x > 0.1 ? "warn" : "";
+  return `<span class="bar ${cls}"><i data-w="${Math.min(100, Math.max(0, x * 100)).toFixed(1)}"></i></span>`;
+}
+// Bars get their width through the CSSOM: the page's CSP forbids inline styles.
+function sizeBars(root) {
+  root.querySelectorAll(".bar i[data-w]").forEach((i) => { i.style.width = i.dataset.w + "%"; });
+}
+function table(el, head, rows, empty) {
+  const th = head.map((h) => {
+    const [label, cls] = Array.isArray(h) ? h : [h, ""];
+    return `<th class="${cls}">${esc(label)}</th>`;
+  }).join("");
+  const body = rows.length ? rows.join("") :
+    `<tr><td class="empty" colspan="${head.length}">${esc(empty || "nothing yet")}</td></tr>`;
+  el.innerHTML = `<thead><tr>${th}</tr></thead><tbody>${body}</tbody>`;
+  sizeBars(el);
+}
+function kv(el, pairs) {
+  el.innerHTML = pairs.map(([k, v]) => `<tr><th>${esc(k)}</th><td>${v}</td></tr>`).join("");
+}
+function kpi(label, value, sub, cls) {
+  return `<div class="kpi ${cls || ""}"><div class="label">${esc(label)}</div>` +
+    `<div class="value">${value}</div><div class="sub">${sub || "&nbsp;"}</div></div>`;
+}
+
+// ---- API --------------------------------------------------------------------
+
+let token = sessionStorage.getItem("eddy-token") || "";
+
+async function api(path, opts) {
+  const headers = {};
+  if (token) headers["Authorization"] = "Bearer " + token;
+  const r = await fetch(path, Object.assign({ headers, cache: "no-store" }, opts));
+  if (r.status === 401) {
+    $("token-form").hidden = false;
+    throw new Error("the API needs a token");
+  }
+  const body = await r.json().catch(() => ({}));
+  if (r.status === 404) return null;
+  if (!r.ok) throw new Error(body.error || r.statusText);
+  return body;
+}
+
+$("token-form").addEventListener("submit", (e) => {
+  e.preventDefault();
+  token = $("token").value.trim();
+  sessionStorage.setItem("eddy-token", token);
+  $("token-form").hidden = true;
+  refresh();
+});
+
+// ---- state kept between polls -------------------------------------------------
+
+let selected = null; // checkpoint id whose details are open
+let scrollOnDetails = false; // set by a click, not by loading a link
+let view = "overview";
+
+// ---- header -------------------------------------------------------------------
+
+function renderHeader(o) {
+  $("appliance").textContent = o.appliance_id;
+  const v = /^[0-9]/.test(o.version) ? "v" + o.version : o.version;
+  $("version").textContent = v + " · up " + uptime(o.uptime_seconds);
+  document.title = "eddy · " + o.appliance_id;
+  const h = $("health");
+  if (o.stalled) { h.textContent = "STALLED"; h.className = "pill bad"; }
+  else if (!o.ready) { h.textContent = "recovering"; h.className = "pill info"; }
+  else if (!o.running) { h.textContent = "restarting"; h.className = "pill warn"; }
+  else { h.textContent = "running"; h.className = "pill ok"; }
+  const sl = $("status-line");
+  sl.textContent = o.status || "";
+  sl.className = "status-line" + (o.stalled ? " stalled" : "");
+}
+
+// ---- overview -------------------------------------------------------------------
+
+function renderOverview(o, cps) {
+  const now = Date.now();
+  const tasks = o.tasks || [];
+  const ingest = o.ingest || [];
+  const lag = ingest.reduce((a, i) => a + Math.max(0, i.lag), 0);
+  const marks = tasks.filter((t) => t.watermark != null).map((t) => t.watermark);
+  const wmLag = marks.length ? now - Math.min(...marks) : null;
+  const last = cps && cps.latest && cps.latest.completed;
+  const keyed = tasks.filter((t) => t.kind !== "source").length;
+  $("kpis").innerHTML = [
+    kpi("Throughput", count(o.records_per_second) + "<small> rec/s</small>", `${tasks.length} tasks, ${keyed} keyed`),
+    kpi("Back-pressure", pct(o.back_pressure), "busiest task, last 5 s",
+      o.back_pressure > 0.5 ? "bad" : o.back_pressure > 0.1 ? "warn" : "ok"),
+    kpi("Ingest backlog", count(lag), "messages not yet read", lag > 10000 ? "warn" : ""),
+    kpi("Watermark lag", wmLag == null ? "–" : ms(wmLag), "now − lowest watermark"),
+    kpi("Last checkpoint", last ? "#" + last.id : "–", last ? ago(last.latest_ack_timestamp) : (cps ? "none yet" : "checkpointing off")),
+    kpi("Dead letters", num(o.dead_letters), `${num(o.late_events)} late events`, o.dead_letters > 0 ? "warn" : ""),
+    kpi("Job restarts", num(o.job_restarts), o.last_error ? esc(o.last_error.slice(0, 60)) : "no failure", o.job_restarts > 0 ? "warn" : ""),
+  ].join("");
+
+  table($("tasks"),
+    ["Task", "Kind", ["Records in", "num"], ["Records out", "num"], ["In/s", "num"], ["Out/s", "num"],
+      "Back-pressure", "Watermark", ["Watermark lag", "num"], ["Dead letters", "num"], ["Late", "num"]],
+    tasks.map((t) => {
+      const tr = (o.task_rates || {})[t.name];
+      const r = tr ? { in: tr.records_in_per_second, out: tr.records_out_per_second, bp: tr.back_pressure } : {};
+      return `<tr><td class="mono">${esc(t.name)}</td><td>${esc(t.kind)}</td>` +
+        `<td class="num">${num(t.records_in)}</td><td class="num">${num(t.records_out)}</td>` +
+        `<td class="num">${count(r.in)}</td><td class="num">${count(r.out)}</td>` +
+        `<td>${bar(r.bp || 0)}${pct(r.bp)}</td>` +
+        `<td class="mono">${esc(t.watermark_time || "–")}</td>` +
+        `<td class="num">${t.watermark != null ? ms(now - t.watermark) : "–"}</td>` +
+        `<td class="num">${num(t.dead_letters)}</td><td class="num">${num(t.late_events)}</td></tr>`;
+    }), "no job running");
+
+  table($("ingest"),
+    ["Source", "MQTT", ["Log size", "num"], ["First offset", "num"], ["Read offset", "num"], ["Next offset", "num"],
+      ["Lag", "num"], ["Received", "num"], ["Acknowledged", "num"], "State"],
+    ingest.map((i) => {
+      const state = i.error ? `<span class="err">${esc(i.error)}</span>` :
+        i.full ? `<span class="status FAILED">FULL</span>` : "ok";
+      return `<tr><td class="mono">${esc(i.source)}</td>` +
+        `<td>${i.connected ? '<span class="status COMPLETED">connected</span>' : '<span class="status FAILED">down</span>'}</td>` +
+        `<td class="num">${bytes(i.size_bytes)}</td><td class="num">${num(i.first_offset)}</td>` +
+        `<td class="num">${num(i.read_offset)}</td><td class="num">${num(i.next_offset)}</td>` +
+        `<td class="num">${num(i.lag)}</td><td class="num">${num(i.messages_received)}</td>` +
+        `<td class="num">${num(i.messages_acknowledged)}</td><td>${state}</td></tr>`;
+    }), "no sources");
+}
+
+// ---- checkpoints ---------------------------------------------------------------
+
+function renderCheckpoints(cps, remote) {
+  $("cp-off").hidden = !!cps;
+  if (!cps) {
+    $("cp-counts").innerHTML = "";
+    ["cp-latest", "cp-summary", "cp-history"].forEach((id) => { $(id).innerHTML = ""; });
+    return;
+  }
+  const c = cps.counts;
+  $("cp-counts").innerHTML = [
+    kpi("Triggered", num(c.total), "since the job started"),
+    kpi("In progress", num(c.in_progress), "", c.in_progress > 0 ? "" : ""),
+    kpi("Completed", num(c.completed), "", "ok"),
+    kpi("Failed", num(c.failed), "", c.failed > 0 ? "bad" : ""),
+    kpi("Restored", num(c.restored), cps.latest.restored ? "from #" + cps.latest.restored.id : "started empty"),
+  ].join("");
+
+  const L = cps.latest;
+  const line = (x) => x ? `#${x.id} · ${clock(x.latest_ack_timestamp || x.trigger_timestamp)} (${ago(x.latest_ack_timestamp || x.trigger_timestamp)})` : "–";
+  const rows = [
+    ["Completed", line(L.completed)],
+    ["  end to end", L.completed ? ms(L.completed.end_to_end_duration) : "–"],
+    ["  checkpointed / full size", L.completed ? `${bytes(L.completed.checkpointed_size)} / ${bytes(L.completed.state_size)}` : "–"],
+    ["  path", L.completed ? `<span class="mono">${esc(L.completed.external_path)}</span>` : "–"],
+    ["Failed", L.failed ? `#${L.failed.id} · ${clock(L.failed.failure_timestamp)} <div class="err">${esc(L.failed.failure_message)}</div>` : "none"],
+    ["Restored", L.restored ? `#${L.restored.id} from ${esc(L.restored.source)} in ${ms(L.restored.restore_duration)} · ${clock(L.restored.restore_timestamp)}` : "none (started empty)"],
+  ];
+  kv($("cp-latest"), rows);
+
+  if (remote) {
+    const pairs = [
+      ["Remote", `<span class="mono">${esc(remote.remote)}</span>`],
+      ["Link", remote.link_up ? '<span class="status COMPLETED">up</span>' : '<span class="status FAILED">down</span>'],
+      ["Newest remote checkpoint", remote.newest_checkpoint ? `#${remote.newest_checkpoint} (${ago(remote.newest_checkpoint_timestamp)})` : "none yet"],
+      ["Behind local", ms(remote.lag_ms)],
+      ["Pending / sent", `${bytes(remote.bytes_pending)} / ${bytes(remote.bytes_sent)}`],
+    ];
+    if (remote.last_error) pairs.push(["Last error", `<span class="err">${esc(remote.last_error)}</span>`]);
+    const more = Object.entries(remote.details || {}).map(([k, v]) =>
+      `<tr><th>${esc(k)}</th><td class="mono">${esc(typeof v === "object" ? JSON.stringify(v) : v)}</td></tr>`).join("");
+    if (more) {
+      const open = $("remote-more") && $("remote-more").open ? " open" : "";
+      pairs.push(["All uploader figures", `<details id="remote-more"${open}><summary>show</summary><table class="kv">${more}</table></details>`]);
+    }
+    kv($("cp-remote"), pairs);
+  } else {
+    kv($("cp-remote"), [["Upload", "off (upload.remote is empty)"]]);
+  }
+
+  const s = cps.summary;
+  const srow = (label, m, f) => `<tr><td>${label}</td>` +
+    ["min", "avg", "max", "p50", "p90", "p99"].map((k) => `<td class="num">${c.completed ? f(m[k]) : "–"}</td>`).join("") + "</tr>";
+  table($("cp-summary"), ["", ["Min", "num"], ["Average", "num"], ["Max", "num"], ["p50", "num"], ["p90", "num"], ["p99", "num"]], [
+    srow("End to end duration", s.end_to_end_duration, ms),
+    srow("Checkpointed data size", s.checkpointed_size, bytes),
+    srow("Full checkpoint data size", s.state_size, bytes),
+    srow("Processed in-flight data", s.processed_data, num),
+  ]);
+
+  table($("cp-history"),
+    ["ID", "Status", "Acknowledged", "Trigger time", "Latest ack", ["End to end", "num"],
+      ["Checkpointed size", "num"], ["Full size", "num"], "Remote"],
+    (cps.history || []).map((h) => {
+      const remoteCell = h.remote_status ? esc(h.remote_status) : "–";
+      const failed = h.failure_message ? `<div class="err">${esc(h.failure_message)}</div>` : "";
+      return `<tr class="clickable${h.id === selected ? " selected" : ""}" data-id="${h.id}">` +
+        `<td class="mono">#${h.id}</td><td><span class="status ${esc(h.status)}">${esc(h.status)}</span>${failed}</td>` +
+        `<td>${h.num_acknowledged_subtasks}/${h.num_subtasks}</td>` +
+        `<td>${clock(h.trigger_timestamp)}</td><td>${h.latest_ack_timestamp ? clock(h.latest_ack_timestamp) : "–"}</td>` +
+        `<td class="num">${h.status === "IN_PROGRESS" ? ms(Date.now() - h.trigger_timestamp) + "…" : ms(h.end_to_end_duration)}</td>` +
+        `<td class="num">${bytes(h.checkpointed_size)}</td><td class="num">${bytes(h.state_size)}</td>` +
+        `<td>${remoteCell}</td></tr>`;
+    }), "no checkpoint yet");
+  $("cp-history").querySelectorAll("tr.clickable").forEach((tr) => {
+    tr.addEventListener("click", () => {
+      const id = Number(tr.dataset.id);
+      scrollOnDetails = selected !== id;
+      location.hash = selected === id ? "#checkpoints" : "#checkpoints/" + id;
+    });
+  });
+}
+
+async function renderDetails() {
+  const el = $("cp-details");
+  if (selected == null) { el.innerHTML = ""; return; }
+  const d = await api(`api/v1/checkpoints/details/${selected}`);
+  if (!d) { el.innerHTML = `<div class="card empty">Checkpoint #${selected} is no longer in the history.</div>`; return; }
+  const tasks = Object.values(d.tasks || {}).sort((a, b) => a.id.localeCompare(b.id));
+  let html = `<div class="details"><div class="details-head"><h2>Checkpoint #${d.id} ` +
+    `<span class="status ${esc(d.status)}">${esc(d.status)}</span></h2>` +
+    `<span class="hint">triggered ${clock(d.trigger_timestamp)} · end to end ${ms(d.end_to_end_duration)} · ` +
+    `${bytes(d.checkpointed_size)} checkpointed of ${bytes(d.state_size)}</span>` +
+    `<button class="link" id="close-details">Close</button></div>` +
+    `<div class="card"><table id="cp-tasks"></table></div></div>`;
+  el.innerHTML = html;
+  $("close-details").addEventListener("click", () => { location.hash = "#checkpoints"; });
+  const rows = [];
+  for (const t of tasks) {
+    rows.push(`<tr><td class="mono"><b>${esc(t.id)}</b></td><td>${t.num_acknowledged_subtasks}/${t.num_subtasks}</td>` +
+      `<td>${t.latest_ack_timestamp ? clock(t.latest_ack_timestamp) : "–"}</td>` +
+      `<td class="num">${ms(t.end_to_end_duration)}</td><td class="num">${bytes(t.checkpointed_size)}</td>` +
+      `<td class="num">${bytes(t.state_size)}</td><td class="num">${ms(t.max_sync_duration)}</td>` +
+      `<td class="num">${ms(t.max_async_duration)}</td><td class="num">${ms(t.max_alignment_duration)}</td>` +
+      `<td class="num">${ms(t.max_start_delay)}</td><td class="num">${num(t.processed_data)}</td></tr>`);
+    for (const s of t.subtasks || []) {
+      rows.push(`<tr class="sub"><td class="mono">${esc(s.task)} (${s.index})</td>` +
+        `<td>${s.status === "completed" ? "acked" : "pending"}</td><td>${s.ack_timestamp ? clock(s.ack_timestamp) : "–"}</td>` +
+        `<td class="num">${ms(s.end_to_end_duration)}</td><td class="num">${bytes(s.checkpointed_size)}</td>` +
+        `<td class="num">${bytes(s.state_size)}</td><td class="num">${ms(s.checkpoint.sync)}</td>` +
+        `<td class="num">${ms(s.checkpoint.async)}</td><td class="num">${ms(s.alignment.duration)}</td>` +
+        `<td class="num">${ms(s.start_delay)}</td><td class="num">${num(s.alignment.processed)}</td></tr>`);
+    }
+  }
+  if (scrollOnDetails) {
+    scrollOnDetails = false;
+    el.scrollIntoView({ block: "start" });
+  }
+  table($("cp-tasks"), ["Task / subtask", "Acked", "Latest ack", ["End to end", "num"], ["Checkpointed", "num"],
+    ["Full size", "num"], ["Sync", "num"], ["Async", "num"], ["Alignment", "num"], ["Start delay", "num"],
+    ["Processed", "num"]], rows, "no tasks");
+}
+
+// ---- configuration -------------------------------------------------------------
+
+function yaml(v, indent, path, reloadable) {
+  const pad = "  ".repeat(indent);
+  const scalar = (x) => {
+    if (x === null || x === undefined) return '<span class="n">null</span>';
+    if (typeof x === "number" || typeof x === "boolean") return `<span class="n">${esc(x)}</span>`;
+    if (x === "") return '<span class="s">""</span>';
+    return `<span class="s">${esc(x)}</span>`;
+  };
+  let out = "";
+  if (Array.isArray(v)) {
+    if (!v.length) return " []\n";
+    out += "\n";
+    v.forEach((item, i) => {
+      if (item !== null && typeof item === "object" && !Array.isArray(item)) {
+        const body = yaml(item, indent + 1, `${path}[${i}]`, reloadable).replace(/^\n/, "");
+        out += pad + "- " + body.slice((pad + "  ").length);
+      } else {
+        out += `${pad}- ${scalar(item)}\n`;
+      }
+    });
+    return out;
+  }
+  if (v !== null && typeof v === "object") {
+    const keys = Object.keys(v).sort();
+    if (!keys.length) return " {}\n";
+    out += "\n";
+    for (const k of keys) {
+      const p = path ? path + "." + k : k;
+      const child = v[k];
+      const isNode = child !== null && typeof child === "object";
+      const key = `<span class="k">${esc(k)}</span>:`;
+      const line = isNode ? key + yaml(child, indent + 1, p, reloadable) : `${key} ${scalar(child)}\n`;
+      out += pad + (reloadable.includes(p) ? `<span class="r">${line.replace(/\n$/, "")}</span>\n` : line);
+    }
+    return out;
+  }
+  return " " + scalar(v) + "\n";
+}
+
+function renderConfig(c, cc) {
+  if (c) {
+    $("config-file").textContent = c.file || "";
+    $("config-yaml").innerHTML = yaml(c.config, 0, "", c.reloadable || []).replace(/^\n/, "");
+    $("config-reloadable").innerHTML = (c.reloadable || []).map((k) => `<code>${esc(k)}</code>`).join(", ");
+  }
+  if (cc) {
+    kv($("config-cp"), [
+      ["Mode", esc(cc.mode)], ["Interval", ms(cc.interval)], ["Min pause", ms(cc.min_pause)],
+      ["Timeout", ms(cc.timeout)], ["Max concurrent", num(cc.max_concurrent)],
+      ["Tolerable failures", num(cc.tolerable_failed_checkpoints)], ["Incremental", esc(cc.incremental)],
+      ["Local recovery", esc(cc.local_recovery)], ["Retained", num(cc.num_retained)],
+      ["Compression", esc(cc.compression)], ["State backend", esc(cc.state_backend)],
+      ["Checkpoint storage", `<span class="mono">${esc(cc.checkpoint_storage)}</span>`],
+    ]);
+  }
+}
+
+// ---- routing and polling ---------------------------------------------------------
+
+// #overview, #checkpoints, #checkpoints/<id> (details open), #config
+function route() {
+  const [h, id] = (location.hash || "#overview").slice(1).split("/");
+  view = ["overview", "checkpoints", "config"].includes(h) ? h : "overview";
+  selected = view === "checkpoints" && id && /^[0-9]+$/.test(id) ? Number(id) : null;
+  document.querySelectorAll("nav a").forEach((a) => a.classList.toggle("active", a.dataset.view === view));
+  document.querySelectorAll(".view").forEach((s) => { s.hidden = s.id !== "view-" + view; });
+}
+
+let busy = false;
+async function refresh() {
+  if (busy) return;
+  busy = true;
+  try {
+    const [o, cps] = await Promise.all([api("api/v1/overview"), api("api/v1/checkpoints")]);
+    renderHeader(o);
+    if (view === "overview") renderOverview(o, cps);
+    if (view === "checkpoints") {
+      const remote = await api("api/v1/upload");
+      renderCheckpoints(cps, remote);
+      await renderDetails();
+    }
+    if (view === "config") {
+      const [c, cc] = await Promise.all([api("api/v1/config"), api("api/v1/checkpoints/config")]);
+      renderConfig(c, cc);
+    }
+    $("error").hidden = true;
+    $("updated").textContent = "updated " + clock(Date.now());
+  } catch (e) {
+    $("error").hidden = false;
+    $("error").textContent = "Cannot reach eddy: " + e.message + " (retrying every 2 s)";
+    $("health").textContent = "unreachable";
+    $("health").className = "pill bad";
+  } finally {
+    busy = false;
+  }
+}
+
+window.addEventListener("hashchange", () => { route(); refresh(); });
+route();
+refresh();
+setInterval(refresh, POLL_MS);

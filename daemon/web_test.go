@@ -1,0 +1,239 @@
+package daemon
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
+
+	"github.com/eddy-stream/eddy/pipeline"
+)
+
+// artifacts is where tests keep files for a person to look at
+// (gitignored).
+const artifacts = "../test/artifacts"
+
+// chromium runs Debian's chromium headless on url with extra flags
+// (--dump-dom or --screenshot=…) and returns its standard output. The
+// whole process group is killed when it returns.
+func chromium(t *testing.T, url string, flags ...string) string {
+	t.Helper()
+	bin, err := exec.LookPath("chromium")
+	if err != nil {
+		t.Fatal("chromium is not installed: run `make test-deps` (apt-get install chromium)")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	args := append([]string{"--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+		"--disable-background-networking", "--disable-component-update", "--disable-sync",
+		"--disable-dev-shm-usage", "--user-data-dir=" + t.TempDir(), "--window-size=1280,2000",
+		"--virtual-time-budget=5000"}, flags...)
+	cmd := exec.CommandContext(ctx, bin, append(args, url)...)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	err = cmd.Run()
+	_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) // helpers left behind, if any
+	if err != nil {
+		t.Fatalf("chromium %s: %v\n%s", url, err, errb.String())
+	}
+	return out.String()
+}
+
+// TestWebPage loads the page in headless Chromium once checkpoints have
+// completed: the overview lists the tasks, the checkpoints view shows the
+// history and a checkpoint's per-task details. Screenshots are kept in
+// test/artifacts/.
+func TestWebPage(t *testing.T) {
+	dir := t.TempDir()
+	cfgPath := filepath.Join(dir, "config.yaml")
+	writeConfig(t, cfgPath, testConfig{DataDir: filepath.Join(dir, "data"), Interval: "1s",
+		Remote: "file://" + filepath.Join(dir, "remote")})
+	p := startEddy(t, cfgPath)
+	simulateInBackground(t, p.brokerURL, 400)
+	var cps pipeline.CheckpointsOverview
+	eventually(t, 30*time.Second, "3 completed checkpoints with input", func() bool {
+		p.get("/api/v1/checkpoints", &cps)
+		read, _ := p.ingested()
+		return cps.Counts.Completed >= 3 && read > 1000
+	})
+	var remote RemoteStatus
+	if code := p.get("/api/v1/upload", &remote); code != http.StatusOK || !strings.HasPrefix(remote.Remote, "file://") {
+		t.Errorf("GET /api/v1/upload: %d %+v", code, remote)
+	}
+	last := cps.Latest.Completed.ID
+
+	dom := chromium(t, p.httpURL+"/#checkpoints/"+fmt.Sprint(last), "--dump-dom")
+	history := regexp.MustCompile(`(?s)<table id="cp-history">.*?</table>`).FindString(dom)
+	if history == "" {
+		t.Fatalf("no checkpoint history table in the page:\n%s", dom)
+	}
+	rows := regexp.MustCompile(`<tr class="clickable[^"]*" data-id="(\d+)">`).FindAllStringSubmatch(history, -1)
+	if len(rows) < 3 || !strings.Contains(history, "COMPLETED") || !strings.Contains(history, fmt.Sprintf("#%d<", last)) {
+		t.Fatalf("history shows %d checkpoints, want at least 3 COMPLETED ones with #%d:\n%s", len(rows), last, history)
+	}
+	details := regexp.MustCompile(`(?s)<table id="cp-tasks">.*?</table>`).FindString(dom)
+	for _, want := range []string{"per_device", "per_device-1", "source-readings", "Start delay", "Alignment", "Sync", "Async"} {
+		if !strings.Contains(details, want) {
+			t.Errorf("checkpoint details lack %q:\n%s", want, details)
+		}
+	}
+	for _, want := range []string{"Summary", "p99", "End to end duration", "Newest remote checkpoint"} {
+		if !strings.Contains(dom, want) {
+			t.Errorf("checkpoints view lacks %q", want)
+		}
+	}
+
+	dom = chromium(t, p.httpURL+"/#overview", "--dump-dom")
+	for _, want := range []string{"source-readings", "per_device-0", "readings", "connected", "Throughput"} {
+		if !strings.Contains(dom, want) {
+			t.Errorf("overview lacks %q", want)
+		}
+	}
+	dom = chromium(t, p.httpURL+"/#config", "--dump-dom")
+	if !strings.Contains(dom, "max_out_of_orderness") || !strings.Contains(dom, "EmbeddedRocksDBStateBackend") {
+		t.Errorf("configuration view lacks the running configuration")
+	}
+
+	if err := os.MkdirAll(artifacts, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"web-overview.png", "web-checkpoints.png", "web-config.png"} {
+		frag := "#" + strings.TrimSuffix(strings.TrimPrefix(name, "web-"), ".png")
+		if frag == "#checkpoints" {
+			p.get("/api/v1/checkpoints", &cps) // the newest, so that its details are still in the history
+			frag += "/" + fmt.Sprint(cps.Latest.Completed.ID)
+		}
+		path, _ := filepath.Abs(filepath.Join(artifacts, name))
+		chromium(t, p.httpURL+"/"+frag, "--screenshot="+path)
+		if st, err := os.Stat(path); err != nil || st.Size() < 10_000 {
+			t.Errorf("screenshot %s: %v", path, err)
+		}
+		t.Logf("screenshot: %s", path)
+	}
+}
+
+// TestMetrics parses /metrics with the Prometheus text-format parser and
+// checks the families the issue asks for.
+func TestMetrics(t *testing.T) {
+	dir := t.TempDir()
+	cfgPath := filepath.Join(dir, "config.yaml")
+	writeConfig(t, cfgPath, testConfig{DataDir: filepath.Join(dir, "data"), Interval: "500ms"})
+	p := startEddy(t, cfgPath)
+	simulate(t, p.brokerURL, "--count", "3000", "--rate", "0", "--devices", "10", "--interval", "10ms",
+		"--start", "2024-01-01T00:00:00Z", "--bad", "0.01")
+	eventually(t, 30*time.Second, "2 completed checkpoints after the input", func() bool {
+		var cps pipeline.CheckpointsOverview
+		p.get("/api/v1/checkpoints", &cps)
+		read, lag := p.ingested()
+		return read == 3000 && lag == 0 && cps.Counts.Completed >= 2
+	})
+	time.Sleep(time.Second) // one more checkpoint covers everything read
+
+	resp, err := httpClient.Get(p.httpURL + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET /metrics: %s", resp.Status)
+	}
+	parser := expfmt.NewTextParser(model.UTF8Validation)
+	fams, err := parser.TextToMetricFamilies(resp.Body)
+	if err != nil {
+		t.Fatalf("parse /metrics: %v", err)
+	}
+	value := func(m *dto.Metric) float64 {
+		switch {
+		case m.Counter != nil:
+			return m.Counter.GetValue()
+		case m.Gauge != nil:
+			return m.Gauge.GetValue()
+		}
+		return m.GetUntyped().GetValue()
+	}
+	// name → minimum number of series; every family must exist.
+	want := map[string]int{
+		"eddy_build_info":                                  1,
+		"eddy_ready":                                       1,
+		"eddy_pipeline_stalled":                            1,
+		"eddy_job_running":                                 1,
+		"eddy_checkpoints_triggered_total":                 1,
+		"eddy_checkpoints_completed_total":                 1,
+		"eddy_checkpoints_failed_total":                    1,
+		"eddy_checkpoints_in_progress":                     1,
+		"eddy_checkpoints_restored_total":                  1,
+		"eddy_last_checkpoint_id":                          1,
+		"eddy_last_checkpoint_duration_seconds":            1,
+		"eddy_last_checkpoint_state_size_bytes":            1,
+		"eddy_last_checkpoint_checkpointed_size_bytes":     1,
+		"eddy_last_checkpoint_completed_timestamp_seconds": 1,
+		"eddy_last_checkpoint_start_delay_seconds":         3,
+		"eddy_last_checkpoint_alignment_seconds":           3,
+		"eddy_last_checkpoint_sync_seconds":                3,
+		"eddy_last_checkpoint_async_seconds":               3,
+		"eddy_restore_duration_seconds":                    1,
+		"eddy_task_records_in_total":                       3,
+		"eddy_task_records_out_total":                      3,
+		"eddy_task_back_pressured_seconds_total":           3,
+		"eddy_task_watermark_lag_seconds":                  3,
+		"eddy_task_dead_letters_total":                     3,
+		"eddy_ingest_log_size_bytes":                       1,
+		"eddy_ingest_log_lag_messages":                     1,
+		"eddy_rocksdb_block_cache_usage_bytes":             1,
+		"eddy_rocksdb_block_cache_capacity_bytes":          1,
+		"eddy_rocksdb_memtable_bytes":                      2,
+		"eddy_rocksdb_live_sst_bytes":                      2,
+	}
+	for name, n := range want {
+		f := fams[name]
+		if f == nil {
+			t.Errorf("/metrics lacks %s", name)
+			continue
+		}
+		if len(f.Metric) < n {
+			t.Errorf("%s has %d series, want at least %d", name, len(f.Metric), n)
+		}
+	}
+	sum := func(name string) float64 {
+		s := 0.0
+		for _, m := range fams[name].GetMetric() {
+			s += value(m)
+		}
+		return s
+	}
+	if v := sum("eddy_checkpoints_completed_total"); v < 2 {
+		t.Errorf("eddy_checkpoints_completed_total = %v, want >= 2", v)
+	}
+	if v := sum("eddy_ready"); v != 1 {
+		t.Errorf("eddy_ready = %v", v)
+	}
+	if v := sum("eddy_task_dead_letters_total"); v < 1 {
+		t.Errorf("eddy_task_dead_letters_total = %v, want the bad messages counted", v)
+	}
+	if v := sum("eddy_rocksdb_memtable_bytes"); v <= 0 {
+		t.Errorf("eddy_rocksdb_memtable_bytes = %v, want > 0", v)
+	}
+	if v := sum("eddy_last_checkpoint_state_size_bytes"); v <= 0 {
+		t.Errorf("eddy_last_checkpoint_state_size_bytes = %v, want > 0", v)
+	}
+	for _, m := range fams["eddy_last_checkpoint_start_delay_seconds"].GetMetric() {
+		if len(m.GetLabel()) != 1 || m.GetLabel()[0].GetName() != "task" {
+			t.Errorf("start delay series without a task label: %v", m)
+		}
+	}
+	t.Logf("%d metric families", len(fams))
+}

@@ -1,0 +1,96 @@
+// Package upload ships completed local checkpoints to remote storage and
+// brings them back: the remote stores (S3-compatible through minio-go, a
+// mounted directory through file://, and an in-memory one for tests)
+// behind one narrow Store interface; the Uploader, which sends the newest
+// checkpoint's new files whenever the uplink is up; and Download, which
+// turns a remote checkpoint back into a local one. The remote layout is
+// described in docs/remote-layout.md.
+//
+// # Remote layout
+//
+//	<prefix>/<appliance>/shared/<task>/<stem>-<size>-<crc32c>.sst   immutable SSTs
+//	<prefix>/<appliance>/chk-<N>/<task>/<file>                      everything else
+//	<prefix>/<appliance>/chk-<N>/_metadata                          the commit point
+//
+// SSTs are shared between checkpoints and uploaded once. Their object
+// names carry size and CRC32C: RocksDB file numbers are unique within one
+// DB's history, but a DB restored from an older checkpoint renumbers from
+// that checkpoint's MANIFEST and may give a number to a different file.
+// Non-SST files (MANIFEST, CURRENT, OPTIONS, the task state file, full
+// snapshots) change from one checkpoint to the next and are stored per
+// checkpoint, snappy-compressed with upload.compression: snappy.
+//
+// # Invariants
+//
+//  1. A remote checkpoint exists iff chk-N/_metadata exists. The manifest
+//     is Put only after every object it names is stored, so a remote
+//     _metadata never names a missing object. Retention deletes a
+//     checkpoint's _metadata before any object; reconcile uncommits (deletes
+//     the _metadata of) a checkpoint found naming a missing object.
+//  2. One goroutine (the run loop) writes to the remote: uploads, manifest
+//     commits, retention and the orphan sweep never overlap, so the sweep
+//     and retention cannot delete an object an upload is about to
+//     reference. Two eddy processes must not share an appliance id.
+//  3. Only the newest offered checkpoint is kept; an older one waiting is
+//     skipped. Protect keeps the waiting and the uploading checkpoint from
+//     local pruning, so their files are there to read.
+//  4. Every file is checked on the way out against the CRC32C and size in
+//     the local _metadata (a mismatch drops the checkpoint, and the object
+//     is deleted again), and on the way back in by Download.
+//  5. A failure never reaches processing: Offer never blocks, and the
+//     loop retries with exponential backoff and jitter, capped, forever.
+//
+// # What the remote holds: the record
+//
+// The uploader keeps what it knows the remote holds (objects with size and
+// content, committed checkpoints with the keys each references: Flink's
+// SharedStateRegistry) in data_dir/upload/remote.json, written atomically
+// after each commit, retention and sweep. The record is a cache: at start
+// the loop lists the remote and rebuilds it (objects uploaded by a
+// process killed before it saved the record are found and reused; the
+// manifests of checkpoints the record does not know are read). A file is
+// sent only if the remote lacks it: an SST whose object exists with its
+// size, or a non-SST file whose object was stored from the same content
+// and encoding.
+//
+// # Link
+//
+// The link is up after any request that got an answer and down after one
+// that failed. While down, the loop sleeps a backoff that doubles from
+// RetryInterval to MaxRetryInterval (with jitter), then, with Probe, tests
+// the link with one Stat; it is not woken by new checkpoints, so an
+// outage costs one small request per period however many checkpoints
+// complete. When the link answers, the newest checkpoint is uploaded at
+// once: only the files it needs, which after an outage are the SSTs
+// written since the last upload.
+//
+// # Retention and orphans
+//
+// After a commit, checkpoints beyond NumRetained are deleted (their
+// _metadata first), then their private objects and the shared objects
+// that no retained checkpoint references. Objects that no committed
+// checkpoint references — left by an upload cut short by a crash or a
+// failure, superseded before its commit, or by retention that failed half
+// way — are removed by a sweep every SweepInterval once older than
+// OrphanGrace (judged by the remote's timestamps). The file store's
+// *.tmp leftovers are swept the same way.
+//
+// # Recovery
+//
+// Download fetches a remote checkpoint into the local checkpoint store:
+// files in parallel into chk-N.download.tmp/, decompressed and verified
+// (size and CRC32C), fsynced; then the local _metadata, the rename to
+// chk-N and an fsync of the directory. The ordinary local restore then
+// hard-links it into working RocksDB instances. With Latest, a damaged
+// remote checkpoint makes Download fall back to the previous one.
+//
+// # Conflicts
+//
+// A data dir that never uploaded (no record) and whose newest checkpoint
+// is older than the remote's newest was started empty while the remote
+// holds a newer history (a replacement box that could not reach the remote
+// at its first start). Its uploads would overwrite that history and its
+// retention delete it, so the uploader refuses, says so in Stats.Conflict,
+// and persists the refusal until `eddy restore` (or the removal of the
+// record) settles it.
+package upload

@@ -1,0 +1,270 @@
+package upload
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"hash/crc32"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"sync/atomic"
+	"time"
+
+	"github.com/golang/snappy"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/eddy-stream/eddy/storage/checkpoint"
+	"github.com/eddy-stream/eddy/storage/fileutil"
+)
+
+// Latest asks Download for the newest remote checkpoint that downloads
+// and verifies.
+const Latest int64 = 0
+
+// ErrNoRemoteCheckpoint is returned by Download when the remote holds no
+// (usable) checkpoint of the appliance.
+var ErrNoRemoteCheckpoint = errors.New("upload: no remote checkpoint")
+
+// ErrRemoteCorrupt wraps what Download found wrong with a remote
+// checkpoint: a damaged _metadata, a missing object, or a file whose size
+// or CRC32C does not match the metadata.
+var ErrRemoteCorrupt = errors.New("upload: remote checkpoint damaged")
+
+// DownloadOptions configure Download.
+type DownloadOptions struct {
+	// Parallelism is the number of files fetched at once (default 8).
+	Parallelism int
+	// OpTimeout bounds listing and reading a _metadata (default 1 min).
+	OpTimeout time.Duration
+	Logger    *slog.Logger
+	// BytesRead, if set, is increased by the stored bytes read.
+	BytesRead *atomic.Int64
+}
+
+// RemoteCheckpoints returns the ids of the appliance's remote checkpoints
+// whose _metadata is stored, ascending.
+func RemoteCheckpoints(ctx context.Context, s Store, appliance string) ([]int64, error) {
+	l := Layout{appliance}
+	objs, err := s.List(ctx, l.Key(chkPrefix))
+	if err != nil {
+		return nil, err
+	}
+	var ids []int64
+	for _, oi := range objs {
+		if _, id, meta := parseRel(l.Rel(oi.Key)); meta {
+			ids = append(ids, id)
+		}
+	}
+	slices.Sort(ids)
+	return ids, nil
+}
+
+// Download fetches remote checkpoint id of appliance (Latest: the newest
+// one that verifies, falling back to older ones when one is damaged) into
+// the local checkpoint store as an ordinary completed checkpoint, which
+// the local restore path then restores. Files are fetched in parallel into
+// chk-N.download.tmp/, decompressed, and checked against the remote
+// _metadata (size and CRC32C of every file) and fsynced; then the local
+// _metadata is written, the directory renamed to chk-N and the checkpoints
+// directory fsynced. A crash leaves only a *.tmp directory, which
+// checkpoint.Open removes.
+//
+// If chk-N already exists locally and verifies, it is used as it is; if
+// it does not verify it is set aside (.broken) and downloaded again.
+func Download(ctx context.Context, s Store, appliance string, id int64, local *checkpoint.Store, o DownloadOptions) (*checkpoint.Metadata, error) {
+	if o.Parallelism <= 0 {
+		o.Parallelism = 8
+	}
+	if o.OpTimeout <= 0 {
+		o.OpTimeout = time.Minute
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	l := Layout{appliance}
+	if id != Latest {
+		return downloadOne(ctx, s, l, id, local, o)
+	}
+	lctx, cancel := context.WithTimeout(ctx, o.OpTimeout)
+	ids, err := RemoteCheckpoints(lctx, s, appliance)
+	cancel()
+	if err != nil {
+		return nil, fmt.Errorf("upload: list remote checkpoints: %w", err)
+	}
+	var errs []error
+	for _, id := range slices.Backward(ids) {
+		md, err := downloadOne(ctx, s, l, id, local, o)
+		if err == nil {
+			return md, nil
+		}
+		if !errors.Is(err, ErrRemoteCorrupt) {
+			return nil, err
+		}
+		o.Logger.Error("remote checkpoint is damaged; trying the previous one", "checkpoint", id, "err", err)
+		errs = append(errs, err)
+	}
+	return nil, errors.Join(append([]error{fmt.Errorf("%w of appliance %s on %s", ErrNoRemoteCheckpoint, appliance, s)}, errs...)...)
+}
+
+func downloadOne(ctx context.Context, s Store, l Layout, id int64, local *checkpoint.Store, o DownloadOptions) (*checkpoint.Metadata, error) {
+	t0 := time.Now()
+	m, err := readManifest(ctx, s, l, id, o.OpTimeout)
+	var de *decodeError
+	switch {
+	case errors.As(err, &de):
+		return nil, fmt.Errorf("%w: %v", ErrRemoteCorrupt, err)
+	case errors.Is(err, ErrNotFound):
+		return nil, fmt.Errorf("%w: checkpoint %d of appliance %s on %s", ErrNoRemoteCheckpoint, id, l.Appliance, s)
+	case err != nil:
+		return nil, err
+	}
+	md := m.Checkpoint
+	if ids, err := local.Completed(); err == nil && slices.Contains(ids, id) {
+		lmd, err := local.Load(id)
+		if err == nil {
+			err = local.Verify(lmd, true)
+		}
+		if err == nil && lmd.CompletedTimestamp == md.CompletedTimestamp {
+			o.Logger.Info("remote checkpoint is already here", "checkpoint", id)
+			return lmd, nil
+		}
+		if err == nil {
+			err = errors.New("a different checkpoint with the same id")
+		}
+		if _, merr := local.MarkBroken(id, err); merr != nil {
+			return nil, merr
+		}
+	}
+	tmp := local.CheckpointDir(id) + ".download.tmp"
+	if err := os.RemoveAll(tmp); err != nil {
+		return nil, err
+	}
+	if err := fileutil.CreateDirAll(tmp); err != nil {
+		return nil, err
+	}
+	ok := false
+	defer func() {
+		if !ok {
+			os.RemoveAll(tmp)
+		}
+	}()
+	files := map[[2]string]checkpoint.File{}
+	for task, ts := range md.Tasks {
+		if len(ts.Files) == 0 {
+			continue
+		}
+		if err := os.Mkdir(filepath.Join(tmp, task), 0o755); err != nil {
+			return nil, err
+		}
+		for _, f := range ts.Files {
+			files[[2]string{task, f.Name}] = f
+		}
+	}
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(o.Parallelism)
+	var bytes atomic.Int64
+	for _, ob := range m.Objects {
+		f := files[[2]string{ob.Task, ob.File}]
+		g.Go(func() error {
+			n, err := fetch(gctx, s, l.Key(ob.Key), ob, f, filepath.Join(tmp, ob.Task, f.Name), o.BytesRead)
+			bytes.Add(n)
+			return err
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return nil, fmt.Errorf("download checkpoint %d: %w", id, err)
+	}
+	for task, ts := range md.Tasks {
+		if len(ts.Files) > 0 {
+			if err := fileutil.SyncDir(filepath.Join(tmp, task)); err != nil {
+				return nil, err
+			}
+		}
+	}
+	data, err := checkpoint.EncodeMetadata(md)
+	if err != nil {
+		return nil, err
+	}
+	if err := fileutil.WriteFileAtomic(filepath.Join(tmp, checkpoint.MetadataFile), data, 0o644); err != nil {
+		return nil, err
+	}
+	if err := os.Rename(tmp, local.CheckpointDir(id)); err != nil {
+		return nil, err
+	}
+	ok = true
+	if err := fileutil.SyncDir(local.Dir()); err != nil {
+		return nil, err
+	}
+	o.Logger.Info("downloaded remote checkpoint", "checkpoint", id, "files", len(m.Objects),
+		"bytes", bytes.Load(), "state_size", md.StateSize(), "duration", time.Since(t0).Round(time.Millisecond))
+	return md, nil
+}
+
+// fetch writes one object to path, decoded, checking it against f, and
+// fsyncs it. It returns the stored bytes read.
+func fetch(ctx context.Context, s Store, key string, ob Object, f checkpoint.File, path string, read *atomic.Int64) (int64, error) {
+	rc, err := s.Get(ctx, key)
+	if errors.Is(err, ErrNotFound) {
+		return 0, fmt.Errorf("%w: object %s is missing", ErrRemoteCorrupt, key)
+	}
+	if err != nil {
+		return 0, err
+	}
+	defer rc.Close()
+	cnt := &countReader{r: rc, total: read}
+	var r io.Reader = cnt
+	if ob.Encoding == EncodingSnappy {
+		r = snappy.NewReader(cnt)
+	}
+	out, err := os.OpenFile(path, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o644)
+	if err != nil {
+		return 0, err
+	}
+	crc := crc32.New(castagnoli)
+	// Read one byte past the recorded size, so a longer object is caught.
+	n, err := io.Copy(io.MultiWriter(out, crc), io.LimitReader(r, f.Size+1))
+	if err == nil {
+		err = out.Sync()
+	}
+	if cerr := out.Close(); err == nil {
+		err = cerr
+	}
+	switch {
+	case err != nil && (errors.Is(err, snappy.ErrCorrupt) || errors.Is(err, io.ErrUnexpectedEOF)):
+		return cnt.n, fmt.Errorf("%w: object %s: %v", ErrRemoteCorrupt, key, err)
+	case err != nil:
+		return cnt.n, fmt.Errorf("object %s: %w", key, err)
+	case n != f.Size:
+		return cnt.n, fmt.Errorf("%w: object %s holds %s bytes of %s, metadata says %d", ErrRemoteCorrupt, key,
+			sizeStr(n, f.Size), f.Name, f.Size)
+	case crc.Sum32() != f.CRC32C:
+		return cnt.n, fmt.Errorf("%w: object %s: crc32c %08x, metadata says %08x", ErrRemoteCorrupt, key, crc.Sum32(), f.CRC32C)
+	}
+	return cnt.n, nil
+}
+
+func sizeStr(n, want int64) string {
+	if n > want {
+		return "more than " + strconv.FormatInt(want, 10)
+	}
+	return strconv.FormatInt(n, 10)
+}
+
+type countReader struct {
+	r     io.Reader
+	n     int64
+	total *atomic.Int64
+}
+
+func (c *countReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n += int64(n)
+	if c.total != nil {
+		c.total.Add(int64(n))
+	}
+	return n, err
+}
