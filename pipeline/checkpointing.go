@@ -591,7 +591,8 @@ func (j *Job) publisher(ctx context.Context) {
 }
 
 // publish hands the staged output of every checkpoint <= upTo to its sink
-// and waits until every sink has it. A sink that fails — to take the
+// and waits until every sink has it; only then is it dropped from the
+// stagers, so every snapshot taken meanwhile still holds it. A sink that fails — to take the
 // output, or to confirm it (an MQTT connection lost before the PUBACKs) —
 // gets the whole batch again after a backoff, for as long as it takes:
 // nothing staged is dropped, and a repeat carries the same result ids.
@@ -599,7 +600,7 @@ func (j *Job) publish(ctx context.Context, upTo int64) error {
 	batches := map[Sink][]Output{}
 	var order []Sink
 	for _, s := range j.stagers {
-		outs := s.take(upTo)
+		outs := s.peek(upTo)
 		if len(outs) == 0 {
 			continue
 		}
@@ -630,6 +631,9 @@ func (j *Job) publish(ctx context.Context, upTo int64) error {
 			}
 			backoff = min(backoff*2, 5*time.Second)
 		}
+	}
+	for _, s := range j.stagers {
+		s.drop(upTo)
 	}
 	return nil
 }

@@ -92,7 +92,9 @@ func (ps *parser) reading(v *fastjson.Value, r *ingestlog.Record, emit func(*Rec
 	if tf := ps.spec.TopicFields; len(tf) > 0 {
 		ps.topicBuf = splitTopic(ps.topicBuf[:0], r.Topic)
 		for i, name := range tf {
-			if name != "" && i < len(ps.topicBuf) {
+			// An empty level (sensors/site-1//telemetry) is a missing
+			// field, not the value "".
+			if name != "" && i < len(ps.topicBuf) && ps.topicBuf[i] != "" {
 				ps.fields[name] = ps.topicBuf[i]
 			}
 		}

@@ -222,17 +222,28 @@ func (s *stager) pending() []StagedEpoch {
 	return slices.Clone(s.epochs)
 }
 
-// take removes and returns, in order, the output of every epoch <= upTo.
-func (s *stager) take(upTo int64) []Output {
+// peek returns, in order, the output of every epoch <= upTo. The epochs
+// stay staged, and so in every snapshot, until drop: output handed to a sink
+// that has not confirmed it yet must survive a crash.
+func (s *stager) peek(upTo int64) []Output {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	var out []Output
-	i := 0
-	for ; i < len(s.epochs) && s.epochs[i].ID <= upTo; i++ {
+	for i := 0; i < len(s.epochs) && s.epochs[i].ID <= upTo; i++ {
 		out = append(out, s.epochs[i].Outputs...)
 	}
-	s.epochs = slices.Delete(s.epochs, 0, i)
 	return out
+}
+
+// drop forgets every epoch <= upTo, once its output is confirmed.
+func (s *stager) drop(upTo int64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	i := 0
+	for i < len(s.epochs) && s.epochs[i].ID <= upTo {
+		i++
+	}
+	s.epochs = slices.Delete(s.epochs, 0, i)
 }
 
 // resultID is stable across restarts: the same window of the same key of the
