@@ -198,7 +198,9 @@ func (d *Daemon) openSinks() error {
 				if err != nil {
 					return err
 				}
-				o.StoreDir = filepath.Join(d.cfg.DataDir, "mqtt", "publisher")
+				// No paho file store: staged output stays in the checkpoints
+				// until the broker confirms it (a file per message costs more
+				// than the whole pipeline).
 				d.publisher = mqttio.NewPublisher(o)
 				if err := d.publisher.Start(context.Background()); err != nil {
 					return fmt.Errorf("sink %s: %w", s.Name, err)
@@ -224,7 +226,10 @@ func (d *Daemon) startIngest(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		o.StoreDir = filepath.Join(d.cfg.DataDir, "mqtt", s.Name)
+		// No paho file store: what is not acknowledged is held by the
+		// broker's persistent session, what is acknowledged is in the
+		// ingest log. A file per message would cap ingest at a few
+		// thousand messages per second.
 		in := pipeline.NewIngest(s.Name, d.logs[s.Name], o,
 			[]mqttio.Subscription{{Filter: s.Topic, QoS: byte(*s.QoS)}}, d.log.With("component", "ingest"))
 		d.mu.Lock()
@@ -266,7 +271,7 @@ func (d *Daemon) jobSpec() pipeline.JobSpec {
 	}
 	for _, s := range c.Sources {
 		spec.Sources = append(spec.Sources, pipeline.SourceSpec{
-			Name: s.Name, Parallelism: s.Parallelism, Log: d.logs[s.Name], TopicFields: s.TopicFields,
+			Name: s.Name, Parallelism: s.EffectiveParallelism(), Log: d.logs[s.Name], TopicFields: s.TopicFields,
 			EventTime: pipeline.EventTimeSpec{
 				Field: s.EventTime.Field, Format: s.EventTime.Format, MaxOutOfOrderness: s.EventTime.MaxOutOfOrderness,
 				IdleTimeout: s.EventTime.IdleTimeout,

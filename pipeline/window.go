@@ -121,7 +121,7 @@ type windowOp struct {
 	cfWin    *state.CF
 	timers   timers.Service
 	cache    map[string]*keyEntry
-	ndirty   int
+	dirty    []*keyEntry // entries changed since the last write to RocksDB
 	limit    int
 	wm       int64
 	out      func(*Result)
@@ -157,9 +157,14 @@ func (op *windowOp) entry(kg uint16, key string) (*keyEntry, error) {
 func (op *windowOp) markDirty(e *keyEntry) {
 	if !e.dirty {
 		e.dirty = true
-		op.ndirty++
+		op.dirty = append(op.dirty, e)
 	}
 }
+
+// dirtyLimit bounds the entries written to RocksDB in one go: beyond it the
+// dirty entries are written between records, so the synchronous phase of a
+// checkpoint never has more than this many to write.
+const dirtyLimit = 4096
 
 func (op *windowOp) isLate(w *win) bool { return w.maxTS()+op.asg.lag <= op.wm }
 
@@ -340,6 +345,11 @@ func (e *keyEntry) insert(w *win) {
 }
 
 func (op *windowOp) maybeEvict() error {
+	if len(op.dirty) >= dirtyLimit {
+		if err := op.flush(); err != nil {
+			return err
+		}
+	}
 	if len(op.cache) <= op.limit {
 		return nil
 	}
@@ -362,7 +372,7 @@ func (op *windowOp) maybeEvict() error {
 func (op *windowOp) flush() error {
 	b := op.batch
 	b.Clear()
-	for k, e := range op.cache {
+	for _, e := range op.dirty {
 		if !e.dirty {
 			continue
 		}
@@ -371,15 +381,19 @@ func (op *windowOp) flush() error {
 		if len(e.wins) == 0 {
 			if e.inDB {
 				b.Delete(op.cfWin, op.keyBuf)
+				e.inDB = false
 			}
-			delete(op.cache, k)
+			if op.cache[e.key] == e {
+				delete(op.cache, e.key)
+			}
 			continue
 		}
 		op.valBuf = op.encodeEntry(op.valBuf[:0], e)
 		b.Put(op.cfWin, op.keyBuf, op.valBuf)
 		e.inDB = true
 	}
-	op.ndirty = 0
+	clear(op.dirty)
+	op.dirty = op.dirty[:0]
 	if err := op.timers.Flush(b); err != nil {
 		return err
 	}

@@ -79,7 +79,8 @@ type Source struct {
 	QoS *int `mapstructure:"qos"`
 	// Parallelism is the number of source subtasks parsing this source's
 	// ingest log (each takes the messages whose offset is its own modulo
-	// the count); more than 1 spreads parsing over cores.
+	// the count); more than 1 spreads parsing over cores. 0 = number of
+	// CPUs; see EffectiveParallelism.
 	Parallelism int       `mapstructure:"parallelism"`
 	Format      string    `mapstructure:"format"`
 	EventTime   EventTime `mapstructure:"event_time"`
@@ -120,6 +121,14 @@ func (p *Pipeline) EffectiveParallelism() int {
 		n = p.MaxParallelism
 	}
 	return n
+}
+
+// EffectiveParallelism resolves Parallelism 0 to the number of CPUs.
+func (s *Source) EffectiveParallelism() int {
+	if s.Parallelism <= 0 {
+		return runtime.NumCPU()
+	}
+	return s.Parallelism
 }
 
 // Stage is exactly one of: a filter (Filter), a map (Map), or a keyed window

@@ -228,7 +228,7 @@ func (c *Config) validateSources(ck *checker) {
 			}
 		}
 		ck.qos(k+".qos", s.QoS)
-		ck.intRange(k+".parallelism", s.Parallelism, 1, 64)
+		ck.intRange(k+".parallelism", s.Parallelism, 0, 64)
 		ck.oneOf(k+".format", s.Format, "json")
 		ck.oneOf(k+".event_time.format", s.EventTime.Format, "auto", "rfc3339", "epoch_ms", "epoch_s")
 		if s.EventTime.Field != "" && strings.TrimSpace(s.EventTime.Field) != s.EventTime.Field {

@@ -33,10 +33,10 @@ const DefaultColumnFamily = "default"
 
 // Per column family defaults.
 const (
-	DefaultMaxWriteBufferNumber = 2
+	DefaultMaxWriteBufferNumber = 3
 	DefaultCompression          = "lz4"
 	DefaultMaxBackgroundJobs    = 2
-	blockSize                   = 16 << 10
+	blockSize                   = 4 << 10
 	bloomBitsPerKey             = 10
 )
 

@@ -301,7 +301,7 @@ func TestMemoryBudget(t *testing.T) {
 		}
 		opts := readFile(t, dir, "OPTIONS-*")
 		for _, want := range []string{
-			`db_write_buffer_size=16777216`, `write_buffer_size=8388608`, `block_size=16384`,
+			`db_write_buffer_size=16777216`, `write_buffer_size=8388608`, `block_size=4096`,
 			`cache_index_and_filter_blocks=true`, `cache_index_and_filter_blocks_with_high_priority=true`,
 			`pin_l0_filter_and_index_blocks_in_cache=true`, `filter_policy=bloomfilter`,
 			`compression=kLZ4Compression`,
