@@ -1,0 +1,230 @@
+package bench
+
+import (
+	"bufio"
+	"flag"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"runtime/debug"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/eddy-stream/eddy/test/mqtttest"
+)
+
+// eddyBin is the eddy binary built by TestMain for the end-to-end
+// benchmarks ("" when no benchmark runs).
+var (
+	eddyBin   string
+	eddyBuild error
+)
+
+func TestMain(m *testing.M) {
+	flag.Parse()
+	var tmp string
+	if f := flag.Lookup("test.bench"); f != nil && f.Value.String() != "" {
+		var err error
+		if tmp, err = os.MkdirTemp("", "eddy-bench-bin-"); err != nil {
+			fmt.Fprintln(os.Stderr, "bench:", err)
+			os.Exit(1)
+		}
+		eddyBin = filepath.Join(tmp, "eddy")
+		eddyBuild = buildEddy(eddyBin)
+	}
+	code := m.Run()
+	procTB.cleanup()
+	if tmp != "" {
+		os.RemoveAll(tmp)
+	}
+	os.Exit(code)
+}
+
+// buildEddy builds cmd/eddy as make build does.
+func buildEddy(out string) error {
+	goBin := filepath.Join(runtime.GOROOT(), "bin", "go")
+	if _, err := os.Stat(goBin); err != nil {
+		goBin = "go"
+	}
+	cmd := exec.Command(goBin, "build", "-ldflags", "-X github.com/eddy-stream/eddy/daemon.Version=bench",
+		"-o", out, "github.com/eddy-stream/eddy/cmd/eddy")
+	if b, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("go build ./cmd/eddy: %v\n%s", err, b)
+	}
+	return nil
+}
+
+func needEddy(b *testing.B) string {
+	b.Helper()
+	if eddyBuild != nil {
+		b.Fatal(eddyBuild)
+	}
+	if eddyBin == "" {
+		b.Fatal("eddy binary not built (TestMain builds it when -bench is set)")
+	}
+	return eddyBin
+}
+
+// processTB lets the mosquitto of mqtttest live for the whole test binary,
+// so that every MQTT benchmark runs against the same broker process.
+// Failures go to the benchmark that is starting the broker; temporary
+// directories and the broker itself are cleaned up when TestMain ends.
+type processTB struct {
+	testing.TB // only for the unexported method; every method used is below
+	mu         sync.Mutex
+	cur        testing.TB
+	cleanups   []func()
+}
+
+var procTB = &processTB{}
+
+func (t *processTB) Helper() {}
+func (t *processTB) Cleanup(f func()) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.cleanups = append(t.cleanups, f)
+}
+func (t *processTB) TempDir() string {
+	d, err := os.MkdirTemp("", "eddy-bench-broker-")
+	if err != nil {
+		t.Fatalf("temp dir: %v", err)
+	}
+	t.Cleanup(func() { os.RemoveAll(d) })
+	return d
+}
+func (t *processTB) Fatalf(format string, args ...any) { t.cur.Fatalf(format, args...) }
+func (t *processTB) Fatal(args ...any)                 { t.cur.Fatal(args...) }
+func (t *processTB) Logf(format string, args ...any)   { t.cur.Logf(format, args...) }
+func (t *processTB) Failed() bool                      { return false }
+
+func (t *processTB) cleanup() {
+	t.mu.Lock()
+	fs := t.cleanups
+	t.cleanups = nil
+	t.mu.Unlock()
+	for i := len(fs) - 1; i >= 0; i-- {
+		fs[i]()
+	}
+}
+
+var (
+	brokerMu sync.Mutex
+	broker   *mqtttest.Broker
+)
+
+// sharedBroker starts the suite's mosquitto on first use (mqtttest's
+// configuration: unlimited in-flight and queued messages, no persistence).
+func sharedBroker(b *testing.B) *mqtttest.Broker {
+	b.Helper()
+	brokerMu.Lock()
+	defer brokerMu.Unlock()
+	if broker == nil {
+		procTB.cur = b
+		broker = mqtttest.Start(procTB)
+	}
+	return broker
+}
+
+// procStatus returns a field of /proc/<pid>/status in kB ("VmHWM", "VmRSS").
+func procStatus(pid string, field string) (int64, error) {
+	f, err := os.Open("/proc/" + pid + "/status")
+	if err != nil {
+		return 0, err
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		line := sc.Text()
+		if rest, ok := strings.CutPrefix(line, field+":"); ok {
+			fs := strings.Fields(rest)
+			if len(fs) == 0 {
+				break
+			}
+			return strconv.ParseInt(fs[0], 10, 64)
+		}
+	}
+	return 0, fmt.Errorf("/proc/%s/status: no %s", pid, field)
+}
+
+// peakRSSMiB is VmHWM of pid ("self" for this process) in MiB.
+func peakRSSMiB(b *testing.B, pid string) float64 {
+	kb, err := procStatus(pid, "VmHWM")
+	if err != nil {
+		b.Logf("peak RSS: %v", err)
+		return 0
+	}
+	return float64(kb) / 1024
+}
+
+// resetPeakRSS returns memory to the OS and resets this process's VmHWM
+// (clear_refs 5), so an in-process benchmark reports its own peak.
+func resetPeakRSS(b *testing.B) {
+	runtime.GC()
+	debug.FreeOSMemory()
+	if err := os.WriteFile("/proc/self/clear_refs", []byte("5"), 0); err != nil {
+		b.Logf("cannot reset peak RSS (figure includes earlier benchmarks): %v", err)
+	}
+}
+
+// cpuSeconds is user+system CPU time of pid from /proc/<pid>/stat.
+func cpuSeconds(pid int) float64 {
+	data, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return 0
+	}
+	s := string(data)
+	i := strings.LastIndexByte(s, ')')
+	if i < 0 {
+		return 0
+	}
+	f := strings.Fields(s[i+1:])
+	if len(f) < 13 {
+		return 0
+	}
+	ut, _ := strconv.ParseFloat(f[11], 64)
+	st, _ := strconv.ParseFloat(f[12], 64)
+	return (ut + st) / 100 // USER_HZ is 100 on Linux
+}
+
+func freePort(b *testing.B) int {
+	b.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// waitFor polls cond every interval until it holds or timeout passes.
+func waitFor(timeout, interval time.Duration, cond func() bool) bool {
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			return false
+		}
+		time.Sleep(interval)
+	}
+	return true
+}
+
+// reportLoad reports the 1-minute load average of the machine at the end
+// of a benchmark: the box may be shared, and figures taken under a load
+// above 2 (its cores) are not comparable.
+func reportLoad(b *testing.B) {
+	data, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return
+	}
+	if f := strings.Fields(string(data)); len(f) > 0 {
+		if v, err := strconv.ParseFloat(f[0], 64); err == nil {
+			b.ReportMetric(v, "loadavg_1m")
+		}
+	}
+}

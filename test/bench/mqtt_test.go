@@ -1,0 +1,567 @@
+package bench
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/eddy-stream/eddy/pipeline"
+	"github.com/eddy-stream/eddy/pipeline/mqttio"
+	"github.com/eddy-stream/eddy/simulate"
+	"github.com/eddy-stream/eddy/storage/ingestlog"
+)
+
+// The MQTT benchmarks share one mosquitto (sharedBroker) and one fleet:
+// 500 devices on 10 sites, as the replay benchmarks.
+
+// e2eCase is one size of the end-to-end and ceiling benchmarks.
+type e2eCase struct {
+	perMsg int // readings per message
+	msgs   int // messages published in the measurement
+}
+
+var (
+	e2eOne   = e2eCase{perMsg: 1, msgs: 50_000}
+	e2eFifty = e2eCase{perMsg: 50, msgs: 16_000}
+)
+
+// stream is the simulator's options for c.
+func (c e2eCase) stream() simulate.Options {
+	return replayStream(c.perMsg, c.perMsg*c.msgs)
+}
+
+type message struct {
+	topic   string
+	payload []byte
+}
+
+// messages pre-generates c's stream, so that generating it costs nothing
+// while the publisher runs.
+func (c e2eCase) messages(b *testing.B) (msgs []message, readings int64) {
+	b.Helper()
+	err := simulate.GenerateMessages(c.stream(), func(m simulate.Message) error {
+		msgs = append(msgs, message{m.Topic, m.Payload})
+		readings += int64(len(m.Readings))
+		return nil
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	return msgs, readings
+}
+
+var (
+	ceilingMu sync.Mutex
+	ceilings  = map[int][2]float64{} // readings per message → best, worst msgs/s
+)
+
+// ceilingRuns is how often the ceiling is measured; the best run counts
+// (runs on this VM vary by up to 1.5×).
+const ceilingRuns = 2
+
+// ceiling measures (once per payload shape and test binary) what the shared
+// broker carries from one publisher to one subscriber at QoS 1, with a
+// payload of c's shape and c.msgs messages: pipeline/mqttio.MeasureCeiling,
+// best and worst of ceilingRuns runs.
+func ceiling(b *testing.B, c e2eCase) (best, worst float64) {
+	b.Helper()
+	ceilingMu.Lock()
+	defer ceilingMu.Unlock()
+	if v, ok := ceilings[c.perMsg]; ok {
+		return v[0], v[1]
+	}
+	br := sharedBroker(b)
+	msgs, _ := c.messages(b)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	for i := range ceilingRuns {
+		v, err := mqttio.MeasureCeiling(ctx, br.URL(), c.msgs, msgs[len(msgs)/2].payload, 1)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if i == 0 {
+			best, worst = v, v
+		}
+		best, worst = max(best, v), min(worst, v)
+	}
+	ceilings[c.perMsg] = [2]float64{best, worst}
+	return best, worst
+}
+
+// BenchmarkBrokerCeiling (a): plain QoS 1 publish → subscribe of the same
+// messages through mosquitto, the ceiling eddy is compared with: msgs/s is
+// the best of ceilingRuns runs of as many messages as the end-to-end run.
+func BenchmarkBrokerCeiling(b *testing.B) {
+	for _, c := range []e2eCase{e2eOne, e2eFifty} {
+		b.Run("readings_per_msg="+strconv.Itoa(c.perMsg), func(b *testing.B) {
+			ceilingMu.Lock()
+			delete(ceilings, c.perMsg) // measure it here, in this benchmark
+			ceilingMu.Unlock()
+			best, worst := ceiling(b, c)
+			b.ReportMetric(best, "msgs/s")
+			b.ReportMetric(best*float64(c.perMsg), "readings/s")
+			b.ReportMetric(worst, "worst_msgs/s")
+			b.ReportMetric(float64(c.msgs), "msgs")
+			reportLoad(b)
+		})
+	}
+}
+
+// BenchmarkEddyEndToEnd1 (b): the eddy binary on a demo-like configuration
+// fed at full speed with one reading per message.
+func BenchmarkEddyEndToEnd1(b *testing.B) { benchEndToEnd(b, e2eOne) }
+
+// BenchmarkEddyEndToEnd50 (c): the same with 50 readings per message.
+func BenchmarkEddyEndToEnd50(b *testing.B) { benchEndToEnd(b, e2eFifty) }
+
+// e2eConfig is configs/demo.yaml with mosquitto as the broker, a file sink
+// instead of the MQTT sink, checkpointing off and room in the ingest log
+// for the whole run.
+const e2eConfig = `appliance_id: bench
+data_dir: %q
+mqtt:
+  broker: %q
+  client_id: %q
+  qos: 1
+sources:
+  - name: readings
+    topic: "sensors/+/+/telemetry"
+    topic_fields: [null, site, device, null]
+    # one source subtask per core: parsing is the bottleneck on two cores
+    parallelism: 0
+    format: json
+    event_time:
+      field: ts
+      format: auto
+      max_out_of_orderness: 2s
+      idle_timeout: 15s
+pipeline:
+  parallelism: 2
+  max_parallelism: 128
+  stages:
+    - name: valid
+      filter: "temperature > -50 && temperature < 150"
+    - name: converted
+      map:
+        temp_f: "temperature * 1.8 + 32"
+    - name: per_device
+      key_by: [site, device]
+      window:
+        type: tumbling
+        size: 10s
+        allowed_lateness: 5s
+      aggregate:
+        count: "count()"
+        avg_temp: "avg(temperature)"
+        max_temp: "max(temperature)"
+        avg_temp_f: "avg(temp_f)"
+sinks:
+  - name: archive
+    from: per_device
+    file:
+      path: results.jsonl
+      max_size: 256MiB
+      max_files: 2
+  - name: dead
+    dead_letters: true
+    file:
+      path: dead-letters.jsonl
+ingest_log:
+  segment_size: 8MiB
+  max_size: 4GiB
+state:
+  memory:
+    managed: 64MiB
+checkpointing:
+  interval: 0s
+http:
+  listen: %q
+log:
+  level: warn
+  format: text
+`
+
+// overview is the part of GET /api/v1/overview the benchmarks read (the
+// JSON of daemon.Overview).
+type overview struct {
+	Running bool `json:"running"`
+	Tasks   []struct {
+		Name        string `json:"name"`
+		Kind        string `json:"kind"`
+		RecordsIn   int64  `json:"records_in"`
+		DeadLetters int64  `json:"dead_letters"`
+		LateEvents  int64  `json:"late_events"`
+	} `json:"tasks"`
+	Ingest []struct {
+		Connected bool  `json:"connected"`
+		Received  int64 `json:"messages_received"`
+		Acked     int64 `json:"messages_acknowledged"`
+	} `json:"ingest"`
+}
+
+// sourceRecords is records_in of the source task(s): tasks[0] with the
+// demo's one source subtask.
+func (o *overview) sourceRecords() int64 {
+	var n int64
+	for _, t := range o.Tasks {
+		if t.Kind == "source" {
+			n += t.RecordsIn
+		}
+	}
+	return n
+}
+
+// eddyProc is a running eddy binary.
+type eddyProc struct {
+	cmd  *exec.Cmd
+	api  string
+	logf string
+	done chan error
+}
+
+func startEddy(b *testing.B, brokerURL string) *eddyProc {
+	b.Helper()
+	bin := needEddy(b)
+	dir := b.TempDir()
+	api := "127.0.0.1:" + strconv.Itoa(freePort(b))
+	cfg := filepath.Join(dir, "config.yaml")
+	clientID := "eddy-bench-" + strconv.FormatInt(time.Now().UnixNano(), 36)
+	if err := os.WriteFile(cfg, []byte(fmt.Sprintf(e2eConfig, filepath.Join(dir, "data"), brokerURL, clientID, api)), 0o600); err != nil {
+		b.Fatal(err)
+	}
+	p := &eddyProc{api: "http://" + api, logf: filepath.Join(dir, "eddy.log"), done: make(chan error, 1)}
+	lf, err := os.Create(p.logf)
+	if err != nil {
+		b.Fatal(err)
+	}
+	p.cmd = exec.Command(bin, "run", "--config", cfg)
+	p.cmd.Stdout, p.cmd.Stderr = lf, lf
+	if err := p.cmd.Start(); err != nil {
+		lf.Close()
+		b.Fatal(err)
+	}
+	go func() { p.done <- p.cmd.Wait(); lf.Close() }()
+	b.Cleanup(func() { p.stop(b) })
+	ok := waitFor(60*time.Second, 20*time.Millisecond, func() bool {
+		select {
+		case err := <-p.done:
+			p.done <- err
+			return true
+		default:
+		}
+		o, err := p.overview()
+		return err == nil && o.Running && len(o.Ingest) == 1 && o.Ingest[0].Connected
+	})
+	select {
+	case err := <-p.done:
+		p.done <- err
+		b.Fatalf("eddy exited: %v\n%s", err, p.logTail())
+	default:
+	}
+	if !ok {
+		b.Fatalf("eddy did not come up with a connected source\n%s", p.logTail())
+	}
+	return p
+}
+
+func (p *eddyProc) overview() (overview, error) {
+	var o overview
+	c := http.Client{Timeout: 5 * time.Second}
+	resp, err := c.Get(p.api + "/api/v1/overview")
+	if err != nil {
+		return o, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return o, fmt.Errorf("overview: %s", resp.Status)
+	}
+	return o, json.NewDecoder(resp.Body).Decode(&o)
+}
+
+func (p *eddyProc) logTail() string {
+	b, _ := os.ReadFile(p.logf)
+	if len(b) > 4000 {
+		b = b[len(b)-4000:]
+	}
+	return string(b)
+}
+
+// stop sends SIGTERM and waits (SIGKILL after 30 s).
+func (p *eddyProc) stop(b *testing.B) {
+	if p.cmd.Process == nil {
+		return
+	}
+	select {
+	case err := <-p.done:
+		p.done <- err
+		return
+	default:
+	}
+	_ = p.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case err := <-p.done:
+		p.done <- err
+		if err != nil {
+			b.Logf("eddy exited: %v\n%s", err, p.logTail())
+		}
+	case <-time.After(30 * time.Second):
+		_ = p.cmd.Process.Kill()
+		p.done <- <-p.done
+		b.Logf("eddy did not stop within 30 s of SIGTERM; killed")
+	}
+}
+
+// brokerPID finds the mosquitto child of this process.
+func brokerPID() int {
+	ents, _ := os.ReadDir("/proc")
+	me := strconv.Itoa(os.Getpid())
+	for _, e := range ents {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		stat, err := os.ReadFile("/proc/" + e.Name() + "/stat")
+		if err != nil {
+			continue
+		}
+		s := string(stat)
+		i := strings.LastIndexByte(s, ')')
+		if i < 0 || !strings.Contains(s[:i], "(mosquitto") {
+			continue
+		}
+		if f := strings.Fields(s[i+1:]); len(f) > 1 && f[1] == me {
+			return pid
+		}
+	}
+	return 0
+}
+
+func benchEndToEnd(b *testing.B, c e2eCase) {
+	br := sharedBroker(b)
+	ceil, _ := ceiling(b, c)
+	msgs, readings := c.messages(b)
+	p := startEddy(b, br.URL())
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+
+	pub := mqttio.NewPublisher(mqttio.ClientOptions{
+		Broker: br.URL(), ClientID: "eddy-bench-pub-" + strconv.FormatInt(time.Now().UnixNano(), 36),
+		CleanSession: true, ReconnectMaxInterval: time.Second,
+	})
+	defer pub.Close()
+	if err := pub.Start(ctx); err != nil {
+		b.Fatal(err)
+	}
+	// Probe until eddy's subscription is in place and the probes are
+	// through, so that the measurement starts from a quiet baseline.
+	probe := []byte(fmt.Sprintf(`{"ts":%d,"temperature":20,"humidity":50}`, simulate.DefaultStart.UnixMilli()))
+	var base overview
+	ok := waitFor(30*time.Second, 50*time.Millisecond, func() bool {
+		if err := pub.Publish(ctx, "sensors/site-1/probe/telemetry", probe, 1, false); err != nil {
+			b.Fatal(err)
+		}
+		o, err := p.overview()
+		return err == nil && o.Ingest[0].Received > 0
+	})
+	if !ok {
+		b.Fatalf("eddy received no probe within 30 s\n%s", p.logTail())
+	}
+	if err := pub.Flush(ctx); err != nil {
+		b.Fatal(err)
+	}
+	var last int64 = -1
+	waitFor(30*time.Second, 200*time.Millisecond, func() bool {
+		o, err := p.overview()
+		if err != nil {
+			return false
+		}
+		base = o
+		in := o.Ingest[0]
+		settled := in.Received == last && in.Acked == in.Received && o.sourceRecords() == in.Received
+		last = in.Received
+		return settled
+	})
+	wantAcked := base.Ingest[0].Acked + int64(len(msgs))
+	wantRecords := base.sourceRecords() + readings
+
+	eddyPID, mqPID := p.cmd.Process.Pid, brokerPID()
+	eddyCPU0, mqCPU0, selfCPU0 := cpuSeconds(eddyPID), cpuSeconds(mqPID), cpuSeconds(os.Getpid())
+	stopPerf := perfRecord(b, eddyPID)
+	b.ResetTimer()
+	start := time.Now()
+	pubDone := make(chan time.Duration, 1)
+	go func() {
+		defer func() { pubDone <- time.Since(start) }()
+		for _, m := range msgs {
+			if err := pub.Publish(ctx, m.topic, m.payload, 1, false); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+		if err := pub.Flush(ctx); err != nil {
+			b.Error(err)
+		}
+	}()
+	var final overview
+	ok = waitFor(10*time.Minute, 10*time.Millisecond, func() bool {
+		o, err := p.overview()
+		if err != nil {
+			return false
+		}
+		final = o
+		return o.Ingest[0].Acked >= wantAcked && o.sourceRecords() >= wantRecords
+	})
+	el := time.Since(start)
+	b.StopTimer()
+	stopPerf()
+	pubEl := <-pubDone
+	if !ok {
+		b.Fatalf("not done: acked %d of %d, records_in %d of %d\n%s", final.Ingest[0].Acked, wantAcked,
+			final.sourceRecords(), wantRecords, p.logTail())
+	}
+	eddyCPU, mqCPU, selfCPU := cpuSeconds(eddyPID)-eddyCPU0, cpuSeconds(mqPID)-mqCPU0, cpuSeconds(os.Getpid())-selfCPU0
+	rss := peakRSSMiB(b, strconv.Itoa(eddyPID))
+	rate := float64(len(msgs)) / el.Seconds()
+	b.ReportMetric(rate, "msgs/s")
+	b.ReportMetric(float64(readings)/el.Seconds(), "readings/s")
+	b.ReportMetric(rate/ceil, "ratio")
+	b.ReportMetric(ceil, "ceiling_msgs/s")
+	b.ReportMetric(rss, "peak_rss_MiB")
+	b.ReportMetric(float64(len(msgs))/pubEl.Seconds(), "publish_msgs/s")
+	b.ReportMetric(eddyCPU/el.Seconds(), "eddy_cores")
+	b.ReportMetric(mqCPU/el.Seconds(), "mosquitto_cores")
+	b.ReportMetric(selfCPU/el.Seconds(), "publisher_cores")
+	var dead, late int64
+	for _, t := range final.Tasks {
+		dead += t.DeadLetters
+		late += t.LateEvents
+	}
+	b.ReportMetric(float64(dead+late), "dead+late")
+	reportLoad(b)
+}
+
+// perfRecord runs perf record on pid while the measurement runs when
+// EDDY_BENCH_PERF names a directory (profiles of the eddy binary:
+// perf report -i <dir>/<benchmark>.perf.data).
+func perfRecord(b *testing.B, pid int) (stop func()) {
+	dir := os.Getenv("EDDY_BENCH_PERF")
+	if dir == "" {
+		return func() {}
+	}
+	out := filepath.Join(dir, strings.ReplaceAll(b.Name(), "/", "_")+".perf.data")
+	cmd := exec.Command("perf", "record", "-F", "499", "-g", "-p", strconv.Itoa(pid), "-o", out)
+	if err := cmd.Start(); err != nil {
+		b.Logf("perf: %v", err)
+		return func() {}
+	}
+	time.Sleep(200 * time.Millisecond)
+	return func() {
+		_ = cmd.Process.Signal(syscall.SIGINT)
+		_ = cmd.Wait()
+		b.Logf("perf profile of eddy: %s", out)
+	}
+}
+
+// BenchmarkIngest: eddy's MQTT source alone, in process (pipeline.Ingest:
+// paho client → ingest log → PUBACK once the group fsync covers the
+// message) on the shared mosquitto, one reading per message. store=file
+// is paho's file store, as daemon.startIngest configures it (StoreDir
+// under data_dir/mqtt/<source>); store=memory is paho's in-memory store.
+// ratio is acked msgs/s over the broker ceiling of BenchmarkBrokerCeiling
+// (measured with 50k messages).
+func BenchmarkIngest(b *testing.B) {
+	for _, v := range []struct {
+		name string
+		file bool
+		msgs int
+	}{
+		{"store=file", true, 15_000},
+		{"store=memory", false, 100_000},
+	} {
+		b.Run(v.name, func(b *testing.B) {
+			br := sharedBroker(b)
+			ceil, _ := ceiling(b, e2eOne)
+			msgs, _ := e2eCase{perMsg: 1, msgs: v.msgs}.messages(b)
+			dir := b.TempDir()
+			log, err := ingestlog.Open(ingestlog.Options{
+				Dir: filepath.Join(dir, "ingest"), SegmentSize: 8 << 20, MaxSize: 4 << 30, SyncInterval: 2 * time.Millisecond,
+			})
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer log.Close()
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+			defer cancel()
+			o := mqttio.ClientOptions{
+				Broker: br.URL(), ClientID: "eddy-bench-ingest-" + strconv.FormatInt(time.Now().UnixNano(), 36),
+				ReconnectMaxInterval: time.Second,
+			}
+			if v.file {
+				o.StoreDir = filepath.Join(dir, "mqtt", "readings")
+			}
+			in := pipeline.NewIngest("readings", log, o, []mqttio.Subscription{{Filter: "sensors/+/+/telemetry", QoS: 1}}, nil)
+			if err := in.Start(ctx); err != nil {
+				b.Fatal(err)
+			}
+			defer in.Close()
+			pub := mqttio.NewPublisher(mqttio.ClientOptions{
+				Broker: br.URL(), ClientID: "eddy-bench-pub-" + strconv.FormatInt(time.Now().UnixNano(), 36),
+				CleanSession: true, ReconnectMaxInterval: time.Second,
+			})
+			defer pub.Close()
+			if !waitFor(30*time.Second, 50*time.Millisecond, func() bool {
+				if err := pub.Publish(ctx, msgs[0].topic, msgs[0].payload, 1, false); err != nil {
+					b.Fatal(err)
+				}
+				return in.Received.Load() > 0
+			}) {
+				b.Fatal("the ingest received no probe within 30 s")
+			}
+			if err := pub.Flush(ctx); err != nil {
+				b.Fatal(err)
+			}
+			last := int64(-1)
+			waitFor(30*time.Second, 200*time.Millisecond, func() bool {
+				r := in.Received.Load()
+				settled := r == last && in.Acked.Load() == r
+				last = r
+				return settled
+			})
+			want := in.Acked.Load() + int64(len(msgs))
+			self0 := cpuSeconds(os.Getpid())
+			b.ResetTimer()
+			prof := phaseProfile(b)
+			start := time.Now()
+			go func() {
+				for _, m := range msgs {
+					if err := pub.Publish(ctx, m.topic, m.payload, 1, false); err != nil {
+						b.Error(err)
+						return
+					}
+				}
+			}()
+			ok := waitFor(10*time.Minute, 2*time.Millisecond, func() bool { return in.Acked.Load() >= want })
+			el := time.Since(start)
+			prof()
+			b.StopTimer()
+			if !ok {
+				b.Fatalf("acked %d of %d", in.Acked.Load(), want)
+			}
+			rate := float64(len(msgs)) / el.Seconds()
+			b.ReportMetric(rate, "msgs/s")
+			b.ReportMetric(rate/ceil, "ratio")
+			b.ReportMetric((cpuSeconds(os.Getpid())-self0)/el.Seconds(), "process_cores")
+			reportLoad(b)
+		})
+	}
+}
