@@ -105,8 +105,12 @@ func (t *sourceTask) emit(r *Record) error {
 // handOver sends the watermark downstream, which also flushes the batches
 // and sink buffers of the chain, and flushes the dead letters.
 func (t *sourceTask) handOver() error {
-	if err := t.out.watermark(t.wm); err != nil {
-		return err
+	// An idle source sends no watermark: downstream would take it as
+	// active again and be held back by it.
+	if !t.isIdle {
+		if err := t.out.watermark(t.wm); err != nil {
+			return err
+		}
 	}
 	if t.dl.node != nil {
 		return t.dl.node.flush()
@@ -169,6 +173,10 @@ func (t *sourceTask) run(ctx context.Context) (err error) {
 				t.m.Watermark.Store(wm)
 			}
 		}
+		if n > 0 {
+			t.isIdle = false
+			lastData = time.Now()
+		}
 		if n == readBatch {
 			if err := t.handOver(); err != nil {
 				return err
@@ -181,10 +189,6 @@ func (t *sourceTask) run(ctx context.Context) (err error) {
 			default:
 			}
 			continue
-		}
-		if n > 0 {
-			t.isIdle = false
-			lastData = time.Now()
 		}
 		// Caught up: hand over what is batched, then sleep until the log grows.
 		if err := t.handOver(); err != nil {
