@@ -9,7 +9,7 @@ sim=$!
 trap 'kill $sim 2>/dev/null || true' EXIT
 cat <<MSG
 eddy demo
-  web / API:   http://127.0.0.1:8086/api/v1/overview
+  web page:    http://127.0.0.1:8086/   (API: /api/v1/overview, /api/v1/checkpoints, /metrics)
   results:     tail -f .tmp/demo/results.jsonl   (also MQTT topic results/<site>/<device> on 127.0.0.1:1883)
   dead letters .tmp/demo/dead-letters.jsonl
   stop:        Ctrl-C
