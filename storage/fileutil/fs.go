@@ -40,9 +40,11 @@ type FS interface {
 
 // OSFS is the operating system's file system. Every fsync it performs
 // that takes longer than SlowSync is logged at warn level to Logger
-// (nil: not logged).
+// (nil: not logged), and every fsync's duration is passed to OnSync
+// (nil: not observed), e.g. a Prometheus histogram.
 type OSFS struct {
 	Logger *slog.Logger
+	OnSync func(time.Duration)
 }
 
 var _ FS = OSFS{}
@@ -56,7 +58,7 @@ func (fs OSFS) OpenFile(name string, flag int, perm os.FileMode) (File, error) {
 	if err != nil {
 		return nil, err
 	}
-	return osFile{f, fs.Logger}, nil
+	return osFile{f, fs}, nil
 }
 
 func (OSFS) Rename(oldpath, newpath string) error        { return os.Rename(oldpath, newpath) }
@@ -71,20 +73,24 @@ func (fs OSFS) SyncDir(dir string) error {
 	if err != nil {
 		return err
 	}
-	return errors.Join(osFile{d, fs.Logger}.Sync(), d.Close())
+	return errors.Join(osFile{d, fs}.Sync(), d.Close())
 }
 
 // osFile times Sync.
 type osFile struct {
 	*os.File
-	log *slog.Logger
+	fs OSFS
 }
 
 func (f osFile) Sync() error {
 	start := time.Now()
 	err := f.File.Sync()
-	if d := time.Since(start); d > SlowSync && f.log != nil {
-		f.log.Warn("slow fsync", "path", f.Name(), "duration", d)
+	d := time.Since(start)
+	if f.fs.OnSync != nil {
+		f.fs.OnSync(d)
+	}
+	if d > SlowSync && f.fs.Logger != nil {
+		f.fs.Logger.Warn("slow fsync", "path", f.Name(), "duration", d.String())
 	}
 	return err
 }
