@@ -8,7 +8,7 @@
 // Invariants: a new block starts at every key group, and the index at the
 // end of the file gives each key group's first block, so a reader can seek
 // to any run of key groups. Every block and the index carry a CRC32C; any
-// mismatch is a *CorruptError naming the file and byte offset.
+// mismatch is a *fileutil.CorruptionError naming the file and byte offset.
 package snapshot
 
 import (
@@ -22,6 +22,7 @@ import (
 
 	"github.com/golang/snappy"
 
+	"github.com/eddy-stream/eddy/storage/fileutil"
 	"github.com/eddy-stream/eddy/storage/keygroup"
 	"github.com/eddy-stream/eddy/storage/state"
 )
@@ -34,17 +35,6 @@ const (
 )
 
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
-
-// CorruptError reports a damaged snapshot file.
-type CorruptError struct {
-	Path   string
-	Offset int64
-	Reason string
-}
-
-func (e *CorruptError) Error() string {
-	return fmt.Sprintf("snapshot: %s is corrupt at byte %d: %s", e.Path, e.Offset, e.Reason)
-}
 
 // Stats describe a written snapshot.
 type Stats struct {
@@ -205,7 +195,7 @@ func Restore(path string, db *state.DB, want keygroup.Range) (int64, error) {
 		return 0, fmt.Errorf("snapshot: %w", err)
 	}
 	corrupt := func(off int, why string, a ...any) error {
-		return &CorruptError{Path: path, Offset: int64(off), Reason: fmt.Sprintf(why, a...)}
+		return &fileutil.CorruptionError{Path: path, Offset: int64(off), Reason: fmt.Sprintf(why, a...)}
 	}
 	if len(data) < len(magic)+2 || string(data[:len(magic)]) != magic {
 		return 0, corrupt(0, "not a snapshot file (bad magic)")
