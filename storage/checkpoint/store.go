@@ -297,10 +297,7 @@ func (s *Store) remove(id int64) error {
 	if err := s.fs.RemoveAll(tmp); err != nil {
 		return err
 	}
-	if err := s.fs.Rename(p, tmp); err != nil {
-		return err
-	}
-	if err := s.fs.SyncDir(s.dir); err != nil {
+	if err := fileutil.RenameFS(s.fs, p, tmp); err != nil {
 		return err
 	}
 	return s.fs.RemoveAll(tmp)
