@@ -202,12 +202,12 @@ func CopyFile(src, dst string, perm os.FileMode) error {
 // does not fsync dst's directory: a caller copying several files into a
 // directory calls SyncDir once at the end. On failure dst is removed
 // where possible.
-func CopyFileFS(fsys FS, src, dst string, perm os.FileMode) error {
+func CopyFileFS(fsys FS, src, dst string, perm os.FileMode) (err error) {
 	in, err := fsys.OpenFile(src, os.O_RDONLY, 0)
 	if err != nil {
 		return err
 	}
-	defer in.Close()
+	defer func() { err = errors.Join(err, in.Close()) }()
 	out, err := fsys.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_EXCL, perm)
 	if err != nil {
 		return err

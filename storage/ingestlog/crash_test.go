@@ -1,6 +1,7 @@
 package ingestlog
 
 import (
+	"fmt"
 	"sync"
 	"testing"
 
@@ -119,7 +120,7 @@ func TestCrash(t *testing.T) {
 			check(t, run.fs.CrashClone(), n)
 			break
 		}
-		t.Run("", func(t *testing.T) { check(t, crashed, run.acked(i)) })
+		t.Run(fmt.Sprint("after op ", i), func(t *testing.T) { check(t, crashed, run.acked(i)) })
 		if t.Failed() {
 			t.Fatalf("power cut after file-system operation %d", i)
 		}

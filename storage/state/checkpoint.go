@@ -83,14 +83,14 @@ func OpenFromCheckpoint(checkpointDir, workDir string, o Options) (_ *DB, err er
 	if err != nil {
 		return nil, fmt.Errorf("state: restore checkpoint: %w", err)
 	}
-	if err := fileutil.CreateDirAllFS(fsys, workDir); err != nil {
-		return nil, fmt.Errorf("state: restore checkpoint: %w", err)
-	}
 	defer func() {
 		if err != nil {
 			err = errors.Join(err, fsys.RemoveAll(workDir))
 		}
 	}()
+	if err := fileutil.CreateDirAllFS(fsys, workDir); err != nil {
+		return nil, fmt.Errorf("state: restore checkpoint: %w", err)
+	}
 	var linked, copied int
 	for _, e := range entries {
 		src, dst := filepath.Join(checkpointDir, e.Name()), filepath.Join(workDir, e.Name())

@@ -171,7 +171,7 @@ func Open(o Options) (_ *DB, err error) {
 			}
 		}
 	}()
-	if err := os.MkdirAll(o.Dir, 0o755); err != nil {
+	if err := fileutil.CreateDirAllFS(d.fs, o.Dir); err != nil {
 		return nil, fmt.Errorf("state: open db: %w", err)
 	}
 
