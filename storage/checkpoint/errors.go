@@ -18,3 +18,8 @@ var (
 	// the metadata.
 	ErrInvalidMetadata = errors.New("checkpoint: invalid metadata")
 )
+
+// Damage to a checkpoint file (_metadata, _task, or a file that fails
+// Verify) is a *fileutil.CorruptionError naming the file and, where one
+// applies, the byte offset; fileutil.IsCorruption tells it from other
+// errors.

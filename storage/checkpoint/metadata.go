@@ -218,9 +218,9 @@ func EncodeMetadata(md *Metadata) ([]byte, error) {
 
 // DecodeMetadata parses and checks a _metadata encoding (see
 // EncodeMetadata). A missing or wrong trailer, JSON that does not parse,
-// and metadata that fails Validate are a *fileutil.CorruptionError whose Path is
-// MetadataFile (Load replaces it with the full path); a version other
-// than Version is ErrUnsupportedVersion.
+// and metadata that fails Validate are a *fileutil.CorruptionError whose
+// Path is MetadataFile (Load replaces it with the full path); a version
+// other than Version is ErrUnsupportedVersion.
 func DecodeMetadata(data []byte) (*Metadata, error) {
 	corrupt := func(off int, format string, args ...any) error {
 		return &fileutil.CorruptionError{Path: MetadataFile, Offset: int64(off), Reason: fmt.Sprintf(format, args...)}

@@ -329,8 +329,8 @@ func (s *Store) Completed() ([]int64, error) {
 }
 
 // Load reads and checks the _metadata of checkpoint id (see
-// DecodeMetadata). Damage is a *fileutil.CorruptionError naming the file; a metadata
-// id that differs from id is damage too.
+// DecodeMetadata). Damage is a *fileutil.CorruptionError naming the
+// file; a metadata id that differs from id is damage too.
 func (s *Store) Load(id int64) (*Metadata, error) {
 	p := filepath.Join(s.CheckpointDir(id), MetadataFile)
 	f, err := s.fs.OpenFile(p, os.O_RDONLY, 0)
@@ -362,8 +362,8 @@ func (s *Store) Load(id int64) (*Metadata, error) {
 
 // Latest returns the newest completed checkpoint that loads and verifies
 // (Verify with full = verifyFull). Each newer one that is damaged (a
-// *fileutil.CorruptionError) is moved aside with MarkBroken and reported in broken.
-// It returns (nil, broken, nil) when no checkpoint is left. Any other
+// *fileutil.CorruptionError) is moved aside with MarkBroken and reported
+// in broken. It returns (nil, broken, nil) when no checkpoint is left. Any other
 // error, such as ErrUnsupportedVersion or a permission error, stops the
 // search: it says nothing about the checkpoint itself.
 func (s *Store) Latest(verifyFull bool) (*Metadata, []BrokenCheckpoint, error) {

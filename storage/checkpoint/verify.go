@@ -21,8 +21,8 @@ import (
 // damaged SST of unchanged size goes unnoticed. Files are checked in
 // parallel, at most GOMAXPROCS at a time.
 //
-// Damage is reported as a *fileutil.CorruptionError naming the first bad file in
-// (task, file) order; a file that cannot be read because of an I/O error
+// Damage is reported as a *fileutil.CorruptionError naming the first bad
+// file in (task, file) order; a file that cannot be read because of an I/O error
 // (EIO) counts as damaged. Other errors, such as permission denied, are
 // returned as they are.
 func (s *Store) Verify(md *Metadata, full bool) error {

@@ -80,8 +80,9 @@ func (r *Reader) openLocked(base uint64) error {
 // Next returns ErrNoData when the Reader has caught up with SyncedOffset
 // (call Wait, or wait on Notify, and try again), ErrClosed once the Log is
 // closed, an error wrapping ErrOffsetTruncated when TruncateFront removed
-// the next segment before the Reader got to it, and a *fileutil.CorruptionError for
-// a damaged record or a gap between segments.
+// the next segment before the Reader got to it, and a
+// *fileutil.CorruptionError for a damaged record or a gap between
+// segments.
 func (r *Reader) Next(dst *Record) error {
 	if r.s.f == nil {
 		return ErrClosed
