@@ -1,9 +1,6 @@
 package checkpoint
 
-import (
-	"errors"
-	"fmt"
-)
+import "errors"
 
 var (
 	// ErrExists is returned by Begin and Commit for a checkpoint that is
@@ -22,25 +19,7 @@ var (
 	ErrInvalidMetadata = errors.New("checkpoint: invalid metadata")
 )
 
-// CorruptError says that a file of a checkpoint is damaged: truncated,
-// changed, missing, or not in the expected format. Offset is the byte
-// offset where the damage was detected, -1 when no single offset applies
-// (a checksum over the whole file, a missing file).
-type CorruptError struct {
-	Path   string
-	Offset int64
-	Reason string
-}
-
-func (e *CorruptError) Error() string {
-	if e.Offset < 0 {
-		return fmt.Sprintf("checkpoint: corrupt %s: %s", e.Path, e.Reason)
-	}
-	return fmt.Sprintf("checkpoint: corrupt %s at offset %d: %s", e.Path, e.Offset, e.Reason)
-}
-
-// IsCorrupt reports whether err is or wraps a *CorruptError.
-func IsCorrupt(err error) bool {
-	var ce *CorruptError
-	return errors.As(err, &ce)
-}
+// Damage to a checkpoint file (_metadata, _task, or a file that fails
+// Verify) is a *fileutil.CorruptionError naming the file and, where one
+// applies, the byte offset; fileutil.IsCorruption tells it from other
+// errors.

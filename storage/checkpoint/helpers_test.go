@@ -10,6 +10,8 @@ import (
 	"testing"
 
 	"go.uber.org/goleak"
+
+	"github.com/eddy-stream/eddy/storage/fileutil"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -161,11 +163,11 @@ func assertRestorable(t *testing.T, dir string) []int64 {
 	return ids
 }
 
-func asCorrupt(t *testing.T, err error) *CorruptError {
+func asCorrupt(t *testing.T, err error) *fileutil.CorruptionError {
 	t.Helper()
-	var ce *CorruptError
+	var ce *fileutil.CorruptionError
 	if !errors.As(err, &ce) {
-		t.Fatalf("got %v (%T), want a *CorruptError", err, err)
+		t.Fatalf("got %v (%T), want a *fileutil.CorruptionError", err, err)
 	}
 	return ce
 }

@@ -10,6 +10,8 @@ import (
 	"maps"
 	"slices"
 	"strings"
+
+	"github.com/eddy-stream/eddy/storage/fileutil"
 )
 
 // Version is the _metadata format version this package writes and reads.
@@ -216,12 +218,12 @@ func EncodeMetadata(md *Metadata) ([]byte, error) {
 
 // DecodeMetadata parses and checks a _metadata encoding (see
 // EncodeMetadata). A missing or wrong trailer, JSON that does not parse,
-// and metadata that fails Validate are a *CorruptError whose Path is
-// MetadataFile (Load replaces it with the full path); a version other
-// than Version is ErrUnsupportedVersion.
+// and metadata that fails Validate are a *fileutil.CorruptionError whose
+// Path is MetadataFile (Load replaces it with the full path); a version
+// other than Version is ErrUnsupportedVersion.
 func DecodeMetadata(data []byte) (*Metadata, error) {
 	corrupt := func(off int, format string, args ...any) error {
-		return &CorruptError{Path: MetadataFile, Offset: int64(off), Reason: fmt.Sprintf(format, args...)}
+		return &fileutil.CorruptionError{Path: MetadataFile, Offset: int64(off), Reason: fmt.Sprintf(format, args...)}
 	}
 	if len(data) < trailerLen || data[len(data)-1] != '\n' {
 		return nil, corrupt(len(data), "no trailer line (truncated?)")
@@ -275,7 +277,7 @@ func jsonCorrupt(err error) error {
 	case errors.As(err, &te):
 		off = te.Offset
 	}
-	return &CorruptError{Path: MetadataFile, Offset: off, Reason: "bad JSON: " + err.Error()}
+	return &fileutil.CorruptionError{Path: MetadataFile, Offset: off, Reason: "bad JSON: " + err.Error()}
 }
 
 func isLowerHex(b []byte) bool {

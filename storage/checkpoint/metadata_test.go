@@ -8,6 +8,8 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+
+	"github.com/eddy-stream/eddy/storage/fileutil"
 )
 
 func sampleMetadata() *Metadata {
@@ -110,7 +112,7 @@ func TestDecodeMetadataDamage(t *testing.T) {
 	for i := range data {
 		b := bytes.Clone(data)
 		b[i] ^= 0x01
-		if _, err := DecodeMetadata(b); !IsCorrupt(err) {
+		if _, err := DecodeMetadata(b); !fileutil.IsCorruption(err) {
 			t.Fatalf("byte %d (%q) flipped: got %v, want corruption", i, data[i], err)
 		}
 	}
@@ -127,7 +129,7 @@ func TestDecodeMetadataErrors(t *testing.T) {
 	for _, tc := range []struct {
 		name       string
 		data       []byte
-		wantErr    error // errors.Is, or nil for a *CorruptError
+		wantErr    error // errors.Is, or nil for a *fileutil.CorruptionError
 		wantOffset int64
 		wantReason string
 	}{
@@ -146,7 +148,7 @@ func TestDecodeMetadataErrors(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := DecodeMetadata(tc.data)
 			if tc.wantErr != nil {
-				if !errors.Is(err, tc.wantErr) || IsCorrupt(err) {
+				if !errors.Is(err, tc.wantErr) || fileutil.IsCorruption(err) {
 					t.Fatalf("got %v, want %v", err, tc.wantErr)
 				}
 				return

@@ -42,7 +42,7 @@ type Store struct {
 type BrokenCheckpoint struct {
 	ID     int64
 	Path   string // where it is now: chk-N.broken or chk-N.broken.M
-	Reason error  // why: a *CorruptError naming the file
+	Reason error  // why: a *fileutil.CorruptionError naming the file
 }
 
 // Open opens the store in dir, creating dir (and its parents) if needed.
@@ -297,10 +297,7 @@ func (s *Store) remove(id int64) error {
 	if err := s.fs.RemoveAll(tmp); err != nil {
 		return err
 	}
-	if err := s.fs.Rename(p, tmp); err != nil {
-		return err
-	}
-	if err := s.fs.SyncDir(s.dir); err != nil {
+	if err := fileutil.RenameFS(s.fs, p, tmp); err != nil {
 		return err
 	}
 	return s.fs.RemoveAll(tmp)
@@ -332,8 +329,8 @@ func (s *Store) Completed() ([]int64, error) {
 }
 
 // Load reads and checks the _metadata of checkpoint id (see
-// DecodeMetadata). Damage is a *CorruptError naming the file; a metadata
-// id that differs from id is damage too.
+// DecodeMetadata). Damage is a *fileutil.CorruptionError naming the
+// file; a metadata id that differs from id is damage too.
 func (s *Store) Load(id int64) (*Metadata, error) {
 	p := filepath.Join(s.CheckpointDir(id), MetadataFile)
 	f, err := s.fs.OpenFile(p, os.O_RDONLY, 0)
@@ -348,25 +345,25 @@ func (s *Store) Load(id int64) (*Metadata, error) {
 		return nil, fmt.Errorf("checkpoint: load %d: %w", id, err)
 	}
 	if len(data) > maxMetadata {
-		return nil, &CorruptError{Path: p, Offset: maxMetadata, Reason: "larger than 256 MiB"}
+		return nil, &fileutil.CorruptionError{Path: p, Offset: maxMetadata, Reason: "larger than 256 MiB"}
 	}
 	md, err := DecodeMetadata(data)
-	if ce := (*CorruptError)(nil); errors.As(err, &ce) {
+	if ce := (*fileutil.CorruptionError)(nil); errors.As(err, &ce) {
 		ce.Path = p
 	}
 	if err != nil {
 		return nil, err
 	}
 	if md.ID != id {
-		return nil, &CorruptError{Path: p, Offset: -1, Reason: fmt.Sprintf("id %d in the directory of checkpoint %d", md.ID, id)}
+		return nil, &fileutil.CorruptionError{Path: p, Offset: -1, Reason: fmt.Sprintf("id %d in the directory of checkpoint %d", md.ID, id)}
 	}
 	return md, nil
 }
 
 // Latest returns the newest completed checkpoint that loads and verifies
 // (Verify with full = verifyFull). Each newer one that is damaged (a
-// *CorruptError) is moved aside with MarkBroken and reported in broken.
-// It returns (nil, broken, nil) when no checkpoint is left. Any other
+// *fileutil.CorruptionError) is moved aside with MarkBroken and reported
+// in broken. It returns (nil, broken, nil) when no checkpoint is left. Any other
 // error, such as ErrUnsupportedVersion or a permission error, stops the
 // search: it says nothing about the checkpoint itself.
 func (s *Store) Latest(verifyFull bool) (*Metadata, []BrokenCheckpoint, error) {
@@ -383,7 +380,7 @@ func (s *Store) Latest(verifyFull bool) (*Metadata, []BrokenCheckpoint, error) {
 		if err == nil {
 			return md, broken, nil
 		}
-		if !IsCorrupt(err) {
+		if !fileutil.IsCorruption(err) {
 			return nil, broken, fmt.Errorf("checkpoint: check chk-%d: %w", id, err)
 		}
 		to, merr := s.MarkBroken(id, err)

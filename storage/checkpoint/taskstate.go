@@ -64,9 +64,9 @@ func ReadTaskState(path string) ([]byte, error) {
 
 // ReadTaskStateFS reads the task state file at path through fsys and
 // returns its payload. A file that is short, has a bad header, a wrong
-// checksum or bytes after the payload is a *CorruptError naming path and
-// the offset where the damage shows; a newer format version is
-// ErrUnsupportedVersion.
+// checksum or bytes after the payload is a *fileutil.CorruptionError
+// naming path and the offset where the damage shows; a newer format
+// version is ErrUnsupportedVersion.
 func ReadTaskStateFS(fsys fileutil.FS, path string) ([]byte, error) {
 	f, err := fsys.OpenFile(path, os.O_RDONLY, 0)
 	if err != nil {
@@ -84,7 +84,7 @@ func ReadTaskStateFS(fsys fileutil.FS, path string) ([]byte, error) {
 
 func decodeTaskState(path string, b []byte) ([]byte, error) {
 	corrupt := func(off int, format string, args ...any) error {
-		return &CorruptError{Path: path, Offset: int64(off), Reason: fmt.Sprintf(format, args...)}
+		return &fileutil.CorruptionError{Path: path, Offset: int64(off), Reason: fmt.Sprintf(format, args...)}
 	}
 	n := len(b)
 	switch {

@@ -9,6 +9,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/eddy-stream/eddy/storage/fileutil"
 )
 
 func TestTaskStateRoundTrip(t *testing.T) {
@@ -56,7 +58,7 @@ func TestTaskStateCorruption(t *testing.T) {
 	for _, tc := range []struct {
 		name       string
 		damage     func(b []byte) []byte
-		wantErr    error // errors.Is; nil: a *CorruptError
+		wantErr    error // errors.Is; nil: a *fileutil.CorruptionError
 		wantOffset int64
 		wantReason string
 	}{
@@ -91,7 +93,7 @@ func TestTaskStateCorruption(t *testing.T) {
 			}
 			_, err = ReadTaskState(path)
 			if tc.wantErr != nil {
-				if !errors.Is(err, tc.wantErr) || IsCorrupt(err) {
+				if !errors.Is(err, tc.wantErr) || fileutil.IsCorruption(err) {
 					t.Fatalf("got %v, want %v", err, tc.wantErr)
 				}
 				return

@@ -9,6 +9,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"syscall"
+
+	"github.com/eddy-stream/eddy/storage/fileutil"
 )
 
 // Verify checks the files of checkpoint md.ID against md. Every listed
@@ -19,8 +21,8 @@ import (
 // damaged SST of unchanged size goes unnoticed. Files are checked in
 // parallel, at most GOMAXPROCS at a time.
 //
-// Damage is reported as a *CorruptError naming the first bad file in
-// (task, file) order; a file that cannot be read because of an I/O error
+// Damage is reported as a *fileutil.CorruptionError naming the first bad
+// file in (task, file) order; a file that cannot be read because of an I/O error
 // (EIO) counts as damaged. Other errors, such as permission denied, are
 // returned as they are.
 func (s *Store) Verify(md *Metadata, full bool) error {
@@ -71,7 +73,7 @@ func (s *Store) Verify(md *Metadata, full bool) error {
 
 func (s *Store) verifyFile(path string, f File, sum bool) error {
 	corrupt := func(off int64, format string, args ...any) error {
-		return &CorruptError{Path: path, Offset: off, Reason: fmt.Sprintf(format, args...)}
+		return &fileutil.CorruptionError{Path: path, Offset: off, Reason: fmt.Sprintf(format, args...)}
 	}
 	fi, err := s.fs.Stat(path)
 	switch {

@@ -1,7 +1,9 @@
 // Package fileutil holds the durable-write helpers every eddy store uses:
 // atomic file replacement, directory fsync, creation of directory chains,
-// removal of *.tmp leftovers, quarantine of broken files, and the FS seam
-// that lets tests fail any single file-system operation (ErrorFS).
+// copying a file durably, removal of *.tmp leftovers, quarantine of broken
+// files, the one corruption error of every store (CorruptionError), and
+// the FS seam that lets tests fail any single file-system operation
+// (ErrorFS) or cut the power at any step (CrashFS).
 //
 // The rule they implement: a file that must survive a power cut is written
 // as X.tmp, fsynced, renamed to X, and then X's directory is fsynced. A
@@ -16,6 +18,7 @@ package fileutil
 import (
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -188,4 +191,36 @@ func device(path string) (uint64, error) {
 		}
 		p = filepath.Dir(p)
 	}
+}
+
+// CopyFile copies src to the new file dst (see CopyFileFS).
+func CopyFile(src, dst string, perm os.FileMode) error {
+	return CopyFileFS(OSFS{}, src, dst, perm)
+}
+
+// CopyFileFS copies src to dst, which must not exist, and fsyncs dst. It
+// does not fsync dst's directory: a caller copying several files into a
+// directory calls SyncDir once at the end. On failure dst is removed
+// where possible.
+func CopyFileFS(fsys FS, src, dst string, perm os.FileMode) (err error) {
+	in, err := fsys.OpenFile(src, os.O_RDONLY, 0)
+	if err != nil {
+		return err
+	}
+	defer func() { err = errors.Join(err, in.Close()) }()
+	out, err := fsys.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_EXCL, perm)
+	if err != nil {
+		return err
+	}
+	_, err = io.Copy(out, in)
+	if err == nil {
+		err = out.Sync()
+	}
+	if cerr := out.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return errors.Join(err, fsys.Remove(dst))
+	}
+	return nil
 }

@@ -23,9 +23,10 @@ type File interface {
 }
 
 // FS is the seam between durable-write code and the file system, so that
-// tests can inject faults (see ErrorFS). Methods mean what their os
-// namesakes mean; SyncDir fsyncs a directory so that entries created,
-// renamed or removed in it survive a power cut.
+// tests can inject faults (see ErrorFS) and power cuts (see CrashFS).
+// Every eddy store takes the FS it writes through. Methods mean what
+// their os namesakes mean; SyncDir fsyncs a directory so that entries
+// created, renamed or removed in it survive a power cut.
 type FS interface {
 	Create(name string, perm os.FileMode) (File, error) // read-write, created or truncated
 	OpenFile(name string, flag int, perm os.FileMode) (File, error)

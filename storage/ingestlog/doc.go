@@ -18,8 +18,8 @@
 //     fsynced before the next one was created. Damage in it is corruption.
 //   - Damage at the end of the last segment with no intact record after
 //     it is a torn write: Open cuts it off and logs it. Any other damage,
-//     or a gap in offsets between segments, is a *CorruptionError naming
-//     the file and byte offset; nothing is skipped silently.
+//     or a gap in offsets between segments, is a *fileutil.CorruptionError
+//     naming the file and byte offset; nothing is skipped silently.
 //   - Data is never dropped: at MaxSize Append fails with ErrFull until
 //     TruncateFront frees whole segments.
 //   - A failed write or fsync breaks the Log: every later Append and Sync

@@ -29,21 +29,6 @@ var (
 	ErrClosed = errors.New("ingestlog: closed")
 )
 
-// CorruptionError reports a damaged segment: a record that fails its
-// checksum or cannot be decoded, with intact records after it, or a gap
-// in offsets between segments. The log is not repaired: a person decides.
-type CorruptionError struct {
-	Path   string // segment file
-	Offset int64  // byte offset of the damaged record in the file
-	Err    error
-}
-
-func (e *CorruptionError) Error() string {
-	return fmt.Sprintf("ingestlog: corrupt segment %s at byte %d: %v", e.Path, e.Offset, e.Err)
-}
-
-func (e *CorruptionError) Unwrap() error { return e.Err }
-
 // Options configure a Log.
 type Options struct {
 	Dir          string        // the log's directory, one per MQTT source
@@ -126,7 +111,7 @@ type Log struct {
 // Open opens the log in o.Dir, creating it if needed. It removes *.tmp
 // leftovers, checks that every segment but the last begins with the record
 // its name promises, and scans the last segment: a torn tail is truncated
-// (and logged), any other damage returns a *CorruptionError. What Open
+// (and logged), any other damage returns a *fileutil.CorruptionError. What Open
 // finds is made durable, so SyncedOffset() == NextOffset() on return.
 func Open(o Options) (*Log, error) {
 	if err := o.Validate(); err != nil {
@@ -143,7 +128,7 @@ func Open(o Options) (*Log, error) {
 		if l.f != nil {
 			err = errors.Join(err, l.f.Close())
 		}
-		if _, ok := errors.AsType[*CorruptionError](err); ok {
+		if _, ok := errors.AsType[*fileutil.CorruptionError](err); ok {
 			return nil, err // names the file already
 		}
 		return nil, fmt.Errorf("ingestlog: open %s: %w", o.Dir, err)
@@ -251,7 +236,7 @@ func (l *Log) recoverActive() (err error) {
 	for err == nil {
 		err = s.read(&rec, size)
 	}
-	var ce *CorruptionError
+	var ce *fileutil.CorruptionError
 	switch {
 	case err == io.EOF:
 	case !errors.As(err, &ce) || !torn(ce.Err):

@@ -561,7 +561,7 @@ func flipByte(path string, at int64) error {
 }
 
 // TestCorruption damages a log in ways a torn write cannot, and checks
-// that Open or a Reader reports a *CorruptionError naming file and byte.
+// that Open or a Reader reports a *fileutil.CorruptionError naming file and byte.
 func TestCorruption(t *testing.T) {
 	const n = 60
 	tmpl := writeTemplate(t, n)
@@ -623,9 +623,9 @@ func TestCorruption(t *testing.T) {
 				_, err = readAll(t, l, 0)
 				must(t, l.Close())
 			}
-			var ce *CorruptionError
+			var ce *fileutil.CorruptionError
 			if !errors.As(err, &ce) {
-				t.Fatalf("err = %v, want *CorruptionError", err)
+				t.Fatalf("err = %v, want *fileutil.CorruptionError", err)
 			}
 			if ce.Path != path || ce.Offset != off || !strings.Contains(err.Error(), tc.wantErr) {
 				t.Fatalf("err = %v\nwant file %s, byte %d, %q", err, path, off, tc.wantErr)

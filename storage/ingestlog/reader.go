@@ -80,8 +80,9 @@ func (r *Reader) openLocked(base uint64) error {
 // Next returns ErrNoData when the Reader has caught up with SyncedOffset
 // (call Wait, or wait on Notify, and try again), ErrClosed once the Log is
 // closed, an error wrapping ErrOffsetTruncated when TruncateFront removed
-// the next segment before the Reader got to it, and a *CorruptionError for
-// a damaged record or a gap between segments.
+// the next segment before the Reader got to it, and a
+// *fileutil.CorruptionError for a damaged record or a gap between
+// segments.
 func (r *Reader) Next(dst *Record) error {
 	if r.s.f == nil {
 		return ErrClosed
@@ -136,7 +137,7 @@ func (r *Reader) nextSegmentLocked() error {
 		return ErrNoData
 	}
 	if base := l.segs[i].base; base != next {
-		return &CorruptionError{Path: l.segPath(base), Err: fmt.Errorf("offset gap: segment starts at %d, previous segment ends at %d", base, next)}
+		return &fileutil.CorruptionError{Path: l.segPath(base), Err: fmt.Errorf("offset gap: segment starts at %d, previous segment ends at %d", base, next)}
 	}
 	return r.openLocked(next)
 }
@@ -190,13 +191,13 @@ type segReader struct {
 // pos returns the file offset of the next unread byte.
 func (s *segReader) pos() int64 { return s.off - int64(s.w-s.r) }
 
-func (s *segReader) corrupt(err error) *CorruptionError {
-	return &CorruptionError{Path: s.path, Offset: s.pos(), Err: err}
+func (s *segReader) corrupt(err error) *fileutil.CorruptionError {
+	return &fileutil.CorruptionError{Path: s.path, Offset: s.pos(), Err: err}
 }
 
 // read decodes the next record into dst, reading no byte at or beyond
 // limit. It returns io.EOF exactly when pos() == limit, and a
-// *CorruptionError for a record that is damaged, does not end before
+// *fileutil.CorruptionError for a record that is damaged, does not end before
 // limit, or does not carry the next offset.
 func (s *segReader) read(dst *Record, limit int64) error {
 	for {

@@ -8,13 +8,14 @@
 // Invariants: a new block starts at every key group, and the index at the
 // end of the file gives each key group's first block, so a reader can seek
 // to any run of key groups. Every block and the index carry a CRC32C; any
-// mismatch is a *CorruptError naming the file and byte offset.
+// mismatch is a *fileutil.CorruptionError naming the file and byte offset.
 package snapshot
 
 import (
 	"bufio"
 	"bytes"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"hash/crc32"
 	"io"
@@ -22,6 +23,7 @@ import (
 
 	"github.com/golang/snappy"
 
+	"github.com/eddy-stream/eddy/storage/fileutil"
 	"github.com/eddy-stream/eddy/storage/keygroup"
 	"github.com/eddy-stream/eddy/storage/state"
 )
@@ -35,17 +37,6 @@ const (
 
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 
-// CorruptError reports a damaged snapshot file.
-type CorruptError struct {
-	Path   string
-	Offset int64
-	Reason string
-}
-
-func (e *CorruptError) Error() string {
-	return fmt.Sprintf("snapshot: %s is corrupt at byte %d: %s", e.Path, e.Offset, e.Reason)
-}
-
 // Stats describe a written snapshot.
 type Stats struct {
 	Keys  int64
@@ -53,10 +44,17 @@ type Stats struct {
 	Bytes int64 // file size
 }
 
-// Write streams every key of cfs in key groups kgs, as seen by snap, to
-// path (created with a .tmp suffix, fsynced, then renamed). compression is
-// "none" or "snappy".
-func Write(path string, snap *state.Snapshot, cfs []*state.CF, kgs keygroup.Range, compression string) (st Stats, err error) {
+// Write writes a snapshot to path through the OS (see WriteFS).
+func Write(path string, snap *state.Snapshot, cfs []*state.CF, kgs keygroup.Range, compression string) (Stats, error) {
+	return WriteFS(fileutil.OSFS{}, path, snap, cfs, kgs, compression)
+}
+
+// WriteFS streams every key of cfs in key groups kgs, as seen by snap, to
+// path through fsys, atomically (fileutil.CreateAtomic: path.tmp, fsync,
+// rename, fsync of path's directory): after a crash path is the complete
+// new snapshot or what it was before, never part of the new one.
+// compression is "none" or "snappy".
+func WriteFS(fsys fileutil.FS, path string, snap *state.Snapshot, cfs []*state.CF, kgs keygroup.Range, compression string) (st Stats, err error) {
 	comp := byte(compNone)
 	switch compression {
 	case "", "none":
@@ -65,15 +63,13 @@ func Write(path string, snap *state.Snapshot, cfs []*state.CF, kgs keygroup.Rang
 	default:
 		return st, fmt.Errorf("snapshot: unknown compression %q", compression)
 	}
-	tmp := path + ".tmp"
-	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o644)
+	f, err := fileutil.CreateAtomic(fsys, path, 0o644)
 	if err != nil {
 		return st, fmt.Errorf("snapshot: %w", err)
 	}
 	defer func() {
-		if err != nil {
-			f.Close()
-			os.Remove(tmp)
+		if aerr := f.Abort(); err == nil && aerr != nil {
+			err = fmt.Errorf("snapshot: %w", aerr)
 		}
 	}()
 	w := &writer{bw: bufio.NewWriterSize(f, 1<<20), comp: comp}
@@ -139,16 +135,10 @@ func Write(path string, snap *state.Snapshot, cfs []*state.CF, kgs keygroup.Rang
 		return st, err
 	}
 	if err := w.bw.Flush(); err != nil {
-		return st, fmt.Errorf("snapshot: write %s: %w", tmp, err)
+		return st, fmt.Errorf("snapshot: write %s: %w", path, err)
 	}
-	if err := f.Sync(); err != nil {
-		return st, fmt.Errorf("snapshot: fsync %s: %w", tmp, err)
-	}
-	if err := f.Close(); err != nil {
-		return st, fmt.Errorf("snapshot: close %s: %w", tmp, err)
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		return st, fmt.Errorf("snapshot: %w", err)
+	if err := f.Commit(); err != nil {
+		return st, fmt.Errorf("snapshot: commit %s: %w", path, err)
 	}
 	st.Bytes = w.off
 	return st, nil
@@ -196,16 +186,22 @@ func (w *writer) flushBlock() error {
 	return nil
 }
 
-// Restore loads the keys of the key groups in want from the snapshot at
-// path into db, whose column families must include those named in the
-// file. It returns the number of keys loaded.
+// Restore loads a snapshot read through the OS (see RestoreFS).
 func Restore(path string, db *state.DB, want keygroup.Range) (int64, error) {
-	data, err := os.ReadFile(path)
+	return RestoreFS(fileutil.OSFS{}, path, db, want)
+}
+
+// RestoreFS loads the keys of the key groups in want from the snapshot at
+// path, read through fsys, into db, whose column families must include
+// those named in the file. It returns the number of keys loaded. Damage is
+// a *fileutil.CorruptionError naming path and the byte offset.
+func RestoreFS(fsys fileutil.FS, path string, db *state.DB, want keygroup.Range) (int64, error) {
+	data, err := readFile(fsys, path)
 	if err != nil {
 		return 0, fmt.Errorf("snapshot: %w", err)
 	}
 	corrupt := func(off int, why string, a ...any) error {
-		return &CorruptError{Path: path, Offset: int64(off), Reason: fmt.Sprintf(why, a...)}
+		return &fileutil.CorruptionError{Path: path, Offset: int64(off), Reason: fmt.Sprintf(why, a...)}
 	}
 	if len(data) < len(magic)+2 || string(data[:len(magic)]) != magic {
 		return 0, corrupt(0, "not a snapshot file (bad magic)")
@@ -324,4 +320,13 @@ func Restore(path string, db *state.DB, want keygroup.Range) (int64, error) {
 		}
 	}
 	return keys, nil
+}
+
+func readFile(fsys fileutil.FS, path string) ([]byte, error) {
+	f, err := fsys.OpenFile(path, os.O_RDONLY, 0)
+	if err != nil {
+		return nil, err
+	}
+	data, err := io.ReadAll(f)
+	return data, errors.Join(err, f.Close())
 }

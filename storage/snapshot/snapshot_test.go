@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"testing"
 
+	"github.com/eddy-stream/eddy/storage/fileutil"
 	"github.com/eddy-stream/eddy/storage/keygroup"
 	"github.com/eddy-stream/eddy/storage/state"
 )
@@ -113,9 +114,9 @@ func TestCorruptionIsReportedWithOffset(t *testing.T) {
 		bad[at] ^= 0x40
 		os.WriteFile(path, bad, 0o644)
 		_, err := Restore(path, openDB(t, filepath.Join(dir, fmt.Sprint("dst", at))), keygroup.Range{Start: 0, End: 127})
-		var ce *CorruptError
+		var ce *fileutil.CorruptionError
 		if !errors.As(err, &ce) || ce.Path != path {
-			t.Errorf("flip at %d: got %v, want *CorruptError for %s", at, err, path)
+			t.Errorf("flip at %d: got %v, want *fileutil.CorruptionError for %s", at, err, path)
 		}
 	}
 	os.WriteFile(path, good[:len(good)/3], 0o644)

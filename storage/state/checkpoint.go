@@ -3,20 +3,22 @@ package state
 import (
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/eddy-stream/eddy/storage/fileutil"
 )
 
 // CreateCheckpoint writes a native RocksDB checkpoint of every column
 // family into dir, which must not exist (its parent is created). Memtables
 // are flushed first (log_size_for_flush 0), SST files are hard-linked, and
 // MANIFEST, CURRENT and OPTIONS are copied. RocksDB builds the checkpoint
-// in dir+".tmp", renames it and syncs dir; the parent is synced here.
+// in dir+".tmp", renames it and syncs dir; the parent is synced here,
+// through the DB's Options.FS.
 //
 // The checkpoint is consistent across column families as long as no other
 // goroutine writes to d meanwhile: the task calls it from its own goroutine
@@ -28,13 +30,13 @@ func (d *DB) CreateCheckpoint(dir string) error {
 	if d.closed {
 		return ErrClosed
 	}
-	if _, err := os.Lstat(dir); err == nil {
+	if _, err := d.fs.Stat(dir); err == nil {
 		return fmt.Errorf("state: create checkpoint: %s already exists", dir)
 	} else if !errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("state: create checkpoint: %w", err)
 	}
 	parent := filepath.Dir(dir)
-	if err := os.MkdirAll(parent, 0o755); err != nil {
+	if err := fileutil.CreateDirAllFS(d.fs, parent); err != nil {
 		return fmt.Errorf("state: create checkpoint: %w", err)
 	}
 	cp, err := d.db.NewCheckpoint()
@@ -45,7 +47,7 @@ func (d *DB) CreateCheckpoint(dir string) error {
 	if err := cp.CreateCheckpoint(dir, 0); err != nil {
 		return fmt.Errorf("state: create checkpoint %s: %w", dir, err)
 	}
-	if err := syncDir(parent); err != nil {
+	if err := d.fs.SyncDir(parent); err != nil {
 		return fmt.Errorf("state: create checkpoint: %w", err)
 	}
 	d.log.Debug("state: created checkpoint", "dir", dir, "took", time.Since(start))
@@ -66,28 +68,29 @@ func immutable(name string) bool {
 // The checkpoint stays intact and can be restored again. workDir must not
 // exist; it is removed again if the restore fails. When checkpointDir and
 // workDir are on different filesystems the error wraps ErrCrossDevice.
+// Copies, fsyncs and directory operations go through o.FS (the copies
+// with fileutil.CopyFileFS, and workDir and its new parents are fsynced
+// in their directories), so the working DB survives a power cut whole.
 func OpenFromCheckpoint(checkpointDir, workDir string, o Options) (_ *DB, err error) {
 	start := time.Now()
-	if _, err := os.Lstat(workDir); err == nil {
+	fsys := o.fs(o.Logger)
+	if _, err := fsys.Stat(workDir); err == nil {
 		return nil, fmt.Errorf("state: restore checkpoint: %s already exists", workDir)
 	} else if !errors.Is(err, fs.ErrNotExist) {
 		return nil, fmt.Errorf("state: restore checkpoint: %w", err)
 	}
-	entries, err := os.ReadDir(checkpointDir)
+	entries, err := fsys.ReadDir(checkpointDir)
 	if err != nil {
-		return nil, fmt.Errorf("state: restore checkpoint: %w", err)
-	}
-	if err := os.MkdirAll(filepath.Dir(workDir), 0o755); err != nil {
-		return nil, fmt.Errorf("state: restore checkpoint: %w", err)
-	}
-	if err := os.Mkdir(workDir, 0o755); err != nil {
 		return nil, fmt.Errorf("state: restore checkpoint: %w", err)
 	}
 	defer func() {
 		if err != nil {
-			err = errors.Join(err, os.RemoveAll(workDir))
+			err = errors.Join(err, fsys.RemoveAll(workDir))
 		}
 	}()
+	if err := fileutil.CreateDirAllFS(fsys, workDir); err != nil {
+		return nil, fmt.Errorf("state: restore checkpoint: %w", err)
+	}
 	var linked, copied int
 	for _, e := range entries {
 		src, dst := filepath.Join(checkpointDir, e.Name()), filepath.Join(workDir, e.Name())
@@ -102,16 +105,13 @@ func OpenFromCheckpoint(checkpointDir, workDir string, o Options) (_ *DB, err er
 			}
 			linked++
 		default:
-			if err := copyFile(src, dst); err != nil {
+			if err := fileutil.CopyFileFS(fsys, src, dst, 0o644); err != nil {
 				return nil, fmt.Errorf("state: copy checkpoint file: %w", err)
 			}
 			copied++
 		}
 	}
-	if err := syncDir(workDir); err != nil {
-		return nil, fmt.Errorf("state: restore checkpoint: %w", err)
-	}
-	if err := syncDir(filepath.Dir(workDir)); err != nil {
+	if err := fsys.SyncDir(workDir); err != nil {
 		return nil, fmt.Errorf("state: restore checkpoint: %w", err)
 	}
 	o.Dir = workDir
@@ -122,30 +122,4 @@ func OpenFromCheckpoint(checkpointDir, workDir string, o Options) (_ *DB, err er
 	d.log.Info("state: restored checkpoint", "checkpoint", checkpointDir, "dir", workDir,
 		"linked", linked, "copied", copied, "took", time.Since(start))
 	return d, nil
-}
-
-// copyFile copies src to the new file dst and syncs it.
-func copyFile(src, dst string) error {
-	in, err := os.Open(src)
-	if err != nil {
-		return err
-	}
-	defer in.Close()
-	out, err := os.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
-	if err != nil {
-		return err
-	}
-	_, err = io.Copy(out, in)
-	if err == nil {
-		err = out.Sync()
-	}
-	return errors.Join(err, out.Close())
-}
-
-func syncDir(dir string) error {
-	f, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	return errors.Join(f.Sync(), f.Close())
 }

@@ -15,6 +15,7 @@ import (
 
 	"github.com/linxGnu/grocksdb"
 
+	"github.com/eddy-stream/eddy/storage/fileutil"
 	"github.com/eddy-stream/eddy/storage/keygroup"
 )
 
@@ -61,6 +62,19 @@ type Options struct {
 	CF                map[string]CFOptions
 	MaxBackgroundJobs int          // 0: DefaultMaxBackgroundJobs
 	Logger            *slog.Logger // nil: discard
+	// FS is what eddy's own file operations around RocksDB go through:
+	// the directory fsyncs of CreateCheckpoint and the copies and fsyncs
+	// of OpenFromCheckpoint. RocksDB itself writes through its own Env,
+	// and hard links are made by the OS. nil: fileutil.OSFS{Logger}.
+	FS fileutil.FS
+}
+
+// fs returns o.FS, or the OS logging slow fsyncs to log.
+func (o Options) fs(log *slog.Logger) fileutil.FS {
+	if o.FS != nil {
+		return o.FS
+	}
+	return fileutil.OSFS{Logger: log}
 }
 
 // CFOptions tunes one column family. Zero fields take defaults: write
@@ -115,6 +129,7 @@ func (c *CF) Name() string { return c.name }
 type DB struct {
 	dir    string
 	log    *slog.Logger
+	fs     fileutil.FS
 	mem    *Memory
 	ownMem bool
 
@@ -141,6 +156,7 @@ func Open(o Options) (_ *DB, err error) {
 	if d.log == nil {
 		d.log = slog.New(slog.DiscardHandler)
 	}
+	d.fs = o.fs(d.log)
 	if d.mem == nil {
 		if d.mem, err = NewMemory(MemoryOptions{}); err != nil {
 			return nil, fmt.Errorf("state: open db: %w", err)
@@ -155,7 +171,7 @@ func Open(o Options) (_ *DB, err error) {
 			}
 		}
 	}()
-	if err := os.MkdirAll(o.Dir, 0o755); err != nil {
+	if err := fileutil.CreateDirAllFS(d.fs, o.Dir); err != nil {
 		return nil, fmt.Errorf("state: open db: %w", err)
 	}
 
