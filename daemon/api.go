@@ -136,9 +136,9 @@ func (d *Daemon) handleOverview(w http.ResponseWriter, _ *http.Request) {
 		o.Ready = true
 	default:
 	}
-	h := d.sd.health()
+	h := d.notify.health()
 	o.Stalled, o.RecordsPerSecond, o.BackPressure, o.TaskRates = h.Stalled, h.Rate, h.BackPressure, h.Tasks
-	o.Status = d.sd.statusLine()
+	o.Status = d.notify.statusLine()
 	writeJSON(w, http.StatusOK, o)
 }
 

@@ -57,7 +57,7 @@ type Daemon struct {
 	stopOnce    sync.Once
 	stopTimeout time.Duration // bound of the final checkpoint on Stop
 
-	sd *systemd
+	notify *notifier
 	uploadHooks
 	upl *uploadState // daemon/upload.go
 }
@@ -81,7 +81,7 @@ func New(cfg *config.Config, log *slog.Logger, level *slog.LevelVar) (d *Daemon,
 		sinks: map[string]pipeline.Sink{}, ready: make(chan struct{}),
 		stop: make(chan struct{}), stopTimeout: DefaultStopTimeout, phase: "starting",
 	}
-	d.sd = newSystemd(d)
+	d.notify = newNotifier(d)
 	defer func() {
 		if err != nil {
 			err = errors.Join(err, d.Close())
@@ -356,7 +356,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 	sdDone := make(chan struct{})
 	go func() {
 		defer close(sdDone)
-		d.sd.run(ctx)
+		d.notify.run(ctx)
 	}()
 	defer func() {
 		cancel()
@@ -437,7 +437,7 @@ func (d *Daemon) startJob() (*pipeline.Job, error) {
 	// Recovery is done: tell systemd (READY=1) after saying so in the log.
 	d.readyOne.Do(func() {
 		close(d.ready)
-		d.sd.ready()
+		d.notify.ready()
 	})
 	return job, nil
 }
@@ -512,7 +512,7 @@ func (d *Daemon) setPhase(p string) {
 	d.mu.Lock()
 	d.phase = p
 	d.mu.Unlock()
-	d.sd.statusNow()
+	d.notify.statusNow()
 }
 
 func (d *Daemon) currentJob() *pipeline.Job {

@@ -132,7 +132,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	default:
 		gauge(ch, descReady, 0)
 	}
-	gauge(ch, descStalled, b2f(d.sd.health().Stalled))
+	gauge(ch, descStalled, b2f(d.notify.health().Stalled))
 
 	o := d.overview()
 	gauge(ch, descRunning, b2f(o.Running))

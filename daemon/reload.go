@@ -26,7 +26,7 @@ func (d *Daemon) Stop() {
 	d.stopOnce.Do(func() {
 		close(d.stop)
 		d.log.Info("stopping: final checkpoint, then exit")
-		d.sd.stopping()
+		d.notify.stopping()
 	})
 }
 
@@ -103,8 +103,8 @@ func (d *Daemon) Reload() (ReloadResult, error) {
 	default:
 	}
 	if isReady {
-		d.sd.reloading()
-		defer d.sd.reloaded()
+		d.notify.reloading()
+		defer d.notify.reloaded()
 	}
 	var res ReloadResult
 	if d.configPath == "" {
