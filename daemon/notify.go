@@ -50,8 +50,8 @@ func newNotifier(d *Daemon) *notifier {
 }
 
 // run samples progress, pings the watchdog and refreshes STATUS= until ctx
-// is done.
-func (n *notifier) run(ctx context.Context) {
+// is done or until is closed.
+func (n *notifier) run(ctx context.Context, until <-chan struct{}) {
 	tick := time.Second
 	if n.watchdog > 0 {
 		tick = min(tick, max(n.watchdog/4, 50*time.Millisecond))
@@ -72,6 +72,8 @@ func (n *notifier) run(ctx context.Context) {
 		}
 		select {
 		case <-ctx.Done():
+			return
+		case <-until:
 			return
 		case <-t.C:
 		case <-n.kick:
