@@ -34,7 +34,7 @@ func (d *Daemon) openHTTP() error {
 		return fmt.Errorf("http.listen %s: %w", d.cfg.HTTP.Listen, err)
 	}
 	d.http = s
-	d.log.Info("HTTP API listening", "url", "http://"+s.Addr(), "token", d.token != "", "remote", policy.remote)
+	d.httpRemote = policy.remote
 	return nil
 }
 

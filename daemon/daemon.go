@@ -37,7 +37,8 @@ type Daemon struct {
 	sinks  map[string]pipeline.Sink // file sinks; MQTT sinks are added by Run
 	memory *state.Memory
 	store  *checkpoint.Store
-	http   *httpServer // listening; served by Run
+	http       *httpServer // listening; served by Run
+	httpRemote bool        // the access policy admits remote clients
 
 	// Started by Run (run.go) once the broker is up, stopped by it.
 	broker    *mqttio.Embedded

@@ -74,7 +74,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 		supervised: make(chan struct{})}
 	var g run.Group
 	d.addSignals(&g, r)
-	d.addHTTP(&g)
+	d.addHTTP(&g, r)
 	d.addSupervisor(&g, r)
 	for _, s := range d.cfg.Sources {
 		d.addIngest(&g, r, s)
@@ -138,17 +138,29 @@ func (d *Daemon) addSignals(g *run.Group, r *runState) {
 	}, interrupt)
 }
 
-// addHTTP serves the listener New opened.
-func (d *Daemon) addHTTP(g *run.Group) {
+// addHTTP serves the listener New opened, once the broker is up: the line
+// "HTTP API listening" comes after the broker's address, so whoever waits
+// for it knows where to publish.
+func (d *Daemon) addHTTP(g *run.Group, r *runState) {
 	if d.http == nil {
 		return
 	}
+	ctx, cancel := context.WithCancel(r.ctx)
 	g.Add(func() error {
+		select {
+		case <-r.brokerUp:
+		case <-ctx.Done():
+			return nil
+		}
+		d.log.Info("HTTP API listening", "url", "http://"+d.http.Addr(), "token", d.token != "", "remote", d.httpRemote)
 		if err := d.http.serve(); err != nil {
 			return fmt.Errorf("http.listen %s: %w", d.cfg.HTTP.Listen, err)
 		}
 		return nil
-	}, func(error) { d.http.close() })
+	}, func(error) {
+		cancel()
+		d.http.close()
+	})
 }
 
 // addSupervisor runs the job supervisor. An interrupt from another actor
