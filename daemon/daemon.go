@@ -33,10 +33,10 @@ type Daemon struct {
 	lock   *fileutil.Lock
 
 	// Opened by New, closed by Close.
-	logs   map[string]*ingestlog.Log
-	sinks  map[string]pipeline.Sink // file sinks; MQTT sinks are added by Run
-	memory *state.Memory
-	store  *checkpoint.Store
+	logs       map[string]*ingestlog.Log
+	sinks      map[string]pipeline.Sink // file sinks; MQTT sinks are added by Run
+	memory     *state.Memory
+	store      *checkpoint.Store
 	http       *httpServer // listening; served by Run
 	httpRemote bool        // the access policy admits remote clients
 
