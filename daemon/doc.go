@@ -4,7 +4,9 @@
 // New locks data_dir (data_dir/LOCK, held until Close; a second eddy gets a
 // *fileutil.LockedError naming the holder's PID) and opens what lives on
 // disk or on a port: the ingest logs, the file sinks, the checkpoint store,
-// the state memory, the uploader and the HTTP listener. It starts nothing.
+// the state memory, the uploader and the HTTP listener. It starts no
+// broker, client, server or loop (the ingest logs' group commit is the
+// logs' own, from Open to Close).
 // Every store it opens writes through one fileutil.OSFS, which logs slow
 // fsyncs and feeds the eddy_fsync_duration_seconds histogram.
 //

@@ -23,7 +23,8 @@ import (
 
 // inProcessConfig is a small valid configuration: embedded broker and HTTP
 // on free ports, one source, one filter stage, one file sink.
-func inProcessConfig(t *testing.T, dataDir string) *config.Config {
+// extra is appended to the YAML.
+func inProcessConfig(t *testing.T, dataDir string, extra ...string) *config.Config {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), "config.yaml")
 	yaml := fmt.Sprintf(`appliance_id: test
@@ -52,7 +53,7 @@ checkpointing:
   interval: 1h
 http:
   listen: "127.0.0.1:0"
-`, dataDir)
+`, dataDir) + strings.Join(extra, "")
 	if err := os.WriteFile(path, []byte(yaml), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -173,6 +174,37 @@ func TestStopThenCloseWhileRunReturns(t *testing.T) {
 	}
 	if err := d.Run(context.Background()); !errors.Is(err, ErrClosed) {
 		t.Errorf("Run after Close: %v, want ErrClosed", err)
+	}
+}
+
+// With upload.remote set, the uploader actor starts once the job runs, a
+// graceful stop ends Run with nil, and Close closes the uploader, also
+// when Run never started it; no goroutine is left (TestMain's goleak).
+func TestRunWithUploader(t *testing.T) {
+	remote := t.TempDir()
+	withUpload := "upload:\n  remote: file://" + remote + "\n"
+	unrun, err := New(inProcessConfig(t, t.TempDir(), withUpload), nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := unrun.Close(); err != nil {
+		t.Fatalf("Close without Run: %v", err)
+	}
+	d, err := New(inProcessConfig(t, t.TempDir(), withUpload), nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	if d.upl == nil || d.upl.up == nil {
+		t.Fatal("no uploader opened")
+	}
+	done := startRun(t, d)
+	d.Stop()
+	if err := runResult(t, done); err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	if err := d.Close(); err != nil {
+		t.Fatal(err)
 	}
 }
 
