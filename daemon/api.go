@@ -15,7 +15,8 @@ import (
 	"github.com/eddy-stream/eddy/pipeline"
 )
 
-func (d *Daemon) startHTTP() error {
+// openHTTP opens the HTTP listener; Run serves it.
+func (d *Daemon) openHTTP() error {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", d.handleHealth)
 	mux.HandleFunc("GET /api/v1/overview", d.handleOverview)
@@ -33,7 +34,7 @@ func (d *Daemon) startHTTP() error {
 		return fmt.Errorf("http.listen %s: %w", d.cfg.HTTP.Listen, err)
 	}
 	d.http = s
-	d.log.Info("HTTP API listening", "url", "http://"+s.Addr(), "token", d.token != "", "remote", policy.remote)
+	d.httpRemote = policy.remote
 	return nil
 }
 
@@ -97,7 +98,7 @@ func (d *Daemon) overview() Overview {
 	d.mu.RLock()
 	job := d.job
 	o.JobRestarts, o.LastError = d.restarts, d.lastErr
-	ingests := maps.Clone(d.ingests) // filled in by startIngest while this may run
+	ingests := maps.Clone(d.ingests) // filled in by the ingest actors while this may run
 	d.mu.RUnlock()
 	var offsets map[string]uint64
 	if job != nil {
@@ -136,9 +137,9 @@ func (d *Daemon) handleOverview(w http.ResponseWriter, _ *http.Request) {
 		o.Ready = true
 	default:
 	}
-	h := d.sd.health()
+	h := d.notify.health()
 	o.Stalled, o.RecordsPerSecond, o.BackPressure, o.TaskRates = h.Stalled, h.Rate, h.BackPressure, h.Tasks
-	o.Status = d.sd.statusLine()
+	o.Status = d.notify.statusLine()
 	writeJSON(w, http.StatusOK, o)
 }
 
@@ -225,7 +226,7 @@ func (d *Daemon) handleCheckpointConfig(w http.ResponseWriter, _ *http.Request) 
 		MinPause: c.MinPause.Milliseconds(), MaxConcurrent: c.MaxConcurrent,
 		Externalization:            map[string]bool{"enabled": true, "delete_on_cancellation": false},
 		StateBackend:               "EmbeddedRocksDBStateBackend",
-		CheckpointStorage:          "FileSystemCheckpointStorage:" + d.cfg.Path(dirCheckpoints),
+		CheckpointStorage:          "FileSystemCheckpointStorage:" + d.layout.Checkpoints(),
 		TolerableFailedCheckpoints: c.TolerableFailures, Incremental: c.Incremental,
 		LocalRecovery: c.LocalRecovery, Compression: c.Compression, NumRetained: c.NumRetained,
 	})

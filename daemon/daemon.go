@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"time"
@@ -15,6 +14,7 @@ import (
 	"github.com/eddy-stream/eddy/pipeline"
 	"github.com/eddy-stream/eddy/pipeline/mqttio"
 	"github.com/eddy-stream/eddy/storage/checkpoint"
+	"github.com/eddy-stream/eddy/storage/datadir"
 	"github.com/eddy-stream/eddy/storage/fileutil"
 	"github.com/eddy-stream/eddy/storage/ingestlog"
 	"github.com/eddy-stream/eddy/storage/state"
@@ -28,15 +28,23 @@ type Daemon struct {
 	level *slog.LevelVar
 	start time.Time
 
+	layout datadir.Layout
+	fs     fileutil.OSFS // every store writes through it (slow-fsync log, fsync histogram)
+	lock   *fileutil.Lock
+
+	// Opened by New, closed by Close.
+	logs       map[string]*ingestlog.Log
+	sinks      map[string]pipeline.Sink // file sinks; MQTT sinks are added by Run
+	memory     *state.Memory
+	store      *checkpoint.Store
+	http       *httpServer // listening; served by Run
+	httpRemote bool        // the access policy admits remote clients
+
+	// Started by Run (run.go) once the broker is up, stopped by it.
 	broker    *mqttio.Embedded
 	brokerURL string
-	logs      map[string]*ingestlog.Log
-	ingests   map[string]*pipeline.Ingest
 	publisher *mqttio.Publisher
-	sinks     map[string]pipeline.Sink
-	memory    *state.Memory
-	store     *checkpoint.Store
-	http      *httpServer
+	ingests   map[string]*pipeline.Ingest // guarded by mu
 
 	mu       sync.RWMutex
 	job      *pipeline.Job // the running job; nil between jobs
@@ -57,64 +65,82 @@ type Daemon struct {
 	stopOnce    sync.Once
 	stopTimeout time.Duration // bound of the final checkpoint on Stop
 
-	sd *systemd
+	reloads chan struct{}      // SIGHUP → the reload actor (run.go)
+	verify  chan verifyRequest // buildJob → the verification actor (run.go)
+
+	// runMu orders Run against Close: Close interrupts a running group
+	// and waits for Run to return before it closes anything.
+	runMu     sync.Mutex
+	runCancel context.CancelFunc // cancels the group; nil until Run
+	runDone   chan struct{}      // closed when Run returns
+	closed    bool
+	closeOnce sync.Once
+	closeErr  error
+
+	notify *notifier
 	uploadHooks
 	upl *uploadState // daemon/upload.go
 }
 
-// Dirs under data_dir (DESIGN.md "Disk layout").
-const (
-	dirIngest      = "ingest"
-	dirState       = "state"
-	dirCheckpoints = "checkpoints"
-)
-
-// New prepares the data directory and opens every component but the job.
-// On error everything opened so far is closed.
-func New(cfg *config.Config, log *slog.Logger, level *slog.LevelVar) (d *Daemon, err error) {
+// New locks data_dir (data_dir/LOCK; a second eddy on the same directory
+// gets a *fileutil.LockedError naming the holder's PID), prepares it and
+// opens every component: ingest logs, file sinks, the checkpoint store, the
+// state memory, the uploader, the HTTP listener. It starts no broker, no
+// MQTT client, no server and no loop of its own; Run does. (An ingest log
+// with ingest_log.sync_interval > 0 runs its group commit from Open until
+// its Close: that goroutine belongs to the log.) On error everything opened
+// so far is closed.
+func New(cfg *config.Config, log *slog.Logger, level *slog.LevelVar) (*Daemon, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	d = &Daemon{
+	d := &Daemon{
 		cfg: cfg, live: cfg, log: log, level: level, start: time.Now(),
-		logs: map[string]*ingestlog.Log{}, ingests: map[string]*pipeline.Ingest{},
+		layout: datadir.New(cfg.DataDir),
+		fs:     fileutil.OSFS{Logger: log.With("component", "fsync"), OnSync: observeFsync},
+		logs:   map[string]*ingestlog.Log{}, ingests: map[string]*pipeline.Ingest{},
 		sinks: map[string]pipeline.Sink{}, ready: make(chan struct{}),
 		stop: make(chan struct{}), stopTimeout: DefaultStopTimeout, phase: "starting",
+		reloads: make(chan struct{}, 1), verify: make(chan verifyRequest),
 	}
-	d.sd = newSystemd(d)
-	defer func() {
-		if err != nil {
-			err = errors.Join(err, d.Close())
-		}
-	}()
+	d.notify = newNotifier(d)
+	if err := d.open(); err != nil {
+		return nil, errors.Join(err, d.Close())
+	}
+	return d, nil
+}
+
+// open is New's work; on error New closes what it opened.
+func (d *Daemon) open() (err error) {
+	cfg, log := d.cfg, d.log
+	if err := d.lockDataDir(); err != nil {
+		return err
+	}
 	if d.token, err = loadToken(cfg.HTTP); err != nil {
-		return nil, err
+		return err
 	}
 	if err := d.prepareDataDir(); err != nil {
-		return nil, err
+		return err
 	}
-	if cfg.MQTT.IsEmbedded() {
-		if d.broker, err = mqttio.StartEmbedded(cfg.MQTT.Embedded.Listen, log.With("component", "broker")); err != nil {
-			return nil, fmt.Errorf("start embedded broker on %s: %w", cfg.MQTT.Embedded.Listen, err)
-		}
-		d.brokerURL = d.broker.URL()
-		log.Info("embedded MQTT broker listening", "url", d.brokerURL)
+	if _, err := d.clientOptions(""); err != nil { // mqtt.password_file, before anything connects
+		return err
 	}
 	for _, s := range cfg.Sources {
 		l, err := ingestlog.Open(ingestlog.Options{
-			Dir:          filepath.Join(cfg.DataDir, dirIngest, s.Name),
+			Dir:          d.layout.Ingest(s.Name),
 			SegmentSize:  int64(cfg.IngestLog.SegmentSize),
 			MaxSize:      int64(cfg.IngestLog.MaxSize),
 			SyncInterval: cfg.IngestLog.SyncInterval,
+			FS:           d.fs,
 			Logger:       log.With("component", "ingestlog", "source", s.Name),
 		})
 		if err != nil {
-			return nil, fmt.Errorf("open ingest log of source %s: %w", s.Name, err)
+			return fmt.Errorf("open ingest log of source %s: %w", s.Name, err)
 		}
 		d.logs[s.Name] = l
 	}
 	if err := d.openSinks(); err != nil {
-		return nil, err
+		return err
 	}
 	numDBs := 0
 	for i := range cfg.Pipeline.Stages {
@@ -128,41 +154,58 @@ func New(cfg *config.Config, log *slog.Logger, level *slog.LevelVar) (d *Daemon,
 		HighPrioPoolRatio: cfg.State.Memory.HighPrioPoolRatio,
 		NumDBs:            max(numDBs, 1),
 	}); err != nil {
-		return nil, err
+		return err
 	}
 	if cfg.Checkpointing.Interval > 0 {
-		if d.store, err = checkpoint.Open(filepath.Join(cfg.DataDir, dirCheckpoints), fileutil.OSFS{}, log.With("component", "checkpoints")); err != nil {
-			return nil, err
+		if d.store, err = checkpoint.Open(d.layout.Checkpoints(), d.fs, log.With("component", "checkpoints")); err != nil {
+			return err
 		}
 	}
 	if err := d.openUpload(); err != nil {
-		return nil, err
+		return err
 	}
-	return d, nil
+	if err := d.openHTTP(); err != nil {
+		return err
+	}
+	return nil
+}
+
+// lockDataDir takes data_dir/LOCK before anything else in data_dir is
+// opened; Close releases it (and the kernel does when the process dies).
+func (d *Daemon) lockDataDir() error {
+	if err := fileutil.CreateDirAllFS(d.fs, d.layout.Root); err != nil {
+		return fmt.Errorf("data_dir %s: %w", d.layout.Root, err)
+	}
+	l, err := fileutil.Flock(d.layout.Lock())
+	if err != nil {
+		return err // *fileutil.LockedError names the holder
+	}
+	d.lock = l
+	return nil
 }
 
 func (d *Daemon) prepareDataDir() error {
-	dd := d.cfg.DataDir
-	for _, sub := range []string{"", dirIngest, dirState, dirCheckpoints} {
-		if err := fileutil.CreateDirAll(filepath.Join(dd, sub)); err != nil {
+	dd := d.layout.Root
+	for _, dir := range []string{d.layout.IngestRoot(), d.layout.State(), d.layout.Checkpoints()} {
+		if err := fileutil.CreateDirAllFS(d.fs, dir); err != nil {
 			return fmt.Errorf("data_dir %s: %w", dd, err)
 		}
 	}
-	removed, err := fileutil.RemoveTmp(dd)
+	removed, err := fileutil.RemoveTmpFS(d.fs, dd)
 	if err != nil {
 		return fmt.Errorf("data_dir %s: remove leftovers: %w", dd, err)
 	}
 	for _, r := range removed {
 		d.log.Info("removed leftover temporary file", "path", r)
 	}
-	same, err := fileutil.SameFilesystem(filepath.Join(dd, dirState), filepath.Join(dd, dirCheckpoints))
+	same, err := fileutil.SameFilesystem(d.layout.State(), d.layout.Checkpoints())
 	if err != nil {
 		return err
 	}
 	if !same {
 		return fmt.Errorf("data_dir %s: %s and %s are on different filesystems; checkpoints are hard links "+
 			"to the working state and need one filesystem (do not mount either separately)",
-			dd, filepath.Join(dd, dirState), filepath.Join(dd, dirCheckpoints))
+			dd, d.layout.State(), d.layout.Checkpoints())
 	}
 	return nil
 }
@@ -189,54 +232,16 @@ func (d *Daemon) clientOptions(suffix string) (mqttio.ClientOptions, error) {
 	return o, nil
 }
 
+// openSinks opens the file sinks. The MQTT sinks need the broker's
+// address, known once Run has started the embedded broker (startPublisher).
 func (d *Daemon) openSinks() error {
 	for _, s := range d.cfg.Sinks {
-		switch {
-		case s.MQTT != nil:
-			if d.publisher == nil {
-				o, err := d.clientOptions("-pub")
-				if err != nil {
-					return err
-				}
-				// No paho file store: staged output stays in the checkpoints
-				// until the broker confirms it (a file per message costs more
-				// than the whole pipeline).
-				d.publisher = mqttio.NewPublisher(o)
-				if err := d.publisher.Start(context.Background()); err != nil {
-					return fmt.Errorf("sink %s: %w", s.Name, err)
-				}
-			}
-			d.sinks[s.Name] = pipeline.NewMQTTSink(d.publisher, byte(*s.MQTT.QoS), s.MQTT.Retain)
-		case s.File != nil:
+		if s.File != nil {
 			fs, err := pipeline.NewFileSink(d.cfg.Path(s.File.Path), int64(s.File.MaxSize), s.File.MaxFiles)
 			if err != nil {
 				return fmt.Errorf("sink %s: %w", s.Name, err)
 			}
 			d.sinks[s.Name] = fs
-		}
-	}
-	return nil
-}
-
-// startIngest connects every source to the broker. Messages go to the
-// ingest logs whether or not a job is running.
-func (d *Daemon) startIngest(ctx context.Context) error {
-	for _, s := range d.cfg.Sources {
-		o, err := d.clientOptions("-" + s.Name)
-		if err != nil {
-			return err
-		}
-		// No paho file store: what is not acknowledged is held by the
-		// broker's persistent session, what is acknowledged is in the
-		// ingest log. A file per message would cap ingest at a few
-		// thousand messages per second.
-		in := pipeline.NewIngest(s.Name, d.logs[s.Name], o,
-			[]mqttio.Subscription{{Filter: s.Topic, QoS: byte(*s.QoS)}}, d.log.With("component", "ingest"))
-		d.mu.Lock()
-		d.ingests[s.Name] = in
-		d.mu.Unlock()
-		if err := in.Start(ctx); err != nil {
-			return fmt.Errorf("source %s: %w", s.Name, err)
 		}
 	}
 	return nil
@@ -250,7 +255,7 @@ func (d *Daemon) jobSpec() pipeline.JobSpec {
 	spec := pipeline.JobSpec{
 		Name: c.ApplianceID, Parallelism: c.Pipeline.EffectiveParallelism(), MaxParallelism: c.Pipeline.MaxParallelism,
 		State: pipeline.StateSpec{
-			Dir: filepath.Join(c.DataDir, dirState), Memory: d.memory, Timers: c.State.Timers,
+			Dir: d.layout.State(), Memory: d.memory, Timers: c.State.Timers,
 			WriteCacheEntries: c.State.WriteCacheEntries, MaxBackgroundJobs: c.State.MaxBackgroundJobs,
 			ColumnFamilies: map[string]state.CFOptions{},
 		},
@@ -301,10 +306,10 @@ func (d *Daemon) jobSpec() pipeline.JobSpec {
 func (d *Daemon) buildJob() (*pipeline.Job, error) {
 	spec := d.jobSpec()
 	d.wireUpload(&spec)
-	if err := os.RemoveAll(spec.State.Dir); err != nil {
+	if err := d.fs.RemoveAll(spec.State.Dir); err != nil {
 		return nil, fmt.Errorf("clear working state: %w", err)
 	}
-	if err := fileutil.CreateDirAll(spec.State.Dir); err != nil {
+	if err := fileutil.CreateDirAllFS(d.fs, spec.State.Dir); err != nil {
 		return nil, err
 	}
 	if d.store != nil {
@@ -321,8 +326,10 @@ func (d *Daemon) buildJob() (*pipeline.Job, error) {
 			return nil, err
 		}
 		if md != nil {
-			verified := make(chan error, 1)
-			go func() { verified <- d.store.Verify(md, true) }()
+			verified, err := d.requestVerify(md)
+			if err != nil {
+				return nil, err
+			}
 			spec.Restore, spec.RestoreVerified = md, verified
 			d.log.Info("restoring from checkpoint", "checkpoint", md.ID, "source", spec.RestoreSource,
 				"age", time.Since(time.UnixMilli(md.CompletedTimestamp)).Round(time.Second))
@@ -337,169 +344,6 @@ func (d *Daemon) buildJob() (*pipeline.Job, error) {
 	return pipeline.NewJob(spec, nil, d.log.With("component", "pipeline"))
 }
 
-// DefaultStopTimeout bounds the final checkpoint of a graceful stop. It is
-// below the unit's TimeoutStopSec=60s, leaving time to close RocksDB.
-const DefaultStopTimeout = 45 * time.Second
-
-// Run starts everything and supervises the job: a job that fails is rebuilt
-// from the newest good checkpoint, with backoff. It returns nil after Stop
-// (a graceful stop: final checkpoint, its output published) or once ctx is
-// done (a hard stop: the job drains without a final checkpoint; the next
-// start replays from the last checkpoint).
-//
-// Under systemd (NOTIFY_SOCKET) it sends READY=1 once recovery is done,
-// STATUS= lines, and WATCHDOG=1 while the pipeline is not stalled (see
-// stalled).
-func (d *Daemon) Run(ctx context.Context) error {
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	sdDone := make(chan struct{})
-	go func() {
-		defer close(sdDone)
-		d.sd.run(ctx)
-	}()
-	defer func() {
-		cancel()
-		<-sdDone
-	}()
-	if err := d.startHTTP(); err != nil {
-		return err
-	}
-	go d.http.serve()
-	if err := d.startIngest(ctx); err != nil {
-		return err
-	}
-	stopRetention := d.startRetention(ctx)
-	defer stopRetention()
-	backoff := time.Second
-	for {
-		if d.stopping() {
-			return nil
-		}
-		job, err := d.startJob()
-		if err != nil {
-			return err
-		}
-		err = d.runJob(ctx, job)
-		d.mu.Lock()
-		d.job = nil
-		d.mu.Unlock()
-		if cerr := job.Close(); cerr != nil {
-			d.log.Warn("closing job", "err", cerr)
-		}
-		if ctx.Err() != nil || d.stopping() {
-			return nil
-		}
-		if err == nil {
-			err = errors.New("job ended without error")
-		}
-		d.mu.Lock()
-		d.restarts++
-		d.lastErr = err.Error()
-		d.mu.Unlock()
-		jobRestarts.Inc()
-		var corrupt *pipeline.ErrCorruptRestore
-		if errors.As(err, &corrupt) {
-			path, merr := d.store.MarkBroken(corrupt.ID, corrupt.Err)
-			d.log.Error("restored checkpoint is corrupt; set aside, restarting from the previous one",
-				"checkpoint", corrupt.ID, "path", path, "err", corrupt.Err, "rename_err", merr)
-			brokenCheckpoints.Inc()
-			continue
-		}
-		d.log.Error("job failed; restarting from the last completed checkpoint", "err", err, "in", backoff)
-		d.setPhase(fmt.Sprintf("restarting in %s after failure: %s", backoff, err))
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-d.stop:
-			return nil
-		case <-time.After(backoff):
-		}
-		backoff = min(backoff*2, time.Minute)
-	}
-}
-
-// startJob recovers and builds the next job and makes it the running one.
-// A reload waits for it, so the job starts on the running configuration.
-func (d *Daemon) startJob() (*pipeline.Job, error) {
-	d.reloadMu.Lock()
-	defer d.reloadMu.Unlock()
-	d.setPhase("recovering")
-	job, err := d.buildJob()
-	if err != nil {
-		return nil, err
-	}
-	d.mu.Lock()
-	d.job = job
-	d.mu.Unlock()
-	d.startUpload()
-	d.log.Info("pipeline running", "tasks", len(job.Overview()))
-	// Recovery is done: tell systemd (READY=1) after saying so in the log.
-	d.readyOne.Do(func() {
-		close(d.ready)
-		d.sd.ready()
-	})
-	return job, nil
-}
-
-// runJob runs job until it ends, ctx is done, or Stop asks for a graceful
-// stop: then the sources stop reading, a final checkpoint is taken within
-// stopTimeout, its output is published, and the job drains.
-func (d *Daemon) runJob(ctx context.Context, job *pipeline.Job) error {
-	jctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	done := make(chan error, 1)
-	go func() { done <- job.Run(jctx) }()
-	select {
-	case err := <-done:
-		return err
-	case <-d.stop:
-	}
-	if job.Stats() != nil {
-		fctx, cancelF := context.WithTimeout(ctx, d.stopTimeout)
-		t0 := time.Now()
-		id, err := job.StopWithCheckpoint(fctx)
-		cancelF()
-		if err != nil {
-			d.log.Error("final checkpoint failed; the next start replays from the last completed checkpoint",
-				"checkpoint", id, "err", err, "timeout", d.stopTimeout)
-		} else {
-			d.log.Info("final checkpoint completed", "checkpoint", id, "duration", time.Since(t0).Round(time.Millisecond))
-		}
-	}
-	cancel()
-	return <-done
-}
-
-// startRetention drops consumed ingest-log segments when checkpointing is
-// off (with checkpoints, the coordinator truncates to the oldest retained
-// checkpoint).
-func (d *Daemon) startRetention(ctx context.Context) func() {
-	if d.store != nil {
-		return func() {}
-	}
-	ctx, cancel := context.WithCancel(ctx)
-	go func() {
-		t := time.NewTicker(5 * time.Second)
-		defer t.Stop()
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case <-t.C:
-			}
-			if job := d.currentJob(); job != nil {
-				for name, off := range job.SourceOffsets() {
-					if err := d.logs[name].TruncateFront(off); err != nil {
-						d.log.Warn("ingest log retention", "source", name, "err", err)
-					}
-				}
-			}
-		}
-	}()
-	return cancel
-}
-
 // running returns the running configuration: the one eddy started with,
 // plus what reloads applied. Treat it as read-only.
 func (d *Daemon) running() *config.Config {
@@ -512,7 +356,7 @@ func (d *Daemon) setPhase(p string) {
 	d.mu.Lock()
 	d.phase = p
 	d.mu.Unlock()
-	d.sd.statusNow()
+	d.notify.statusNow()
 }
 
 func (d *Daemon) currentJob() *pipeline.Job {
@@ -524,7 +368,7 @@ func (d *Daemon) currentJob() *pipeline.Job {
 // Ready is closed once recovery is done and the first job runs.
 func (d *Daemon) Ready() <-chan struct{} { return d.ready }
 
-// HTTPAddr is the address the HTTP server listens on.
+// HTTPAddr is the address the HTTP server listens on (set by New).
 func (d *Daemon) HTTPAddr() string {
 	if d.http == nil {
 		return ""
@@ -532,16 +376,43 @@ func (d *Daemon) HTTPAddr() string {
 	return d.http.Addr()
 }
 
-// Close stops and closes every component. It is idempotent.
+// Close interrupts Run, if it runs, and waits for it to return; then it
+// closes what New opened, in the group's interrupt order: the HTTP
+// listener, the uploader, ingest, the publisher and the embedded broker
+// (each already stopped by Run if it ran), then the ingest logs, the sinks,
+// the state memory, and last the lock on data_dir. It is idempotent and
+// safe to call from any goroutine, also while Run is returning.
 func (d *Daemon) Close() error {
-	errs := []error{d.closeUpload()}
+	d.runMu.Lock()
+	d.closed = true
+	cancel, done := d.runCancel, d.runDone
+	d.runMu.Unlock()
+	if cancel != nil {
+		cancel()
+		<-done
+	}
+	d.closeOnce.Do(func() { d.closeErr = d.closeAll() })
+	return d.closeErr
+}
+
+func (d *Daemon) closeAll() error {
+	var errs []error
 	if d.http != nil {
 		d.http.close()
-		d.http = nil
 	}
-	for name, in := range d.ingests {
+	errs = append(errs, d.closeUpload())
+	d.mu.Lock()
+	ingests := d.ingests
+	d.ingests = map[string]*pipeline.Ingest{}
+	d.mu.Unlock()
+	for _, in := range ingests {
 		errs = append(errs, in.Close())
-		delete(d.ingests, name)
+	}
+	if d.publisher != nil {
+		errs = append(errs, d.publisher.Close())
+	}
+	if d.broker != nil {
+		errs = append(errs, d.broker.Close())
 	}
 	for name, l := range d.logs {
 		errs = append(errs, l.Close())
@@ -551,17 +422,10 @@ func (d *Daemon) Close() error {
 		errs = append(errs, s.Close())
 		delete(d.sinks, name)
 	}
-	if d.publisher != nil {
-		errs = append(errs, d.publisher.Close())
-		d.publisher = nil
-	}
 	if d.memory != nil {
 		d.memory.Close()
 		d.memory = nil
 	}
-	if d.broker != nil {
-		errs = append(errs, d.broker.Close())
-		d.broker = nil
-	}
+	errs = append(errs, d.lock.Release())
 	return errors.Join(errs...)
 }

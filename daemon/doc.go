@@ -1,15 +1,35 @@
 // Package daemon runs eddy as a service: it turns the configuration into a
-// job, owns every long-lived component (embedded broker, MQTT ingest, ingest
-// logs, sinks, the pipeline, the HTTP server) in one run group, and stops
-// them in order.
+// job and owns every long-lived goroutine.
 //
-// Lifecycle (reload.go, systemd.go): Stop (SIGTERM, SIGINT) takes a final
-// checkpoint and returns; Reload (SIGHUP) applies what can change live and
-// refuses the rest. Under systemd it speaks sd_notify: READY=1 after
-// recovery, STATUS= lines, WATCHDOG=1 while the pipeline is not stalled,
-// RELOADING=1 and STOPPING=1. The HTTP side (api.go, auth.go, metrics.go,
-// web/) serves the Flink-shaped JSON API, /metrics and the web page, behind
-// the bearer-token policy of auth.go.
+// New locks data_dir (data_dir/LOCK, held until Close; a second eddy gets a
+// *fileutil.LockedError naming the holder's PID) and opens what lives on
+// disk or on a port: the ingest logs, the file sinks, the checkpoint store,
+// the state memory, the uploader and the HTTP listener. It starts no
+// broker, client, server or loop (the ingest logs' group commit is the
+// logs' own, from Open to Close).
+// Every store it opens writes through one fileutil.OSFS, which logs slow
+// fsyncs and feeds the eddy_fsync_duration_seconds histogram.
+//
+// Run (run.go) starts everything in one run group (github.com/oklog/run):
+// signals, HTTP, the job supervisor, one ingest per source, verification of
+// restored checkpoints, the uploader, ingest-log retention, reload, the
+// systemd notifier, the MQTT publisher and the embedded broker. The first
+// actor to return ends the group and its error is Run's; every other actor
+// is then interrupted, in that order. The supervisor stops gracefully on
+// Stop (SIGTERM, SIGINT) or any interrupt: final checkpoint, output
+// published. The notifier, the publisher and the broker outlive it, so the
+// watchdog is fed and output can be published until the job is done. A
+// cancelled context, a second stop signal or Close stop at once, without a
+// final checkpoint. Close waits for Run to return, then closes what New
+// opened; it is idempotent.
+//
+// Reload (SIGHUP, reload.go) applies what can change live and refuses the
+// rest. Under systemd it speaks sd_notify (notify.go): READY=1 after
+// recovery, STATUS= lines, WATCHDOG=1 while the pipeline is not stalled
+// (stall.go), RELOADING=1 and STOPPING=1; rates.go turns task counters
+// into the rates STATUS= and the overview show. The HTTP side (api.go,
+// auth.go, metrics.go, web/) serves the Flink-shaped JSON API, /metrics
+// and the web page, behind the bearer-token policy of auth.go.
 package daemon
 
 // Version is set at build time (-ldflags -X).

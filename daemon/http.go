@@ -39,10 +39,13 @@ func (s *httpServer) serve() error {
 	return err
 }
 
+// close stops serving: it waits up to 5 s for requests in flight, then
+// closes the listener (also when serve never ran). It is idempotent.
 func (s *httpServer) close() {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	s.srv.Shutdown(ctx)
+	_ = s.srv.Shutdown(ctx)
+	_ = s.ln.Close()
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {

@@ -1,15 +1,11 @@
 package daemon
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"log/slog"
-	"os"
-	"os/signal"
 	"slices"
 	"strings"
-	"syscall"
 
 	"github.com/eddy-stream/eddy/daemon/config"
 )
@@ -26,7 +22,7 @@ func (d *Daemon) Stop() {
 	d.stopOnce.Do(func() {
 		close(d.stop)
 		d.log.Info("stopping: final checkpoint, then exit")
-		d.sd.stopping()
+		d.notify.stopping()
 	})
 }
 
@@ -36,41 +32,6 @@ func (d *Daemon) stopping() bool {
 		return true
 	default:
 		return false
-	}
-}
-
-// HandleSignals wires the process signals to the daemon until the returned
-// function is called: SIGHUP reloads the configuration (Reload); SIGTERM
-// and SIGINT stop gracefully (Stop); a second SIGTERM or SIGINT calls
-// hardStop, which should cancel the context of Run (no final checkpoint).
-func (d *Daemon) HandleSignals(hardStop context.CancelFunc) (release func()) {
-	ch := make(chan os.Signal, 4)
-	signal.Notify(ch, syscall.SIGHUP, syscall.SIGTERM, syscall.SIGINT)
-	done := make(chan struct{})
-	go func() {
-		for {
-			select {
-			case <-done:
-				return
-			case sig := <-ch:
-				switch sig {
-				case syscall.SIGHUP:
-					go d.Reload() // serialised by reloadMu; never blocks a stop signal
-				default:
-					if d.stopping() {
-						d.log.Warn("second stop signal: stopping now, without waiting for the final checkpoint", "signal", sig.String())
-						hardStop()
-						continue
-					}
-					d.log.Info("signal received", "signal", sig.String())
-					d.Stop()
-				}
-			}
-		}
-	}()
-	return func() {
-		signal.Stop(ch)
-		close(done)
 	}
 }
 
@@ -103,8 +64,8 @@ func (d *Daemon) Reload() (ReloadResult, error) {
 	default:
 	}
 	if isReady {
-		d.sd.reloading()
-		defer d.sd.reloaded()
+		d.notify.reloading()
+		defer d.notify.reloaded()
 	}
 	var res ReloadResult
 	if d.configPath == "" {

@@ -26,11 +26,15 @@ then eddy exits 0; a second signal stops at once (the next start replays from
 the last checkpoint). SIGHUP reloads log.level, checkpointing.interval,
 checkpointing.min_pause and upload.bandwidth from the file and refuses every
 other change. Under systemd (Type=notify) eddy reports READY=1 after recovery,
-STATUS= lines and watchdog pings.`,
+STATUS= lines and watchdog pings.
+
+A second eddy on the same data_dir exits at once: data_dir/LOCK names the
+running one's PID. A configuration that does not load or validate exits
+with status 78 (EX_CONFIG).`,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg, err := config.Load(path)
 			if err != nil {
-				return err
+				return exitError{code: daemon.ExitConfigInvalid, err: err}
 			}
 			level := new(slog.LevelVar)
 			level.Set(parseLevel(cfg.Log.Level))
@@ -40,11 +44,7 @@ STATUS= lines and watchdog pings.`,
 				return err
 			}
 			d.SetConfigFile(path)
-			ctx, hardStop := context.WithCancel(context.Background())
-			defer hardStop()
-			release := d.HandleSignals(hardStop)
-			defer release()
-			runErr := d.Run(ctx)
+			runErr := d.Run(context.Background())
 			closeErr := d.Close()
 			if runErr == nil && closeErr == nil {
 				log.Info("stopped")
@@ -74,9 +74,9 @@ func validateCmd() *cobra.Command {
 				var ve *config.ValidationError
 				if errors.As(err, &ve) {
 					fmt.Fprintf(cmd.ErrOrStderr(), "%s: %d problem(s):\n%v\n", path, len(ve.Problems), err)
-					return errors.New("configuration is not valid")
+					return exitError{code: daemon.ExitConfigInvalid, err: errors.New("configuration is not valid")}
 				}
-				return err
+				return exitError{code: daemon.ExitConfigInvalid, err: err}
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "%s: ok\n", path)
 			return nil
@@ -85,6 +85,15 @@ func validateCmd() *cobra.Command {
 	c.Flags().StringVarP(&path, "config", "c", defaultConfig, "configuration file")
 	return c
 }
+
+// exitError makes main exit with code instead of 1.
+type exitError struct {
+	code int
+	err  error
+}
+
+func (e exitError) Error() string { return e.err.Error() }
+func (e exitError) Unwrap() error { return e.err }
 
 func versionCmd() *cobra.Command {
 	return &cobra.Command{

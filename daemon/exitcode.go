@@ -1,0 +1,7 @@
+package daemon
+
+// ExitConfigInvalid is the exit status of `eddy run` and `eddy validate`
+// when the configuration file does not load or does not validate:
+// EX_CONFIG (78) of sysexits.h. The systemd unit lists it in
+// RestartPreventExitStatus=, so a bad file is not restarted in a loop.
+const ExitConfigInvalid = 78
