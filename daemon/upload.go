@@ -3,11 +3,7 @@ package daemon
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
-	"os"
-	"path/filepath"
-	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -17,55 +13,9 @@ import (
 	"github.com/eddy-stream/eddy/daemon/config"
 	"github.com/eddy-stream/eddy/pipeline"
 	"github.com/eddy-stream/eddy/storage/checkpoint"
-	"github.com/eddy-stream/eddy/storage/fileutil"
+	"github.com/eddy-stream/eddy/storage/datadir"
 	"github.com/eddy-stream/eddy/upload"
 )
-
-// dirUpload holds the uploader's durable record and the restore marker.
-const dirUpload = "upload"
-
-// RestoredMarker is written into data_dir/upload/ when a checkpoint is
-// downloaded from remote (by the daemon or `eddy restore`). It tells the
-// next restore of that checkpoint that it came from remote and, once
-// decided, which sources' ingest logs were lost with the old disk: their
-// offsets in the checkpoint point into a log that no longer exists.
-const RestoredMarker = "restored-from-remote.json"
-
-// Restored is the content of RestoredMarker.
-type Restored struct {
-	Checkpoint   int64  `json:"checkpoint"`
-	Remote       string `json:"remote"`
-	DownloadedAt int64  `json:"downloaded_at"` // unix ms
-	// LostLogs is nil until the first restore decides it: the sources
-	// whose ingest log was empty (never written) when eddy started and
-	// whose offset in the checkpoint is above 0.
-	LostLogs []string `json:"lost_logs"`
-}
-
-// WriteRestoredMarker records that checkpoint id was downloaded from remote.
-func WriteRestoredMarker(dataDir string, id int64, remote string) error {
-	dir := filepath.Join(dataDir, dirUpload)
-	if err := fileutil.CreateDirAll(dir); err != nil {
-		return err
-	}
-	data, _ := json.Marshal(Restored{Checkpoint: id, Remote: remote, DownloadedAt: time.Now().UnixMilli()})
-	return fileutil.WriteFileAtomic(filepath.Join(dir, RestoredMarker), data, 0o644)
-}
-
-func readRestoredMarker(dataDir string) (*Restored, error) {
-	data, err := os.ReadFile(filepath.Join(dataDir, dirUpload, RestoredMarker))
-	if errors.Is(err, os.ErrNotExist) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, err
-	}
-	r := &Restored{}
-	if err := json.Unmarshal(data, r); err != nil {
-		return nil, fmt.Errorf("%s: %w", RestoredMarker, err)
-	}
-	return r, nil
-}
 
 // RecoveryOverview says where the running job's state came from and what
 // could not be replayed (GET /api/v1/overview "recovery").
@@ -83,6 +33,9 @@ type uploadState struct {
 	// the daemon opened it (before ingest started).
 	fresh     map[string]bool
 	startOnce sync.Once
+	// recover is remote recovery: upload.Recovery decides local or
+	// remote, downloads and keeps the restored marker.
+	recover upload.Recovery
 
 	mu       sync.Mutex
 	recovery *RecoveryOverview
@@ -93,7 +46,10 @@ type uploadState struct {
 // opens the remote store and the uploader and installs the uploadHooks.
 // Called by New after the logs and the checkpoint store are open.
 func (d *Daemon) openUpload() error {
+	layout := datadir.New(d.cfg.DataDir)
 	u := &uploadState{fresh: map[string]bool{}}
+	u.recover = upload.Recovery{Appliance: d.cfg.ApplianceID, DataDir: layout, Local: d.store,
+		Parallelism: d.cfg.Upload.Parallelism, Logger: d.log.With("component", "upload"), BytesRead: &u.dlBytes}
 	d.upl = u
 	for name, l := range d.logs {
 		if l.NextOffset() == 0 {
@@ -109,12 +65,13 @@ func (d *Daemon) openUpload() error {
 		return err
 	}
 	u.store = store
+	u.recover.Store = store
 	if d.store == nil {
 		d.log.Warn("upload.remote is set but checkpointing is off (checkpointing.interval: 0): nothing to upload")
 		return nil
 	}
 	u.up, err = upload.New(upload.Options{
-		Store: store, Appliance: d.cfg.ApplianceID, Local: d.store, Dir: filepath.Join(d.cfg.DataDir, dirUpload),
+		Store: store, Appliance: d.cfg.ApplianceID, Local: d.store, DataDir: layout,
 		Parallelism: c.Parallelism, Bandwidth: int64(c.Bandwidth), Compression: c.Compression,
 		NumRetained: c.NumRetained, Probe: c.Probe, MaxRetryInterval: c.RetryMaxInterval,
 		OrphanGrace: c.OrphanGrace, SweepInterval: c.OrphanGrace,
@@ -165,93 +122,17 @@ func (d *Daemon) wireUpload(spec *pipeline.JobSpec) {
 	}
 }
 
-// remoteRestoreWait bounds how long a start without any local checkpoint
-// waits for the remote to answer before it starts from empty state (the
-// uploader then refuses to upload over the remote's newer history).
-const remoteRestoreWait = 2 * time.Minute
-
-// remoteRestore picks what buildJob restores: md, the newest local
-// checkpoint that verifies (nil: none), or, when there is none or
-// checkpointing.local_recovery is false and upload.remote is set, the
-// newest remote checkpoint, downloaded into the local store. It sets
-// spec.RestoreSource and spec.LostLogs.
+// remoteRestore picks what buildJob restores (upload.Recovery.Recover):
+// md, the newest local checkpoint that verifies (nil: none), or, when
+// there is none or checkpointing.local_recovery is false and upload.remote
+// is set, the newest remote checkpoint, downloaded into the local store.
+// A graceful stop ends a download. It sets spec.RestoreSource and
+// spec.LostLogs.
 func (d *Daemon) remoteRestore(spec *pipeline.JobSpec, md *checkpoint.Metadata) (*checkpoint.Metadata, error) {
 	u := d.upl
 	if u == nil {
 		return md, nil
 	}
-	if u.store != nil && d.store != nil && (md == nil || !d.cfg.Checkpointing.LocalRecovery) {
-		rmd, err := d.download(u)
-		switch {
-		case err == nil && rmd != nil:
-			md = rmd
-		case err != nil && md != nil:
-			d.log.Error("remote recovery failed; restoring the local checkpoint instead", "checkpoint", md.ID, "err", err)
-		case err != nil:
-			d.log.Error("remote recovery failed; starting from empty state. Uploads will not overwrite the remote's "+
-				"checkpoints, if it has any; restore them with `eddy restore --from remote:latest`", "err", err)
-			if u.up != nil {
-				if merr := u.up.MarkUnverifiedStart(); merr != nil {
-					return nil, merr
-				}
-			}
-		}
-	}
-	if md == nil {
-		return nil, nil
-	}
-	spec.RestoreSource = "local"
-	rec := &RecoveryOverview{Source: "local", Checkpoint: md.ID}
-	marker, err := readRestoredMarker(d.cfg.DataDir)
-	if err != nil {
-		d.log.Warn("reading the remote restore marker", "err", err)
-	}
-	if marker != nil && marker.Checkpoint == md.ID {
-		spec.RestoreSource, rec.Source = "remote", "remote"
-		if marker.LostLogs == nil {
-			marker.LostLogs = []string{}
-			for name := range u.fresh {
-				if st, ok := md.Sources[name]; ok && st.Offset > 0 || hasSubtaskOffsets(md, name) {
-					marker.LostLogs = append(marker.LostLogs, name)
-				}
-			}
-			slices.Sort(marker.LostLogs)
-			data, _ := json.Marshal(marker)
-			if err := fileutil.WriteFileAtomic(filepath.Join(d.cfg.DataDir, dirUpload, RestoredMarker), data, 0o644); err != nil {
-				return nil, fmt.Errorf("record lost ingest logs: %w", err)
-			}
-		}
-		if len(marker.LostLogs) > 0 {
-			spec.LostLogs = map[string]bool{}
-			for _, name := range marker.LostLogs {
-				spec.LostLogs[name] = true
-			}
-		}
-	}
-	u.mu.Lock()
-	u.recovery = rec
-	u.mu.Unlock()
-	return md, nil
-}
-
-// hasSubtaskOffsets reports whether md holds positions above 0 of source
-// name's subtasks ("name/0", "name/1", ...).
-func hasSubtaskOffsets(md *checkpoint.Metadata, name string) bool {
-	for i := 0; ; i++ {
-		st, ok := md.Sources[fmt.Sprintf("%s/%d", name, i)]
-		if !ok {
-			return false
-		}
-		if st.Offset > 0 {
-			return true
-		}
-	}
-}
-
-// download fetches the newest remote checkpoint. While the remote does
-// not answer it retries for up to remoteRestoreWait; a graceful stop ends
-// it. It returns nil, nil when the remote holds no checkpoint.
-func (d *Daemon) download(u *uploadState) (*checkpoint.Metadata, error) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	go func() {
@@ -261,39 +142,35 @@ func (d *Daemon) download(u *uploadState) (*checkpoint.Metadata, error) {
 		case <-ctx.Done():
 		}
 	}()
-	d.setPhase("downloading the newest remote checkpoint")
-	d.log.Info("no usable local checkpoint: recovering from remote", "remote", u.store.String(),
-		"local_recovery", d.cfg.Checkpointing.LocalRecovery)
-	deadline := time.Now().Add(remoteRestoreWait)
-	backoff := time.Second
-	for {
-		t0 := time.Now()
-		md, err := upload.Download(ctx, u.store, d.cfg.ApplianceID, upload.Latest, d.store,
-			upload.DownloadOptions{Parallelism: d.cfg.Upload.Parallelism, Logger: d.log.With("component", "upload"),
-				BytesRead: &u.dlBytes})
-		switch {
-		case err == nil:
-			remoteRestoreSeconds.Set(time.Since(t0).Seconds())
-			if werr := WriteRestoredMarker(d.cfg.DataDir, md.ID, u.store.String()); werr != nil {
-				return nil, werr
-			}
-			return md, nil
-		case errors.Is(err, upload.ErrNoRemoteCheckpoint) && !errors.Is(err, upload.ErrRemoteCorrupt):
-			d.log.Info("the remote holds no checkpoint of this appliance: starting from empty state")
-			return nil, nil
-		case errors.Is(err, upload.ErrRemoteCorrupt), ctx.Err() != nil:
-			return nil, err
-		case time.Now().After(deadline):
-			return nil, fmt.Errorf("remote not reachable within %s: %w", remoteRestoreWait, err)
-		}
-		d.log.Warn("remote not reachable for recovery; retrying", "err", err, "in", backoff)
-		select {
-		case <-ctx.Done():
-			return nil, ctx.Err()
-		case <-time.After(backoff):
-		}
-		backoff = min(backoff*2, 15*time.Second)
+	plan, err := u.recover.Recover(ctx, upload.StartOptions{
+		Local: md, LocalRecovery: d.cfg.Checkpointing.LocalRecovery, Fresh: u.fresh,
+		OnDownload: func() { d.setPhase("downloading the newest remote checkpoint") },
+	})
+	if err != nil {
+		return nil, err
 	}
+	if plan.Downloaded > 0 {
+		remoteRestoreSeconds.Set(plan.Downloaded.Seconds())
+	}
+	if plan.Unverified && u.up != nil {
+		if err := u.up.MarkUnverifiedStart(); err != nil {
+			return nil, err
+		}
+	}
+	if plan.Checkpoint == nil {
+		return nil, nil
+	}
+	spec.RestoreSource = plan.Source
+	if len(plan.LostLogs) > 0 {
+		spec.LostLogs = map[string]bool{}
+		for _, name := range plan.LostLogs {
+			spec.LostLogs[name] = true
+		}
+	}
+	u.mu.Lock()
+	u.recovery = &RecoveryOverview{Source: plan.Source, Checkpoint: plan.Checkpoint.ID}
+	u.mu.Unlock()
+	return plan.Checkpoint, nil
 }
 
 // recoveryOverview is the "recovery" field of the overview, with what the

@@ -3,7 +3,8 @@
 // mounted directory through file://, and an in-memory one for tests)
 // behind one narrow Store interface; the Uploader, which sends the newest
 // checkpoint's new files whenever the uplink is up; and Download, which
-// turns a remote checkpoint back into a local one. The remote layout is
+// turns a remote checkpoint back into a local one; and Recovery, which
+// decides between local and remote at a start. The remote layout is
 // described in docs/remote-layout.md.
 //
 // # Remote layout
@@ -40,15 +41,16 @@
 //  5. A failure never reaches processing: Offer never blocks, and the
 //     loop retries with exponential backoff and jitter, capped, forever.
 //
-// # What the remote holds: the record
+// # What the remote holds: the ledger
 //
 // The uploader keeps what it knows the remote holds (objects with size and
 // content, committed checkpoints with the keys each references: Flink's
-// SharedStateRegistry) in data_dir/upload/remote.json, written atomically
-// after each commit, retention and sweep. The record is a cache: at start
+// SharedStateRegistry) in its ledger, data_dir/upload/remote.json
+// (docs/data-dir.md, "upload record"), written atomically after each
+// commit, retention and sweep. The ledger is a cache: at start
 // the loop lists the remote and rebuilds it (objects uploaded by a
-// process killed before it saved the record are found and reused; the
-// manifests of checkpoints the record does not know are read). A file is
+// process killed before it saved the ledger are found and reused; the
+// manifests of checkpoints the ledger does not know are read). A file is
 // sent only if the remote lacks it: an SST whose object exists with its
 // size, or a non-SST file whose object was stored from the same content
 // and encoding.
@@ -77,20 +79,26 @@
 //
 // # Recovery
 //
-// Download fetches a remote checkpoint into the local checkpoint store:
-// files in parallel into chk-N.download.tmp/, decompressed and verified
-// (size and CRC32C), fsynced; then the local _metadata, the rename to
-// chk-N and an fsync of the directory. The ordinary local restore then
+// Recovery (recovery.go) is the one place that decides what a start
+// restores: the newest local checkpoint, or the remote's newest when there
+// is none (or checkpointing.local_recovery is false), and that keeps the
+// restored marker, data_dir/restored-from-remote.json, naming the sources
+// whose ingest log was lost with the old disk. `eddy run` calls Recover,
+// `eddy restore` calls Restore, which also resets the ledger. Download
+// fetches a remote checkpoint into the local checkpoint store through the
+// store's own Begin/Commit: files in parallel into chk-N/, each written
+// atomically and committed only once its size and CRC32C match, then
+// Commit writes the local _metadata. The ordinary local restore then
 // hard-links it into working RocksDB instances. With Latest, a damaged
 // remote checkpoint makes Download fall back to the previous one.
 //
 // # Conflicts
 //
-// A data dir that never uploaded (no record) and whose newest checkpoint
+// A data dir that never uploaded (no ledger) and whose newest checkpoint
 // is older than the remote's newest was started empty while the remote
 // holds a newer history (a replacement box that could not reach the remote
 // at its first start). Its uploads would overwrite that history and its
 // retention delete it, so the uploader refuses, says so in Stats.Conflict,
 // and persists the refusal until `eddy restore` (or the removal of the
-// record) settles it.
+// ledger) settles it.
 package upload

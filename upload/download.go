@@ -7,7 +7,6 @@ import (
 	"hash/crc32"
 	"io"
 	"log/slog"
-	"os"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -43,6 +42,9 @@ type DownloadOptions struct {
 	Logger    *slog.Logger
 	// BytesRead, if set, is increased by the stored bytes read.
 	BytesRead *atomic.Int64
+	// FS is the file system the downloaded files are written through
+	// (nil: the OS); it should be the one the local store was opened on.
+	FS fileutil.FS
 }
 
 // RemoteCheckpoints returns the ids of the appliance's remote checkpoints
@@ -66,11 +68,12 @@ func RemoteCheckpoints(ctx context.Context, s Store, appliance string) ([]int64,
 // Download fetches remote checkpoint id of appliance (Latest: the newest
 // one that verifies, falling back to older ones when one is damaged) into
 // the local checkpoint store as an ordinary completed checkpoint, which
-// the local restore path then restores. Files are fetched in parallel into
-// chk-N.download.tmp/, decompressed, and checked against the remote
-// _metadata (size and CRC32C of every file) and fsynced; then the local
-// _metadata is written, the directory renamed to chk-N and the checkpoints
-// directory fsynced. A crash leaves only a *.tmp directory, which
+// the local restore path then restores. It goes through the store's own
+// commit path: Begin(N) creates chk-N, files are fetched into it in
+// parallel, each written atomically (fileutil.CreateAtomic), decompressed
+// and checked against the remote _metadata (size and CRC32C) before it is
+// committed; then Commit writes the local _metadata, the commit point. A
+// failure aborts chk-N; a crash leaves chk-N without _metadata, which
 // checkpoint.Open removes.
 //
 // If chk-N already exists locally and verifies, it is used as it is; if
@@ -84,6 +87,9 @@ func Download(ctx context.Context, s Store, appliance string, id int64, local *c
 	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.FS == nil {
+		o.FS = fileutil.OSFS{Logger: o.Logger}
 	}
 	l := Layout{appliance}
 	if id != Latest {
@@ -139,17 +145,15 @@ func downloadOne(ctx context.Context, s Store, l Layout, id int64, local *checkp
 			return nil, merr
 		}
 	}
-	tmp := local.CheckpointDir(id) + ".download.tmp"
-	if err := os.RemoveAll(tmp); err != nil {
-		return nil, err
-	}
-	if err := fileutil.CreateDirAll(tmp); err != nil {
+	if err := local.Begin(id); err != nil {
 		return nil, err
 	}
 	ok := false
 	defer func() {
 		if !ok {
-			os.RemoveAll(tmp)
+			if err := local.Abort(id); err != nil {
+				o.Logger.Warn("removing a failed download", "checkpoint", id, "err", err)
+			}
 		}
 	}()
 	files := map[[2]string]checkpoint.File{}
@@ -157,7 +161,7 @@ func downloadOne(ctx context.Context, s Store, l Layout, id int64, local *checkp
 		if len(ts.Files) == 0 {
 			continue
 		}
-		if err := os.Mkdir(filepath.Join(tmp, task), 0o755); err != nil {
+		if err := fileutil.CreateDirAllFS(o.FS, local.TaskDir(id, task)); err != nil {
 			return nil, err
 		}
 		for _, f := range ts.Files {
@@ -170,7 +174,7 @@ func downloadOne(ctx context.Context, s Store, l Layout, id int64, local *checkp
 	for _, ob := range m.Objects {
 		f := files[[2]string{ob.Task, ob.File}]
 		g.Go(func() error {
-			n, err := fetch(gctx, s, l.Key(ob.Key), ob, f, filepath.Join(tmp, ob.Task, f.Name), o.BytesRead)
+			n, err := fetch(gctx, s, o.FS, l.Key(ob.Key), ob, f, filepath.Join(local.TaskDir(id, ob.Task), f.Name), o.BytesRead)
 			bytes.Add(n)
 			return err
 		})
@@ -178,35 +182,20 @@ func downloadOne(ctx context.Context, s Store, l Layout, id int64, local *checkp
 	if err := g.Wait(); err != nil {
 		return nil, fmt.Errorf("download checkpoint %d: %w", id, err)
 	}
-	for task, ts := range md.Tasks {
-		if len(ts.Files) > 0 {
-			if err := fileutil.SyncDir(filepath.Join(tmp, task)); err != nil {
-				return nil, err
-			}
-		}
-	}
-	data, err := checkpoint.EncodeMetadata(md)
-	if err != nil {
-		return nil, err
-	}
-	if err := fileutil.WriteFileAtomic(filepath.Join(tmp, checkpoint.MetadataFile), data, 0o644); err != nil {
-		return nil, err
-	}
-	if err := os.Rename(tmp, local.CheckpointDir(id)); err != nil {
-		return nil, err
+	if err := local.Commit(md); err != nil {
+		return nil, fmt.Errorf("download checkpoint %d: %w", id, err)
 	}
 	ok = true
-	if err := fileutil.SyncDir(local.Dir()); err != nil {
-		return nil, err
-	}
 	o.Logger.Info("downloaded remote checkpoint", "checkpoint", id, "files", len(m.Objects),
 		"bytes", bytes.Load(), "state_size", md.StateSize(), "duration", time.Since(t0).Round(time.Millisecond))
 	return md, nil
 }
 
-// fetch writes one object to path, decoded, checking it against f, and
-// fsyncs it. It returns the stored bytes read.
-func fetch(ctx context.Context, s Store, key string, ob Object, f checkpoint.File, path string, read *atomic.Int64) (int64, error) {
+// fetch writes one object to path through fsys, decoded, and checks it
+// against f (size and CRC32C) before committing it (fileutil.CreateAtomic:
+// fsync, rename, fsync of the directory). A file that does not match is
+// never committed. It returns the stored bytes read.
+func fetch(ctx context.Context, s Store, fsys fileutil.FS, key string, ob Object, f checkpoint.File, path string, read *atomic.Int64) (int64, error) {
 	rc, err := s.Get(ctx, key)
 	if errors.Is(err, ErrNotFound) {
 		return 0, fmt.Errorf("%w: object %s is missing", ErrRemoteCorrupt, key)
@@ -220,19 +209,14 @@ func fetch(ctx context.Context, s Store, key string, ob Object, f checkpoint.Fil
 	if ob.Encoding == EncodingSnappy {
 		r = snappy.NewReader(cnt)
 	}
-	out, err := os.OpenFile(path, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o644)
+	out, err := fileutil.CreateAtomic(fsys, path, 0o644)
 	if err != nil {
 		return 0, err
 	}
+	defer out.Abort()
 	crc := crc32.New(castagnoli)
 	// Read one byte past the recorded size, so a longer object is caught.
 	n, err := io.Copy(io.MultiWriter(out, crc), io.LimitReader(r, f.Size+1))
-	if err == nil {
-		err = out.Sync()
-	}
-	if cerr := out.Close(); err == nil {
-		err = cerr
-	}
 	switch {
 	case err != nil && (errors.Is(err, snappy.ErrCorrupt) || errors.Is(err, io.ErrUnexpectedEOF)):
 		return cnt.n, fmt.Errorf("%w: object %s: %v", ErrRemoteCorrupt, key, err)
@@ -243,6 +227,9 @@ func fetch(ctx context.Context, s Store, key string, ob Object, f checkpoint.Fil
 			sizeStr(n, f.Size), f.Name, f.Size)
 	case crc.Sum32() != f.CRC32C:
 		return cnt.n, fmt.Errorf("%w: object %s: crc32c %08x, metadata says %08x", ErrRemoteCorrupt, key, crc.Sum32(), f.CRC32C)
+	}
+	if err := out.Commit(); err != nil {
+		return cnt.n, fmt.Errorf("object %s: %w", key, err)
 	}
 	return cnt.n, nil
 }

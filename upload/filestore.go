@@ -2,8 +2,6 @@ package upload
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -20,24 +18,35 @@ import (
 // removable file system (upload.remote: file:///mnt/backup/eddy). A key
 // is a path below the root.
 //
-// Put writes <key>.<random>.tmp, fsyncs it, renames it to <key> and fsyncs
-// the directory: the rename is the commit, so a reader never sees a partial
-// object and a crash leaves at most a *.tmp file. List reports such
-// leftovers like any other object, so the uploader's orphan sweep removes
-// them once they are older than its grace period.
+// Put streams the object through fileutil.CreateAtomic: <key>.tmp is
+// written and fsynced, renamed to <key> and the directory fsynced. The
+// rename is the commit, so a reader never sees a partial object and a
+// crash leaves at most a *.tmp file. List reports such leftovers like any
+// other object, so the uploader's orphan sweep removes them once they are
+// older than its grace period. (One uploader writes an appliance's keys,
+// so no two Puts of one key overlap.)
 type FileStore struct {
 	root string
+	fs   fileutil.FS
 }
 
-// NewFileStore returns a store rooted at dir, creating it if needed.
-func NewFileStore(dir string) (*FileStore, error) {
+// NewFileStore returns a store rooted at dir on the OS file system,
+// creating it if needed.
+func NewFileStore(dir string) (*FileStore, error) { return NewFileStoreFS(fileutil.OSFS{}, dir) }
+
+// NewFileStoreFS returns a store rooted at dir that reads and writes
+// through fsys (nil: the OS), creating dir if needed.
+func NewFileStoreFS(fsys fileutil.FS, dir string) (*FileStore, error) {
+	if fsys == nil {
+		fsys = fileutil.OSFS{}
+	}
 	if !filepath.IsAbs(dir) {
 		return nil, fmt.Errorf("upload: file store %q: need an absolute path", dir)
 	}
-	if err := fileutil.CreateDirAll(dir); err != nil {
+	if err := fileutil.CreateDirAllFS(fsys, dir); err != nil {
 		return nil, fmt.Errorf("upload: file store: %w", err)
 	}
-	return &FileStore{root: filepath.Clean(dir)}, nil
+	return &FileStore{root: filepath.Clean(dir), fs: fsys}, nil
 }
 
 func (s *FileStore) String() string { return "file://" + s.root }
@@ -49,29 +58,26 @@ func (s *FileStore) path(key string) (string, error) {
 	return filepath.Join(s.root, filepath.FromSlash(key)), nil
 }
 
-func (s *FileStore) Put(ctx context.Context, key string, r io.Reader, size int64) (err error) {
+func (s *FileStore) Put(ctx context.Context, key string, r io.Reader, size int64) error {
 	p, err := s.path(key)
 	if err != nil {
 		return err
 	}
-	dir := filepath.Dir(p)
-	if err := fileutil.CreateDirAll(dir); err != nil {
+	if err := s.put(ctx, p, r, size); err != nil {
 		return fmt.Errorf("upload: put %s: %w", key, err)
 	}
-	var rnd [6]byte
-	_, _ = rand.Read(rnd[:])
-	tmp := p + "." + hex.EncodeToString(rnd[:]) + ".tmp"
-	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o644)
+	return nil
+}
+
+func (s *FileStore) put(ctx context.Context, p string, r io.Reader, size int64) error {
+	if err := fileutil.CreateDirAllFS(s.fs, filepath.Dir(p)); err != nil {
+		return err
+	}
+	f, err := fileutil.CreateAtomic(s.fs, p, 0o644)
 	if err != nil {
-		return fmt.Errorf("upload: put %s: %w", key, err)
+		return err
 	}
-	defer func() {
-		if err != nil {
-			f.Close()
-			os.Remove(tmp)
-			err = fmt.Errorf("upload: put %s: %w", key, err)
-		}
-	}()
+	defer f.Abort()
 	n, err := io.Copy(f, ctxReader{ctx, r})
 	if err != nil {
 		return err
@@ -79,16 +85,7 @@ func (s *FileStore) Put(ctx context.Context, key string, r io.Reader, size int64
 	if n != size {
 		return fmt.Errorf("read %d bytes, want %d", n, size)
 	}
-	if err := f.Sync(); err != nil {
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	if err := os.Rename(tmp, p); err != nil {
-		return err
-	}
-	return fileutil.SyncDir(dir)
+	return f.Commit()
 }
 
 func (s *FileStore) Get(ctx context.Context, key string) (io.ReadCloser, error) {
@@ -96,7 +93,7 @@ func (s *FileStore) Get(ctx context.Context, key string) (io.ReadCloser, error) 
 	if err != nil {
 		return nil, err
 	}
-	f, err := os.Open(p)
+	f, err := s.fs.OpenFile(p, os.O_RDONLY, 0)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, fmt.Errorf("upload: get %s: %w", key, ErrNotFound)
 	}
@@ -111,7 +108,7 @@ func (s *FileStore) Stat(ctx context.Context, key string) (ObjectInfo, error) {
 	if err != nil {
 		return ObjectInfo{}, err
 	}
-	fi, err := os.Stat(p)
+	fi, err := s.fs.Stat(p)
 	if errors.Is(err, fs.ErrNotExist) || err == nil && !fi.Mode().IsRegular() {
 		return ObjectInfo{}, fmt.Errorf("upload: stat %s: %w", key, ErrNotFound)
 	}
@@ -132,42 +129,52 @@ func (s *FileStore) List(ctx context.Context, prefix string) ([]ObjectInfo, erro
 		start = p
 	}
 	var out []ObjectInfo
-	err := filepath.WalkDir(start, func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
-			if errors.Is(err, fs.ErrNotExist) {
-				return nil
-			}
+	if err := s.walk(ctx, start, prefix, &out); err != nil {
+		return nil, fmt.Errorf("upload: list %s: %w", prefix, err)
+	}
+	slices.SortFunc(out, func(a, b ObjectInfo) int { return strings.Compare(a.Key, b.Key) })
+	return out, nil
+}
+
+// walk appends the regular files below dir whose key starts with prefix.
+// Entries that vanish during the walk are skipped.
+func (s *FileStore) walk(ctx context.Context, dir, prefix string, out *[]ObjectInfo) error {
+	entries, err := s.fs.ReadDir(dir)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	for _, e := range entries {
+		if err := ctx.Err(); err != nil {
 			return err
 		}
-		if ctx.Err() != nil {
-			return ctx.Err()
-		}
-		if d.IsDir() {
-			return nil
+		p := filepath.Join(dir, e.Name())
+		if e.IsDir() {
+			if err := s.walk(ctx, p, prefix, out); err != nil {
+				return err
+			}
+			continue
 		}
 		rel, err := filepath.Rel(s.root, p)
 		if err != nil {
 			return err
 		}
 		key := filepath.ToSlash(rel)
-		if !strings.HasPrefix(key, prefix) || !d.Type().IsRegular() {
-			return nil
+		if !strings.HasPrefix(key, prefix) || !e.Type().IsRegular() {
+			continue
 		}
-		fi, err := d.Info()
+		fi, err := e.Info()
 		if errors.Is(err, fs.ErrNotExist) {
-			return nil
+			continue
 		}
 		if err != nil {
 			return err
 		}
-		out = append(out, ObjectInfo{Key: key, Size: fi.Size(), ModTime: fi.ModTime()})
-		return nil
-	})
-	if err != nil {
-		return nil, fmt.Errorf("upload: list %s: %w", prefix, err)
+		*out = append(*out, ObjectInfo{Key: key, Size: fi.Size(), ModTime: fi.ModTime()})
 	}
-	slices.SortFunc(out, func(a, b ObjectInfo) int { return strings.Compare(a.Key, b.Key) })
-	return out, nil
+	return nil
 }
 
 // Delete removes the object and then the directories it leaves empty.
@@ -176,11 +183,11 @@ func (s *FileStore) Delete(ctx context.Context, key string) error {
 	if err != nil {
 		return err
 	}
-	if err := os.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
+	if err := s.fs.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("upload: delete %s: %w", key, err)
 	}
 	for d := filepath.Dir(p); d != s.root && strings.HasPrefix(d, s.root); d = filepath.Dir(d) {
-		if os.Remove(d) != nil {
+		if s.fs.Remove(d) != nil {
 			break
 		}
 	}

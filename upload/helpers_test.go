@@ -15,6 +15,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/eddy-stream/eddy/storage/checkpoint"
+	"github.com/eddy-stream/eddy/storage/datadir"
 	"github.com/eddy-stream/eddy/test/s3test"
 )
 
@@ -196,7 +197,7 @@ func (l *local) sstBytes(task string, names ...string) int64 {
 
 func newUploader(t *testing.T, s Store, l *local, dir string, mod func(*Options)) *Uploader {
 	t.Helper()
-	o := Options{Store: s, Appliance: "box-1", Local: l.store, Dir: dir, Parallelism: 3, NumRetained: 2,
+	o := Options{Store: s, Appliance: "box-1", Local: l.store, DataDir: datadir.New(dir), Parallelism: 3, NumRetained: 2,
 		Probe: true, RetryInterval: 20 * time.Millisecond, MaxRetryInterval: 200 * time.Millisecond,
 		OpTimeout: 5 * time.Second, SweepInterval: -1, Logger: testLogger(t)}
 	if mod != nil {

@@ -1,6 +1,8 @@
 package upload
 
 import (
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -59,47 +61,88 @@ type Stats struct {
 	LastSweep      time.Time `json:"last_sweep,omitzero"`
 }
 
+// counters are the uploader's running totals, under their own lock (the
+// byte and file counts are atomics, bumped by parallel uploads).
+type counters struct {
+	bytesSent  atomic.Int64
+	filesSent  atomic.Int64
+	filesSaved atomic.Int64 // files the remote already had
+
+	mu        sync.Mutex
+	uploads   int64
+	lastDur   time.Duration
+	totalDur  time.Duration
+	lastBytes int64
+	deleted   int64
+	orphans   int64
+	lastSweep time.Time
+}
+
+// uploaded counts one committed checkpoint upload.
+func (c *counters) uploaded(d time.Duration, bytes int64) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.uploads++
+	c.lastDur = d
+	c.totalDur += d
+	c.lastBytes = bytes
+}
+
+func (c *counters) addDeleted(n int64) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.deleted += n
+}
+
+func (c *counters) swept(n int64) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.orphans += n
+	c.lastSweep = time.Now()
+}
+
 // Stats returns the current figures.
 func (u *Uploader) Stats() Stats {
-	u.mu.Lock()
-	defer u.mu.Unlock()
+	q := u.queue.stats()
+	ln := u.link.stats()
 	s := Stats{
-		Remote: u.o.Store.String(), Appliance: u.o.Appliance, LinkUp: u.linkUp, LinkKnown: u.linkKnown,
-		LinkSince: u.linkSince, LastError: u.lastErr, Conflict: u.rec.Conflict,
-		NewestRemote: u.rec.newest(), RemoteCheckpoints: u.rec.committedIDs(),
-		BytesSent: u.bytesSent.Load(), FilesSent: u.filesSent.Load(), FilesSkipped: u.filesSaved.Load(),
-		Uploads: u.uploads, Superseded: u.skipped, Failures: u.failures,
-		LastUploadSeconds: u.lastDur.Seconds(), LastUploadBytes: u.lastBytes, BandwidthLimit: u.o.Bandwidth,
-		ObjectsDeleted: u.deleted, OrphansDeleted: u.orphans, LastSweep: u.lastSweep,
+		Remote: u.o.Store.String(), Appliance: u.o.Appliance, LinkUp: ln.up, LinkKnown: ln.known,
+		LinkSince: ln.since, LastError: ln.lastErr, Failures: ln.failures,
+		Uploading: q.current, Pending: q.pending, Superseded: q.skipped,
+		BytesSent: u.stats.bytesSent.Load(), FilesSent: u.stats.filesSent.Load(), FilesSkipped: u.stats.filesSaved.Load(),
+		BandwidthLimit: u.bandwidth.Load(),
 	}
-	if u.uploads > 0 {
-		s.AvgUploadSeconds = u.totalDur.Seconds() / float64(u.uploads)
+	u.stats.mu.Lock()
+	s.Uploads, s.LastUploadSeconds, s.LastUploadBytes = u.stats.uploads, u.stats.lastDur.Seconds(), u.stats.lastBytes
+	s.ObjectsDeleted, s.OrphansDeleted, s.LastSweep = u.stats.deleted, u.stats.orphans, u.stats.lastSweep
+	if u.stats.uploads > 0 {
+		s.AvgUploadSeconds = u.stats.totalDur.Seconds() / float64(u.stats.uploads)
 	}
+	u.stats.mu.Unlock()
 	now := time.Now()
 	var remoteDone int64
-	if c, ok := u.rec.Committed[s.NewestRemote]; ok {
-		remoteDone = c.CompletedTimestamp
-		s.NewestRemoteAgeSeconds = now.Sub(time.UnixMilli(c.CompletedTimestamp)).Seconds()
-	}
-	if u.current != nil {
-		s.Uploading = u.current.ID
-	}
-	if u.pending != nil {
-		s.Pending = u.pending.ID
-	}
-	if nl := u.newestLocal; nl != nil {
+	u.ledger.with(func(l *ledger) {
+		s.Conflict, s.NewestRemote, s.RemoteCheckpoints = l.Conflict, l.newest(), l.committedIDs()
+		if c, ok := l.Committed[s.NewestRemote]; ok {
+			remoteDone = c.CompletedTimestamp
+			s.NewestRemoteAgeSeconds = now.Sub(time.UnixMilli(c.CompletedTimestamp)).Seconds()
+		}
+		if nl := q.newestLocal; nl != nil && nl.ID > s.NewestRemote {
+			for _, p := range l.plans(nl, u.o.Compression) {
+				if p.need {
+					s.BytesPending += p.file.Size
+				}
+			}
+		}
+	})
+	if nl := q.newestLocal; nl != nil {
 		s.NewestLocal = nl.ID
 		if nl.ID > s.NewestRemote {
-			s.LagCheckpoints = int64(len(u.offered))
+			s.LagCheckpoints = q.offered
 			if remoteDone > 0 {
 				s.LagSeconds = max(0, float64(nl.CompletedTimestamp-remoteDone)/1000)
 			} else {
 				s.LagSeconds = now.Sub(time.UnixMilli(nl.TriggerTimestamp)).Seconds()
-			}
-			for _, p := range u.plans(nl) {
-				if p.need {
-					s.BytesPending += p.file.Size
-				}
 			}
 		}
 	}

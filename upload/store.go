@@ -8,6 +8,8 @@ import (
 	"net/url"
 	"strings"
 	"time"
+
+	"github.com/eddy-stream/eddy/storage/fileutil"
 )
 
 var (
@@ -71,6 +73,8 @@ type RemoteOptions struct {
 	AccessKeyID     string
 	SecretAccessKey string
 	CredentialsFile string
+	// FS is the file system a file:// remote writes through (nil: the OS).
+	FS fileutil.FS
 }
 
 // OpenStore opens the remote store o.Remote names.
@@ -90,7 +94,7 @@ func OpenStore(o RemoteOptions) (Store, error) {
 		if u.Host != "" || !strings.HasPrefix(u.Path, "/") {
 			return nil, fmt.Errorf("upload: remote %q: a file:// remote needs an absolute path, as in file:///mnt/backup/eddy", o.Remote)
 		}
-		return NewFileStore(u.Path)
+		return NewFileStoreFS(o.FS, u.Path)
 	}
 	return nil, fmt.Errorf("upload: remote %q: want s3://bucket/prefix or file:///path", o.Remote)
 }

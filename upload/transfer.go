@@ -15,7 +15,8 @@ import (
 )
 
 // compressInMemory is the largest file compressed in memory; larger ones
-// (full snapshots) are compressed into a temporary file in Options.Dir.
+// (full snapshots) are compressed into a temporary file in
+// Options.DataDir.Upload().
 const compressInMemory = 32 << 20
 
 // uploadFile sends one local file of checkpoint id to p.rel and returns
@@ -84,7 +85,7 @@ func (u *Uploader) compress(f *os.File, p plan) (io.Reader, int64, func(), error
 		}
 		return bytes.NewReader(buf.Bytes()), int64(buf.Len()), func() {}, nil
 	}
-	tmp, err := os.CreateTemp(u.o.Dir, "compress-*.tmp")
+	tmp, err := os.CreateTemp(u.o.DataDir.Upload(), "compress-*.tmp")
 	if err != nil {
 		return nil, 0, nil, err
 	}
@@ -137,7 +138,7 @@ func (m *meteredReader) Read(p []byte) (int, error) {
 				return 0, werr
 			}
 		}
-		m.u.bytesSent.Add(int64(n))
+		m.u.stats.bytesSent.Add(int64(n))
 	}
 	return n, err
 }

@@ -1,13 +1,10 @@
 package main
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"os"
 	"os/signal"
-	"path/filepath"
-	"slices"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -16,9 +13,9 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/eddy-stream/eddy/daemon"
 	"github.com/eddy-stream/eddy/daemon/config"
 	"github.com/eddy-stream/eddy/storage/checkpoint"
+	"github.com/eddy-stream/eddy/storage/datadir"
 	"github.com/eddy-stream/eddy/storage/fileutil"
 	"github.com/eddy-stream/eddy/upload"
 )
@@ -27,7 +24,8 @@ import (
 // downloads a remote checkpoint into data_dir/checkpoints, so that the next
 // `eddy run` restores it like any local checkpoint. Run it with eddy
 // stopped, on the box that lost its disk or on its replacement (same
-// appliance_id).
+// appliance_id): it takes the data_dir lock. The work is
+// upload.Recovery.Restore; this file has the flags and the printing.
 func restoreCmd() *cobra.Command {
 	var path, from string
 	var discardNewer bool
@@ -67,73 +65,42 @@ func restoreCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
+			layout := datadir.New(cfg.DataDir)
+			if err := fileutil.CreateDirAll(layout.Root); err != nil {
+				return err
+			}
+			lock, err := fileutil.Flock(layout.Lock())
+			if le := (*fileutil.LockedError)(nil); errors.As(err, &le) {
+				return fmt.Errorf("%w: stop it before restoring", le) // names the holder's pid
+			}
+			if err != nil {
+				return err
+			}
+			defer lock.Release()
+			local, err := checkpoint.Open(layout.Checkpoints(), nil, nil)
+			if err != nil {
+				return err
+			}
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
+			var read atomic.Int64
+			r := upload.Recovery{Store: store, Appliance: cfg.ApplianceID, DataDir: layout, Local: local,
+				Parallelism: cfg.Upload.Parallelism, BytesRead: &read}
+			res, err := r.Restore(ctx, id, discardNewer)
 			out := cmd.OutOrStdout()
-			lctx, cancel := context.WithTimeout(ctx, time.Minute)
-			ids, err := upload.RemoteCheckpoints(lctx, store, cfg.ApplianceID)
-			cancel()
-			if err != nil {
-				return fmt.Errorf("list remote checkpoints on %s: %w", store, err)
+			if len(res.Remote) > 0 {
+				fmt.Fprintf(out, "remote %s, appliance %s: checkpoints %v\n", store, cfg.ApplianceID, res.Remote)
 			}
-			if len(ids) == 0 {
-				return fmt.Errorf("%s holds no checkpoint of appliance %q", store, cfg.ApplianceID)
-			}
-			if id != upload.Latest && !slices.Contains(ids, id) {
-				return fmt.Errorf("%s holds no checkpoint %d of appliance %q (it holds %v)", store, id, cfg.ApplianceID, ids)
-			}
-			fmt.Fprintf(out, "remote %s, appliance %s: checkpoints %v\n", store, cfg.ApplianceID, ids)
-			local, err := checkpoint.Open(filepath.Join(cfg.DataDir, "checkpoints"), nil, nil)
-			if err != nil {
-				return err
-			}
-			want := id
-			if want == upload.Latest {
-				want = ids[len(ids)-1]
-			}
-			done, err := local.Completed()
-			if err != nil {
-				return err
-			}
-			var newer []int64
-			for _, l := range done {
-				if l > want {
-					newer = append(newer, l)
-				}
-			}
-			if len(newer) > 0 && !discardNewer {
-				return fmt.Errorf("local checkpoints %v are newer than remote checkpoint %d and would be restored "+
-					"instead; pass --discard-newer to remove them", newer, want)
-			}
-			for _, l := range newer {
-				if err := local.Abort(l); err != nil {
-					return err
-				}
+			for _, l := range res.Discarded {
 				fmt.Fprintf(out, "removed newer local checkpoint %d\n", l)
 			}
-			var read atomic.Int64
-			t0 := time.Now()
-			md, err := upload.Download(ctx, store, cfg.ApplianceID, id, local, upload.DownloadOptions{
-				Parallelism: cfg.Upload.Parallelism, BytesRead: &read,
-			})
 			if err != nil {
 				return err
 			}
-			if err := daemon.WriteRestoredMarker(cfg.DataDir, md.ID, store.String()); err != nil {
-				return err
-			}
-			// A remote checkpoint from another history supersedes what this
-			// data dir uploaded: start the uploader's record afresh.
-			if err := os.Remove(filepath.Join(cfg.DataDir, "upload", upload.RecordFile)); err != nil && !errors.Is(err, os.ErrNotExist) {
-				return err
-			}
-			if err := fileutil.SyncDir(filepath.Join(cfg.DataDir, "upload")); err != nil {
-				return err
-			}
-			el := time.Since(t0)
+			md := res.Checkpoint
 			fmt.Fprintf(out, "restored checkpoint %d (completed %s, %d bytes of state, %d bytes downloaded in %s) into %s\n",
 				md.ID, time.UnixMilli(md.CompletedTimestamp).UTC().Format(time.RFC3339), md.StateSize(), read.Load(),
-				el.Round(time.Millisecond), local.CheckpointDir(md.ID))
+				res.Duration.Round(time.Millisecond), local.CheckpointDir(md.ID))
 			fmt.Fprintln(out, "the next `eddy run` starts from it")
 			return nil
 		},

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/eddy-stream/eddy/storage/checkpoint"
+	"github.com/eddy-stream/eddy/storage/datadir"
 	"github.com/eddy-stream/eddy/storage/state"
 	"github.com/eddy-stream/eddy/test/s3test"
 	"github.com/eddy-stream/eddy/upload"
@@ -131,7 +132,7 @@ func benchStore(b *testing.B) upload.Store {
 
 func benchUploader(b *testing.B, s upload.Store, l *rocksLocal, mod func(*upload.Options)) *upload.Uploader {
 	b.Helper()
-	o := upload.Options{Store: s, Appliance: appliance, Local: l.store, Dir: b.TempDir(), Parallelism: 4,
+	o := upload.Options{Store: s, Appliance: appliance, Local: l.store, DataDir: datadir.New(b.TempDir()), Parallelism: 4,
 		NumRetained: 2, Compression: "snappy", Probe: true, SweepInterval: -1,
 		RetryInterval: 50 * time.Millisecond, MaxRetryInterval: 200 * time.Millisecond}
 	if mod != nil {
