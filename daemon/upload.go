@@ -14,6 +14,7 @@ import (
 	"github.com/eddy-stream/eddy/pipeline"
 	"github.com/eddy-stream/eddy/storage/checkpoint"
 	"github.com/eddy-stream/eddy/storage/datadir"
+	"github.com/eddy-stream/eddy/storage/fileutil"
 	"github.com/eddy-stream/eddy/upload"
 )
 
@@ -48,7 +49,7 @@ type uploadState struct {
 func (d *Daemon) openUpload() error {
 	layout := datadir.New(d.cfg.DataDir)
 	u := &uploadState{fresh: map[string]bool{}}
-	u.recover = upload.Recovery{Appliance: d.cfg.ApplianceID, DataDir: layout, Local: d.store,
+	u.recover = upload.Recovery{Appliance: d.cfg.ApplianceID, DataDir: layout, Local: d.store, FS: d.fs,
 		Parallelism: d.cfg.Upload.Parallelism, Logger: d.log.With("component", "upload"), BytesRead: &u.dlBytes}
 	d.upl = u
 	for name, l := range d.logs {
@@ -60,7 +61,7 @@ func (d *Daemon) openUpload() error {
 	if c.Remote == "" {
 		return nil
 	}
-	store, err := openRemote(c)
+	store, err := openRemote(c, d.fs)
 	if err != nil {
 		return err
 	}
@@ -71,7 +72,7 @@ func (d *Daemon) openUpload() error {
 		return nil
 	}
 	u.up, err = upload.New(upload.Options{
-		Store: store, Appliance: d.cfg.ApplianceID, Local: d.store, DataDir: layout,
+		Store: store, Appliance: d.cfg.ApplianceID, Local: d.store, DataDir: layout, FS: d.fs,
 		Parallelism: c.Parallelism, Bandwidth: int64(c.Bandwidth), Compression: c.Compression,
 		NumRetained: c.NumRetained, Probe: c.Probe, MaxRetryInterval: c.RetryMaxInterval,
 		OrphanGrace: c.OrphanGrace, SweepInterval: c.OrphanGrace,
@@ -87,8 +88,8 @@ func (d *Daemon) openUpload() error {
 }
 
 // openRemote opens the store upload.remote names.
-func openRemote(c config.Upload) (upload.Store, error) {
-	s, err := upload.OpenStore(upload.RemoteOptions{
+func openRemote(c config.Upload, fsys fileutil.FS) (upload.Store, error) {
+	s, err := upload.OpenStore(upload.RemoteOptions{FS: fsys,
 		Remote: c.Remote, Endpoint: c.Endpoint, Region: c.Region, PathStyle: c.PathStyle,
 		AccessKeyID: c.AccessKeyID, SecretAccessKey: c.SecretAccessKey, CredentialsFile: c.CredentialsFile,
 	})
