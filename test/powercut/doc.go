@@ -27,9 +27,12 @@
 // Cut puts the backing directory into exactly the durable state: file data
 // as of each file's last fsync, directory entries as of each directory's last
 // fsync. It then mounts a fresh file system at the same Dir(), as after a
-// reboot: descriptors opened before the cut fail with EIO (the old mount is
-// detached lazily if they are still open, and closing them still works), and
-// no kernel cache survives. A directory moved between two parents where only
+// reboot, and no kernel cache survives. Descriptors (and working
+// directories) from before the cut fail: the old mount is detached and its
+// FUSE connection aborted through fusectl (mounted at /sys/fs/fuse/connections
+// if it is not), so they get ENOTCONN; closing them works. Where fusectl is
+// unavailable they get EIO instead, and Unmount waits for them to be closed.
+// Kill the processes using the mount before or at the cut. A directory moved between two parents where only
 // one side was synced before the cut would be durable in both; it appears once,
 // where a walk of the durable tree from the root (names in byte order) meets
 // it first.

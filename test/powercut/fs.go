@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"strconv"
 	"sync"
 	"syscall"
 	"testing"
@@ -13,6 +14,7 @@ import (
 
 	"github.com/hanwen/go-fuse/v2/fs"
 	"github.com/hanwen/go-fuse/v2/fuse"
+	"golang.org/x/sys/unix"
 )
 
 // FS is a mounted power-cut file system.
@@ -87,14 +89,23 @@ func (f *FS) mount() error {
 		return err
 	}
 	g.srv = srv
+	var st syscall.Stat_t
+	if err := syscall.Stat(f.mnt, &st); err != nil {
+		return errors.Join(fmt.Errorf("powercut: stat new mount: %w", err), syscall.Unmount(f.mnt, syscall.MNT_DETACH))
+	}
+	g.conn = strconv.FormatUint(uint64(unix.Major(st.Dev))<<20|uint64(unix.Minor(st.Dev)), 10)
 	f.mu.Lock()
 	f.gen = g
 	f.mu.Unlock()
 	return nil
 }
 
-// end kills the current generation and unmounts it: at once when nothing
-// is open, else lazily (MNT_DETACH).
+// end kills the current generation and unmounts it. When files are still
+// open on it, it is detached (MNT_DETACH) and its FUSE connection aborted,
+// so that those descriptors fail with ENOTCONN from then on and nothing is
+// left waiting on this process (a process that serves FUSE and exits with
+// files open on it would otherwise hang in close). Without fusectl the
+// detached generation keeps answering EIO until its files are closed.
 func (f *FS) end() error {
 	f.mu.Lock()
 	g := f.gen
@@ -111,10 +122,14 @@ func (f *FS) end() error {
 		if err := syscall.Unmount(f.mnt, syscall.MNT_DETACH); err != nil {
 			return fmt.Errorf("powercut: unmount %s: %w", f.mnt, err)
 		}
-		f.mu.Lock()
-		f.detached = append(f.detached, g)
-		f.mu.Unlock()
-		return nil
+		if err := abort(g.conn); err != nil {
+			f.tb.Logf("powercut: %v; files open at the cut keep getting EIO until closed", err)
+			f.mu.Lock()
+			f.detached = append(f.detached, g)
+			f.mu.Unlock()
+			return nil
+		}
+		err = nil
 	}
 	if err != nil {
 		return fmt.Errorf("powercut: unmount %s: %w", f.mnt, err)
@@ -123,9 +138,27 @@ func (f *FS) end() error {
 	return nil
 }
 
+const fusectl = "/sys/fs/fuse/connections"
+
+// abort aborts FUSE connection conn through fusectl, mounting it if need be.
+func abort(conn string) error {
+	p := filepath.Join(fusectl, conn, "abort")
+	err := os.WriteFile(p, []byte("1"), 0)
+	if errors.Is(err, os.ErrNotExist) {
+		if merr := syscall.Mount("fusectl", fusectl, "fusectl", 0, ""); merr != nil && !errors.Is(merr, syscall.EBUSY) {
+			return fmt.Errorf("abort FUSE connection %s: mount fusectl: %w", conn, merr)
+		}
+		err = os.WriteFile(p, []byte("1"), 0)
+	}
+	if err != nil {
+		return fmt.Errorf("abort FUSE connection %s: %w", conn, err)
+	}
+	return nil
+}
+
 // Cut is a power cut followed by a reboot: everything not yet durable is
 // dropped (see the package doc), and a fresh mount replaces the old one at
-// Dir(). Descriptors opened before fail with EIO.
+// Dir(). Descriptors opened before fail (ENOTCONN, or EIO without fusectl).
 func (f *FS) Cut() error {
 	f.mu.Lock()
 	closed := f.closed
@@ -180,6 +213,9 @@ func (f *FS) Unmount() {
 		case <-done:
 		case <-time.After(30 * time.Second):
 			f.tb.Errorf("powercut: a mount detached by Cut still has open files 30 s after the test")
+			if err := abort(g.conn); err != nil {
+				f.tb.Error(err)
+			}
 		}
 	}
 }

@@ -14,10 +14,11 @@ import (
 )
 
 // generation is one mount of the file system. Cut ends it: every later
-// operation on its nodes and handles fails with EIO.
+// operation that still reaches its nodes and handles fails with EIO.
 type generation struct {
 	dead bool // guarded by FS.mu
 	srv  *fuse.Server
+	conn string // FUSE connection id, the name under fusectl
 }
 
 // node is a file, directory or other inode of one generation.
@@ -556,7 +557,16 @@ func (h *handle) Write(ctx context.Context, data []byte, off int64) (uint32, sys
 // descriptor works.
 func (h *handle) Flush(ctx context.Context) syscall.Errno { return 0 }
 
+// Release closes the backing file. When that was the last reference to an
+// inode with no name left, its journal goes: the inode number may be reused.
 func (h *handle) Release(ctx context.Context) syscall.Errno {
+	if h.fsys.enter(h.gen) {
+		var st syscall.Stat_t
+		if syscall.Fstat(int(h.f.Fd()), &st) == nil && st.Nlink == 0 {
+			h.fsys.st.forget(h.ino)
+		}
+		h.fsys.mu.Unlock()
+	}
 	return errno(h.f.Close())
 }
 
