@@ -52,6 +52,17 @@
 // links to the surviving inodes, fresh directories), swaps it in, and deletes
 // the rest. A directory fsync deletes hidden inodes no snapshot names any more.
 //
+// Space: a removed inode that is still durable keeps its blocks (in the
+// hidden directory) until its directory is synced or the next cut, as a
+// file kept open would. Errors of the backing file system, ENOSPC included,
+// reach the caller unchanged, so Mount over a diskfull.Tmpfs gives a small
+// disk with power cuts. Mount one FS per backing directory, and change the
+// backing directory only through it.
+//
+// The FUSE server runs in the test process. If that process dies without
+// its cleanups (a panic) while it has files open on the mount, it hangs in
+// exit; `echo 1 > /sys/fs/fuse/connections/*/abort` frees it.
+//
 // Mounting needs /dev/fuse and root (the mount(2) call is made directly,
 // without fusermount); Mount skips the test with a message otherwise.
 package powercut

@@ -12,6 +12,7 @@ import (
 
 	"go.uber.org/goleak"
 
+	"github.com/eddy-stream/eddy/test/diskfull"
 	"github.com/eddy-stream/eddy/test/powercut"
 )
 
@@ -349,4 +350,23 @@ func TestUnmountLeavesNoMount(t *testing.T) {
 	if bytes.Contains(mounts, []byte(fsys.Dir())) {
 		t.Fatalf("%s still mounted after Unmount", fsys.Dir())
 	}
+}
+
+// TestFullBackingDisk: a power-cut file system over a full tmpfs reports
+// ENOSPC to its users, and a cut still works.
+func TestFullBackingDisk(t *testing.T) {
+	fsys := powercut.Mount(t, diskfull.Tmpfs(t, 8<<20))
+	d := fsys.Dir()
+	durableFile(t, d, "a", "kept")
+	release := diskfull.Fill(t, d)
+	f, err := os.OpenFile(filepath.Join(d, "a"), os.O_WRONLY|os.O_APPEND, 0)
+	must(t, err)
+	_, err = f.Write(make([]byte, 64<<10))
+	if !errors.Is(err, syscall.ENOSPC) {
+		t.Fatalf("write to a full disk: %v, want ENOSPC", err)
+	}
+	must(t, f.Close())
+	release()
+	cut(t, fsys)
+	wantContent(t, filepath.Join(d, "a"), "kept")
 }
