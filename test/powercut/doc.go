@@ -20,9 +20,9 @@
 //     lost with everything below it; a synced entry naming a file whose data
 //     was never synced gives an empty file.
 //   - Everything under backing at Mount time counts as durable.
-//   - Mode, owner, times and extended attributes are written through and are
-//     not rolled back; fsync is not passed on to the backing disk (durability
-//     is this model, not the backing device).
+//   - Mode, owner and times are written through and are not rolled back;
+//     fsync is not passed on to the backing disk (durability is this model,
+//     not the backing device).
 //
 // Cut puts the backing directory into exactly the durable state: file data
 // as of each file's last fsync, directory entries as of each directory's last
@@ -37,9 +37,10 @@
 // where a walk of the durable tree from the root (names in byte order) meets
 // it first.
 //
-// Not modelled: O_TMPFILE (linkat of a descriptor), RENAME_EXCHANGE (EINVAL),
-// copy_file_range (ENOTSUP, callers fall back to read and write), POSIX and
-// BSD locks are handled by the kernel and do not survive a cut.
+// Not supported: O_TMPFILE followed by linkat (EXDEV), RENAME_EXCHANGE
+// (EINVAL), extended attributes. copy_file_range is done by the kernel as
+// reads and writes through the mount. flock and POSIX locks are kept by the
+// kernel and, as after a reboot, are gone after a cut.
 //
 // How: writes go through to the backing directory. Per inode, an undo journal
 // keeps the durable size and the durable bytes of every range overwritten or

@@ -370,3 +370,31 @@ func TestFullBackingDisk(t *testing.T) {
 	cut(t, fsys)
 	wantContent(t, filepath.Join(d, "a"), "kept")
 }
+
+// TestFlock: eddy's LOCK file works on the mount (the kernel keeps the
+// locks), and a cut releases it, as a reboot does.
+func TestFlock(t *testing.T) {
+	fsys, d := mountTest(t)
+	p := durableFile(t, d, "LOCK", "")
+	lock := func() (*os.File, error) {
+		f, err := os.OpenFile(p, os.O_RDWR, 0)
+		must(t, err)
+		if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+			f.Close()
+			return nil, err
+		}
+		return f, nil
+	}
+	a, err := lock()
+	must(t, err)
+	if _, err := lock(); !errors.Is(err, syscall.EWOULDBLOCK) {
+		t.Fatalf("second flock: %v, want EWOULDBLOCK", err)
+	}
+	cut(t, fsys)
+	b, err := lock()
+	if err != nil {
+		t.Fatalf("flock after the cut: %v", err)
+	}
+	_ = a.Close()
+	must(t, b.Close())
+}
