@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -397,4 +398,25 @@ func TestFlock(t *testing.T) {
 	}
 	_ = a.Close()
 	must(t, b.Close())
+}
+
+// TestCopyFileRange: io.Copy between two files uses copy_file_range; the
+// copy goes through the journal like any write.
+func TestCopyFileRange(t *testing.T) {
+	fsys, d := mountTest(t)
+	src := durableFile(t, d, "src", strings.Repeat("s", 70000))
+	dst := durableFile(t, d, "dst", "old")
+	in, err := os.Open(src)
+	must(t, err)
+	out, err := os.OpenFile(dst, os.O_WRONLY, 0)
+	must(t, err)
+	n, err := io.Copy(out, in)
+	must(t, err)
+	must(t, errors.Join(in.Close(), out.Close()))
+	if n != 70000 {
+		t.Fatalf("copied %d bytes", n)
+	}
+	wantContent(t, dst, strings.Repeat("s", 70000))
+	cut(t, fsys)
+	wantContent(t, dst, "old")
 }
