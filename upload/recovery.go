@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io/fs"
 	"log/slog"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"sync/atomic"
@@ -104,6 +105,9 @@ func (r *Recovery) writeMarker(m *Restored) error {
 		return err
 	}
 	if err := fileutil.CreateDirAllFS(r.FS, r.DataDir.Root); err != nil {
+		return err
+	}
+	if err := fileutil.CreateDirAllFS(r.FS, filepath.Dir(r.DataDir.RestoredMarker())); err != nil {
 		return err
 	}
 	return fileutil.WriteFileAtomicFS(r.FS, r.DataDir.RestoredMarker(), data, 0o644)
