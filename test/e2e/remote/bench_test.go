@@ -1,4 +1,4 @@
-package uploade2e
+package remote
 
 import (
 	"context"
