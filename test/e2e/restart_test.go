@@ -32,6 +32,23 @@ func restartConfig() config {
 	}
 }
 
+// firstHalf starts a broker and eddy on c, feeds it the first half of the
+// body of restartStream(seed) and waits until eddy has read it.
+func firstHalf(t *testing.T, seed int64, c config) (e *eddy, f *eddytest.Feeder, s *stream, body []simulate.Message, half int) {
+	t.Helper()
+	s = restartStream(t, seed)
+	body = s.body()
+	half = len(body) / 2
+	b := startBroker(t)
+	f = newFeeder(t, b, "e2e-feeder")
+	e = newEddy(t, b, c)
+	e.StartReady()
+	e.Probe(f)
+	f.MustSend(t, body[:half])
+	e.waitCaughtUp(map[string]int64{"readings": int64(half)})
+	return e, f, s, body, half
+}
+
 // TestRestartResumes stops eddy cleanly (SIGTERM) half way through a stream
 // and starts it again: it restores the last checkpoint completed before the
 // stop (GET /api/v1/checkpoints: counts.restored 1, latest.restored.id),
@@ -50,19 +67,9 @@ func TestRestartResumes(t *testing.T) {
 		{"full snappy snapshots", "rocksdb", "  incremental: false\n  compression: snappy\n", "full"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			s := restartStream(t, 31)
-			body := s.body()
-			half := len(body) / 2
-			b := startBroker(t)
-			f := newFeeder(t, b, "e2e-feeder")
 			c := restartConfig()
 			c.Timers, c.Checkpointing = tc.timers, tc.checkpointing
-			e := newEddy(t, b, c)
-
-			e.StartReady()
-			e.Probe(f)
-			f.MustSend(t, body[:half])
-			e.waitCaughtUp(map[string]int64{"readings": int64(half)})
+			e, f, s, body, half := firstHalf(t, 31, c)
 			e.Trigger()
 			before := e.Checkpoints()
 			if before.Counts.Restored != 0 || before.Latest.Restored != nil {
@@ -112,18 +119,10 @@ func TestRestartResumes(t *testing.T) {
 // periodic checkpoint) the windows the published readings closed must be
 // in the results file once eddy has exited.
 func TestStopTakesFinalCheckpoint(t *testing.T) {
-	s := restartStream(t, 32)
-	body := s.body()
-	part := body[:len(body)/2]
-	b := startBroker(t)
-	f := newFeeder(t, b, "e2e-feeder")
 	c := restartConfig()
 	c.Interval = "1h" // no periodic checkpoint during the test
-	e := newEddy(t, b, c)
-	e.StartReady()
-	e.Probe(f)
-	f.MustSend(t, part)
-	e.waitCaughtUp(map[string]int64{"readings": int64(len(part))})
+	e, _, _, body, half := firstHalf(t, 32, c)
+	part := body[:half]
 	next := e.Overview().Ingest[0].NextOffset
 	e.Stop()
 
@@ -171,16 +170,7 @@ func TestCorruptCheckpointFallsBack(t *testing.T) {
 		}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			s := restartStream(t, 33)
-			body := s.body()
-			half := len(body) / 2
-			b := startBroker(t)
-			f := newFeeder(t, b, "e2e-feeder")
-			e := newEddy(t, b, restartConfig())
-			e.StartReady()
-			e.Probe(f)
-			f.MustSend(t, body[:half])
-			e.waitCaughtUp(map[string]int64{"readings": int64(half)})
+			e, f, s, body, half := firstHalf(t, 33, restartConfig())
 			e.Trigger()
 			e.Trigger()
 			e.Stop()
@@ -275,16 +265,7 @@ func flipSSTByte(t *testing.T, chk string) {
 // again. The test stops eddy, leaves such a torn line and restarts it:
 // every line must be a whole result and every window present.
 func TestResultFileTornTail(t *testing.T) {
-	s := restartStream(t, 34)
-	body := s.body()
-	half := len(body) / 2
-	b := startBroker(t)
-	f := newFeeder(t, b, "e2e-feeder")
-	e := newEddy(t, b, restartConfig())
-	e.StartReady()
-	e.Probe(f)
-	f.MustSend(t, body[:half])
-	e.waitCaughtUp(map[string]int64{"readings": int64(half)})
+	e, f, s, body, half := firstHalf(t, 34, restartConfig())
 	e.quiesce()
 	e.Stop()
 
@@ -314,18 +295,9 @@ func TestResultFileTornTail(t *testing.T) {
 func TestRescaleOnRestart(t *testing.T) {
 	for _, tc := range []struct{ from, to int }{{2, 3}, {3, 1}} {
 		t.Run(fmt.Sprintf("%d to %d", tc.from, tc.to), func(t *testing.T) {
-			s := restartStream(t, 35+int64(tc.to))
-			body := s.body()
-			half := len(body) / 2
-			b := startBroker(t)
-			f := newFeeder(t, b, "e2e-feeder")
 			c := restartConfig()
 			c.Parallelism, c.MaxParallelism = tc.from, 64
-			e := newEddy(t, b, c)
-			e.StartReady()
-			e.Probe(f)
-			f.MustSend(t, body[:half])
-			e.waitCaughtUp(map[string]int64{"readings": int64(half)})
+			e, f, s, body, half := firstHalf(t, 35+int64(tc.to), c)
 			e.Trigger()
 			e.Stop()
 

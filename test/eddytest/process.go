@@ -225,20 +225,24 @@ func (p *Process) MustGet(path string, v any) {
 	}
 }
 
+// mustGet is MustGet into a new T.
+func mustGet[T any](p *Process, path string) T {
+	p.in.TB.Helper()
+	var v T
+	p.MustGet(path, &v)
+	return v
+}
+
 // Overview is GET /api/v1/overview.
 func (p *Process) Overview() daemon.Overview {
 	p.in.TB.Helper()
-	var o daemon.Overview
-	p.MustGet("/api/v1/overview", &o)
-	return o
+	return mustGet[daemon.Overview](p, "/api/v1/overview")
 }
 
 // Checkpoints is GET /api/v1/checkpoints.
 func (p *Process) Checkpoints() pipeline.CheckpointsOverview {
 	p.in.TB.Helper()
-	var o pipeline.CheckpointsOverview
-	p.MustGet("/api/v1/checkpoints", &o)
-	return o
+	return mustGet[pipeline.CheckpointsOverview](p, "/api/v1/checkpoints")
 }
 
 // LatestCompleted is the id of the newest completed checkpoint (0: none).
@@ -253,9 +257,7 @@ func (p *Process) LatestCompleted() int64 {
 // Upload is GET /api/v1/upload.
 func (p *Process) Upload() daemon.RemoteStatus {
 	p.in.TB.Helper()
-	var u daemon.RemoteStatus
-	p.MustGet("/api/v1/upload", &u)
-	return u
+	return mustGet[daemon.RemoteStatus](p, "/api/v1/upload")
 }
 
 // Trigger takes a checkpoint through the API (POST /api/v1/checkpoints) and

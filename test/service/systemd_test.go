@@ -36,9 +36,9 @@ func logTime(t *testing.T, l eddytest.LogLine) time.Time {
 // that checkpoint (READY=1 only after it), replays nothing and, over both
 // runs, publishes every result exactly once.
 func TestSystemdLifecycle(t *testing.T) {
-	c := testConfig{Interval: "3s", MinPause: "100ms"}
+	results := filepath.Join(t.TempDir(), "results.jsonl")
+	c := testConfig{Interval: "3s", MinPause: "100ms", Out: results}
 	e := newEddy(t, c)
-	results := filepath.Join(e.Dir, "results.jsonl")
 	ns := listenNotify(t)
 	env := []string{ns.env(), "WATCHDOG_USEC=1000000"}
 	p := e.start(env...)

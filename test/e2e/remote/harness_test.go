@@ -161,6 +161,16 @@ log:
 	return e
 }
 
+// startFed starts eddy, probes it, publishes msgs and waits until it has
+// read them.
+func (e *eddy) startFed(f *eddytest.Feeder, msgs []simulate.Message) {
+	e.t.Helper()
+	e.StartReady()
+	probes := e.Probe(f)
+	f.MustSend(e.t, msgs)
+	e.waitIngested(probes + int64(len(msgs)))
+}
+
 // waitIngested waits until the source has received n messages in this
 // run and read them all.
 func (e *eddy) waitIngested(n int64) {

@@ -36,10 +36,7 @@ func TestRecoverFromRemoteAfterWipe(t *testing.T) {
 				Start: streamStart, Seed: 42, EndMarker: true})
 			half := len(s.msgs) / 2
 
-			e.StartReady()
-			probes := e.Probe(f)
-			f.MustSend(t, s.msgs[:half])
-			e.waitIngested(probes + int64(half))
+			e.startFed(f, s.msgs[:half])
 			id := e.Trigger() // covers every message received
 			u := e.waitRemote(id)
 			if !u.LinkUp || u.Details.LagCheckpoints > 1 {
@@ -99,10 +96,7 @@ func TestLinkDownThenBack(t *testing.T) {
 	f := newFeeder(t, b)
 	s := newStream(t, simulate.Options{Devices: 20, Sites: 2, Count: 4000, Interval: 50 * time.Millisecond,
 		Start: streamStart, Seed: 7, EndMarker: true})
-	e.StartReady()
-	probes := e.Probe(f)
-	f.MustSend(t, s.msgs[:1000])
-	e.waitIngested(probes + 1000)
+	e.startFed(f, s.msgs[:1000])
 	e.waitRemote(e.Trigger())
 	before := e.upload().Details
 
@@ -174,10 +168,7 @@ func testKillMidUpload(t *testing.T, r *remote) {
 	f := newFeeder(t, b)
 	s := newStream(t, simulate.Options{Devices: 400, Sites: 4, Count: 8000, Interval: 20 * time.Millisecond,
 		Start: streamStart, Seed: 9, EndMarker: true})
-	e.StartReady()
-	probes := e.Probe(f)
-	f.MustSend(t, s.msgs[:4000])
-	e.waitIngested(probes + 4000)
+	e.startFed(f, s.msgs[:4000])
 	var mid uploadStatus
 	e.WaitFor("an upload under way with bytes sent", longTimeout, func() bool {
 		mid = e.upload()
