@@ -175,3 +175,12 @@ func ingested(p *eddytest.Process) (read int64, lag int64) {
 	}
 	return read, lag
 }
+
+// waitRead waits until the source has read n messages and the ingest log
+// holds no more.
+func waitRead(p *eddytest.Process, n int64, d time.Duration) {
+	p.WaitFor(fmt.Sprintf("%d messages read", n), d, func() bool {
+		read, lag := ingested(p)
+		return read == n && lag == 0
+	})
+}

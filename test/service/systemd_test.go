@@ -56,10 +56,7 @@ func TestSystemdLifecycle(t *testing.T) {
 	// 4000 readings, 10 devices, 10 ms apart: 40 s of event time.
 	e.simulate("--count", "4000", "--rate", "0", "--devices", "10", "--sites", "2",
 		"--interval", "10ms", "--start", "2024-01-01T00:00:00Z", "--seed", "1")
-	p.WaitFor("4000 messages read", 30*time.Second, func() bool {
-		read, lag := ingested(p)
-		return read == 4000 && lag == 0
-	})
+	waitRead(p, 4000, 30*time.Second)
 
 	// STATUS= names the last checkpoint, its age, the rate and back-pressure.
 	st, _ := ns.waitFor(0, 20*time.Second, "STATUS=checkpoint …", func(m notifyMsg) bool {
@@ -189,14 +186,8 @@ func TestSystemdLifecycle(t *testing.T) {
 	// window; SIGTERM publishes the rest.
 	e.simulate("--count", "3000", "--rate", "0", "--devices", "10", "--sites", "2",
 		"--interval", "10ms", "--start", "2024-01-01T00:01:00Z", "--seed", "2", "--end-marker")
-	p2.WaitFor("3001 messages read", 30*time.Second, func() bool {
-		read, lag := ingested(p2)
-		return read == 3001 && lag == 0
-	})
-	p2.Signal(syscall.SIGTERM)
-	if err := p2.Wait(60 * time.Second); err != nil {
-		t.Fatalf("eddy exited with %v after SIGTERM, want 0", err)
-	}
+	waitRead(p2, 3001, 30*time.Second)
+	p2.Stop() // SIGTERM, exit 0
 
 	// Every (device, window) of both runs exactly once.
 	f, err := os.Open(results)
@@ -309,15 +300,9 @@ func TestWatchdogStopsWhenStalled(t *testing.T) {
 	p.WaitLog(logMark, "pipeline progressing again; watchdog pings resumed", 30*time.Second)
 	resumed := time.Now()
 	p.WaitFor("WATCHDOG=1 after the stall", 5*time.Second, func() bool { return ns.pings(resumed, time.Now()) > 0 })
-	p.WaitFor("all 20000 messages read", 60*time.Second, func() bool {
-		read, lag := ingested(p)
-		return read == 20000 && lag == 0
-	})
+	waitRead(p, 20000, 60*time.Second)
 
-	p.Signal(syscall.SIGTERM)
-	if err := p.Wait(60 * time.Second); err != nil {
-		t.Fatalf("eddy exited with %v after SIGTERM, want 0", err)
-	}
+	p.Stop()  // SIGTERM, exit 0
 	r.Close() // ends the copy once eddy's write end is closed too
 	t.Logf("read %d bytes from the FIFO", <-drained)
 }

@@ -40,12 +40,18 @@ type remote struct {
 func newS3Remote(t *testing.T) *remote {
 	t.Helper()
 	srv := s3test.Start(t)
-	st, err := upload.NewS3Store(upload.S3Options{Endpoint: srv.Endpoint(), Bucket: s3test.Bucket, Prefix: "fleet",
+	return &remote{name: "s3", s3: srv, store: s3Store(t, srv, "fleet")}
+}
+
+// s3Store is the store of srv's bucket under prefix.
+func s3Store(tb testing.TB, srv *s3test.Server, prefix string) upload.Store {
+	tb.Helper()
+	st, err := upload.NewS3Store(upload.S3Options{Endpoint: srv.Endpoint(), Bucket: s3test.Bucket, Prefix: prefix,
 		PathStyle: true, AccessKeyID: s3test.AccessKey, SecretAccessKey: s3test.SecretKey, Region: "us-east-1"})
 	if err != nil {
-		t.Fatal(err)
+		tb.Fatal(err)
 	}
-	return &remote{name: "s3", s3: srv, store: st}
+	return st
 }
 
 func newFileRemote(t *testing.T) *remote {
@@ -159,6 +165,14 @@ log:
 			r.yaml(uploadExtra)
 	}})
 	return e
+}
+
+// newRig starts a broker, writes the configuration of an eddy uploading
+// to r (with uploadExtra) and returns it with a feeder and the stream of o.
+func newRig(t *testing.T, r *remote, uploadExtra string, o simulate.Options) (*eddy, *eddytest.Feeder, *stream) {
+	t.Helper()
+	b := mqtttest.Start(t)
+	return newEddy(t, b, r, uploadExtra), newFeeder(t, b), newStream(t, o)
 }
 
 // startFed starts eddy, probes it, publishes msgs and waits until it has

@@ -29,10 +29,7 @@ func TestRecoverFromRemoteAfterWipe(t *testing.T) {
 	for _, mk := range []func(*testing.T) *remote{newS3Remote, newFileRemote} {
 		r := mk(t)
 		t.Run(r.name, func(t *testing.T) {
-			b := mqtttest.Start(t)
-			e := newEddy(t, b, r, "  compression: snappy\n  num_retained: 2\n")
-			f := newFeeder(t, b)
-			s := newStream(t, simulate.Options{Devices: 30, Sites: 3, Count: 6000, Interval: 50 * time.Millisecond,
+			e, f, s := newRig(t, r, "  compression: snappy\n  num_retained: 2\n", simulate.Options{Devices: 30, Sites: 3, Count: 6000, Interval: 50 * time.Millisecond,
 				Start: streamStart, Seed: 42, EndMarker: true})
 			half := len(s.msgs) / 2
 
@@ -91,10 +88,7 @@ func TestRecoverFromRemoteAfterWipe(t *testing.T) {
 // remote lag drops to 0.
 func TestLinkDownThenBack(t *testing.T) {
 	r := newS3Remote(t)
-	b := mqtttest.Start(t)
-	e := newEddy(t, b, r, "  retry_max_interval: 1s\n")
-	f := newFeeder(t, b)
-	s := newStream(t, simulate.Options{Devices: 20, Sites: 2, Count: 4000, Interval: 50 * time.Millisecond,
+	e, f, s := newRig(t, r, "  retry_max_interval: 1s\n", simulate.Options{Devices: 20, Sites: 2, Count: 4000, Interval: 50 * time.Millisecond,
 		Start: streamStart, Seed: 7, EndMarker: true})
 	e.startFed(f, s.msgs[:1000])
 	e.waitRemote(e.Trigger())
@@ -163,10 +157,7 @@ func TestKillMidUpload(t *testing.T) {
 }
 
 func testKillMidUpload(t *testing.T, r *remote) {
-	b := mqtttest.Start(t)
-	e := newEddy(t, b, r, "  bandwidth: 16KiB\n  orphan_grace: 2s\n  retry_max_interval: 1s\n  num_retained: 2\n")
-	f := newFeeder(t, b)
-	s := newStream(t, simulate.Options{Devices: 400, Sites: 4, Count: 8000, Interval: 20 * time.Millisecond,
+	e, f, s := newRig(t, r, "  bandwidth: 16KiB\n  orphan_grace: 2s\n  retry_max_interval: 1s\n  num_retained: 2\n", simulate.Options{Devices: 400, Sites: 4, Count: 8000, Interval: 20 * time.Millisecond,
 		Start: streamStart, Seed: 9, EndMarker: true})
 	e.startFed(f, s.msgs[:4000])
 	var mid uploadStatus
