@@ -35,9 +35,9 @@ test: test-deps
 	$(GO) vet ./...
 	$(GO) test -count=1 -timeout 40m ./...
 
-# Benchmarks with figures (b.ReportMetric); see test/bench and test/uploade2e.
+# Benchmarks with figures (b.ReportMetric); see test/bench and test/e2e/remote.
 bench: test-deps build
-	$(GO) test -run '^$$' -bench . -benchtime 1x -timeout 60m ./test/bench/ ./test/uploade2e/ | tee bench.out
+	$(GO) test -run '^$$' -bench . -benchtime 1x -timeout 60m ./test/bench/ ./test/e2e/remote/ | tee bench.out
 
 package-deps: deps
 	@scripts/install-deps.sh package

@@ -232,6 +232,13 @@ func (d *Daemon) handleCheckpointConfig(w http.ResponseWriter, _ *http.Request) 
 	})
 }
 
+// TriggerResult is the answer to POST /api/v1/checkpoints.
+type TriggerResult struct {
+	ID     int64  `json:"id"`
+	Status string `json:"status"` // COMPLETED | FAILED
+	Error  string `json:"error,omitempty"`
+}
+
 // handleTrigger takes a checkpoint now and answers when it has completed.
 func (d *Daemon) handleTrigger(w http.ResponseWriter, r *http.Request) {
 	job := d.currentJob()
@@ -243,8 +250,8 @@ func (d *Daemon) handleTrigger(w http.ResponseWriter, r *http.Request) {
 	defer cancel()
 	id, err := job.TriggerCheckpoint(ctx)
 	if err != nil {
-		writeJSON(w, http.StatusInternalServerError, map[string]any{"id": id, "status": "FAILED", "error": err.Error()})
+		writeJSON(w, http.StatusInternalServerError, TriggerResult{ID: id, Status: "FAILED", Error: err.Error()})
 		return
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"id": id, "status": "COMPLETED"})
+	writeJSON(w, http.StatusOK, TriggerResult{ID: id, Status: "COMPLETED"})
 }

@@ -4,11 +4,9 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/eddy-stream/eddy/daemon/config"
 )
@@ -97,52 +95,5 @@ func TestLoadToken(t *testing.T) {
 	os.WriteFile(empty, []byte("\n"), 0o600)
 	if _, err := loadToken(config.HTTP{TokenFile: empty}); err == nil {
 		t.Errorf("empty token_file accepted")
-	}
-}
-
-// TestTokenOverHTTP: with a token on a loopback listen address, reads are
-// open, triggering a checkpoint needs the token, and `eddy checkpoint
-// trigger` sends the one from the configuration.
-func TestTokenOverHTTP(t *testing.T) {
-	dir := t.TempDir()
-	cfgPath := filepath.Join(dir, "config.yaml")
-	writeConfig(t, cfgPath, testConfig{DataDir: filepath.Join(dir, "data"), Interval: "1h", Token: "s3cret"})
-	p := startEddy(t, cfgPath)
-	p.waitLog("pipeline running", 30*time.Second)
-
-	if code := p.get("/api/v1/overview", nil); code != http.StatusOK {
-		t.Errorf("GET /api/v1/overview without a token on loopback: %d, want 200", code)
-	}
-	post := func(auth string) int {
-		req, _ := http.NewRequest("POST", p.httpURL+"/api/v1/checkpoints", nil)
-		if auth != "" {
-			req.Header.Set("Authorization", auth)
-		}
-		resp, err := httpClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		resp.Body.Close()
-		return resp.StatusCode
-	}
-	if code := post(""); code != http.StatusUnauthorized {
-		t.Errorf("POST /api/v1/checkpoints without token: %d, want 401", code)
-	}
-	if code := post("Bearer wrong"); code != http.StatusUnauthorized {
-		t.Errorf("POST /api/v1/checkpoints with a wrong token: %d, want 401", code)
-	}
-	if code := post("Bearer s3cret"); code != http.StatusOK {
-		t.Errorf("POST /api/v1/checkpoints with the token: %d, want 200", code)
-	}
-
-	cli := func(args ...string) (string, error) {
-		out, err := exec.Command(binary(t), append([]string{"checkpoint", "trigger", "-c", cfgPath, "--url", p.httpURL}, args...)...).CombinedOutput()
-		return string(out), err
-	}
-	if out, err := cli(); err != nil || !strings.Contains(out, "COMPLETED") {
-		t.Errorf("eddy checkpoint trigger (token from the configuration): %v\n%s", err, out)
-	}
-	if out, err := cli("--token", "wrong"); err == nil || !strings.Contains(out, "401") {
-		t.Errorf("eddy checkpoint trigger --token wrong: %v\n%s", err, out)
 	}
 }

@@ -21,6 +21,7 @@ import (
 	"github.com/eddy-stream/eddy/storage/fileutil"
 	"github.com/eddy-stream/eddy/storage/ingestlog"
 	"github.com/eddy-stream/eddy/storage/state"
+	"github.com/eddy-stream/eddy/test/eddytest"
 )
 
 // countSink is the in-process sink of the replay benchmarks: it counts what
@@ -269,7 +270,7 @@ func (r *running) figures() figures {
 // and dead-lettered ones count as taken) and returns the time since start.
 func (r *running) waitKeyed(want int64, timeout time.Duration) time.Duration {
 	r.e.b.Helper()
-	ok := waitFor(timeout, 2*time.Millisecond, func() bool {
+	ok := eddytest.Poll(timeout, 2*time.Millisecond, func() bool {
 		select {
 		case err := <-r.done:
 			r.e.b.Fatalf("job ended early: %v", err)

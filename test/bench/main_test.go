@@ -2,73 +2,26 @@ package bench
 
 import (
 	"bufio"
-	"flag"
 	"fmt"
-	"net"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"runtime"
 	"runtime/debug"
 	"strconv"
 	"strings"
 	"sync"
 	"testing"
-	"time"
 
+	"github.com/eddy-stream/eddy/test/eddytest"
 	"github.com/eddy-stream/eddy/test/mqtttest"
 )
 
-// eddyBin is the eddy binary built by TestMain for the end-to-end
-// benchmarks ("" when no benchmark runs).
-var (
-	eddyBin   string
-	eddyBuild error
-)
-
+// TestMain stops the shared broker and removes the eddy binary (built by
+// test/eddytest on first use) once every benchmark has run.
 func TestMain(m *testing.M) {
-	flag.Parse()
-	var tmp string
-	if f := flag.Lookup("test.bench"); f != nil && f.Value.String() != "" {
-		var err error
-		if tmp, err = os.MkdirTemp("", "eddy-bench-bin-"); err != nil {
-			fmt.Fprintln(os.Stderr, "bench:", err)
-			os.Exit(1)
-		}
-		eddyBin = filepath.Join(tmp, "eddy")
-		eddyBuild = buildEddy(eddyBin)
-	}
 	code := m.Run()
 	procTB.cleanup()
-	if tmp != "" {
-		os.RemoveAll(tmp)
-	}
+	eddytest.RemoveBinary()
 	os.Exit(code)
-}
-
-// buildEddy builds cmd/eddy as make build does.
-func buildEddy(out string) error {
-	goBin := filepath.Join(runtime.GOROOT(), "bin", "go")
-	if _, err := os.Stat(goBin); err != nil {
-		goBin = "go"
-	}
-	cmd := exec.Command(goBin, "build", "-ldflags", "-X github.com/eddy-stream/eddy/daemon.Version=bench",
-		"-o", out, "github.com/eddy-stream/eddy/cmd/eddy")
-	if b, err := cmd.CombinedOutput(); err != nil {
-		return fmt.Errorf("go build ./cmd/eddy: %v\n%s", err, b)
-	}
-	return nil
-}
-
-func needEddy(b *testing.B) string {
-	b.Helper()
-	if eddyBuild != nil {
-		b.Fatal(eddyBuild)
-	}
-	if eddyBin == "" {
-		b.Fatal("eddy binary not built (TestMain builds it when -bench is set)")
-	}
-	return eddyBin
 }
 
 // processTB lets the mosquitto of mqtttest live for the whole test binary,
@@ -190,28 +143,6 @@ func cpuSeconds(pid int) float64 {
 	ut, _ := strconv.ParseFloat(f[11], 64)
 	st, _ := strconv.ParseFloat(f[12], 64)
 	return (ut + st) / 100 // USER_HZ is 100 on Linux
-}
-
-func freePort(b *testing.B) int {
-	b.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
-
-// waitFor polls cond every interval until it holds or timeout passes.
-func waitFor(timeout, interval time.Duration, cond func() bool) bool {
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			return false
-		}
-		time.Sleep(interval)
-	}
-	return true
 }
 
 // reportLoad reports the 1-minute load average of the machine at the end

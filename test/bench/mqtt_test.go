@@ -2,9 +2,7 @@ package bench
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -15,10 +13,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/eddy-stream/eddy/daemon"
 	"github.com/eddy-stream/eddy/pipeline"
 	"github.com/eddy-stream/eddy/pipeline/mqttio"
 	"github.com/eddy-stream/eddy/simulate"
 	"github.com/eddy-stream/eddy/storage/ingestlog"
+	"github.com/eddy-stream/eddy/test/eddytest"
 )
 
 // The MQTT benchmarks share one mosquitto (sharedBroker) and one fleet:
@@ -191,27 +191,8 @@ log:
   format: text
 `
 
-// overview is the part of GET /api/v1/overview the benchmarks read (the
-// JSON of daemon.Overview).
-type overview struct {
-	Running bool `json:"running"`
-	Tasks   []struct {
-		Name        string `json:"name"`
-		Kind        string `json:"kind"`
-		RecordsIn   int64  `json:"records_in"`
-		DeadLetters int64  `json:"dead_letters"`
-		LateEvents  int64  `json:"late_events"`
-	} `json:"tasks"`
-	Ingest []struct {
-		Connected bool  `json:"connected"`
-		Received  int64 `json:"messages_received"`
-		Acked     int64 `json:"messages_acknowledged"`
-	} `json:"ingest"`
-}
-
-// sourceRecords is records_in of the source task(s): tasks[0] with the
-// demo's one source subtask.
-func (o *overview) sourceRecords() int64 {
+// sourceRecords is records_in of the source task(s).
+func sourceRecords(o daemon.Overview) int64 {
 	var n int64
 	for _, t := range o.Tasks {
 		if t.Kind == "source" {
@@ -221,104 +202,13 @@ func (o *overview) sourceRecords() int64 {
 	return n
 }
 
-// eddyProc is a running eddy binary.
-type eddyProc struct {
-	cmd  *exec.Cmd
-	api  string
-	logf string
-	done chan error
-}
-
-func startEddy(b *testing.B, brokerURL string) *eddyProc {
+// startEddy runs the eddy binary on e2eConfig against brokerURL, ready.
+func startEddy(b *testing.B, brokerURL string) *eddytest.Process {
 	b.Helper()
-	bin := needEddy(b)
-	dir := b.TempDir()
-	api := "127.0.0.1:" + strconv.Itoa(freePort(b))
-	cfg := filepath.Join(dir, "config.yaml")
 	clientID := "eddy-bench-" + strconv.FormatInt(time.Now().UnixNano(), 36)
-	if err := os.WriteFile(cfg, []byte(fmt.Sprintf(e2eConfig, filepath.Join(dir, "data"), brokerURL, clientID, api)), 0o600); err != nil {
-		b.Fatal(err)
-	}
-	p := &eddyProc{api: "http://" + api, logf: filepath.Join(dir, "eddy.log"), done: make(chan error, 1)}
-	lf, err := os.Create(p.logf)
-	if err != nil {
-		b.Fatal(err)
-	}
-	p.cmd = exec.Command(bin, "run", "--config", cfg)
-	p.cmd.Stdout, p.cmd.Stderr = lf, lf
-	if err := p.cmd.Start(); err != nil {
-		lf.Close()
-		b.Fatal(err)
-	}
-	go func() { p.done <- p.cmd.Wait(); lf.Close() }()
-	b.Cleanup(func() { p.stop(b) })
-	ok := waitFor(60*time.Second, 20*time.Millisecond, func() bool {
-		select {
-		case err := <-p.done:
-			p.done <- err
-			return true
-		default:
-		}
-		o, err := p.overview()
-		return err == nil && o.Running && len(o.Ingest) == 1 && o.Ingest[0].Connected
-	})
-	select {
-	case err := <-p.done:
-		p.done <- err
-		b.Fatalf("eddy exited: %v\n%s", err, p.logTail())
-	default:
-	}
-	if !ok {
-		b.Fatalf("eddy did not come up with a connected source\n%s", p.logTail())
-	}
-	return p
-}
-
-func (p *eddyProc) overview() (overview, error) {
-	var o overview
-	c := http.Client{Timeout: 5 * time.Second}
-	resp, err := c.Get(p.api + "/api/v1/overview")
-	if err != nil {
-		return o, err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return o, fmt.Errorf("overview: %s", resp.Status)
-	}
-	return o, json.NewDecoder(resp.Body).Decode(&o)
-}
-
-func (p *eddyProc) logTail() string {
-	b, _ := os.ReadFile(p.logf)
-	if len(b) > 4000 {
-		b = b[len(b)-4000:]
-	}
-	return string(b)
-}
-
-// stop sends SIGTERM and waits (SIGKILL after 30 s).
-func (p *eddyProc) stop(b *testing.B) {
-	if p.cmd.Process == nil {
-		return
-	}
-	select {
-	case err := <-p.done:
-		p.done <- err
-		return
-	default:
-	}
-	_ = p.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case err := <-p.done:
-		p.done <- err
-		if err != nil {
-			b.Logf("eddy exited: %v\n%s", err, p.logTail())
-		}
-	case <-time.After(30 * time.Second):
-		_ = p.cmd.Process.Kill()
-		p.done <- <-p.done
-		b.Logf("eddy did not stop within 30 s of SIGTERM; killed")
-	}
+	return eddytest.Start(b, eddytest.Config{YAML: func(in *eddytest.Instance) string {
+		return fmt.Sprintf(e2eConfig, in.DataDir, brokerURL, clientID, in.HTTPAddr)
+	}})
 }
 
 // brokerPID finds the mosquitto child of this process.
@@ -354,47 +244,28 @@ func benchEndToEnd(b *testing.B, c e2eCase) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
 
-	pub := mqttio.NewPublisher(mqttio.ClientOptions{
-		Broker: br.URL(), ClientID: "eddy-bench-pub-" + strconv.FormatInt(time.Now().UnixNano(), 36),
-		CleanSession: true, ReconnectMaxInterval: time.Second,
-	})
-	defer pub.Close()
-	if err := pub.Start(ctx); err != nil {
-		b.Fatal(err)
-	}
+	f := eddytest.NewFeeder(b, br.URL(), "eddy-bench-pub-"+strconv.FormatInt(time.Now().UnixNano(), 36))
+	pub := f.Publisher()
 	// Probe until eddy's subscription is in place and the probes are
 	// through, so that the measurement starts from a quiet baseline.
-	probe := []byte(fmt.Sprintf(`{"ts":%d,"temperature":20,"humidity":50}`, simulate.DefaultStart.UnixMilli()))
-	var base overview
-	ok := waitFor(30*time.Second, 50*time.Millisecond, func() bool {
-		if err := pub.Publish(ctx, "sensors/site-1/probe/telemetry", probe, 1, false); err != nil {
-			b.Fatal(err)
-		}
-		o, err := p.overview()
-		return err == nil && o.Ingest[0].Received > 0
-	})
-	if !ok {
-		b.Fatalf("eddy received no probe within 30 s\n%s", p.logTail())
-	}
-	if err := pub.Flush(ctx); err != nil {
-		b.Fatal(err)
-	}
+	p.Probe(f)
+	var base daemon.Overview
 	var last int64 = -1
-	waitFor(30*time.Second, 200*time.Millisecond, func() bool {
-		o, err := p.overview()
-		if err != nil {
+	eddytest.Poll(30*time.Second, 200*time.Millisecond, func() bool {
+		var o daemon.Overview
+		if p.GetJSON("/api/v1/overview", &o) != nil {
 			return false
 		}
 		base = o
 		in := o.Ingest[0]
-		settled := in.Received == last && in.Acked == in.Received && o.sourceRecords() == in.Received
+		settled := in.Received == last && in.Acked == in.Received && sourceRecords(o) == in.Received
 		last = in.Received
 		return settled
 	})
 	wantAcked := base.Ingest[0].Acked + int64(len(msgs))
-	wantRecords := base.sourceRecords() + readings
+	wantRecords := sourceRecords(base) + readings
 
-	eddyPID, mqPID := p.cmd.Process.Pid, brokerPID()
+	eddyPID, mqPID := p.Pid(), brokerPID()
 	eddyCPU0, mqCPU0, selfCPU0 := cpuSeconds(eddyPID), cpuSeconds(mqPID), cpuSeconds(os.Getpid())
 	stopPerf := perfRecord(b, eddyPID)
 	b.ResetTimer()
@@ -412,14 +283,14 @@ func benchEndToEnd(b *testing.B, c e2eCase) {
 			b.Error(err)
 		}
 	}()
-	var final overview
-	ok = waitFor(10*time.Minute, 10*time.Millisecond, func() bool {
-		o, err := p.overview()
-		if err != nil {
+	var final daemon.Overview
+	ok := eddytest.Poll(10*time.Minute, 10*time.Millisecond, func() bool {
+		var o daemon.Overview
+		if p.GetJSON("/api/v1/overview", &o) != nil {
 			return false
 		}
 		final = o
-		return o.Ingest[0].Acked >= wantAcked && o.sourceRecords() >= wantRecords
+		return o.Ingest[0].Acked >= wantAcked && sourceRecords(o) >= wantRecords
 	})
 	el := time.Since(start)
 	b.StopTimer()
@@ -427,7 +298,7 @@ func benchEndToEnd(b *testing.B, c e2eCase) {
 	pubEl := <-pubDone
 	if !ok {
 		b.Fatalf("not done: acked %d of %d, records_in %d of %d\n%s", final.Ingest[0].Acked, wantAcked,
-			final.sourceRecords(), wantRecords, p.logTail())
+			sourceRecords(final), wantRecords, eddytest.Tail(p.LogPath, 40))
 	}
 	eddyCPU, mqCPU, selfCPU := cpuSeconds(eddyPID)-eddyCPU0, cpuSeconds(mqPID)-mqCPU0, cpuSeconds(os.Getpid())-selfCPU0
 	rss := peakRSSMiB(b, strconv.Itoa(eddyPID))
@@ -519,7 +390,7 @@ func BenchmarkIngest(b *testing.B) {
 				CleanSession: true, ReconnectMaxInterval: time.Second,
 			})
 			defer pub.Close()
-			if !waitFor(30*time.Second, 50*time.Millisecond, func() bool {
+			if !eddytest.Poll(30*time.Second, 50*time.Millisecond, func() bool {
 				if err := pub.Publish(ctx, msgs[0].topic, msgs[0].payload, 1, false); err != nil {
 					b.Fatal(err)
 				}
@@ -531,7 +402,7 @@ func BenchmarkIngest(b *testing.B) {
 				b.Fatal(err)
 			}
 			last := int64(-1)
-			waitFor(30*time.Second, 200*time.Millisecond, func() bool {
+			eddytest.Poll(30*time.Second, 200*time.Millisecond, func() bool {
 				r := in.Received.Load()
 				settled := r == last && in.Acked.Load() == r
 				last = r
@@ -550,7 +421,7 @@ func BenchmarkIngest(b *testing.B) {
 					}
 				}
 			}()
-			ok := waitFor(10*time.Minute, 2*time.Millisecond, func() bool { return in.Acked.Load() >= want })
+			ok := eddytest.Poll(10*time.Minute, 2*time.Millisecond, func() bool { return in.Acked.Load() >= want })
 			el := time.Since(start)
 			prof()
 			b.StopTimer()

@@ -12,6 +12,7 @@ import (
 	"github.com/eddy-stream/eddy/pipeline"
 	"github.com/eddy-stream/eddy/simulate"
 	"github.com/eddy-stream/eddy/storage/checkpoint"
+	"github.com/eddy-stream/eddy/test/eddytest"
 )
 
 // The state benchmarks build keyed state through the real pipeline:
@@ -183,7 +184,7 @@ func BenchmarkCheckpointSync(b *testing.B) {
 	t0 := time.Now()
 	r.job.SetCheckpointTiming(time.Second, 0)
 	target := f0.keyedIn + updates
-	ok := waitFor(20*time.Minute, 5*time.Millisecond, func() bool {
+	ok := eddytest.Poll(20*time.Minute, 5*time.Millisecond, func() bool {
 		f := r.figures()
 		return f.keyedIn+f.dead+f.late >= target
 	})
@@ -195,7 +196,7 @@ func BenchmarkCheckpointSync(b *testing.B) {
 		b.Fatalf("updates not processed: %+v", r.figures())
 	}
 	// Let a checkpoint in flight finish.
-	waitFor(time.Minute, 20*time.Millisecond, func() bool { return r.job.Stats().Overview().Counts.InProgress == 0 })
+	eddytest.Poll(time.Minute, 20*time.Millisecond, func() bool { return r.job.Stats().Overview().Counts.InProgress == 0 })
 	var syncs, asyncs []float64
 	var stateSize int64
 	var n int

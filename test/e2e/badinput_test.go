@@ -89,15 +89,15 @@ func TestBadInputEndToEnd(t *testing.T) {
 				Parallelism: 2, Stages: windowStages("{type: tumbling, size: 10s}"), ResultsFrom: "per_device",
 				Sources: []source{{Name: "readings", OOO: "2s", NoTopicFields: true}},
 			})
-			e.startReady()
-			e.probe(f)
-			f.mustSend(t, s.msgs)
+			e.StartReady()
+			e.Probe(f)
+			f.MustSend(t, s.msgs)
 
 			wantWin := oracle.Compute(toOracle(s.good), oracle.Window{Type: "tumbling", Size: 10000}, windowAggs, closeAt(s.endTS, 2*time.Second))
 			got := e.waitResults("per_device", []string{"site", "device"}, wantWin)
 			compareResults(t, "results", got, wantWin, windowAggs)
 
-			ov := e.overview()
+			ov := e.Overview()
 			if ov.DeadLetters != int64(wantTotal) || ov.LateEvents != 0 {
 				t.Errorf("overview: dead_letters %d, late_events %d; want %d, 0 (bad messages: %v)", ov.DeadLetters, ov.LateEvents, wantTotal, s.bad)
 			}
@@ -181,10 +181,10 @@ func TestEmptyTopicLevelIsMissingKey(t *testing.T) {
 		Parallelism: 1, Stages: windowStages("{type: tumbling, size: 10s}"), ResultsFrom: "per_device",
 		Sources: []source{{Name: "readings", OOO: "2s"}},
 	})
-	e.startReady()
-	e.probe(f)
-	f.mustSend(t, msgs)
-	f.mustSend(t, s.end())
+	e.StartReady()
+	e.Probe(f)
+	f.MustSend(t, msgs)
+	f.MustSend(t, s.end())
 
 	want := oracle.Compute(toOracle(good), oracle.Window{Type: "tumbling", Size: 10000}, windowAggs, closeAt(s.endTS, 2*time.Second))
 	got := e.waitResults("per_device", []string{"site", "device"}, want)
@@ -195,7 +195,7 @@ func TestEmptyTopicLevelIsMissingKey(t *testing.T) {
 			missingKey++
 		}
 	}
-	if ov := e.overview(); ov.DeadLetters != int64(wantDead) || missingKey != wantDead {
+	if ov := e.Overview(); ov.DeadLetters != int64(wantDead) || missingKey != wantDead {
 		t.Errorf("readings without a device (empty topic level, no payload field): %d dead-lettered as missing key field device, overview dead_letters %d; want %d",
 			missingKey, ov.DeadLetters, wantDead)
 	}

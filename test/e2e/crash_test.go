@@ -11,7 +11,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/eddy-stream/eddy/daemon"
 	"github.com/eddy-stream/eddy/simulate"
+	"github.com/eddy-stream/eddy/test/eddytest"
 	"github.com/eddy-stream/eddy/test/oracle"
 )
 
@@ -141,16 +143,16 @@ func runCrashLoop(t *testing.T, v crashVariant, seed uint64) {
 	for i, st := range steps {
 		chunk := body[i*len(body)/v.chunks : (i+1)*len(body)/v.chunks]
 		if st.whileDown {
-			f.mustSend(t, chunk)
+			f.MustSend(t, chunk)
 		}
 		var env []string
 		if st.failpoint != "" {
 			env = append(env, "EDDY_FAILPOINTS="+st.failpoint)
 		}
-		p := e.start(env...)
+		p := e.Start(env...)
 		if i == 0 {
-			e.waitReady(p)
-			e.probe(f)
+			p.WaitReady()
+			e.Probe(f)
 		}
 		sent := make(chan error, 1)
 		if st.whileDown {
@@ -159,7 +161,7 @@ func runCrashLoop(t *testing.T, v crashVariant, seed uint64) {
 			// Trickle the chunk, so that kills land while eddy reads it.
 			go func() {
 				for j := 0; j < len(chunk); j += 100 {
-					if err := f.send(chunk[j:min(j+100, len(chunk))]); err != nil {
+					if err := f.Send(chunk[j:min(j+100, len(chunk))]); err != nil {
 						sent <- err
 						return
 					}
@@ -171,21 +173,21 @@ func runCrashLoop(t *testing.T, v crashVariant, seed uint64) {
 		how := ""
 		switch {
 		case st.failpoint != "":
-			if !e.waitExit(20 * time.Second) {
+			if !e.WaitExit(20 * time.Second) {
 				// Say what eddy is doing, then keep waiting.
-				var o overview
-				err := e.getJSON("/api/v1/overview", &o)
+				var o daemon.Overview
+				err := e.GetJSON("/api/v1/overview", &o)
 				t.Logf("run %d: failpoint %s has not fired after 20 s; ingest %+v (%v)", i+1, st.failpoint, o.Ingest, err)
 			}
-			if !e.waitExit(resultsTimeout) {
+			if !e.WaitExit(resultsTimeout) {
 				t.Errorf("run %d: failpoint %s did not fire within %v", i+1, st.failpoint, resultsTimeout)
-				e.dumpGoroutines()
-				e.kill()
+				e.DumpGoroutines()
+				e.Kill()
 				how = "failpoint did not fire, killed"
 				break
 			}
-			if !p.signaled(syscall.SIGKILL) {
-				t.Fatalf("run %d with %s ended by itself, not by SIGKILL: %v\n%s", i+1, st.failpoint, p.waitErr, tail(p.logPath, 40))
+			if !p.Signaled(syscall.SIGKILL) {
+				t.Fatalf("run %d with %s ended by itself, not by SIGKILL: %v\n%s", i+1, st.failpoint, p.ExitErr(), eddytest.Tail(p.LogPath, 40))
 			}
 			fired[strings.SplitN(st.failpoint, "=", 2)[0]]++
 			how = "failpoint " + st.failpoint
@@ -195,15 +197,15 @@ func runCrashLoop(t *testing.T, v crashVariant, seed uint64) {
 			time.Sleep(d)
 			how = fmt.Sprintf("killed %v after exec", d)
 		default:
-			e.waitReady(p)
+			p.WaitReady()
 			d := time.Duration(rng.IntN(1200)) * time.Millisecond
 			time.Sleep(d)
 			how = fmt.Sprintf("killed %v after ready", d)
 		}
-		if p.exited() && st.failpoint == "" {
-			t.Fatalf("run %d ended by itself: %v\n%s", i+1, p.waitErr, tail(p.logPath, 40))
+		if p.Exited() && st.failpoint == "" {
+			t.Fatalf("run %d ended by itself: %v\n%s", i+1, p.ExitErr(), eddytest.Tail(p.LogPath, 40))
 		}
-		e.kill()
+		e.Kill()
 		kills++
 		if err := <-sent; err != nil {
 			t.Fatalf("publish chunk %d: %v", i+1, err)
@@ -219,19 +221,19 @@ func runCrashLoop(t *testing.T, v crashVariant, seed uint64) {
 
 	// The end marker closes every window at once: kill eddy while it fires
 	// and publishes them, then let the last run finish.
-	f.mustSend(t, s.end())
+	f.MustSend(t, s.end())
 	for i := range v.endKills {
-		p := e.startReady()
+		p := e.StartReady()
 		d := time.Duration(rng.IntN(400)) * time.Millisecond
 		time.Sleep(d)
-		if p.exited() {
-			t.Fatalf("run ended by itself: %v\n%s", p.waitErr, tail(p.logPath, 40))
+		if p.Exited() {
+			t.Fatalf("run ended by itself: %v\n%s", p.ExitErr(), eddytest.Tail(p.LogPath, 40))
 		}
-		e.kill()
+		e.Kill()
 		kills++
 		t.Logf("end marker run %d: killed %v after ready", i+1, d)
 	}
-	e.startReady()
+	e.StartReady()
 	want := oracle.Compute(toOracle(s.good), v.ow, windowAggs, closeAt(s.endTS, v.ooo))
 	got := e.waitResults("per_device", []string{"site", "device"}, want)
 	compareResults(t, "results file", got, want, windowAggs)

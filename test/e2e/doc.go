@@ -1,7 +1,8 @@
-// Package e2e holds the end-to-end tests of eddy: the real binary, built
-// once per run, against a real mosquitto (test/mqtttest), fed the
-// deterministic stream of package simulate and checked, result by result,
-// against test/oracle.
+// Package e2e holds the end-to-end tests of eddy: the real binary, run by
+// the harness of test/eddytest, against a real mosquitto (test/mqtttest),
+// fed the deterministic stream of package simulate and checked, result by
+// result, against test/oracle. The tests of remote checkpoints are next
+// door, in test/e2e/remote.
 //
 // Every test writes its configuration and data directory under
 // t.TempDir(), talks to 127.0.0.1 only, captures eddy's stderr (JSON logs)

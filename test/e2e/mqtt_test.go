@@ -7,6 +7,7 @@ import (
 
 	"github.com/eddy-stream/eddy/pipeline/mqttio"
 	"github.com/eddy-stream/eddy/simulate"
+	"github.com/eddy-stream/eddy/test/eddytest"
 	"github.com/eddy-stream/eddy/test/mqtttest"
 	"github.com/eddy-stream/eddy/test/oracle"
 )
@@ -28,7 +29,7 @@ const subscriberProbe = "e2e/probe"
 
 // subscribe subscribes to filter at QoS 1 and returns once the
 // subscription is in place (a probe published afterwards came back).
-func subscribe(t *testing.T, b *mqtttest.Broker, f *feeder, filter string) *subscriber {
+func subscribe(t *testing.T, b *mqtttest.Broker, f *eddytest.Feeder, filter string) *subscriber {
 	t.Helper()
 	s := &subscriber{probed: make(chan struct{}, 1)}
 	src := mqttio.NewSource(mqttio.ClientOptions{
@@ -52,7 +53,7 @@ func subscribe(t *testing.T, b *mqtttest.Broker, f *feeder, filter string) *subs
 	t.Cleanup(func() { src.Close() })
 	deadline := time.Now().Add(readyTimeout)
 	for {
-		if err := f.send([]simulate.Message{{Topic: subscriberProbe, Payload: []byte("probe")}}); err != nil {
+		if err := f.Send([]simulate.Message{{Topic: subscriberProbe, Payload: []byte("probe")}}); err != nil {
 			t.Fatal(err)
 		}
 		select {
@@ -78,16 +79,15 @@ func (s *subscriber) messages() []received {
 // received.
 func (s *subscriber) waitResults(t *testing.T, appliance, stage string, keyFields []string, want map[string]oracle.Result) *resultSet {
 	t.Helper()
-	deadline := time.Now().Add(60 * time.Second)
-	for {
+	var rs *resultSet
+	// By the deadline, rs is what arrived: the caller compares it.
+	eddytest.Poll(60*time.Second, eddytest.PollEvery, func() bool {
 		var lines []string
 		for _, m := range s.messages() {
 			lines = append(lines, m.Payload)
 		}
-		rs := collectResults(lines, appliance, stage, keyFields)
-		if rs.missing(want) == 0 || time.Now().After(deadline) {
-			return rs
-		}
-		time.Sleep(pollEvery)
-	}
+		rs = collectResults(lines, appliance, stage, keyFields)
+		return rs.missing(want) == 0
+	})
+	return rs
 }

@@ -8,7 +8,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/eddy-stream/eddy/pipeline"
 	"github.com/eddy-stream/eddy/simulate"
+	"github.com/eddy-stream/eddy/test/eddytest"
 	"github.com/eddy-stream/eddy/test/oracle"
 )
 
@@ -30,6 +32,23 @@ func restartConfig() config {
 	}
 }
 
+// firstHalf starts a broker and eddy on c, feeds it the first half of the
+// body of restartStream(seed) and waits until eddy has read it.
+func firstHalf(t *testing.T, seed int64, c config) (e *eddy, f *eddytest.Feeder, s *stream, body []simulate.Message, half int) {
+	t.Helper()
+	s = restartStream(t, seed)
+	body = s.body()
+	half = len(body) / 2
+	b := startBroker(t)
+	f = newFeeder(t, b, "e2e-feeder")
+	e = newEddy(t, b, c)
+	e.StartReady()
+	e.Probe(f)
+	f.MustSend(t, body[:half])
+	e.waitCaughtUp(map[string]int64{"readings": int64(half)})
+	return e, f, s, body, half
+}
+
 // TestRestartResumes stops eddy cleanly (SIGTERM) half way through a stream
 // and starts it again: it restores the last checkpoint completed before the
 // stop (GET /api/v1/checkpoints: counts.restored 1, latest.restored.id),
@@ -48,29 +67,19 @@ func TestRestartResumes(t *testing.T) {
 		{"full snappy snapshots", "rocksdb", "  incremental: false\n  compression: snappy\n", "full"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			s := restartStream(t, 31)
-			body := s.body()
-			half := len(body) / 2
-			b := startBroker(t)
-			f := newFeeder(t, b, "e2e-feeder")
 			c := restartConfig()
 			c.Timers, c.Checkpointing = tc.timers, tc.checkpointing
-			e := newEddy(t, b, c)
-
-			e.startReady()
-			e.probe(f)
-			f.mustSend(t, body[:half])
-			e.waitCaughtUp(map[string]int64{"readings": int64(half)})
-			e.trigger()
-			before := e.checkpoints()
+			e, f, s, body, half := firstHalf(t, 31, c)
+			e.Trigger()
+			before := e.Checkpoints()
 			if before.Counts.Restored != 0 || before.Latest.Restored != nil {
 				t.Errorf("first run reports a restore: %+v", before.Counts)
 			}
 			if before.Latest.Completed == nil {
 				t.Fatal("no completed checkpoint in the first run")
 			}
-			e.stop()
-			ids := completedCheckpoints(t, e.path("checkpoints"))
+			e.Stop()
+			ids := completedCheckpoints(e.Path("checkpoints"))
 			if len(ids) == 0 {
 				t.Fatal("no checkpoint on disk after the stop")
 			}
@@ -78,22 +87,22 @@ func TestRestartResumes(t *testing.T) {
 			if last < before.Latest.Completed.ID {
 				t.Fatalf("newest checkpoint on disk is %d, the API said %d before the stop", last, before.Latest.Completed.ID)
 			}
-			md := readMetadata(t, filepath.Join(e.path("checkpoints"), fmt.Sprintf("chk-%d", last), "_metadata"))
+			md := readMetadata(t, filepath.Join(e.Path("checkpoints"), fmt.Sprintf("chk-%d", last), "_metadata"))
 			for name, ts := range md.Tasks {
 				if strings.HasPrefix(name, "per_device-") && ts.Kind != tc.kind {
 					t.Errorf("chk-%d task %s is %q, want %q", last, name, ts.Kind, tc.kind)
 				}
 			}
 
-			e.startReady()
-			after := e.checkpoints()
+			e.StartReady()
+			after := e.Checkpoints()
 			if after.Counts.Restored != 1 || after.Latest.Restored == nil || after.Latest.Restored.ID != last {
 				t.Errorf("after restart: counts.restored %d, latest.restored %+v; want 1 and id %d", after.Counts.Restored, after.Latest.Restored, last)
 			} else if after.Latest.Restored.Source != "local" {
 				t.Errorf("restored from %q, want local", after.Latest.Restored.Source)
 			}
-			f.mustSend(t, body[half:])
-			f.mustSend(t, s.end())
+			f.MustSend(t, body[half:])
+			f.MustSend(t, s.end())
 			want := oracle.Compute(toOracle(s.good), oracle.Window{Type: "tumbling", Size: 10000}, windowAggs, closeAt(s.endTS, restartOOO))
 			got := e.waitResults("per_device", []string{"site", "device"}, want)
 			compareResults(t, "results over two runs", got, want, windowAggs)
@@ -110,20 +119,12 @@ func TestRestartResumes(t *testing.T) {
 // periodic checkpoint) the windows the published readings closed must be
 // in the results file once eddy has exited.
 func TestStopTakesFinalCheckpoint(t *testing.T) {
-	s := restartStream(t, 32)
-	body := s.body()
-	part := body[:len(body)/2]
-	b := startBroker(t)
-	f := newFeeder(t, b, "e2e-feeder")
 	c := restartConfig()
 	c.Interval = "1h" // no periodic checkpoint during the test
-	e := newEddy(t, b, c)
-	e.startReady()
-	e.probe(f)
-	f.mustSend(t, part)
-	e.waitCaughtUp(map[string]int64{"readings": int64(len(part))})
-	next := e.overview().Ingest[0].NextOffset
-	e.stop()
+	e, _, _, body, half := firstHalf(t, 32, c)
+	part := body[:half]
+	next := e.Overview().Ingest[0].NextOffset
+	e.Stop()
 
 	var rs []simulate.Reading
 	maxTS := int64(0)
@@ -135,10 +136,10 @@ func TestStopTakesFinalCheckpoint(t *testing.T) {
 	}
 	want := oracle.Compute(toOracle(rs), oracle.Window{Type: "tumbling", Size: 10000}, windowAggs, closeAt(maxTS, restartOOO))
 	got := e.readResults("per_device", []string{"site", "device"})
-	ids := completedCheckpoints(t, e.path("checkpoints"))
+	ids := completedCheckpoints(e.Path("checkpoints"))
 	final := "none"
 	if len(ids) > 0 {
-		md := readMetadata(t, filepath.Join(e.path("checkpoints"), fmt.Sprintf("chk-%d", ids[len(ids)-1]), "_metadata"))
+		md := readMetadata(t, filepath.Join(e.Path("checkpoints"), fmt.Sprintf("chk-%d", ids[len(ids)-1]), "_metadata"))
 		final = fmt.Sprintf("chk-%d at offset %d", md.ID, md.Sources["readings"].Offset)
 	}
 	if n := got.missing(want); n > 0 {
@@ -169,34 +170,25 @@ func TestCorruptCheckpointFallsBack(t *testing.T) {
 		}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			s := restartStream(t, 33)
-			body := s.body()
-			half := len(body) / 2
-			b := startBroker(t)
-			f := newFeeder(t, b, "e2e-feeder")
-			e := newEddy(t, b, restartConfig())
-			e.startReady()
-			e.probe(f)
-			f.mustSend(t, body[:half])
-			e.waitCaughtUp(map[string]int64{"readings": int64(half)})
-			e.trigger()
-			e.trigger()
-			e.stop()
+			e, f, s, body, half := firstHalf(t, 33, restartConfig())
+			e.Trigger()
+			e.Trigger()
+			e.Stop()
 
-			ids := completedCheckpoints(t, e.path("checkpoints"))
+			ids := completedCheckpoints(e.Path("checkpoints"))
 			if len(ids) < 2 {
 				t.Fatalf("want two checkpoints to choose from, have %v", ids)
 			}
 			bad, prev := ids[len(ids)-1], ids[len(ids)-2]
-			chk := filepath.Join(e.path("checkpoints"), fmt.Sprintf("chk-%d", bad))
+			chk := filepath.Join(e.Path("checkpoints"), fmt.Sprintf("chk-%d", bad))
 			tc.corrupt(t, chk)
 
-			e.startReady()
-			e.waitFor(fmt.Sprintf("checkpoint %d to be restored", prev), resultsTimeout, func() bool {
-				var o cpOverview
-				return e.getJSON("/api/v1/checkpoints", &o) == nil && o.Latest.Restored != nil && o.Latest.Restored.ID == prev
+			e.StartReady()
+			e.WaitFor(fmt.Sprintf("checkpoint %d to be restored", prev), resultsTimeout, func() bool {
+				var o pipeline.CheckpointsOverview
+				return e.GetJSON("/api/v1/checkpoints", &o) == nil && o.Latest.Restored != nil && o.Latest.Restored.ID == prev
 			})
-			if o := e.checkpoints(); o.Counts.Restored != 1 {
+			if o := e.Checkpoints(); o.Counts.Restored != 1 {
 				t.Errorf("counts.restored = %d, want 1", o.Counts.Restored)
 			}
 			matches, _ := filepath.Glob(chk + ".broken*")
@@ -210,8 +202,9 @@ func TestCorruptCheckpointFallsBack(t *testing.T) {
 			// failed verification (when _metadata is read) or is corrupt
 			// (when the SST checksums are checked, after the restore began).
 			said := false
-			for _, r := range logRecords(e.current()) {
-				msg, _ := r["msg"].(string)
+			for _, l := range e.Logs() {
+				r := l.Attr
+				msg := l.Msg()
 				id, _ := r["checkpoint"].(float64)
 				if r["level"] == "ERROR" && int64(id) == bad && (strings.Contains(msg, "failed verification") || strings.Contains(msg, "corrupt")) {
 					said = true
@@ -221,8 +214,8 @@ func TestCorruptCheckpointFallsBack(t *testing.T) {
 				t.Errorf("the log has no error saying that checkpoint %d failed verification", bad)
 			}
 
-			f.mustSend(t, body[half:])
-			f.mustSend(t, s.end())
+			f.MustSend(t, body[half:])
+			f.MustSend(t, s.end())
 			want := oracle.Compute(toOracle(s.good), oracle.Window{Type: "tumbling", Size: 10000}, windowAggs, closeAt(s.endTS, restartOOO))
 			got := e.waitResults("per_device", []string{"site", "device"}, want)
 			compareResults(t, "results", got, want, windowAggs)
@@ -272,21 +265,12 @@ func flipSSTByte(t *testing.T, chk string) {
 // again. The test stops eddy, leaves such a torn line and restarts it:
 // every line must be a whole result and every window present.
 func TestResultFileTornTail(t *testing.T) {
-	s := restartStream(t, 34)
-	body := s.body()
-	half := len(body) / 2
-	b := startBroker(t)
-	f := newFeeder(t, b, "e2e-feeder")
-	e := newEddy(t, b, restartConfig())
-	e.startReady()
-	e.probe(f)
-	f.mustSend(t, body[:half])
-	e.waitCaughtUp(map[string]int64{"readings": int64(half)})
+	e, f, s, body, half := firstHalf(t, 34, restartConfig())
 	e.quiesce()
-	e.stop()
+	e.Stop()
 
 	const torn = `{"id":"e2e:per_device:site-1|dev-0001:17487792`
-	fh, err := os.OpenFile(e.path("results.jsonl"), os.O_WRONLY|os.O_APPEND, 0)
+	fh, err := os.OpenFile(e.Path("results.jsonl"), os.O_WRONLY|os.O_APPEND, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -295,9 +279,9 @@ func TestResultFileTornTail(t *testing.T) {
 	}
 	fh.Close()
 
-	e.startReady()
-	f.mustSend(t, body[half:])
-	f.mustSend(t, s.end())
+	e.StartReady()
+	f.MustSend(t, body[half:])
+	f.MustSend(t, s.end())
 	want := oracle.Compute(toOracle(s.good), oracle.Window{Type: "tumbling", Size: 10000}, windowAggs, closeAt(s.endTS, restartOOO))
 	got := e.waitResults("per_device", []string{"site", "device"}, want)
 	compareResults(t, "results", got, want, windowAggs)
@@ -311,43 +295,34 @@ func TestResultFileTornTail(t *testing.T) {
 func TestRescaleOnRestart(t *testing.T) {
 	for _, tc := range []struct{ from, to int }{{2, 3}, {3, 1}} {
 		t.Run(fmt.Sprintf("%d to %d", tc.from, tc.to), func(t *testing.T) {
-			s := restartStream(t, 35+int64(tc.to))
-			body := s.body()
-			half := len(body) / 2
-			b := startBroker(t)
-			f := newFeeder(t, b, "e2e-feeder")
 			c := restartConfig()
 			c.Parallelism, c.MaxParallelism = tc.from, 64
-			e := newEddy(t, b, c)
-			e.startReady()
-			e.probe(f)
-			f.mustSend(t, body[:half])
-			e.waitCaughtUp(map[string]int64{"readings": int64(half)})
-			e.trigger()
-			e.stop()
+			e, f, s, body, half := firstHalf(t, 35+int64(tc.to), c)
+			e.Trigger()
+			e.Stop()
 
-			e.startReady(fmt.Sprintf("EDDY_PIPELINE_PARALLELISM=%d", tc.to))
-			if o := e.checkpoints(); o.Counts.Restored != 1 {
+			e.StartReady(fmt.Sprintf("EDDY_PIPELINE_PARALLELISM=%d", tc.to))
+			if o := e.Checkpoints(); o.Counts.Restored != 1 {
 				t.Errorf("counts.restored = %d after the restart, want 1", o.Counts.Restored)
 			}
-			f.mustSend(t, body[half:])
-			f.mustSend(t, s.end())
+			f.MustSend(t, body[half:])
+			f.MustSend(t, s.end())
 			want := oracle.Compute(toOracle(s.good), oracle.Window{Type: "tumbling", Size: 10000}, windowAggs, closeAt(s.endTS, restartOOO))
 			got := e.waitResults("per_device", []string{"site", "device"}, want)
 			compareResults(t, "results", got, want, windowAggs)
 			checkKeyGroups(t, e, tc.to, 64)
-			e.stop()
+			e.Stop()
 
 			// max_parallelism is fixed for the life of the state.
-			p := e.start("EDDY_PIPELINE_MAX_PARALLELISM=32", fmt.Sprintf("EDDY_PIPELINE_PARALLELISM=%d", tc.to))
-			if !e.waitExit(exitTimeout) {
-				e.kill()
+			p := e.Start("EDDY_PIPELINE_MAX_PARALLELISM=32", fmt.Sprintf("EDDY_PIPELINE_PARALLELISM=%d", tc.to))
+			if !e.WaitExit(exitTimeout) {
+				e.Kill()
 				t.Fatalf("eddy runs with max_parallelism changed from 64 to 32")
 			}
-			if p.waitErr == nil {
+			if p.ExitErr() == nil {
 				t.Errorf("eddy exited 0 with max_parallelism changed")
 			}
-			if log := tail(p.logPath, 20); !strings.Contains(log, "max_parallelism") {
+			if log := eddytest.Tail(p.LogPath, 20); !strings.Contains(log, "max_parallelism") {
 				t.Errorf("the error does not name max_parallelism:\n%s", log)
 			}
 		})

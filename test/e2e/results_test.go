@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/eddy-stream/eddy/simulate"
+	"github.com/eddy-stream/eddy/test/eddytest"
 	"github.com/eddy-stream/eddy/test/oracle"
 )
 
@@ -288,7 +289,7 @@ func (e *eddy) readResults(stage string, keyFields []string) *resultSet {
 // readResultsFrom reads a results file under the data directory.
 func (e *eddy) readResultsFrom(file, stage string, keyFields []string) *resultSet {
 	e.t.Helper()
-	lines, partial, err := readLines(e.path(file))
+	lines, partial, err := readLines(e.Path(file))
 	if err != nil {
 		e.t.Fatal(err)
 	}
@@ -320,7 +321,7 @@ func (e *eddy) waitResultsWithin(d time.Duration, stage string, keyFields []stri
 	var last *resultSet
 	deadline := time.Now().Add(d)
 	for {
-		e.mustRun()
+		e.MustRun()
 		last = e.readResults(stage, keyFields)
 		if last.missing(want) == 0 {
 			break
@@ -336,7 +337,7 @@ func (e *eddy) waitResultsWithin(d time.Duration, stage string, keyFields []stri
 			e.t.Fatalf("timed out after %v: %d of %d windows delivered (%d lines, %d problems); missing:\n%s",
 				d, len(want)-last.missing(want), len(want), last.lines, len(last.problems), strings.Join(first(miss, 20), "\n"))
 		}
-		time.Sleep(pollEvery)
+		time.Sleep(eddytest.PollEvery)
 	}
 	e.quiesce()
 	return e.readResults(stage, keyFields)
@@ -357,7 +358,7 @@ type deadLetter struct {
 
 func (e *eddy) readDeadLetters() []deadLetter {
 	e.t.Helper()
-	lines, partial, err := readLines(e.path("dead-letters.jsonl"))
+	lines, partial, err := readLines(e.Path("dead-letters.jsonl"))
 	if err != nil {
 		e.t.Fatal(err)
 	}

@@ -37,9 +37,9 @@ func TestStagedOutputSurvivesSlowBroker(t *testing.T) {
 		Interval: "1h",
 	})
 	sub := subscribe(t, b, f, "results/#")
-	e.startReady()
-	e.probe(f)
-	f.mustSend(t, s.msgs)
+	e.StartReady()
+	e.Probe(f)
+	f.MustSend(t, s.msgs)
 	e.waitCaughtUp(map[string]int64{"readings": int64(len(s.msgs))})
 
 	b.Pause()
@@ -49,14 +49,14 @@ func TestStagedOutputSurvivesSlowBroker(t *testing.T) {
 			b.Resume()
 		}
 	}()
-	first := e.trigger() // its staged results go to the frozen broker
-	second := e.trigger()
+	first := e.Trigger() // its staged results go to the frozen broker
+	second := e.Trigger()
 	t.Logf("checkpoints %d and %d completed while the broker was frozen", first, second)
-	e.kill()
+	e.Kill()
 	b.Resume()
 	paused = false
 
-	e.startReady()
+	e.StartReady()
 	want := oracle.Compute(toOracle(s.good), oracle.Window{Type: "tumbling", Size: 10000}, windowAggs, closeAt(s.endTS, ooo))
 	got := e.waitResults("per_device", []string{"site", "device"}, want)
 	compareResults(t, "results file", got, want, windowAggs)

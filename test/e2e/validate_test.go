@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/eddy-stream/eddy/test/eddytest"
 )
 
 // TestValidateBinary runs `eddy validate --config F` on broken
@@ -72,8 +74,8 @@ func TestValidateBinary(t *testing.T) {
 		if err := os.WriteFile(path, []byte(good), 0o644); err != nil {
 			t.Fatal(err)
 		}
-		cmd := exec.Command(eddyBin, "validate", "--config", path)
-		cmd.Env = append(cleanEnv(), "EDDY_CHECKPOINTING_INTERVAL=soon")
+		cmd := exec.Command(eddytest.Binary(t), "validate", "--config", path)
+		cmd.Env = append(eddytest.CleanEnv(), "EDDY_CHECKPOINTING_INTERVAL=soon")
 		var stderr bytes.Buffer
 		cmd.Stderr = &stderr
 		if err := cmd.Run(); err == nil {
@@ -100,8 +102,8 @@ func TestValidateBinary(t *testing.T) {
 // runEddy runs a short-lived eddy command.
 func runEddy(t *testing.T, args ...string) (stdout, stderr string, err error) {
 	t.Helper()
-	cmd := exec.Command(eddyBin, args...)
-	cmd.Env = cleanEnv()
+	cmd := exec.Command(eddytest.Binary(t), args...)
+	cmd.Env = eddytest.CleanEnv()
 	var o, e bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &o, &e
 	if err := cmd.Start(); err != nil {

@@ -113,10 +113,10 @@ func TestWindowsExact(t *testing.T) {
 			if tc.mqtt != "" {
 				sub = subscribe(t, b, f, "results/#")
 			}
-			e.startReady()
-			e.probe(f)
-			f.mustSend(t, msgs)
-			f.mustSend(t, s.end())
+			e.StartReady()
+			e.Probe(f)
+			f.MustSend(t, msgs)
+			f.MustSend(t, s.end())
 
 			want := oracle.Compute(toOracle(good), tc.ow, windowAggs, closeAt(s.endTS, tc.ooo))
 			got := e.waitResults("per_device", []string{"site", "device"}, want)
@@ -137,7 +137,7 @@ func TestWindowsExact(t *testing.T) {
 				t.Errorf("%d windows fired more than once without allowed lateness", refired)
 			}
 
-			o := e.overview()
+			o := e.Overview()
 			dead := e.readDeadLetters()
 			if o.DeadLetters != int64(tc.late) || o.LateEvents != int64(tc.late) || len(dead) != tc.late {
 				t.Errorf("dead letters: overview %d (late %d), file %d; want %d late readings", o.DeadLetters, o.LateEvents, len(dead), tc.late)
@@ -184,11 +184,11 @@ func TestWindowsExact(t *testing.T) {
 // [0, maxPar).
 func checkKeyGroups(t *testing.T, e *eddy, par, maxPar int) {
 	t.Helper()
-	ids := completedCheckpoints(t, e.path("checkpoints"))
+	ids := completedCheckpoints(e.Path("checkpoints"))
 	if len(ids) == 0 {
 		t.Fatal("no completed checkpoint on disk")
 	}
-	md := readMetadata(t, filepath.Join(e.path("checkpoints"), fmt.Sprintf("chk-%d", ids[len(ids)-1]), "_metadata"))
+	md := readMetadata(t, filepath.Join(e.Path("checkpoints"), fmt.Sprintf("chk-%d", ids[len(ids)-1]), "_metadata"))
 	if md.Parallelism != par || md.MaxParallelism != maxPar {
 		t.Errorf("_metadata: parallelism %d, max_parallelism %d; want %d, %d", md.Parallelism, md.MaxParallelism, par, maxPar)
 	}

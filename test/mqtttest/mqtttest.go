@@ -26,6 +26,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/eddy-stream/eddy/test/internal/child"
 )
 
 // Binary is the mosquitto executable Start looks for when it is not on PATH.
@@ -57,16 +59,15 @@ func WithTLS(certFile, keyFile string) Option {
 
 // Broker is a running mosquitto owned by one test.
 type Broker struct {
-	t       testing.TB
-	bin     string
-	dir     string
-	conf    string
-	port    int
-	tls     bool
-	mu      sync.Mutex
-	cmd     *exec.Cmd
-	waitErr chan error
-	log     *tailBuffer
+	t    testing.TB
+	bin  string
+	dir  string
+	conf string
+	port int
+	tls  bool
+	mu   sync.Mutex
+	proc *child.Proc
+	log  *tailBuffer
 }
 
 // Start launches mosquitto on a free 127.0.0.1 port and waits until it
@@ -145,35 +146,18 @@ func (b *Broker) writeConf(c config) error {
 func (b *Broker) start() error {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if b.cmd != nil {
+	if b.proc != nil {
 		return errors.New("already running")
 	}
 	cmd := exec.Command(b.bin, "-c", b.conf)
 	cmd.Stdout = b.log
 	cmd.Stderr = b.log
-	if err := cmd.Start(); err != nil {
-		return fmt.Errorf("exec %s: %w", b.bin, err)
+	p, err := child.Start(cmd, startTimeout, b.accepts)
+	if err != nil {
+		return fmt.Errorf("mosquitto on port %d: %w", b.port, err)
 	}
-	waitErr := make(chan error, 1)
-	go func() { waitErr <- cmd.Wait() }()
-	deadline := time.Now().Add(startTimeout)
-	for {
-		select {
-		case err := <-waitErr:
-			return fmt.Errorf("mosquitto exited before listening on port %d: %v", b.port, err)
-		default:
-		}
-		if b.accepts() {
-			b.cmd, b.waitErr = cmd, waitErr
-			return nil
-		}
-		if time.Now().After(deadline) {
-			_ = cmd.Process.Kill()
-			<-waitErr
-			return fmt.Errorf("mosquitto did not listen on port %d within %v", b.port, startTimeout)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	b.proc = p
+	return nil
 }
 
 // accepts reports whether the listener completes a TCP (and, for a TLS
@@ -218,12 +202,8 @@ func (b *Broker) Log() string { return b.log.String() }
 func (b *Broker) Stop() {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if b.cmd == nil {
-		return
-	}
-	_ = b.cmd.Process.Kill()
-	<-b.waitErr
-	b.cmd, b.waitErr = nil, nil
+	b.proc.Kill()
+	b.proc = nil
 }
 
 // Pause freezes mosquitto (SIGSTOP): connections stay open but nothing is
@@ -238,10 +218,10 @@ func (b *Broker) signal(sig syscall.Signal) {
 	b.t.Helper()
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if b.cmd == nil {
+	if b.proc == nil {
 		b.t.Fatalf("mqtttest: signal %v: mosquitto is not running", sig)
 	}
-	if err := b.cmd.Process.Signal(sig); err != nil {
+	if err := b.proc.Signal(sig); err != nil {
 		b.t.Fatalf("mqtttest: signal %v: %v", sig, err)
 	}
 }

@@ -20,6 +20,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/eddy-stream/eddy/test/internal/child"
 )
 
 // Credentials of the server's root account.
@@ -36,8 +38,7 @@ type Server struct {
 	Dir  string // the posix backend's root; Dir/Bucket is the bucket
 	port int
 	mu   sync.Mutex
-	cmd  *exec.Cmd
-	wait chan error
+	proc *child.Proc
 	logf string
 }
 
@@ -122,41 +123,30 @@ func tail(b []byte, n int) []byte {
 func (s *Server) start() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.cmd != nil {
+	if s.proc != nil {
 		return nil
 	}
 	logf, err := os.OpenFile(s.logf, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
 		return err
 	}
+	defer logf.Close() // versitygw has its own descriptor
 	cmd := exec.Command(s.bin, "--access", AccessKey, "--secret", SecretKey, "--port", s.Addr(), "--quiet",
 		"posix", s.Dir)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
-		logf.Close()
-		return fmt.Errorf("start versitygw: %w", err)
-	}
-	logf.Close()
-	s.cmd = cmd
-	s.wait = make(chan error, 1)
-	go func() { s.wait <- cmd.Wait() }()
-	deadline := time.Now().Add(15 * time.Second)
-	for time.Now().Before(deadline) {
-		select {
-		case err := <-s.wait:
-			s.cmd = nil
-			return fmt.Errorf("versitygw exited at start: %v (log %s)", err, s.logf)
-		default:
-		}
+	p, err := child.Start(cmd, 15*time.Second, func() bool {
 		c, err := net.DialTimeout("tcp", s.Addr(), 200*time.Millisecond)
 		if err == nil {
 			c.Close()
-			return nil
 		}
-		time.Sleep(50 * time.Millisecond)
+		return err == nil
+	})
+	if err != nil {
+		return fmt.Errorf("%w (log %s)", err, s.logf)
 	}
-	return errors.New("versitygw did not start listening within 15s")
+	s.proc = p
+	return nil
 }
 
 // Addr is host:port of the S3 endpoint.
@@ -169,12 +159,8 @@ func (s *Server) Endpoint() string { return "http://" + s.Addr() }
 func (s *Server) Stop() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.cmd == nil {
-		return
-	}
-	_ = s.cmd.Process.Kill()
-	<-s.wait
-	s.cmd = nil
+	s.proc.Kill()
+	s.proc = nil
 }
 
 // Restart starts a stopped server again on the same port and data.

@@ -1,4 +1,4 @@
-package daemon
+package service
 
 import (
 	"bytes"
@@ -18,12 +18,13 @@ import (
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 
+	"github.com/eddy-stream/eddy/daemon"
 	"github.com/eddy-stream/eddy/pipeline"
 )
 
 // artifacts is where tests keep files for a person to look at
 // (gitignored).
-const artifacts = "../test/artifacts"
+const artifacts = "../artifacts"
 
 // chromium runs Debian's chromium headless on url with extra flags
 // (--dump-dom or --screenshot=…) and returns its standard output. The
@@ -58,25 +59,22 @@ func chromium(t *testing.T, url string, flags ...string) string {
 // history and a checkpoint's per-task details. Screenshots are kept in
 // test/artifacts/.
 func TestWebPage(t *testing.T) {
-	dir := t.TempDir()
-	cfgPath := filepath.Join(dir, "config.yaml")
-	writeConfig(t, cfgPath, testConfig{DataDir: filepath.Join(dir, "data"), Interval: "1s",
-		Remote: "file://" + filepath.Join(dir, "remote")})
-	p := startEddy(t, cfgPath)
-	simulateInBackground(t, p.brokerURL, 400)
+	e := newEddy(t, testConfig{Interval: "1s", Remote: "file://" + filepath.Join(t.TempDir(), "remote")})
+	p := e.start()
+	e.simulateInBackground(400)
 	var cps pipeline.CheckpointsOverview
-	eventually(t, 30*time.Second, "3 completed checkpoints with input", func() bool {
-		p.get("/api/v1/checkpoints", &cps)
-		read, _ := p.ingested()
+	p.WaitFor("3 completed checkpoints with input", 30*time.Second, func() bool {
+		p.Get("/api/v1/checkpoints", &cps)
+		read, _ := ingested(p)
 		return cps.Counts.Completed >= 3 && read > 1000
 	})
-	var remote RemoteStatus
-	if code := p.get("/api/v1/upload", &remote); code != http.StatusOK || !strings.HasPrefix(remote.Remote, "file://") {
+	var remote daemon.RemoteStatus
+	if code := p.Get("/api/v1/upload", &remote); code != http.StatusOK || !strings.HasPrefix(remote.Remote, "file://") {
 		t.Errorf("GET /api/v1/upload: %d %+v", code, remote)
 	}
 	last := cps.Latest.Completed.ID
 
-	dom := chromium(t, p.httpURL+"/#checkpoints/"+fmt.Sprint(last), "--dump-dom")
+	dom := chromium(t, e.URL()+"/#checkpoints/"+fmt.Sprint(last), "--dump-dom")
 	history := regexp.MustCompile(`(?s)<table id="cp-history">.*?</table>`).FindString(dom)
 	if history == "" {
 		t.Fatalf("no checkpoint history table in the page:\n%s", dom)
@@ -97,13 +95,13 @@ func TestWebPage(t *testing.T) {
 		}
 	}
 
-	dom = chromium(t, p.httpURL+"/#overview", "--dump-dom")
+	dom = chromium(t, e.URL()+"/#overview", "--dump-dom")
 	for _, want := range []string{"source-readings", "per_device-0", "readings", "connected", "Throughput"} {
 		if !strings.Contains(dom, want) {
 			t.Errorf("overview lacks %q", want)
 		}
 	}
-	dom = chromium(t, p.httpURL+"/#config", "--dump-dom")
+	dom = chromium(t, e.URL()+"/#config", "--dump-dom")
 	if !strings.Contains(dom, "max_out_of_orderness") || !strings.Contains(dom, "EmbeddedRocksDBStateBackend") {
 		t.Errorf("configuration view lacks the running configuration")
 	}
@@ -114,11 +112,11 @@ func TestWebPage(t *testing.T) {
 	for _, name := range []string{"web-overview.png", "web-checkpoints.png", "web-config.png"} {
 		frag := "#" + strings.TrimSuffix(strings.TrimPrefix(name, "web-"), ".png")
 		if frag == "#checkpoints" {
-			p.get("/api/v1/checkpoints", &cps) // the newest, so that its details are still in the history
+			p.Get("/api/v1/checkpoints", &cps) // the newest, so that its details are still in the history
 			frag += "/" + fmt.Sprint(cps.Latest.Completed.ID)
 		}
 		path, _ := filepath.Abs(filepath.Join(artifacts, name))
-		chromium(t, p.httpURL+"/"+frag, "--screenshot="+path)
+		chromium(t, e.URL()+"/"+frag, "--screenshot="+path)
 		if st, err := os.Stat(path); err != nil || st.Size() < 10_000 {
 			t.Errorf("screenshot %s: %v", path, err)
 		}
@@ -129,30 +127,20 @@ func TestWebPage(t *testing.T) {
 // TestMetrics parses /metrics with the Prometheus text-format parser and
 // checks the families the issue asks for.
 func TestMetrics(t *testing.T) {
-	dir := t.TempDir()
-	cfgPath := filepath.Join(dir, "config.yaml")
-	writeConfig(t, cfgPath, testConfig{DataDir: filepath.Join(dir, "data"), Interval: "500ms"})
-	p := startEddy(t, cfgPath)
-	simulate(t, p.brokerURL, "--count", "3000", "--rate", "0", "--devices", "10", "--interval", "10ms",
+	e := newEddy(t, testConfig{Interval: "500ms"})
+	p := e.start()
+	e.simulate("--count", "3000", "--rate", "0", "--devices", "10", "--interval", "10ms",
 		"--start", "2024-01-01T00:00:00Z", "--bad", "0.01")
-	eventually(t, 30*time.Second, "2 completed checkpoints after the input", func() bool {
+	p.WaitFor("2 completed checkpoints after the input", 30*time.Second, func() bool {
 		var cps pipeline.CheckpointsOverview
-		p.get("/api/v1/checkpoints", &cps)
-		read, lag := p.ingested()
+		p.Get("/api/v1/checkpoints", &cps)
+		read, lag := ingested(p)
 		return read == 3000 && lag == 0 && cps.Counts.Completed >= 2
 	})
 	time.Sleep(time.Second) // one more checkpoint covers everything read
 
-	resp, err := httpClient.Get(p.httpURL + "/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		t.Fatalf("GET /metrics: %s", resp.Status)
-	}
 	parser := expfmt.NewTextParser(model.UTF8Validation)
-	fams, err := parser.TextToMetricFamilies(resp.Body)
+	fams, err := parser.TextToMetricFamilies(strings.NewReader(p.Metrics()))
 	if err != nil {
 		t.Fatalf("parse /metrics: %v", err)
 	}

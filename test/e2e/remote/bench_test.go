@@ -1,4 +1,4 @@
-package uploade2e
+package remote
 
 import (
 	"context"
@@ -121,13 +121,7 @@ func (l *rocksLocal) checkpoint() (*checkpoint.Metadata, int64) {
 
 func benchStore(b *testing.B) upload.Store {
 	b.Helper()
-	srv := s3test.Start(b)
-	st, err := upload.NewS3Store(upload.S3Options{Endpoint: srv.Endpoint(), Bucket: s3test.Bucket, Prefix: "bench",
-		PathStyle: true, AccessKeyID: s3test.AccessKey, SecretAccessKey: s3test.SecretKey, Region: "us-east-1"})
-	if err != nil {
-		b.Fatal(err)
-	}
-	return st
+	return s3Store(b, s3test.Start(b), "bench")
 }
 
 func benchUploader(b *testing.B, s upload.Store, l *rocksLocal, mod func(*upload.Options)) *upload.Uploader {

@@ -1,4 +1,4 @@
-package daemon
+package service
 
 import (
 	"bufio"
@@ -12,31 +12,18 @@ import (
 	"testing"
 	"time"
 
-	"go.uber.org/goleak"
-
+	"github.com/eddy-stream/eddy/daemon"
 	"github.com/eddy-stream/eddy/pipeline"
-	simulatepkg "github.com/eddy-stream/eddy/simulate"
+	"github.com/eddy-stream/eddy/simulate"
+	"github.com/eddy-stream/eddy/test/eddytest"
 )
 
-func TestMain(m *testing.M) {
-	code := m.Run()
-	removeBuild()
-	httpClient.CloseIdleConnections()
-	if code == 0 {
-		if err := goleak.Find(); err != nil {
-			fmt.Fprintln(os.Stderr, "goleak:", err)
-			code = 1
-		}
-	}
-	os.Exit(code)
-}
-
 // logTime is the time eddy stamped on a log line.
-func logTime(t *testing.T, l logLine) time.Time {
+func logTime(t *testing.T, l eddytest.LogLine) time.Time {
 	t.Helper()
-	at, err := time.Parse(time.RFC3339Nano, l.str("time"))
+	at, err := time.Parse(time.RFC3339Nano, l.Str("time"))
 	if err != nil {
-		t.Fatalf("log line without time: %s", l.raw)
+		t.Fatalf("log line without time: %s", l.Raw)
 	}
 	return at
 }
@@ -49,18 +36,16 @@ func logTime(t *testing.T, l logLine) time.Time {
 // that checkpoint (READY=1 only after it), replays nothing and, over both
 // runs, publishes every result exactly once.
 func TestSystemdLifecycle(t *testing.T) {
-	dir := t.TempDir()
-	cfgPath := filepath.Join(dir, "config.yaml")
-	results := filepath.Join(dir, "results.jsonl")
-	c := testConfig{DataDir: filepath.Join(dir, "data"), Interval: "3s", MinPause: "100ms", Out: results}
-	writeConfig(t, cfgPath, c)
+	results := filepath.Join(t.TempDir(), "results.jsonl")
+	c := testConfig{Interval: "3s", MinPause: "100ms", Out: results}
+	e := newEddy(t, c)
 	ns := listenNotify(t)
 	env := []string{ns.env(), "WATCHDOG_USEC=1000000"}
-	p := startEddy(t, cfgPath, env...)
+	p := e.start(env...)
 
 	// READY=1 once the job runs (no checkpoint to restore yet).
 	ready, _ := ns.waitFor(0, 60*time.Second, "READY=1", isKey("READY", "1"))
-	running := p.waitLog("pipeline running", 5*time.Second)
+	running := p.WaitLog(0, "pipeline running", 5*time.Second)
 	if lt := logTime(t, running); lt.After(ready.at) {
 		t.Fatalf("READY=1 (%s) before the pipeline ran (%s)", ready.at, lt)
 	}
@@ -69,12 +54,9 @@ func TestSystemdLifecycle(t *testing.T) {
 	}
 
 	// 4000 readings, 10 devices, 10 ms apart: 40 s of event time.
-	simulate(t, p.brokerURL, "--count", "4000", "--rate", "0", "--devices", "10", "--sites", "2",
+	e.simulate("--count", "4000", "--rate", "0", "--devices", "10", "--sites", "2",
 		"--interval", "10ms", "--start", "2024-01-01T00:00:00Z", "--seed", "1")
-	eventually(t, 30*time.Second, "4000 messages read", func() bool {
-		read, lag := p.ingested()
-		return read == 4000 && lag == 0
-	})
+	waitRead(p, 4000, 30*time.Second)
 
 	// STATUS= names the last checkpoint, its age, the rate and back-pressure.
 	st, _ := ns.waitFor(0, 20*time.Second, "STATUS=checkpoint …", func(m notifyMsg) bool {
@@ -96,29 +78,29 @@ func TestSystemdLifecycle(t *testing.T) {
 
 	// Reload: interval 3s → 300ms and log.level info → debug, applied live.
 	c.Interval, c.Level = "300ms", "debug"
-	writeConfig(t, cfgPath, c)
-	mark, logMark := ns.count(), p.logCount()
+	e.writeConfig(c)
+	mark, logMark := ns.count(), p.LogCount()
 	reloadAt := time.Now()
-	p.signal(syscall.SIGHUP)
+	p.Signal(syscall.SIGHUP)
 	rel, i := ns.waitFor(mark, 10*time.Second, "RELOADING=1", isKey("RELOADING", "1"))
 	if !rel.has("MONOTONIC_USEC") {
 		t.Errorf("RELOADING=1 without MONOTONIC_USEC: %q", rel.raw)
 	}
 	ns.waitFor(i+1, 10*time.Second, "READY=1 after RELOADING=1", isKey("READY", "1"))
-	l := p.waitLogFrom(logMark, "configuration reloaded", 5*time.Second)
-	if l.str("checkpointing.interval") != "3s → 300ms" || l.str("log.level") != "info → debug" {
-		t.Errorf("reload log: %s", l.raw)
+	l := p.WaitLog(logMark, "configuration reloaded", 5*time.Second)
+	if l.Str("checkpointing.interval") != "3s → 300ms" || l.Str("log.level") != "info → debug" {
+		t.Errorf("reload log: %s", l.Raw)
 	}
-	var cc CheckpointConfig
-	p.get("/api/v1/checkpoints/config", &cc)
+	var cc daemon.CheckpointConfig
+	p.Get("/api/v1/checkpoints/config", &cc)
 	if cc.Interval != 300 {
 		t.Errorf("checkpoint config interval = %d ms after reload, want 300", cc.Interval)
 	}
 	// With a 3 s interval there is at most one trigger in 2.5 s; now there
 	// are several.
-	eventually(t, 15*time.Second, "checkpoints every ~300 ms after the reload", func() bool {
+	p.WaitFor("checkpoints every ~300 ms after the reload", 15*time.Second, func() bool {
 		var o pipeline.CheckpointsOverview
-		p.get("/api/v1/checkpoints", &o)
+		p.Get("/api/v1/checkpoints", &o)
 		var trig []int64
 		for _, h := range o.History {
 			if h.TriggerTimestamp > reloadAt.UnixMilli() {
@@ -127,20 +109,20 @@ func TestSystemdLifecycle(t *testing.T) {
 		}
 		return len(trig) >= 4 && trig[0]-trig[3] < 2500
 	})
-	p.waitLogFrom(logMark, "checkpoint triggered", 5*time.Second) // a debug line: the level applied
+	p.WaitLog(logMark, "checkpoint triggered", 5*time.Second) // a debug line: the level applied
 
 	// A change that needs a restart is refused, naming the key; the
 	// running value stays.
 	refused := c
 	refused.Window = "20s"
-	writeConfig(t, cfgPath, refused)
-	mark, logMark = ns.count(), p.logCount()
-	p.signal(syscall.SIGHUP)
+	e.writeConfig(refused)
+	mark, logMark = ns.count(), p.LogCount()
+	p.Signal(syscall.SIGHUP)
 	_, i = ns.waitFor(mark, 10*time.Second, "RELOADING=1", isKey("RELOADING", "1"))
 	ns.waitFor(i+1, 10*time.Second, "READY=1 after RELOADING=1", isKey("READY", "1"))
-	l = p.waitLogFrom(logMark, "reload: these settings changed but need a restart (systemctl restart eddy); they keep their running values", 5*time.Second)
-	if l.str("keys") != "pipeline.stages[1].window.size" {
-		t.Errorf("refused keys = %q, want pipeline.stages[1].window.size", l.str("keys"))
+	l = p.WaitLog(logMark, "reload: these settings changed but need a restart (systemctl restart eddy); they keep their running values", 5*time.Second)
+	if l.Str("keys") != "pipeline.stages[1].window.size" {
+		t.Errorf("refused keys = %q, want pipeline.stages[1].window.size", l.Str("keys"))
 	}
 	var running1 struct {
 		Config struct {
@@ -156,62 +138,56 @@ func TestSystemdLifecycle(t *testing.T) {
 			} `json:"checkpointing"`
 		} `json:"config"`
 	}
-	p.get("/api/v1/config", &running1)
+	p.Get("/api/v1/config", &running1)
 	if w := running1.Config.Pipeline.Stages[1].Window; w == nil || w.Size != "10s" {
 		t.Errorf("running window size after a refused reload = %+v, want 10s", w)
 	}
 	if running1.Config.Checkpointing.Interval != "300ms" {
 		t.Errorf("running checkpointing.interval = %s, want 300ms", running1.Config.Checkpointing.Interval)
 	}
-	writeConfig(t, cfgPath, c)
+	e.writeConfig(c)
 
 	// SIGTERM: STOPPING=1, a final checkpoint, exit 0.
-	mark, logMark = ns.count(), p.logCount()
-	p.signal(syscall.SIGTERM)
+	mark, logMark = ns.count(), p.LogCount()
+	p.Signal(syscall.SIGTERM)
 	ns.waitFor(mark, 5*time.Second, "STOPPING=1", isKey("STOPPING", "1"))
-	final := p.waitLogFrom(logMark, "final checkpoint completed", 60*time.Second)
-	finalID := int64(final.attr["checkpoint"].(float64))
-	if err := p.wait(60 * time.Second); err != nil {
+	final := p.WaitLog(logMark, "final checkpoint completed", 60*time.Second)
+	finalID := int64(final.Attr["checkpoint"].(float64))
+	if err := p.Wait(60 * time.Second); err != nil {
 		t.Fatalf("eddy exited with %v after SIGTERM, want 0", err)
 	}
 	t.Logf("final checkpoint %d", finalID)
 
 	// Restart: READY=1 only after the final checkpoint is restored.
 	mark = ns.count()
-	p2 := startEddy(t, cfgPath, env...)
+	p2 := e.start(env...)
 	ready2, _ := ns.waitFor(mark, 60*time.Second, "READY=1 after restart", isKey("READY", "1"))
-	restoring := p2.waitLog("restoring from checkpoint", 5*time.Second)
-	if restoring.str("source") != "local" {
-		t.Errorf("restored from %q, want local", restoring.str("source"))
+	restoring := p2.WaitLog(0, "restoring from checkpoint", 5*time.Second)
+	if restoring.Str("source") != "local" {
+		t.Errorf("restored from %q, want local", restoring.Str("source"))
 	}
-	if id := int64(restoring.attr["checkpoint"].(float64)); id != finalID {
+	if id := int64(restoring.Attr["checkpoint"].(float64)); id != finalID {
 		t.Fatalf("restart restored checkpoint %d, want the final checkpoint %d", id, finalID)
 	}
-	if lt := logTime(t, p2.waitLog("pipeline running", 5*time.Second)); lt.After(ready2.at) {
+	if lt := logTime(t, p2.WaitLog(0, "pipeline running", 5*time.Second)); lt.After(ready2.at) {
 		t.Fatalf("READY=1 at %s, before recovery finished at %s", ready2.at, lt)
 	}
 	var cps pipeline.CheckpointsOverview
-	p2.get("/api/v1/checkpoints", &cps)
+	p2.Get("/api/v1/checkpoints", &cps)
 	if cps.Latest.Restored == nil || cps.Latest.Restored.ID != finalID {
 		t.Fatalf("latest.restored = %+v, want checkpoint %d", cps.Latest.Restored, finalID)
 	}
 	time.Sleep(time.Second)
-	if read, _ := p2.ingested(); read != 0 {
+	if read, _ := ingested(p2); read != 0 {
 		t.Fatalf("the source read %d messages again after restoring the final checkpoint, want 0", read)
 	}
 
 	// 3000 more readings from 60 s on, then an end marker that closes every
 	// window; SIGTERM publishes the rest.
-	simulate(t, p2.brokerURL, "--count", "3000", "--rate", "0", "--devices", "10", "--sites", "2",
+	e.simulate("--count", "3000", "--rate", "0", "--devices", "10", "--sites", "2",
 		"--interval", "10ms", "--start", "2024-01-01T00:01:00Z", "--seed", "2", "--end-marker")
-	eventually(t, 30*time.Second, "3001 messages read", func() bool {
-		read, lag := p2.ingested()
-		return read == 3001 && lag == 0
-	})
-	p2.signal(syscall.SIGTERM)
-	if err := p2.wait(60 * time.Second); err != nil {
-		t.Fatalf("eddy exited with %v after SIGTERM, want 0", err)
-	}
+	waitRead(p2, 3001, 30*time.Second)
+	p2.Stop() // SIGTERM, exit 0
 
 	// Every (device, window) of both runs exactly once.
 	f, err := os.Open(results)
@@ -249,7 +225,7 @@ func TestSystemdLifecycle(t *testing.T) {
 		t.Fatalf("results for %d devices, want 10 (+ the end marker's): %v", len(devices), devices)
 	}
 	for dev := range devices {
-		if dev == simulatepkg.EndDevice {
+		if dev == simulate.EndDevice {
 			continue
 		}
 		for _, s := range []int64{0, 10, 20, 30, 60, 70, 80} {
@@ -279,11 +255,9 @@ func TestWatchdogStopsWhenStalled(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer r.Close()
-	cfgPath := filepath.Join(dir, "config.yaml")
-	writeConfig(t, cfgPath, testConfig{DataDir: filepath.Join(dir, "data"), Interval: "0s", Mode: "at_least_once",
-		Stateless: true, Out: fifo})
+	e := newEddy(t, testConfig{Interval: "0s", Mode: "at_least_once", Stateless: true, Out: fifo})
 	ns := listenNotify(t)
-	p := startEddy(t, cfgPath, ns.env(), "WATCHDOG_USEC=1000000")
+	p := e.start(ns.env(), "WATCHDOG_USEC=1000000")
 	ns.waitFor(0, 60*time.Second, "READY=1", isKey("READY", "1"))
 
 	// Idle, nothing to read: not a stall.
@@ -295,15 +269,15 @@ func TestWatchdogStopsWhenStalled(t *testing.T) {
 
 	// 20000 readings of ~100 bytes output each: far more than the 64 KiB
 	// the pipe holds.
-	mark, logMark := ns.count(), p.logCount()
-	simulate(t, p.brokerURL, "--count", "20000", "--rate", "0", "--devices", "10", "--interval", "10ms",
+	mark, logMark := ns.count(), p.LogCount()
+	e.simulate("--count", "20000", "--rate", "0", "--devices", "10", "--interval", "10ms",
 		"--start", "2024-01-01T00:00:00Z")
-	p.waitLogFrom(logMark, "pipeline stalled: no task made progress while input waits; watchdog pings stopped", 30*time.Second)
+	p.WaitLog(logMark, "pipeline stalled: no task made progress while input waits; watchdog pings stopped", 30*time.Second)
 	ns.waitFor(mark, 5*time.Second, "STATUS=STALLED …", func(m notifyMsg) bool {
 		return strings.HasPrefix(m.fields["STATUS"], "STALLED for ")
 	})
-	var o Overview
-	p.get("/api/v1/overview", &o)
+	var o daemon.Overview
+	p.Get("/api/v1/overview", &o)
 	if !o.Stalled {
 		t.Errorf("overview: stalled = false while the watchdog reports a stall")
 	}
@@ -312,7 +286,7 @@ func TestWatchdogStopsWhenStalled(t *testing.T) {
 	if n := ns.pings(stalledAt, time.Now()); n != 0 {
 		t.Fatalf("%d WATCHDOG=1 in 3 s of a stalled pipeline, want none", n)
 	}
-	if _, lag := p.ingested(); lag <= 0 {
+	if _, lag := ingested(p); lag <= 0 {
 		t.Fatalf("ingest lag %d during the stall, want messages waiting", lag)
 	}
 
@@ -322,19 +296,13 @@ func TestWatchdogStopsWhenStalled(t *testing.T) {
 		n, _ := io.Copy(io.Discard, r)
 		drained <- n
 	}()
-	logMark = p.logCount()
-	p.waitLogFrom(logMark, "pipeline progressing again; watchdog pings resumed", 30*time.Second)
+	logMark = p.LogCount()
+	p.WaitLog(logMark, "pipeline progressing again; watchdog pings resumed", 30*time.Second)
 	resumed := time.Now()
-	eventually(t, 5*time.Second, "WATCHDOG=1 after the stall", func() bool { return ns.pings(resumed, time.Now()) > 0 })
-	eventually(t, 60*time.Second, "all 20000 messages read", func() bool {
-		read, lag := p.ingested()
-		return read == 20000 && lag == 0
-	})
+	p.WaitFor("WATCHDOG=1 after the stall", 5*time.Second, func() bool { return ns.pings(resumed, time.Now()) > 0 })
+	waitRead(p, 20000, 60*time.Second)
 
-	p.signal(syscall.SIGTERM)
-	if err := p.wait(60 * time.Second); err != nil {
-		t.Fatalf("eddy exited with %v after SIGTERM, want 0", err)
-	}
+	p.Stop()  // SIGTERM, exit 0
 	r.Close() // ends the copy once eddy's write end is closed too
 	t.Logf("read %d bytes from the FIFO", <-drained)
 }

@@ -1,4 +1,4 @@
-package uploade2e
+package remote
 
 import (
 	"fmt"
@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/eddy-stream/eddy/pipeline"
 	"github.com/eddy-stream/eddy/simulate"
 	"github.com/eddy-stream/eddy/storage/checkpoint"
 	"github.com/eddy-stream/eddy/test/mqtttest"
@@ -28,30 +29,25 @@ func TestRecoverFromRemoteAfterWipe(t *testing.T) {
 	for _, mk := range []func(*testing.T) *remote{newS3Remote, newFileRemote} {
 		r := mk(t)
 		t.Run(r.name, func(t *testing.T) {
-			b := mqtttest.Start(t)
-			e := newEddy(t, b, r, "  compression: snappy\n  num_retained: 2\n")
-			f := newFeeder(t, b)
-			s := newStream(t, simulate.Options{Devices: 30, Sites: 3, Count: 6000, Interval: 50 * time.Millisecond,
+			e, f, s := newRig(t, r, "  compression: snappy\n  num_retained: 2\n", simulate.Options{Devices: 30, Sites: 3, Count: 6000, Interval: 50 * time.Millisecond,
 				Start: streamStart, Seed: 42, EndMarker: true})
 			half := len(s.msgs) / 2
 
-			e.startReady()
-			probes := e.probe(f)
-			f.mustSend(t, s.msgs[:half])
-			e.waitIngested(probes + int64(half))
-			id := e.trigger() // covers every message received
+			e.startFed(f, s.msgs[:half])
+			id := e.Trigger() // covers every message received
 			u := e.waitRemote(id)
 			if !u.LinkUp || u.Details.LagCheckpoints > 1 {
 				t.Fatalf("upload status after catching up: %+v", u)
 			}
-			e.kill()
+			e.MustRun() // it must not have died on its own
+			e.Kill()
 			committed(t, r.store)
-			if err := os.RemoveAll(e.dataDir); err != nil {
+			if err := os.RemoveAll(e.DataDir); err != nil {
 				t.Fatal(err)
 			}
 
 			if r.s3 == nil {
-				out, err := e.run("restore", "--from", "remote:latest", "--config", e.cfgPath)
+				out, err := e.Command("restore", "--from", "remote:latest", "--config", e.ConfigPath)
 				if err != nil {
 					t.Fatalf("eddy restore: %v\n%s", err, out)
 				}
@@ -60,8 +56,8 @@ func TestRecoverFromRemoteAfterWipe(t *testing.T) {
 					t.Fatalf("eddy restore said:\n%s", out)
 				}
 			}
-			e.startReady()
-			o := e.overview()
+			e.StartReady()
+			o := e.Overview()
 			if o.Recovery == nil || o.Recovery.Source != "remote" || o.Recovery.Checkpoint < id {
 				t.Fatalf("recovery %+v, want from remote checkpoint ≥ %d", o.Recovery, id)
 			}
@@ -69,13 +65,13 @@ func TestRecoverFromRemoteAfterWipe(t *testing.T) {
 				o.Recovery.LostLogs[0].CheckpointOffset == 0 {
 				t.Fatalf("lost logs %+v, want source readings", o.Recovery.LostLogs)
 			}
-			if m := e.metrics(); !strings.Contains(m, `eddy_recovery_lost_log{source="readings"} 1`) ||
+			if m := e.Metrics(); !strings.Contains(m, `eddy_recovery_lost_log{source="readings"} 1`) ||
 				!strings.Contains(m, "eddy_recovery_from_remote 1") {
 				t.Fatalf("metrics lack the lost ingest log:\n%s", grep(m, "eddy_recovery"))
 			}
-			var cps cpOverview
-			e.mustGet("/api/v1/checkpoints", &cps)
-			f.mustSend(t, s.msgs[half:])
+			var cps pipeline.CheckpointsOverview
+			e.MustGet("/api/v1/checkpoints", &cps)
+			f.MustSend(t, s.msgs[half:])
 			want := s.want()
 			e.waitResults(want)
 			got, problems := e.readResults()
@@ -92,23 +88,17 @@ func TestRecoverFromRemoteAfterWipe(t *testing.T) {
 // remote lag drops to 0.
 func TestLinkDownThenBack(t *testing.T) {
 	r := newS3Remote(t)
-	b := mqtttest.Start(t)
-	e := newEddy(t, b, r, "  retry_max_interval: 1s\n")
-	f := newFeeder(t, b)
-	s := newStream(t, simulate.Options{Devices: 20, Sites: 2, Count: 4000, Interval: 50 * time.Millisecond,
+	e, f, s := newRig(t, r, "  retry_max_interval: 1s\n", simulate.Options{Devices: 20, Sites: 2, Count: 4000, Interval: 50 * time.Millisecond,
 		Start: streamStart, Seed: 7, EndMarker: true})
-	e.startReady()
-	probes := e.probe(f)
-	f.mustSend(t, s.msgs[:1000])
-	e.waitIngested(probes + 1000)
-	e.waitRemote(e.trigger())
+	e.startFed(f, s.msgs[:1000])
+	e.waitRemote(e.Trigger())
 	before := e.upload().Details
 
 	r.s3.Stop()
-	e.waitFor("the link to be seen down", longTimeout, func() bool { return !e.upload().LinkUp })
+	e.WaitFor("the link to be seen down", longTimeout, func() bool { return !e.upload().LinkUp })
 	downAt := e.upload().NewestCheckpoint // an upload may have committed just before the stop
-	f.mustSend(t, s.msgs[1000:3000])
-	e.waitFor("ten checkpoints while down", longTimeout, func() bool { return e.latestCompleted() >= downAt+10 })
+	f.MustSend(t, s.msgs[1000:3000])
+	e.WaitFor("ten checkpoints while down", longTimeout, func() bool { return e.LatestCompleted() >= downAt+10 })
 	down := e.upload()
 	if down.LinkUp || down.NewestCheckpoint != downAt || down.Details.LagCheckpoints < 10 {
 		t.Fatalf("while down: %+v", down)
@@ -116,26 +106,26 @@ func TestLinkDownThenBack(t *testing.T) {
 	if down.Details.Failures-before.Failures > 30 {
 		t.Fatalf("%d failed requests during a ~5 s outage: no backoff?", down.Details.Failures-before.Failures)
 	}
-	newest := e.latestCompleted()
+	newest := e.LatestCompleted()
 
 	r.s3.Restart()
 	up := e.waitRemote(newest)
 	if !up.LinkUp {
 		t.Fatalf("after the link came back: %+v", up)
 	}
-	e.waitFor("remote lag 0", longTimeout, func() bool {
+	e.WaitFor("remote lag 0", longTimeout, func() bool {
 		u := e.upload()
 		return u.Details.LagCheckpoints == 0 && u.LagMs == 0
 	})
 	after := e.upload().Details
-	if m := e.metrics(); !strings.Contains(m, "eddy_upload_link_up 1") || !strings.Contains(m, "eddy_upload_bytes_sent_total") ||
+	if m := e.Metrics(); !strings.Contains(m, "eddy_upload_link_up 1") || !strings.Contains(m, "eddy_upload_bytes_sent_total") ||
 		!strings.Contains(m, "eddy_upload_lag_checkpoints") || !strings.Contains(m, "eddy_upload_newest_remote_checkpoint_age_seconds") {
 		t.Fatalf("upload metrics:\n%s", grep(m, "eddy_upload"))
 	}
 	// The outage's checkpoints were skipped, not uploaded one by one.
 	var skipped, uploaded []int64
-	var cps cpOverview
-	e.mustGet("/api/v1/checkpoints", &cps)
+	var cps pipeline.CheckpointsOverview
+	e.MustGet("/api/v1/checkpoints", &cps)
 	for _, c := range cps.History {
 		if c.ID > downAt && c.ID < newest && c.Status == "COMPLETED" {
 			switch c.Remote {
@@ -167,22 +157,17 @@ func TestKillMidUpload(t *testing.T) {
 }
 
 func testKillMidUpload(t *testing.T, r *remote) {
-	b := mqtttest.Start(t)
-	e := newEddy(t, b, r, "  bandwidth: 16KiB\n  orphan_grace: 2s\n  retry_max_interval: 1s\n  num_retained: 2\n")
-	f := newFeeder(t, b)
-	s := newStream(t, simulate.Options{Devices: 400, Sites: 4, Count: 8000, Interval: 20 * time.Millisecond,
+	e, f, s := newRig(t, r, "  bandwidth: 16KiB\n  orphan_grace: 2s\n  retry_max_interval: 1s\n  num_retained: 2\n", simulate.Options{Devices: 400, Sites: 4, Count: 8000, Interval: 20 * time.Millisecond,
 		Start: streamStart, Seed: 9, EndMarker: true})
-	e.startReady()
-	probes := e.probe(f)
-	f.mustSend(t, s.msgs[:4000])
-	e.waitIngested(probes + 4000)
+	e.startFed(f, s.msgs[:4000])
 	var mid uploadStatus
-	e.waitFor("an upload under way with bytes sent", longTimeout, func() bool {
+	e.WaitFor("an upload under way with bytes sent", longTimeout, func() bool {
 		mid = e.upload()
 		return mid.Details.Uploading != 0 && mid.Details.BytesSent > 0 && mid.Details.Uploads >= 1
 	})
 	time.Sleep(300 * time.Millisecond)
-	e.kill()
+	e.MustRun() // it must not have died on its own
+	e.Kill()
 	t.Logf("killed while uploading checkpoint %d (%d bytes sent so far, remote newest %d)",
 		mid.Details.Uploading, mid.BytesSent, mid.NewestCheckpoint)
 	refs := committed(t, r.store) // no dangling reference after the kill
@@ -193,16 +178,16 @@ func testKillMidUpload(t *testing.T, r *remote) {
 		t.Fatal(err)
 	}
 
-	e.startReady("EDDY_UPLOAD_BANDWIDTH=0")
-	newest := e.latestCompleted()
+	e.StartReady("EDDY_UPLOAD_BANDWIDTH=0")
+	newest := e.LatestCompleted()
 	e.waitRemote(newest)
-	f.mustSend(t, s.msgs[4000:])
+	f.MustSend(t, s.msgs[4000:])
 	want := s.want()
 	e.waitResults(want)
 	// After the grace period and a sweep, nothing unreferenced is older
 	// than the grace period: the killed upload's leftovers and the planted
 	// object are gone.
-	e.waitFor("the orphans to be swept", longTimeout, func() bool {
+	e.WaitFor("the orphans to be swept", longTimeout, func() bool {
 		objs := remoteObjects(t, r.store)
 		if _, ok := objs[strings.TrimPrefix(planted, appliance+"/")]; ok {
 			return false
@@ -289,7 +274,7 @@ func TestRestoreCommandErrors(t *testing.T) {
 		{[]string{"--from", "remote:latest"}, "holds no checkpoint"},
 		{[]string{"--from", "remote:7"}, "holds no checkpoint"},
 	} {
-		out, err := e.run(append([]string{"restore", "--config", e.cfgPath}, tc.args...)...)
+		out, err := e.Command(append([]string{"restore", "--config", e.ConfigPath}, tc.args...)...)
 		if err == nil || !strings.Contains(out, tc.want) {
 			t.Errorf("eddy restore %v: %v\n%s\nwant an error saying %q", tc.args, err, out, tc.want)
 		}

@@ -1,0 +1,105 @@
+package eddytest
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/eddy-stream/eddy/pipeline/mqttio"
+	"github.com/eddy-stream/eddy/simulate"
+)
+
+// Feeder publishes simulator messages to a broker at QoS 1.
+type Feeder struct {
+	pub *mqttio.Publisher
+}
+
+// NewFeeder connects a publisher with a clean session to brokerURL; it is
+// closed when the test ends.
+func NewFeeder(tb testing.TB, brokerURL, clientID string) *Feeder {
+	tb.Helper()
+	p := mqttio.NewPublisher(mqttio.ClientOptions{
+		Broker: brokerURL, ClientID: clientID, CleanSession: true, ReconnectMaxInterval: time.Second,
+	})
+	if err := p.Start(context.Background()); err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { p.Close() })
+	return &Feeder{pub: p}
+}
+
+// Publisher is the feeder's MQTT publisher, for a test that publishes on
+// its own (a benchmark timing its publishes).
+func (f *Feeder) Publisher() *mqttio.Publisher { return f.pub }
+
+// Send publishes msgs in order and waits for every PUBACK (LongTimeout at
+// most).
+func (f *Feeder) Send(msgs []simulate.Message) error {
+	ctx, cancel := context.WithTimeout(context.Background(), LongTimeout)
+	defer cancel()
+	for _, m := range msgs {
+		if err := f.pub.Publish(ctx, m.Topic, m.Payload, 1, false); err != nil {
+			return err
+		}
+	}
+	return f.pub.Flush(ctx)
+}
+
+// MustSend is Send that fails the test on an error.
+func (f *Feeder) MustSend(tb testing.TB, msgs []simulate.Message) {
+	tb.Helper()
+	if err := f.Send(msgs); err != nil {
+		tb.Fatalf("publish: %v", err)
+	}
+}
+
+// ProbeTS is the event time of probe readings: before any stream.
+var ProbeTS = time.Date(2023, 1, 1, 0, 0, 0, 0, time.UTC).UnixMilli()
+
+// ProbeMessage is a reading of device _probe on site-1 under the topic
+// prefix: temperature 999, which the usual "valid" filter drops, and a
+// device name that result checks leave out.
+func ProbeMessage(prefix string) simulate.Message {
+	payload := fmt.Sprintf(`{"device":"_probe","site":"site-1","ts":%d,"temperature":999,"humidity":0}`, ProbeTS)
+	return simulate.Message{Topic: prefix + "/site-1/_probe/telemetry", Payload: []byte(payload)}
+}
+
+// Probe makes sure eddy's persistent session subscribes to every source's
+// topic before the test publishes: it publishes ProbeMessage until each
+// source has received one. prefixes are the first topic levels of the
+// sources, in order (default "sensors"). It returns what the first source
+// has received.
+func (p *Process) Probe(f *Feeder, prefixes ...string) int64 {
+	p.in.TB.Helper()
+	if len(prefixes) == 0 {
+		prefixes = []string{"sensors"}
+	}
+	var first int64
+	got := func() bool {
+		o := p.Overview()
+		n := 0
+		for i, in := range o.Ingest {
+			if i < len(prefixes) && in.Received > 0 {
+				n++
+			}
+			if i == 0 {
+				first = in.Received
+			}
+		}
+		if n == len(prefixes) {
+			return true
+		}
+		for i, pre := range prefixes {
+			if i < len(o.Ingest) && o.Ingest[i].Received > 0 {
+				continue
+			}
+			f.MustSend(p.in.TB, []simulate.Message{ProbeMessage(pre)})
+		}
+		return false
+	}
+	if !Poll(ReadyTimeout, 300*time.Millisecond, got) {
+		p.in.TB.Fatalf("eddy did not receive a probe on every source within %v: %+v", ReadyTimeout, p.Overview().Ingest)
+	}
+	return first
+}

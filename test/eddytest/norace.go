@@ -1,0 +1,5 @@
+//go:build !race
+
+package eddytest
+
+const raceBuild = false
