@@ -22,20 +22,11 @@ func (l Layout) IngestRoot() string { return filepath.Join(l.Root, "ingest") }
 // Ingest is the ingest log of one source.
 func (l Layout) Ingest(source string) string { return filepath.Join(l.IngestRoot(), source) }
 
-// SpoolRoot holds one spool per sink.
-func (l Layout) SpoolRoot() string { return filepath.Join(l.Root, "spool") }
-
-// Spool is the spool of one sink.
-func (l Layout) Spool(sink string) string { return filepath.Join(l.SpoolRoot(), sink) }
-
 // State holds the working RocksDB instances, state/<stage>-<i>/.
 func (l Layout) State() string { return filepath.Join(l.Root, "state") }
 
 // Checkpoints holds the local checkpoint store, checkpoints/chk-<N>/.
 func (l Layout) Checkpoints() string { return filepath.Join(l.Root, "checkpoints") }
-
-// Savepoints holds named savepoints, savepoints/<name>/.
-func (l Layout) Savepoints() string { return filepath.Join(l.Root, "savepoints") }
 
 // Upload holds the uploader's durable record.
 func (l Layout) Upload() string { return filepath.Join(l.Root, "upload") }
