@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"os"
-	"sort"
 	"strconv"
 	"strings"
 	"syscall"
@@ -237,14 +236,14 @@ func runCrashLoop(t *testing.T, v crashVariant, seed uint64) {
 	want := oracle.Compute(toOracle(s.good), v.ow, windowAggs, closeAt(s.endTS, v.ooo))
 	got := e.waitResults("per_device", []string{"site", "device"}, want)
 	compareResults(t, "results file", got, want, windowAggs)
-	summary := fmt.Sprintf("results file: %d lines, %d duplicates", got.lines, got.dups)
+	summary := fmt.Sprintf("results file: %d lines, %d duplicates", got.Lines, got.Dups)
 
 	if sub != nil {
 		// MQTT delivery is at least once: the same ids, identical contents.
-		viaMQTT := sub.waitResults(t, e.appliance(), "per_device", []string{"site", "device"}, want)
+		viaMQTT := sub.WaitResults(e.appliance(), "per_device", []string{"site", "device"}, want)
 		compareResults(t, "results over MQTT", viaMQTT, want, windowAggs)
-		crossCheck(t, got, viaMQTT)
-		summary += fmt.Sprintf("; MQTT: %d messages, %d duplicates", viaMQTT.lines, viaMQTT.dups)
+		eddytest.CrossCheck(t, got, viaMQTT)
+		summary += fmt.Sprintf("; MQTT: %d messages, %d duplicates", viaMQTT.Lines, viaMQTT.Dups)
 	}
 	// No reading was late or bad, whatever the crashes did to the
 	// watermarks.
@@ -252,24 +251,4 @@ func runCrashLoop(t *testing.T, v crashVariant, seed uint64) {
 		t.Errorf("%d dead letters, want none; the first: %+v", len(dead), dead[0])
 	}
 	t.Logf("%d kills (failpoints fired: %v); %d readings, %d windows; %s", kills, fired, len(s.good), len(want), summary)
-}
-
-// crossCheck fails when a result id has different content in the file and
-// over MQTT.
-func crossCheck(t *testing.T, a, b *resultSet) {
-	t.Helper()
-	byID := map[string]string{}
-	for _, r := range a.final {
-		byID[r.ID] = r.Raw
-	}
-	var diff []string
-	for _, r := range b.final {
-		if raw, ok := byID[r.ID]; ok && raw != r.Raw {
-			diff = append(diff, fmt.Sprintf("%s:\n  file %s\n  mqtt %s", r.ID, raw, r.Raw))
-		}
-	}
-	sort.Strings(diff)
-	if len(diff) > 0 {
-		t.Errorf("%d result ids differ between the file and MQTT:\n%s", len(diff), strings.Join(first(diff, 10), "\n"))
-	}
 }

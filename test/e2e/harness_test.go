@@ -1,9 +1,6 @@
 package e2e
 
 import (
-	"bufio"
-	"bytes"
-	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -64,28 +61,8 @@ type config struct {
 	ExtraSinks     string // more items of sinks:, each starting with "  - "
 }
 
-// windowStages: the demo's filter and map, then a keyed window over
-// [site, device] with every aggregate function.
-func windowStages(window string) string {
-	return `    - name: valid
-      filter: "temperature > -50 && temperature < 150"
-    - name: converted
-      map:
-        temp_f: "temperature * 1.8 + 32"
-    - name: per_device
-      key_by: [site, device]
-      window: ` + window + `
-      aggregate:
-        count: "count()"
-        avg_temp: "avg(temperature)"
-        max_temp: "max(temperature)"
-        min_hum: "min(humidity)"
-        sum_hum: "sum(humidity)"
-        first_temp: "first(temperature)"
-        last_temp: "last(temperature)"
-        avg_temp_f: "avg(temp_f)"
-`
-}
+// windowStages is the harness's.
+var windowStages = eddytest.WindowStages
 
 func (c config) render(dataDir, brokerURL, httpAddr string) string {
 	if c.Appliance == "" {
@@ -249,24 +226,5 @@ func completedCheckpoints(dir string) []int64 {
 // ---------------------------------------------------------------------------
 // Reading sinks
 
-// readLines returns the complete lines of a JSON-lines file, and the
-// trailing partial line, if any.
-func readLines(path string) (lines []string, partial string, err error) {
-	data, err := os.ReadFile(path)
-	if errors.Is(err, os.ErrNotExist) {
-		return nil, "", nil
-	}
-	if err != nil {
-		return nil, "", err
-	}
-	sc := bufio.NewScanner(bytes.NewReader(data))
-	sc.Buffer(make([]byte, 0, 1<<20), 8<<20)
-	for sc.Scan() {
-		lines = append(lines, sc.Text())
-	}
-	if len(data) > 0 && data[len(data)-1] != '\n' && len(lines) > 0 {
-		partial = lines[len(lines)-1]
-		lines = lines[:len(lines)-1]
-	}
-	return lines, partial, sc.Err()
-}
+// readLines is the harness's.
+var readLines = eddytest.ReadLines

@@ -93,8 +93,8 @@ func TestTwoSourcesAlignment(t *testing.T) {
 				closeAt(min(fast.endTS, slow.endTS), ooo))
 			got := e.waitResults("per_device", []string{"site", "device"}, want)
 			compareResults(t, "results", got, want, windowAggs)
-			if got.dups != 0 {
-				t.Errorf("%d duplicate results without any crash", got.dups)
+			if got.Dups != 0 {
+				t.Errorf("%d duplicate results without any crash", got.Dups)
 			}
 
 			o := e.Checkpoints()
@@ -219,7 +219,7 @@ func TestTwoKeyedStages(t *testing.T) {
 	compareResults(t, "per_device", got1, want1, aggs1)
 	// The per_site results went out over MQTT as well.
 	var lines []string
-	for _, m := range sub.messages() {
+	for _, m := range sub.Messages() {
 		if !strings.HasPrefix(m.Topic, "results/per_site/") {
 			t.Errorf("result on topic %s", m.Topic)
 		}

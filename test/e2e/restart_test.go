@@ -106,7 +106,7 @@ func TestRestartResumes(t *testing.T) {
 			want := oracle.Compute(toOracle(s.good), oracle.Window{Type: "tumbling", Size: 10000}, windowAggs, closeAt(s.endTS, restartOOO))
 			got := e.waitResults("per_device", []string{"site", "device"}, want)
 			compareResults(t, "results over two runs", got, want, windowAggs)
-			t.Logf("restored checkpoint %d; %d windows, %d lines, %d duplicates", last, len(want), got.lines, got.dups)
+			t.Logf("restored checkpoint %d; %d windows, %d lines, %d duplicates", last, len(want), got.Lines, got.Dups)
 		})
 	}
 }
@@ -142,7 +142,7 @@ func TestStopTakesFinalCheckpoint(t *testing.T) {
 		md := readMetadata(t, filepath.Join(e.Path("checkpoints"), fmt.Sprintf("chk-%d", ids[len(ids)-1]), "_metadata"))
 		final = fmt.Sprintf("chk-%d at offset %d", md.ID, md.Sources["readings"].Offset)
 	}
-	if n := got.missing(want); n > 0 {
+	if n := got.Missing(want); n > 0 {
 		t.Errorf("after SIGTERM, %d of the %d windows closed before the stop are not in the results file; newest checkpoint: %s, ingest log end %d",
 			n, len(want), final, next)
 	}
@@ -219,7 +219,7 @@ func TestCorruptCheckpointFallsBack(t *testing.T) {
 			want := oracle.Compute(toOracle(s.good), oracle.Window{Type: "tumbling", Size: 10000}, windowAggs, closeAt(s.endTS, restartOOO))
 			got := e.waitResults("per_device", []string{"site", "device"}, want)
 			compareResults(t, "results", got, want, windowAggs)
-			t.Logf("chk-%d damaged, chk-%d restored; %d windows, %d lines, %d duplicates", bad, prev, len(want), got.lines, got.dups)
+			t.Logf("chk-%d damaged, chk-%d restored; %d windows, %d lines, %d duplicates", bad, prev, len(want), got.Lines, got.Dups)
 		})
 	}
 }

@@ -61,7 +61,7 @@ func TestStagedOutputSurvivesSlowBroker(t *testing.T) {
 	got := e.waitResults("per_device", []string{"site", "device"}, want)
 	compareResults(t, "results file", got, want, windowAggs)
 
-	viaMQTT := sub.waitResults(t, e.appliance(), "per_device", []string{"site", "device"}, want)
+	viaMQTT := sub.WaitResults(e.appliance(), "per_device", []string{"site", "device"}, want)
 	compareResults(t, "results over MQTT", viaMQTT, want, windowAggs)
-	t.Logf("%d windows; file %d lines, MQTT %d messages (%d duplicates)", len(want), got.lines, viaMQTT.lines, viaMQTT.dups)
+	t.Logf("%d windows; file %d lines, MQTT %d messages (%d duplicates)", len(want), got.Lines, viaMQTT.Lines, viaMQTT.Dups)
 }

@@ -121,11 +121,11 @@ func TestWindowsExact(t *testing.T) {
 			want := oracle.Compute(toOracle(good), tc.ow, windowAggs, closeAt(s.endTS, tc.ooo))
 			got := e.waitResults("per_device", []string{"site", "device"}, want)
 			compareResults(t, "results file", got, want, windowAggs)
-			if got.dups != 0 {
-				t.Errorf("%d duplicate results without any crash", got.dups)
+			if got.Dups != 0 {
+				t.Errorf("%d duplicate results without any crash", got.Dups)
 			}
 			refired := 0
-			for _, r := range got.final {
+			for _, r := range got.Final {
 				if r.Firing > 1 {
 					refired++
 				}
@@ -152,7 +152,7 @@ func TestWindowsExact(t *testing.T) {
 				// Everything in the file went out over MQTT too, on the
 				// topic of its key.
 				var lines []string
-				for _, m := range sub.messages() {
+				for _, m := range sub.Messages() {
 					r, err := decodeResult(m.Payload, []string{"site", "device"})
 					if err == nil {
 						if wt := "results/" + strings.ReplaceAll(r.Key, "|", "/"); m.Topic != wt {
@@ -163,8 +163,8 @@ func TestWindowsExact(t *testing.T) {
 				}
 				viaMQTT := collectResults(lines, e.appliance(), "per_device", []string{"site", "device"})
 				compareResults(t, "results over MQTT", viaMQTT, want, windowAggs)
-				if viaMQTT.lines != got.lines {
-					t.Errorf("%d results over MQTT, %d in the file", viaMQTT.lines, got.lines)
+				if viaMQTT.Lines != got.Lines {
+					t.Errorf("%d results over MQTT, %d in the file", viaMQTT.Lines, got.Lines)
 				}
 			}
 
@@ -174,7 +174,7 @@ func TestWindowsExact(t *testing.T) {
 				wantMax = 128
 			}
 			checkKeyGroups(t, e, tc.par, wantMax)
-			t.Logf("%d readings, %d windows (%d fired again), %d result lines", len(good), len(want), refired, got.lines)
+			t.Logf("%d readings, %d windows (%d fired again), %d result lines", len(good), len(want), refired, got.Lines)
 		})
 	}
 }
