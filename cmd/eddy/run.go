@@ -30,11 +30,12 @@ STATUS= lines and watchdog pings.`,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg, err := config.Load(path)
 			if err != nil {
-				return err
+				return configError{err}
 			}
 			level := new(slog.LevelVar)
 			level.Set(parseLevel(cfg.Log.Level))
 			log := daemon.NewLogger(os.Stderr, cfg.Log.Format, level)
+			defer daemon.CatchWatchdogAbort(log, os.Stderr, nil)()
 			d, err := daemon.New(cfg, log, level)
 			if err != nil {
 				return err
@@ -74,9 +75,9 @@ func validateCmd() *cobra.Command {
 				var ve *config.ValidationError
 				if errors.As(err, &ve) {
 					fmt.Fprintf(cmd.ErrOrStderr(), "%s: %d problem(s):\n%v\n", path, len(ve.Problems), err)
-					return errors.New("configuration is not valid")
+					return configError{errors.New("configuration is not valid")}
 				}
-				return err
+				return configError{err}
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "%s: ok\n", path)
 			return nil
