@@ -155,3 +155,52 @@ func TestStatusAtReadyAfterRestore(t *testing.T) {
 		t.Fatalf("Run: %v", err)
 	}
 }
+
+// An ingest log that fills changes STATUS= at once ("intake paused"), and
+// so does the checkpoint that frees it.
+func TestStatusFollowsFullIngestLog(t *testing.T) {
+	ns := listenNotify(t)
+	t.Setenv("NOTIFY_SOCKET", ns.path)
+	d, err := New(inProcessConfig(t, t.TempDir(), "ingest_log:\n  segment_size: 64KiB\n  max_size: 128KiB\n"), nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	d.notify.every = time.Hour
+	done := startRun(t, d)
+	_, i := ns.waitFor(0, 20*time.Second, "STATUS= of a connected source", statusHas("no checkpoint yet", "!MQTT"))
+
+	// 160 messages of 1 KiB: more than the log's 128 KiB.
+	pub := mqttio.NewPublisher(mqttio.ClientOptions{Broker: d.brokerURL, ClientID: "status-test-pub"})
+	defer pub.Close()
+	ctx := t.Context()
+	if err := pub.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	payload := fmt.Appendf(nil, `{"temperature": 20, "pad": %q}`, strings.Repeat("x", 1000))
+	for range 160 {
+		if err := pub.Publish(ctx, "sensors/a/b/telemetry", payload, 0, false); err != nil {
+			t.Fatal(err)
+		}
+	}
+	m, i := ns.waitFor(i+1, 20*time.Second, "STATUS=ingest log full …", statusHas("ingest log full, intake paused"))
+	if st := m.fields["STATUS"]; !strings.HasPrefix(st, "ingest log full, intake paused · no checkpoint yet · backlog ") {
+		t.Errorf("STATUS=%q, want the full log first", st)
+	}
+
+	// A checkpoint lets the log drop what it covers; intake resumes.
+	id, err := d.currentJob().TriggerCheckpoint(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ns.waitFor(i+1, 20*time.Second, "STATUS= without the full log after a checkpoint",
+		statusHas(fmt.Sprintf("checkpoint %d ", id), "!full"))
+
+	if err := pub.Close(); err != nil { // before the broker goes
+		t.Fatal(err)
+	}
+	d.Stop()
+	if err := runResult(t, done); err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+}
