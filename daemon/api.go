@@ -59,8 +59,10 @@ type IngestOverview struct {
 	FirstOffset uint64 `json:"first_offset"`
 	NextOffset  uint64 `json:"next_offset"`
 	ReadOffset  uint64 `json:"read_offset"`
-	Lag         int64  `json:"lag"` // messages in the log not yet read by the pipeline
-	Error       string `json:"error,omitempty"`
+	// Lag is the messages in the log the running job has not read yet
+	// (NextOffset - ReadOffset); 0 while no job runs.
+	Lag   int64  `json:"lag"`
+	Error string `json:"error,omitempty"`
 }
 
 // Overview is GET /api/v1/overview.
@@ -118,7 +120,9 @@ func (d *Daemon) overview() Overview {
 		}
 		io := IngestOverview{Source: s.Name, SizeBytes: l.Size(), FirstOffset: l.FirstOffset(), NextOffset: l.NextOffset(),
 			ReadOffset: offsets[s.Name]}
-		io.Lag = int64(io.NextOffset) - int64(io.ReadOffset)
+		if job != nil { // between jobs no read position is known
+			io.Lag = max(int64(io.NextOffset)-int64(io.ReadOffset), 0)
+		}
 		if in := ingests[s.Name]; in != nil {
 			io.Connected, io.Full = in.Connected(), in.Full()
 			io.Received, io.Acked = in.Received.Load(), in.Acked.Load()

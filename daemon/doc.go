@@ -25,7 +25,7 @@
 //
 // Reload (SIGHUP, reload.go) applies what can change live and refuses the
 // rest. Under systemd it speaks sd_notify (notify.go): READY=1 after
-// recovery, STATUS= lines, WATCHDOG=1 while the pipeline is not stalled
+// recovery, STATUS= lines (status.go), WATCHDOG=1 while the pipeline is not stalled
 // (stall.go), RELOADING=1 and STOPPING=1; rates.go turns task counters
 // into the rates STATUS= and the overview show. The HTTP side (api.go,
 // auth.go, metrics.go, web/) serves the Flink-shaped JSON API, /metrics

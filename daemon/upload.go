@@ -198,7 +198,7 @@ func (d *Daemon) recoveryOverview() *RecoveryOverview {
 func (u *uploadState) remoteStatus() RemoteStatus {
 	s := u.up.Stats()
 	rs := RemoteStatus{
-		Remote: s.Remote, LinkUp: s.LinkUp, NewestCheckpoint: s.NewestRemote,
+		Remote: s.Remote, LinkUp: s.LinkUp, LinkKnown: s.LinkKnown, NewestCheckpoint: s.NewestRemote,
 		LagMs: int64(s.LagSeconds * 1000), BytesPending: s.BytesPending, BytesSent: s.BytesSent, LastError: s.LastError,
 	}
 	if s.Conflict != "" {

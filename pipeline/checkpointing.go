@@ -541,6 +541,9 @@ func (j *Job) SetCheckpointTiming(interval, minPause time.Duration) {
 // Stats returns the checkpoint statistics (nil without checkpointing).
 func (j *Job) Stats() *StatsTracker { return j.stats }
 
+// Restored returns the checkpoint the job was restored from, nil if none.
+func (j *Job) Restored() *checkpoint.Metadata { return j.spec.Restore }
+
 // publishUpTo hands staged output of every checkpoint <= id to the
 // publisher goroutine. Only the newest id matters: it covers older ones.
 func (j *Job) publishUpTo(id int64) {

@@ -58,11 +58,11 @@ func TestSystemdLifecycle(t *testing.T) {
 		"--interval", "10ms", "--start", "2024-01-01T00:00:00Z", "--seed", "1")
 	waitRead(p, 4000, 30*time.Second)
 
-	// STATUS= names the last checkpoint, its age, the rate and back-pressure.
+	// STATUS= names the last checkpoint, its age, the backlog and the rate.
 	st, _ := ns.waitFor(0, 20*time.Second, "STATUS=checkpoint …", func(m notifyMsg) bool {
 		return strings.HasPrefix(m.fields["STATUS"], "checkpoint ")
 	})
-	for _, want := range []string{" ago", "rec/s", "back-pressure"} {
+	for _, want := range []string{" ago · backlog ", " rec/s"} {
 		if !strings.Contains(st.fields["STATUS"], want) {
 			t.Errorf("STATUS=%q lacks %q", st.fields["STATUS"], want)
 		}
@@ -171,6 +171,12 @@ func TestSystemdLifecycle(t *testing.T) {
 	}
 	if lt := logTime(t, p2.WaitLog(0, "pipeline running", 5*time.Second)); lt.After(ready2.at) {
 		t.Fatalf("READY=1 at %s, before recovery finished at %s", ready2.at, lt)
+	}
+	// READY's STATUS= names the restored checkpoint and the real backlog:
+	// what the restored position has not read, not what the log retains.
+	if st := ready2.fields["STATUS"]; !strings.Contains(st, fmt.Sprintf("restored checkpoint %d (", finalID)) ||
+		!strings.Contains(st, " · backlog 0 · ") {
+		t.Errorf("READY=1 after restart: STATUS=%q, want restored checkpoint %d and backlog 0", st, finalID)
 	}
 	var cps pipeline.CheckpointsOverview
 	p2.Get("/api/v1/checkpoints", &cps)
