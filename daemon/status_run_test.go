@@ -2,6 +2,7 @@ package daemon
 
 import (
 	"fmt"
+	"github.com/eddy-stream/eddy/test/notifytest"
 	"strings"
 	"testing"
 	"time"
@@ -13,9 +14,9 @@ import (
 // These tests run the daemon in the test process with NOTIFY_SOCKET set to
 // a unixgram socket the test reads, as systemd does.
 
-func statusHas(subs ...string) func(notifyMsg) bool {
-	return func(m notifyMsg) bool {
-		st, ok := m.fields["STATUS"]
+func statusHas(subs ...string) func(notifytest.Msg) bool {
+	return func(m notifytest.Msg) bool {
+		st, ok := m.Fields["STATUS"]
 		if !ok {
 			return false
 		}
@@ -41,8 +42,8 @@ func TestStatusFollowsMQTTConnection(t *testing.T) {
 	}
 	defer b.Close()
 	addr := b.Addr()
-	ns := listenNotify(t)
-	t.Setenv("NOTIFY_SOCKET", ns.path)
+	ns := notifytest.Listen(t)
+	t.Setenv("NOTIFY_SOCKET", ns.Path())
 	d, err := New(inProcessConfigBroker(t, t.TempDir(), b.URL()), nil, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -51,16 +52,16 @@ func TestStatusFollowsMQTTConnection(t *testing.T) {
 	d.notify.every = time.Hour
 	done := startRun(t, d)
 
-	ns.waitFor(0, 10*time.Second, "READY=1", isKey("READY", "1"))
-	_, i := ns.waitFor(0, 20*time.Second, "STATUS= of a connected source",
+	ns.WaitFor(0, 10*time.Second, "READY=1", notifytest.IsKey("READY", "1"))
+	_, i := ns.WaitFor(0, 20*time.Second, "STATUS= of a connected source",
 		statusHas("no checkpoint yet", "backlog 0", "rec/s", "!MQTT"))
 
 	// The broker goes away.
 	if err := b.Close(); err != nil {
 		t.Fatal(err)
 	}
-	m, i := ns.waitFor(i+1, 20*time.Second, "STATUS=MQTT disconnected …", statusHas("MQTT disconnected"))
-	if st := m.fields["STATUS"]; !strings.HasPrefix(st, "MQTT disconnected · no checkpoint yet · backlog 0 · ") {
+	m, i := ns.WaitFor(i+1, 20*time.Second, "STATUS=MQTT disconnected …", statusHas("MQTT disconnected"))
+	if st := m.Fields["STATUS"]; !strings.HasPrefix(st, "MQTT disconnected · no checkpoint yet · backlog 0 · ") {
 		t.Errorf("STATUS=%q, want the disconnection first, then checkpoint and backlog", st)
 	}
 
@@ -70,12 +71,12 @@ func TestStatusFollowsMQTTConnection(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer b2.Close()
-	ns.waitFor(i+1, 60*time.Second, "STATUS= without MQTT disconnected after the broker is back",
+	ns.WaitFor(i+1, 60*time.Second, "STATUS= without MQTT disconnected after the broker is back",
 		statusHas("no checkpoint yet", "!MQTT"))
 
-	mark := ns.count()
+	mark := ns.Count()
 	d.Stop()
-	ns.waitFor(mark, 10*time.Second, "STOPPING=1", isKey("STOPPING", "1"))
+	ns.WaitFor(mark, 10*time.Second, "STOPPING=1", notifytest.IsKey("STOPPING", "1"))
 	if err := runResult(t, done); err != nil {
 		t.Fatalf("Run: %v", err)
 	}
@@ -85,8 +86,8 @@ func TestStatusFollowsMQTTConnection(t *testing.T) {
 // backlog: messages the restored position has not read, not the retained
 // log. The first start has truly no checkpoint.
 func TestStatusAtReadyAfterRestore(t *testing.T) {
-	ns := listenNotify(t)
-	t.Setenv("NOTIFY_SOCKET", ns.path)
+	ns := notifytest.Listen(t)
+	t.Setenv("NOTIFY_SOCKET", ns.Path())
 	dir := t.TempDir()
 
 	// First run: 1500 messages are read and covered by the final checkpoint.
@@ -107,13 +108,13 @@ func TestStatusAtReadyAfterRestore(t *testing.T) {
 		t.Fatal(err)
 	}
 	done := startRun(t, d1)
-	ready, _ := ns.waitFor(0, 10*time.Second, "READY=1", isKey("READY", "1"))
+	ready, _ := ns.WaitFor(0, 10*time.Second, "READY=1", notifytest.IsKey("READY", "1"))
 	// (The source may still be connecting: the line may begin with "MQTT
 	// disconnected · ".)
-	if st := ready.fields["STATUS"]; !strings.Contains(st, "no checkpoint yet · backlog ") {
+	if st := ready.Fields["STATUS"]; !strings.Contains(st, "no checkpoint yet · backlog ") {
 		t.Errorf("first READY: STATUS=%q, want no checkpoint yet and the backlog", st)
 	}
-	eventually(t, 20*time.Second, "all messages read", func() bool {
+	eventually(t, 2*time.Minute, "all messages read", func() bool {
 		o := d1.overview()
 		return len(o.Ingest) == 1 && o.Ingest[0].ReadOffset == n && o.Ingest[0].Lag == 0
 	})
@@ -127,7 +128,7 @@ func TestStatusAtReadyAfterRestore(t *testing.T) {
 
 	// Second run: READY says which checkpoint was restored, and backlog 0
 	// although the log still holds the messages.
-	mark := ns.count()
+	mark := ns.Count()
 	d2, err := New(inProcessConfig(t, dir), nil, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -141,9 +142,9 @@ func TestStatusAtReadyAfterRestore(t *testing.T) {
 		t.Fatalf("ingest log ends at %d, want %d", next, n)
 	}
 	done = startRun(t, d2)
-	ready, _ = ns.waitFor(mark, 10*time.Second, "READY=1 after restart", isKey("READY", "1"))
+	ready, _ = ns.WaitFor(mark, 10*time.Second, "READY=1 after restart", notifytest.IsKey("READY", "1"))
 	want := fmt.Sprintf("restored checkpoint %d (", md.ID)
-	if st := ready.fields["STATUS"]; !strings.Contains(st, want) || !strings.Contains(st, " · backlog 0 · ") {
+	if st := ready.Fields["STATUS"]; !strings.Contains(st, want) || !strings.Contains(st, " · backlog 0 · ") {
 		t.Errorf("READY after restore: STATUS=%q, want %q… · backlog 0", st, want)
 	}
 	o := d2.overview()
@@ -159,8 +160,8 @@ func TestStatusAtReadyAfterRestore(t *testing.T) {
 // An ingest log that fills changes STATUS= at once ("intake paused"), and
 // so does the checkpoint that frees it.
 func TestStatusFollowsFullIngestLog(t *testing.T) {
-	ns := listenNotify(t)
-	t.Setenv("NOTIFY_SOCKET", ns.path)
+	ns := notifytest.Listen(t)
+	t.Setenv("NOTIFY_SOCKET", ns.Path())
 	d, err := New(inProcessConfig(t, t.TempDir(), "ingest_log:\n  segment_size: 64KiB\n  max_size: 128KiB\n"), nil, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -168,7 +169,7 @@ func TestStatusFollowsFullIngestLog(t *testing.T) {
 	defer d.Close()
 	d.notify.every = time.Hour
 	done := startRun(t, d)
-	_, i := ns.waitFor(0, 20*time.Second, "STATUS= of a connected source", statusHas("no checkpoint yet", "!MQTT"))
+	_, i := ns.WaitFor(0, 20*time.Second, "STATUS= of a connected source", statusHas("no checkpoint yet", "!MQTT"))
 
 	// 160 messages of 1 KiB: more than the log's 128 KiB.
 	pub := mqttio.NewPublisher(mqttio.ClientOptions{Broker: d.brokerURL, ClientID: "status-test-pub"})
@@ -183,8 +184,8 @@ func TestStatusFollowsFullIngestLog(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	m, i := ns.waitFor(i+1, 20*time.Second, "STATUS=ingest log full …", statusHas("ingest log full, intake paused"))
-	if st := m.fields["STATUS"]; !strings.HasPrefix(st, "ingest log full, intake paused · no checkpoint yet · backlog ") {
+	m, i := ns.WaitFor(i+1, 20*time.Second, "STATUS=ingest log full …", statusHas("ingest log full, intake paused"))
+	if st := m.Fields["STATUS"]; !strings.HasPrefix(st, "ingest log full, intake paused · no checkpoint yet · backlog ") {
 		t.Errorf("STATUS=%q, want the full log first", st)
 	}
 
@@ -193,7 +194,7 @@ func TestStatusFollowsFullIngestLog(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ns.waitFor(i+1, 20*time.Second, "STATUS= without the full log after a checkpoint",
+	ns.WaitFor(i+1, 20*time.Second, "STATUS= without the full log after a checkpoint",
 		statusHas(fmt.Sprintf("checkpoint %d ", id), "!full"))
 
 	if err := pub.Close(); err != nil { // before the broker goes
@@ -202,5 +203,18 @@ func TestStatusFollowsFullIngestLog(t *testing.T) {
 	d.Stop()
 	if err := runResult(t, done); err != nil {
 		t.Fatalf("Run: %v", err)
+	}
+}
+
+// eventually polls cond until it holds, failing the test after timeout (a
+// bound for a hung run, not a measure of speed).
+func eventually(t *testing.T, timeout time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %s waiting for %s", timeout, what)
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 }
