@@ -13,7 +13,9 @@ import (
 
 	"github.com/eddy-stream/eddy/daemon/config"
 	"github.com/eddy-stream/eddy/pipeline"
+	"github.com/eddy-stream/eddy/pipeline/ingest"
 	"github.com/eddy-stream/eddy/pipeline/mqttio"
+	"github.com/eddy-stream/eddy/pipeline/sink"
 	"github.com/eddy-stream/eddy/storage/checkpoint"
 	"github.com/eddy-stream/eddy/storage/fileutil"
 	"github.com/eddy-stream/eddy/storage/ingestlog"
@@ -31,9 +33,9 @@ type Daemon struct {
 	broker    *mqttio.Embedded
 	brokerURL string
 	logs      map[string]*ingestlog.Log
-	ingests   map[string]*pipeline.Ingest
+	ingests   map[string]*ingest.Bridge
 	publisher *mqttio.Publisher
-	sinks     map[string]pipeline.Sink
+	sinks     map[string]sink.Sink
 	memory    *state.Memory
 	store     *checkpoint.Store
 	http      *httpServer
@@ -77,8 +79,8 @@ func New(cfg *config.Config, log *slog.Logger, level *slog.LevelVar) (d *Daemon,
 	}
 	d = &Daemon{
 		cfg: cfg, live: cfg, log: log, level: level, start: time.Now(),
-		logs: map[string]*ingestlog.Log{}, ingests: map[string]*pipeline.Ingest{},
-		sinks: map[string]pipeline.Sink{}, ready: make(chan struct{}),
+		logs: map[string]*ingestlog.Log{}, ingests: map[string]*ingest.Bridge{},
+		sinks: map[string]sink.Sink{}, ready: make(chan struct{}),
 		stop: make(chan struct{}), stopTimeout: DefaultStopTimeout, phase: "starting",
 	}
 	d.sd = newSystemd(d)
@@ -206,9 +208,9 @@ func (d *Daemon) openSinks() error {
 					return fmt.Errorf("sink %s: %w", s.Name, err)
 				}
 			}
-			d.sinks[s.Name] = pipeline.NewMQTTSink(d.publisher, byte(*s.MQTT.QoS), s.MQTT.Retain)
+			d.sinks[s.Name] = sink.NewMQTT(d.publisher, byte(*s.MQTT.QoS), s.MQTT.Retain)
 		case s.File != nil:
-			fs, err := pipeline.NewFileSink(d.cfg.Path(s.File.Path), int64(s.File.MaxSize), s.File.MaxFiles)
+			fs, err := sink.NewFile(d.cfg.Path(s.File.Path), int64(s.File.MaxSize), s.File.MaxFiles)
 			if err != nil {
 				return fmt.Errorf("sink %s: %w", s.Name, err)
 			}
@@ -230,7 +232,7 @@ func (d *Daemon) startIngest(ctx context.Context) error {
 		// broker's persistent session, what is acknowledged is in the
 		// ingest log. A file per message would cap ingest at a few
 		// thousand messages per second.
-		in := pipeline.NewIngest(s.Name, d.logs[s.Name], o,
+		in := ingest.New(s.Name, d.logs[s.Name], o,
 			[]mqttio.Subscription{{Filter: s.Topic, QoS: byte(*s.QoS)}}, d.log.With("component", "ingest"))
 		d.mu.Lock()
 		d.ingests[s.Name] = in

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/eddy-stream/eddy/internal/failpoint"
+	"github.com/eddy-stream/eddy/pipeline/sink"
 	"github.com/eddy-stream/eddy/storage/checkpoint"
 	"github.com/eddy-stream/eddy/storage/fileutil"
 )
@@ -45,8 +46,8 @@ type taskSnapshot struct {
 }
 
 type stagedState struct {
-	Sink   string        `json:"sink"`
-	Epochs []StagedEpoch `json:"epochs"`
+	Sink   string       `json:"sink"`
+	Epochs []sink.Epoch `json:"epochs"`
 }
 
 // taskAck is what a task reports when its part of checkpoint id is done.
@@ -67,15 +68,15 @@ type cpTask struct {
 	name    string
 	vertex  string
 	index   int
-	stagers []*stager
+	stagers []*sink.Stager
 	sums    *checkpoint.ChecksumCache
 }
 
 func (c *cpTask) stagedState() []stagedState {
 	var out []stagedState
 	for _, s := range c.stagers {
-		if p := s.pending(); len(p) > 0 {
-			out = append(out, stagedState{Sink: s.name, Epochs: p})
+		if p := s.Pending(); len(p) > 0 {
+			out = append(out, stagedState{Sink: s.Name(), Epochs: p})
 		}
 	}
 	return out
@@ -597,25 +598,25 @@ func (j *Job) publisher(ctx context.Context) {
 // gets the whole batch again after a backoff, for as long as it takes:
 // nothing staged is dropped, and a repeat carries the same result ids.
 func (j *Job) publish(ctx context.Context, upTo int64) error {
-	batches := map[Sink][]Output{}
-	var order []Sink
+	batches := map[sink.Sink][]sink.Output{}
+	var order []sink.Sink
 	for _, s := range j.stagers {
-		outs := s.peek(upTo)
+		outs := s.Peek(upTo)
 		if len(outs) == 0 {
 			continue
 		}
-		if _, ok := batches[s.sink]; !ok {
-			order = append(order, s.sink)
+		if _, ok := batches[s.Sink()]; !ok {
+			order = append(order, s.Sink())
 		}
-		batches[s.sink] = append(batches[s.sink], outs...)
+		batches[s.Sink()] = append(batches[s.Sink()], outs...)
 	}
-	for _, sink := range order {
+	for _, snk := range order {
 		backoff := 100 * time.Millisecond
 		for {
-			err := sink.Write(ctx, batches[sink])
+			err := snk.Write(ctx, batches[snk])
 			if err == nil {
 				failpoint.Hit(failpoint.MidPublish)
-				err = sink.Flush(ctx)
+				err = snk.Flush(ctx)
 			}
 			if err == nil {
 				break
@@ -633,7 +634,7 @@ func (j *Job) publish(ctx context.Context, upTo int64) error {
 		}
 	}
 	for _, s := range j.stagers {
-		s.drop(upTo)
+		s.Drop(upTo)
 	}
 	return nil
 }

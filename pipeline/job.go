@@ -13,6 +13,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/eddy-stream/eddy/pipeline/sink"
 	"github.com/eddy-stream/eddy/storage/checkpoint"
 	"github.com/eddy-stream/eddy/storage/keygroup"
 	"github.com/eddy-stream/eddy/storage/snapshot"
@@ -50,7 +51,7 @@ type Job struct {
 	coordDone chan struct{}
 	stats     *StatsTracker
 	async     sync.WaitGroup
-	stagers   []*stager
+	stagers   []*sink.Stager
 	pubMu     sync.Mutex
 	pubWant   int64
 	pubDone   int64         // newest checkpoint whose staged output is published
@@ -242,14 +243,15 @@ func (j *Job) newSinkNode(tc *taskCtx, s *SinkSpec, n *stageNode) *sinkNode {
 		sn.names, sn.plan = n.spec.KeyBy, n.plan
 	}
 	if j.spec.exactlyOnce() {
-		sn.stg = &stager{name: s.Name, sink: s.Sink}
+		var restored []sink.Epoch
 		if snap := j.restored[tc.m.Name]; snap != nil {
 			for _, st := range snap.Staged {
 				if st.Sink == s.Name {
-					sn.stg.epochs = st.Epochs
+					restored = st.Epochs
 				}
 			}
 		}
+		sn.stg = sink.NewStager(s.Name, s.Sink, restored)
 		tc.cp.stagers = append(tc.cp.stagers, sn.stg)
 		j.stagers = append(j.stagers, sn.stg)
 	}

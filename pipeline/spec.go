@@ -3,6 +3,7 @@ package pipeline
 import (
 	"time"
 
+	"github.com/eddy-stream/eddy/pipeline/sink"
 	"github.com/eddy-stream/eddy/storage/checkpoint"
 	"github.com/eddy-stream/eddy/storage/ingestlog"
 	"github.com/eddy-stream/eddy/storage/state"
@@ -148,7 +149,7 @@ type SinkSpec struct {
 	// Topic is the MQTT topic template ("results/{site}/{device}"); empty
 	// for sinks that have no topic.
 	Topic string
-	Sink  Sink
+	Sink  sink.Sink
 }
 
 // StateSpec configures keyed state.

@@ -5,35 +5,15 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
+	"github.com/eddy-stream/eddy/pipeline/sink"
 	"log/slog"
 	"math"
-	"slices"
 	"sort"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 	"unicode/utf8"
 )
-
-// Sink receives rendered output. Implementations are shared by every task
-// of a job and must be safe for concurrent use.
-type Sink interface {
-	// Write hands over outputs in order. It may buffer; it blocks when the
-	// sink cannot keep up (back-pressure), and never drops.
-	Write(ctx context.Context, outs []Output) error
-	// Flush returns once everything written so far is durable or
-	// acknowledged by the broker.
-	Flush(ctx context.Context) error
-	Close() error
-}
-
-// Output is one rendered message: a result, a record or a dead letter.
-type Output struct {
-	Topic   string `json:"topic,omitempty"` // rendered topic template; "" for sinks without topics
-	ID      string `json:"id,omitempty"`    // stable result id; "" for records and dead letters
-	Payload []byte `json:"payload"`
-}
 
 // template is a parsed topic template such as "results/{site}/{device}".
 type template struct {
@@ -79,9 +59,9 @@ func (t template) render(dst []byte, lookup func(string) string) []byte {
 type sinkNode struct {
 	ctx   context.Context
 	name  string
-	sink  Sink
+	sink  sink.Sink
 	tmpl  *template
-	buf   []Output
+	buf   []sink.Output
 	m     *TaskMetrics
 	log   *slog.Logger
 	job   string
@@ -90,12 +70,12 @@ type sinkNode struct {
 	tbuf  []byte
 	// stg is set in exactly-once mode: output is staged per checkpoint and
 	// handed to the sink only once that checkpoint has completed.
-	stg *stager
+	stg *sink.Stager
 }
 
 const sinkBatch = 256
 
-func (n *sinkNode) add(o Output) error {
+func (n *sinkNode) add(o sink.Output) error {
 	n.buf = append(n.buf, o)
 	if n.stg == nil && len(n.buf) >= sinkBatch {
 		return n.flush()
@@ -143,7 +123,7 @@ func (n *sinkNode) collect(r *Record) error {
 		topic = string(n.tbuf)
 	}
 	n.m.RecordsOut.Add(1)
-	return n.add(Output{Topic: topic, Payload: p})
+	return n.add(sink.Output{Topic: topic, Payload: p})
 }
 
 func (n *sinkNode) collectResult(res *Result) error {
@@ -155,7 +135,7 @@ func (n *sinkNode) collectResult(res *Result) error {
 		topic = string(n.tbuf)
 	}
 	n.m.RecordsOut.Add(1)
-	return n.add(Output{Topic: topic, ID: id, Payload: p})
+	return n.add(sink.Output{Topic: topic, ID: id, Payload: p})
 }
 
 func (n *sinkNode) watermark(int64) error {
@@ -173,7 +153,7 @@ func (n *sinkNode) barrier(b *Barrier) error {
 	if n.stg == nil {
 		return n.flush()
 	}
-	n.stg.stage(b.ID, n.buf)
+	n.stg.Stage(b.ID, n.buf)
 	n.buf = nil
 	return nil
 }
@@ -187,63 +167,6 @@ func (n *sinkNode) end() error {
 		return nil
 	}
 	return n.flush()
-}
-
-// stager holds one sink node's output per checkpoint until the checkpoint
-// completes. Its content is part of every snapshot, so output of a
-// completed checkpoint survives a crash before it was published.
-type stager struct {
-	name   string
-	sink   Sink
-	mu     sync.Mutex
-	epochs []StagedEpoch // ascending ids
-}
-
-// StagedEpoch is the output a sink node produced before barrier ID.
-type StagedEpoch struct {
-	ID      int64    `json:"id"`
-	Outputs []Output `json:"outputs"`
-}
-
-func (s *stager) stage(id int64, outs []Output) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if len(outs) == 0 {
-		return
-	}
-	s.epochs = append(s.epochs, StagedEpoch{ID: id, Outputs: outs})
-}
-
-// pending returns what is staged and not yet taken; the outputs are
-// immutable once staged.
-func (s *stager) pending() []StagedEpoch {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return slices.Clone(s.epochs)
-}
-
-// peek returns, in order, the output of every epoch <= upTo. The epochs
-// stay staged, and so in every snapshot, until drop: output handed to a sink
-// that has not confirmed it yet must survive a crash.
-func (s *stager) peek(upTo int64) []Output {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	var out []Output
-	for i := 0; i < len(s.epochs) && s.epochs[i].ID <= upTo; i++ {
-		out = append(out, s.epochs[i].Outputs...)
-	}
-	return out
-}
-
-// drop forgets every epoch <= upTo, once its output is confirmed.
-func (s *stager) drop(upTo int64) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	i := 0
-	for i < len(s.epochs) && s.epochs[i].ID <= upTo {
-		i++
-	}
-	s.epochs = slices.Delete(s.epochs, 0, i)
 }
 
 // resultID is stable across restarts: the same window of the same key of the
@@ -378,7 +301,7 @@ func (d *deadLetters) send(reason string, fill func(m map[string]any)) error {
 	if err != nil {
 		return fmt.Errorf("pipeline: render dead letter: %w", err)
 	}
-	return d.node.add(Output{Topic: d.node.topic(m), Payload: p})
+	return d.node.add(sink.Output{Topic: d.node.topic(m), Payload: p})
 }
 
 func (n *sinkNode) topic(m map[string]any) string {

@@ -1,4 +1,4 @@
-package pipeline
+package sink
 
 import (
 	"context"
@@ -8,9 +8,9 @@ import (
 	"testing"
 )
 
-func TestFileSinkRotatesAndRepairsTornTail(t *testing.T) {
+func TestFileRotatesAndRepairsTornTail(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "out", "results.jsonl")
-	s, err := NewFileSink(path, 100, 2)
+	s, err := NewFile(path, 100, 2)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -36,7 +36,7 @@ func TestFileSinkRotatesAndRepairsTornTail(t *testing.T) {
 	f, _ := os.OpenFile(path, os.O_WRONLY|os.O_APPEND, 0)
 	f.WriteString(`{"id":"torn`)
 	f.Close()
-	s, err = NewFileSink(path, 0, 2)
+	s, err = NewFile(path, 0, 2)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,4 +1,4 @@
-package pipeline
+package sink
 
 import (
 	"bufio"
@@ -11,9 +11,9 @@ import (
 	"sync"
 )
 
-// FileSink writes outputs as JSON lines to a file, rotating it when it
+// File writes outputs as JSON lines to a file, rotating it when it
 // exceeds MaxSize: path → path.1 → path.2 … up to MaxFiles old files.
-type FileSink struct {
+type File struct {
 	path     string
 	maxSize  int64
 	maxFiles int
@@ -24,14 +24,14 @@ type FileSink struct {
 	closed   bool
 }
 
-// NewFileSink opens (appends to) path, creating its directory.
-func NewFileSink(path string, maxSize int64, maxFiles int) (*FileSink, error) {
+// NewFile opens (appends to) path, creating its directory.
+func NewFile(path string, maxSize int64, maxFiles int) (*File, error) {
 	if maxFiles <= 0 {
 		maxFiles = 5
 	}
-	s := &FileSink{path: path, maxSize: maxSize, maxFiles: maxFiles}
+	s := &File{path: path, maxSize: maxSize, maxFiles: maxFiles}
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-		return nil, fmt.Errorf("pipeline: file sink: %w", err)
+		return nil, fmt.Errorf("sink: file sink: %w", err)
 	}
 	if err := s.open(); err != nil {
 		return nil, err
@@ -39,18 +39,18 @@ func NewFileSink(path string, maxSize int64, maxFiles int) (*FileSink, error) {
 	return s, nil
 }
 
-func (s *FileSink) open() error {
+func (s *File) open() error {
 	if err := repairTail(s.path); err != nil {
-		return fmt.Errorf("pipeline: file sink: %w", err)
+		return fmt.Errorf("sink: file sink: %w", err)
 	}
 	f, err := os.OpenFile(s.path, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
-		return fmt.Errorf("pipeline: file sink: %w", err)
+		return fmt.Errorf("sink: file sink: %w", err)
 	}
 	st, err := f.Stat()
 	if err != nil {
 		f.Close()
-		return fmt.Errorf("pipeline: file sink: %w", err)
+		return fmt.Errorf("sink: file sink: %w", err)
 	}
 	s.f, s.w, s.size = f, bufio.NewWriterSize(f, 256<<10), st.Size()
 	return nil
@@ -93,7 +93,7 @@ func repairTail(path string) error {
 	return f.Truncate(end)
 }
 
-func (s *FileSink) rotate() error {
+func (s *File) rotate() error {
 	if err := s.w.Flush(); err != nil {
 		return err
 	}
@@ -116,47 +116,47 @@ func (s *FileSink) rotate() error {
 }
 
 // Write appends one line per output.
-func (s *FileSink) Write(_ context.Context, outs []Output) error {
+func (s *File) Write(_ context.Context, outs []Output) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
-		return errors.New("pipeline: file sink closed")
+		return errors.New("sink: file sink closed")
 	}
 	for _, o := range outs {
 		if s.maxSize > 0 && s.size > 0 && s.size+int64(len(o.Payload))+1 > s.maxSize {
 			if err := s.rotate(); err != nil {
-				return fmt.Errorf("pipeline: rotate %s: %w", s.path, err)
+				return fmt.Errorf("sink: rotate %s: %w", s.path, err)
 			}
 		}
 		s.w.Write(o.Payload)
 		if err := s.w.WriteByte('\n'); err != nil {
-			return fmt.Errorf("pipeline: write %s: %w", s.path, err)
+			return fmt.Errorf("sink: write %s: %w", s.path, err)
 		}
 		s.size += int64(len(o.Payload)) + 1
 	}
 	// Hand the lines to the kernel now so a reader of the file sees them;
 	// Flush adds the fsync.
 	if err := s.w.Flush(); err != nil {
-		return fmt.Errorf("pipeline: write %s: %w", s.path, err)
+		return fmt.Errorf("sink: write %s: %w", s.path, err)
 	}
 	return nil
 }
 
 // Flush writes buffered lines and fsyncs the file.
-func (s *FileSink) Flush(context.Context) error {
+func (s *File) Flush(context.Context) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
 		return nil
 	}
 	if err := s.w.Flush(); err != nil {
-		return fmt.Errorf("pipeline: write %s: %w", s.path, err)
+		return fmt.Errorf("sink: write %s: %w", s.path, err)
 	}
 	return s.f.Sync()
 }
 
 // Close flushes and closes the file. It is idempotent.
-func (s *FileSink) Close() error {
+func (s *File) Close() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {

@@ -1,0 +1,24 @@
+package sink
+
+import (
+	"context"
+)
+
+// Sink receives rendered output. Implementations are shared by every task
+// of a job and must be safe for concurrent use.
+type Sink interface {
+	// Write hands over outputs in order. It may buffer; it blocks when the
+	// sink cannot keep up (back-pressure), and never drops.
+	Write(ctx context.Context, outs []Output) error
+	// Flush returns once everything written so far is durable or
+	// acknowledged by the broker.
+	Flush(ctx context.Context) error
+	Close() error
+}
+
+// Output is one rendered message: a result, a record or a dead letter.
+type Output struct {
+	Topic   string `json:"topic,omitempty"` // rendered topic template; "" for sinks without topics
+	ID      string `json:"id,omitempty"`    // stable result id; "" for records and dead letters
+	Payload []byte `json:"payload"`
+}
