@@ -204,7 +204,7 @@ func (j *Job) buildKeyedChain(t *keyedTask) error {
 }
 
 // children builds the chain nodes fed by name (a source or a stage) inside
-// one task. Records reaching a keyed stage leave the task through a shuffle.
+// one task. Readings reaching a keyed stage leave the task through a shuffle.
 func (j *Job) children(tc *taskCtx, name string, isSource bool) ([]collector, error) {
 	var out []collector
 	for _, n := range j.stages {
@@ -264,7 +264,7 @@ func (j *Job) newShuffle(tc *taskCtx, n *stageNode) *shuffleNode {
 
 type nopCollector struct{}
 
-func (nopCollector) collect(*Record) error { return nil }
+func (nopCollector) collect(*Reading) error { return nil }
 
 func (nopCollector) watermark(int64) error { return nil }
 

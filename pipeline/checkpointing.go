@@ -54,9 +54,9 @@ func (j *Job) StopWithCheckpoint(ctx context.Context) (int64, error) {
 		return id, err
 	}
 	for {
-		j.pubMu.Lock()
-		done, ch := j.pubDone, j.pubDoneCh
-		j.pubMu.Unlock()
+		j.relMu.Lock()
+		done, ch := j.relDone, j.relDoneCh
+		j.relMu.Unlock()
 		if done >= id {
 			return id, nil
 		}

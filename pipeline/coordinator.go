@@ -45,7 +45,7 @@ type triggerResult struct {
 }
 
 // coordinator triggers checkpoints, collects acknowledgements, commits
-// _metadata, and tells the publisher and the ingest logs what is complete.
+// _metadata, and tells the release loop and the ingest logs what is complete.
 type coordinator struct {
 	j        *Job
 	opts     CheckpointOptions
@@ -290,7 +290,7 @@ func (c *coordinator) complete(p *pendingCheckpoint) {
 			c.fail(old, fmt.Sprintf("subsumed by checkpoint %d", p.id))
 		}
 	}
-	c.j.publishUpTo(p.id)
+	c.j.releaseUpTo(p.id)
 	c.prune()
 	if c.j.spec.OnCheckpoint != nil {
 		c.j.spec.OnCheckpoint(md)

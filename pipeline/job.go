@@ -43,11 +43,11 @@ type Job struct {
 	stats     *StatsTracker
 	async     sync.WaitGroup
 	stagers   []*sink.Stager
-	pubMu     sync.Mutex
-	pubWant   int64
-	pubDone   int64         // newest checkpoint whose staged output is published
-	pubDoneCh chan struct{} // closed and replaced when pubDone advances
-	pubWake   chan struct{}
+	relMu     sync.Mutex
+	relWant   int64
+	relDone   int64         // newest checkpoint whose staged output is released (published)
+	relDoneCh chan struct{} // closed and replaced when relDone advances
+	relWake   chan struct{}
 	draining  atomic.Bool              // sources stop reading: a final checkpoint is coming
 	restored  map[string]*taskSnapshot // task name → restored non-keyed state
 	lostLogs  []LostLog                // sources restored onto a new, empty ingest log
@@ -67,8 +67,8 @@ func NewJob(spec JobSpec, start SourceStart, log *slog.Logger) (j *Job, err erro
 	}
 	j = &Job{
 		spec: spec, log: log, byName: map[string]*stageNode{}, abort: make(chan struct{}),
-		coordDone: make(chan struct{}), pubWake: make(chan struct{}, 1), pubWant: -1,
-		pubDone: -1, pubDoneCh: make(chan struct{}),
+		coordDone: make(chan struct{}), relWake: make(chan struct{}, 1), relWant: -1,
+		relDone: -1, relDoneCh: make(chan struct{}),
 		restored: map[string]*taskSnapshot{},
 	}
 	if err := j.checkRestore(); err != nil {
@@ -159,7 +159,7 @@ func (j *Job) Run(ctx context.Context) error {
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	var side sync.WaitGroup // coordinator and publisher
+	var side sync.WaitGroup // coordinator and release loop
 	if j.coord != nil {
 		side.Go(func() {
 			defer close(j.coordDone)
@@ -167,9 +167,9 @@ func (j *Job) Run(ctx context.Context) error {
 				fail(err)
 			}
 		})
-		side.Go(func() { j.publisher(ctx) })
+		side.Go(func() { j.releaseLoop(ctx) })
 		if md := j.spec.Restore; md != nil && !j.spec.Checkpoints.Published(md.ID) {
-			j.publishUpTo(md.ID)
+			j.releaseUpTo(md.ID)
 		}
 	} else {
 		close(j.coordDone)

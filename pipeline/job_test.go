@@ -616,7 +616,7 @@ func (s *flakySink) Flush(context.Context) error {
 	return nil
 }
 
-func TestPublishRetriesUnconfirmedOutput(t *testing.T) {
+func TestReleaseRetriesUnconfirmedOutput(t *testing.T) {
 	h := newHarness(t, true)
 	rs := genReadings(3000, 5, 2)
 	h.appendReadings(rs)

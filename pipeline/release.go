@@ -8,40 +8,43 @@ import (
 	"github.com/eddy-stream/eddy/pipeline/sink"
 )
 
-// publishUpTo hands staged output of every checkpoint <= id to the
-// publisher goroutine. Only the newest id matters: it covers older ones.
-func (j *Job) publishUpTo(id int64) {
-	j.pubMu.Lock()
-	if id > j.pubWant {
-		j.pubWant = id
+// releaseUpTo hands staged output of every checkpoint <= id to the
+// release loop. Only the newest id matters: it covers older ones.
+func (j *Job) releaseUpTo(id int64) {
+	j.relMu.Lock()
+	if id > j.relWant {
+		j.relWant = id
 	}
-	j.pubMu.Unlock()
+	j.relMu.Unlock()
 	select {
-	case j.pubWake <- struct{}{}:
+	case j.relWake <- struct{}{}:
 	default:
 	}
 }
 
-// publisher writes staged output of completed checkpoints to the sinks,
-// waits until they have it (MQTT PUBACKs, fsync), and marks the checkpoint
-// published so a restart does not publish it again.
-func (j *Job) publisher(ctx context.Context) {
+// releaseLoop releases staged output of completed checkpoints (exactly-once
+// mode): it writes it to the sinks, waits until they have it (MQTT PUBACKs,
+// fsync), and marks the checkpoint published (chk-N/_published) so a
+// restart does not publish it again. It is one goroutine per job, owned by
+// Run. (mqttio.Publisher, the MQTT client a sink writes through, is another
+// thing.)
+func (j *Job) releaseLoop(ctx context.Context) {
 	done := int64(-1)
 	for {
 		select {
-		case <-j.pubWake:
+		case <-j.relWake:
 		case <-ctx.Done():
 			return
 		}
-		j.pubMu.Lock()
-		want := j.pubWant
-		j.pubMu.Unlock()
+		j.relMu.Lock()
+		want := j.relWant
+		j.relMu.Unlock()
 		if want <= done {
 			continue
 		}
-		if err := j.publish(ctx, want); err != nil {
+		if err := j.release(ctx, want); err != nil {
 			if ctx.Err() == nil {
-				j.log.Error("publishing staged output failed", "checkpoint", want, "err", err)
+				j.log.Error("releasing staged output failed", "checkpoint", want, "err", err)
 			}
 			continue
 		}
@@ -49,21 +52,21 @@ func (j *Job) publisher(ctx context.Context) {
 		if err := j.spec.Checkpoints.MarkPublished(want); err != nil {
 			j.log.Warn("marking checkpoint published failed", "checkpoint", want, "err", err)
 		}
-		j.pubMu.Lock()
-		j.pubDone = done
-		close(j.pubDoneCh)
-		j.pubDoneCh = make(chan struct{})
-		j.pubMu.Unlock()
+		j.relMu.Lock()
+		j.relDone = done
+		close(j.relDoneCh)
+		j.relDoneCh = make(chan struct{})
+		j.relMu.Unlock()
 	}
 }
 
-// publish hands the staged output of every checkpoint <= upTo to its sink
+// release hands the staged output of every checkpoint <= upTo to its sink
 // and waits until every sink has it; only then is it dropped from the
 // stagers, so every snapshot taken meanwhile still holds it. A sink that fails — to take the
 // output, or to confirm it (an MQTT connection lost before the PUBACKs) —
 // gets the whole batch again after a backoff, for as long as it takes:
 // nothing staged is dropped, and a repeat carries the same result ids.
-func (j *Job) publish(ctx context.Context, upTo int64) error {
+func (j *Job) release(ctx context.Context, upTo int64) error {
 	batches := map[sink.Sink][]sink.Output{}
 	var order []sink.Sink
 	for _, s := range j.stagers {
@@ -90,7 +93,7 @@ func (j *Job) publish(ctx context.Context, upTo int64) error {
 			if ctx.Err() != nil {
 				return err
 			}
-			j.log.Warn("publishing staged output failed, retrying", "checkpoint", upTo, "err", err, "retry_in", backoff)
+			j.log.Warn("releasing staged output failed, retrying", "checkpoint", upTo, "err", err, "retry_in", backoff)
 			select {
 			case <-ctx.Done():
 				return ctx.Err()

@@ -112,8 +112,8 @@ func (n *sinkNode) flush() error {
 	return nil
 }
 
-func (n *sinkNode) collect(r *Record) error {
-	p := appendRecordJSON(nil, r.Fields)
+func (n *sinkNode) collect(r *Reading) error {
+	p := appendReadingJSON(nil, r.Fields)
 	var topic string
 	if n.tmpl != nil {
 		n.tbuf = n.tmpl.render(n.tbuf[:0], func(f string) string {
@@ -245,7 +245,7 @@ func appendNumber(dst []byte, v float64) []byte {
 	return strconv.AppendFloat(dst, v, 'f', -1, 64)
 }
 
-func appendRecordJSON(dst []byte, fields map[string]any) []byte {
+func appendReadingJSON(dst []byte, fields map[string]any) []byte {
 	keys := make([]string, 0, len(fields))
 	for k := range fields {
 		keys = append(keys, k)
@@ -338,7 +338,7 @@ func (d *deadLetters) message(ref *MsgRef, reason string) error {
 }
 
 // reading reports one reading that a stage rejected.
-func (d *deadLetters) reading(r *Record, stage, reason string) error {
+func (d *deadLetters) reading(r *Reading, stage, reason string) error {
 	return d.send(reason, func(m map[string]any) {
 		m["stage"] = stage
 		describeMsg(m, r.Msg)

@@ -69,7 +69,7 @@ const readBatch = 1024
 const fullSnapshotFile = "full.snap"
 
 // checkpoint records the source's position and sends barrier b downstream,
-// behind every record read before it.
+// behind every message read before it.
 func (t *sourceTask) checkpoint(b *Barrier, offset uint64) error {
 	t0 := time.Now()
 	if err := t.handOver(); err != nil {
@@ -94,7 +94,7 @@ func (t *sourceTask) checkpoint(b *Barrier, offset uint64) error {
 	return nil
 }
 
-func (t *sourceTask) emit(r *Record) error {
+func (t *sourceTask) emit(r *Reading) error {
 	t.m.RecordsIn.Add(1)
 	if r.TS > t.maxTS {
 		t.maxTS = r.TS
@@ -292,7 +292,7 @@ type keyedTask struct {
 	m        *TaskMetrics
 	sinks    []*sinkNode
 	next     collector // stateless stages and shuffles fed by the results
-	resRec   Record
+	resRec   Reading
 	firstErr error
 	abort    <-chan struct{}
 	cp       *cpTask
@@ -337,7 +337,7 @@ func (t *keyedTask) onResult(res *Result) {
 	f["window_start"] = float64(res.Start)
 	f["window_end"] = float64(res.End)
 	f["stage"] = res.Stage
-	t.resRec = Record{Fields: f, TS: res.End - 1}
+	t.resRec = Reading{Fields: f, TS: res.End - 1}
 	if err := t.next.collect(&t.resRec); err != nil {
 		t.firstErr = err
 	}

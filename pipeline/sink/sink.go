@@ -16,9 +16,9 @@ type Sink interface {
 	Close() error
 }
 
-// Output is one rendered message: a result, a record or a dead letter.
+// Output is one rendered message: a window result, a reading (from a sink reading a stateless stage) or a dead letter.
 type Output struct {
 	Topic   string `json:"topic,omitempty"` // rendered topic template; "" for sinks without topics
-	ID      string `json:"id,omitempty"`    // stable result id; "" for records and dead letters
+	ID      string `json:"id,omitempty"`    // stable result id; "" for readings and dead letters
 	Payload []byte `json:"payload"`
 }
