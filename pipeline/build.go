@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/eddy-stream/eddy/pipeline/lang"
 	"github.com/eddy-stream/eddy/pipeline/sink"
 	"github.com/eddy-stream/eddy/storage/checkpoint"
 	"github.com/eddy-stream/eddy/storage/keygroup"
@@ -100,7 +101,7 @@ func (j *Job) newTaskCtx(m *TaskMetrics, vertex string, index int) *taskCtx {
 func (j *Job) newSinkNode(tc *taskCtx, s *SinkSpec, n *stageNode) *sinkNode {
 	sn := &sinkNode{ctx: j.ctx, name: s.Name, sink: s.Sink, m: tc.m, log: j.log, job: j.spec.Name}
 	if s.Topic != "" {
-		t, _ := ParseTemplate(s.Topic) // validated with the configuration
+		t, _ := lang.ParseTemplate(s.Topic) // checked by NewJob
 		sn.tmpl = &t
 	}
 	if n != nil {
@@ -222,7 +223,7 @@ func (j *Job) children(tc *taskCtx, name string, isSource bool) ([]collector, er
 		next := collectorOf(orNop(kids))
 		switch {
 		case n.spec.Filter != "":
-			prog, err := compileExpr(n.spec.Filter, true)
+			prog, err := lang.CompileFilter(n.spec.Filter)
 			if err != nil {
 				return nil, fmt.Errorf("pipeline: stage %s: filter: %w", n.spec.Name, err)
 			}

@@ -6,9 +6,9 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/expr-lang/expr"
 	"github.com/expr-lang/expr/vm"
 
+	"github.com/eddy-stream/eddy/pipeline/lang"
 	"github.com/eddy-stream/eddy/storage/keygroup"
 )
 
@@ -92,17 +92,6 @@ func (p passthrough) idle() error              { return p.next.idle() }
 func (p passthrough) barrier(b *Barrier) error { return p.next.barrier(b) }
 func (p passthrough) end() error               { return p.next.end() }
 
-// compileExpr compiles a filter or map expression over a record's fields.
-// Declaring the environment as map[string]any lets the VM read fields with a
-// plain map lookup (OpLoadFast) instead of reflection.
-func compileExpr(src string, asBool bool) (*vm.Program, error) {
-	opts := []expr.Option{expr.Env(map[string]any{}), expr.AllowUndefinedVariables()}
-	if asBool {
-		opts = append(opts, expr.AsBool())
-	}
-	return expr.Compile(src, opts...)
-}
-
 // filterNode keeps the readings for which its expression is true.
 type filterNode struct {
 	passthrough
@@ -141,7 +130,7 @@ func newMapNode(stage string, m map[string]string, dl *deadLetters, next collect
 	}
 	sort.Strings(n.fields)
 	for _, f := range n.fields {
-		p, err := compileExpr(m[f], false)
+		p, err := lang.CompileMap(m[f])
 		if err != nil {
 			return nil, fmt.Errorf("stage %s: map %s: %w", stage, f, err)
 		}

@@ -9,6 +9,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/eddy-stream/eddy/pipeline/lang"
 	"github.com/eddy-stream/eddy/pipeline/sink"
 )
 
@@ -118,6 +119,9 @@ func NewJob(spec JobSpec, start SourceStart, log *slog.Logger) (j *Job, err erro
 	for i := range j.spec.Sinks {
 		if f := j.spec.Sinks[i].From; f != "" && !known[f] {
 			return nil, fmt.Errorf("pipeline: sink %s reads %q, which is neither a source nor a stage", j.spec.Sinks[i].Name, f)
+		}
+		if _, err := lang.ParseTemplate(j.spec.Sinks[i].Topic); err != nil {
+			return nil, fmt.Errorf("pipeline: sink %s: topic %q %w", j.spec.Sinks[i].Name, j.spec.Sinks[i].Topic, err)
 		}
 	}
 	for i := range j.spec.Sources {

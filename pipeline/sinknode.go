@@ -5,6 +5,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
+	"github.com/eddy-stream/eddy/pipeline/lang"
 	"github.com/eddy-stream/eddy/pipeline/sink"
 	"log/slog"
 	"math"
@@ -15,52 +16,13 @@ import (
 	"unicode/utf8"
 )
 
-// template is a parsed topic template such as "results/{site}/{device}".
-type template struct {
-	lits   []string // len(lits) == len(fields)+1
-	fields []string
-}
-
-// ParseTemplate parses a topic template; placeholders are {field}.
-func ParseTemplate(s string) (template, error) {
-	var t template
-	for {
-		i := strings.IndexByte(s, '{')
-		if i < 0 {
-			if strings.IndexByte(s, '}') >= 0 {
-				return t, fmt.Errorf("unbalanced } in template")
-			}
-			t.lits = append(t.lits, s)
-			return t, nil
-		}
-		j := strings.IndexByte(s[i:], '}')
-		if j < 0 {
-			return t, fmt.Errorf("unclosed { in template")
-		}
-		t.lits = append(t.lits, s[:i])
-		t.fields = append(t.fields, s[i+1:i+j])
-		s = s[i+j+1:]
-	}
-}
-
-// Fields lists the placeholders of the template.
-func (t template) Fields() []string { return t.fields }
-
-func (t template) render(dst []byte, lookup func(string) string) []byte {
-	for i, f := range t.fields {
-		dst = append(dst, t.lits[i]...)
-		dst = append(dst, lookup(f)...)
-	}
-	return append(dst, t.lits[len(t.lits)-1]...)
-}
-
 // sinkNode renders what reaches it and hands it to a Sink in batches, at
 // watermarks, barriers and the end of input, and when its buffer fills.
 type sinkNode struct {
 	ctx   context.Context
 	name  string
 	sink  sink.Sink
-	tmpl  *template
+	tmpl  *lang.Template
 	buf   []sink.Output
 	m     *TaskMetrics
 	log   *slog.Logger
@@ -116,7 +78,7 @@ func (n *sinkNode) collect(r *Reading) error {
 	p := appendReadingJSON(nil, r.Fields)
 	var topic string
 	if n.tmpl != nil {
-		n.tbuf = n.tmpl.render(n.tbuf[:0], func(f string) string {
+		n.tbuf = n.tmpl.Render(n.tbuf[:0], func(f string) string {
 			s, _ := keyString(r.Fields[f])
 			return s
 		})
@@ -131,7 +93,7 @@ func (n *sinkNode) collectResult(res *Result) error {
 	p := appendResultJSON(make([]byte, 0, 192), id, res, n.names, n.plan)
 	var topic string
 	if n.tmpl != nil {
-		n.tbuf = n.tmpl.render(n.tbuf[:0], func(f string) string { return resultField(res, n.names, n.plan, f) })
+		n.tbuf = n.tmpl.Render(n.tbuf[:0], func(f string) string { return resultField(res, n.names, n.plan, f) })
 		topic = string(n.tbuf)
 	}
 	n.m.RecordsOut.Add(1)
@@ -190,11 +152,11 @@ func resultID(job string, r *Result) string {
 
 func resultField(r *Result, names []string, p *aggPlan, f string) string {
 	switch f {
-	case "window_start":
+	case lang.FieldWindowStart:
 		return strconv.FormatInt(r.Start, 10)
-	case "window_end":
+	case lang.FieldWindowEnd:
 		return strconv.FormatInt(r.End, 10)
-	case "stage":
+	case lang.FieldStage:
 		return r.Stage
 	}
 	for i, k := range names {
@@ -308,7 +270,7 @@ func (n *sinkNode) topic(m map[string]any) string {
 	if n.tmpl == nil {
 		return ""
 	}
-	return string(n.tmpl.render(nil, func(f string) string { s, _ := keyString(m[f]); return s }))
+	return string(n.tmpl.Render(nil, func(f string) string { s, _ := keyString(m[f]); return s }))
 }
 
 func describeMsg(m map[string]any, ref *MsgRef) {

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/eddy-stream/eddy/internal/failpoint"
+	"github.com/eddy-stream/eddy/pipeline/lang"
 	"github.com/eddy-stream/eddy/storage/checkpoint"
 	"github.com/eddy-stream/eddy/storage/ingestlog"
 	"github.com/eddy-stream/eddy/storage/keygroup"
@@ -334,9 +335,9 @@ func (t *keyedTask) onResult(res *Result) {
 	for i, a := range t.stage.plan.aggs {
 		f[a.name] = res.Values[i]
 	}
-	f["window_start"] = float64(res.Start)
-	f["window_end"] = float64(res.End)
-	f["stage"] = res.Stage
+	f[lang.FieldWindowStart] = float64(res.Start)
+	f[lang.FieldWindowEnd] = float64(res.End)
+	f[lang.FieldStage] = res.Stage
 	t.resRec = Reading{Fields: f, TS: res.End - 1}
 	if err := t.next.collect(&t.resRec); err != nil {
 		t.firstErr = err
