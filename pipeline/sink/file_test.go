@@ -48,3 +48,33 @@ func TestFileRotatesAndRepairsTornTail(t *testing.T) {
 		t.Errorf("torn tail not repaired:\n%s", b)
 	}
 }
+
+// TestFileRotationClosesGaps: a rotation after one that failed half-way
+// (a gap in the numbering) renumbers the rotated files without replacing
+// any, and drops only those beyond max_files.
+func TestFileRotationClosesGaps(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "results.jsonl")
+	for name, line := range map[string]string{".1": "new", ".3": "mid", ".4": "old", ".5": "oldest", "": "cur"} {
+		if err := os.WriteFile(path+name, []byte(line+"\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s, err := NewFile(path, 8, 4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Write(context.Background(), []Output{{Payload: []byte("next")}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	for name, want := range map[string]string{"": "next\n", ".1": "cur\n", ".2": "new\n", ".3": "mid\n", ".4": "old\n"} {
+		if b, err := os.ReadFile(path + name); err != nil || string(b) != want {
+			t.Errorf("%s: %q %v, want %q", name, b, err, want)
+		}
+	}
+	if _, err := os.Stat(path + ".5"); err == nil {
+		t.Error("a file beyond max_files kept")
+	}
+}

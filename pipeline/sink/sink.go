@@ -6,11 +6,15 @@ import (
 
 // Sink receives rendered output. Implementations are shared by every task
 // of a job and must be safe for concurrent use.
+//
+// When Write fails, or Flush fails after a Write, the caller hands the same
+// batch over again (after a backoff) until both succeed; a sink may use
+// that to avoid writing the part that had already got through twice.
 type Sink interface {
 	// Write hands over outputs in order. It may buffer; it blocks when the
 	// sink cannot keep up (back-pressure), and never drops.
 	Write(ctx context.Context, outs []Output) error
-	// Flush returns once everything written so far is durable or
+	// Flush returns nil only once everything written so far is durable or
 	// acknowledged by the broker.
 	Flush(ctx context.Context) error
 	Close() error
