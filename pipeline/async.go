@@ -56,7 +56,7 @@ func (c *cpTask) async(b *Barrier, snap *taskSnapshot, base taskAck, t0 time.Tim
 		dir := c.j.spec.Checkpoints.TaskDir(b.ID, c.name)
 		err := a.err
 		if err == nil && pre != nil {
-			if err = fileutil.CreateDirAll(dir); err == nil {
+			if err = fileutil.CreateDirAllFS(c.j.spec.FS, dir); err == nil {
 				err = pre(dir)
 			}
 		}
@@ -82,14 +82,15 @@ func (c *cpTask) async(b *Barrier, snap *taskSnapshot, base taskAck, t0 time.Tim
 }
 
 func (c *cpTask) writeState(dir string, snap *taskSnapshot, a *taskAck) error {
-	if err := fileutil.CreateDirAll(dir); err != nil {
+	fsys := c.j.spec.FS
+	if err := fileutil.CreateDirAllFS(fsys, dir); err != nil {
 		return err
 	}
 	data, err := json.Marshal(snap)
 	if err != nil {
 		return err
 	}
-	if _, err := checkpoint.WriteTaskState(fileutil.OSFS{}, dir, data); err != nil {
+	if _, err := checkpoint.WriteTaskState(fsys, dir, data); err != nil {
 		return err
 	}
 	files, err := c.sums.Files(dir)
@@ -100,7 +101,7 @@ func (c *cpTask) writeState(dir string, snap *taskSnapshot, a *taskAck) error {
 	for _, f := range files {
 		a.state.StateSize += f.Size
 	}
-	return fileutil.SyncDir(dir)
+	return fsys.SyncDir(dir)
 }
 
 // testHookAsync, set only by tests, runs at the start of every task's

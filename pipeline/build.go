@@ -89,7 +89,7 @@ type taskCtx struct {
 
 func (j *Job) newTaskCtx(m *TaskMetrics, vertex string, index int) *taskCtx {
 	tc := &taskCtx{m: m, dl: &deadLetters{m: m, log: j.log.With("task", m.Name)}}
-	tc.cp = &cpTask{j: j, name: m.Name, vertex: vertex, index: index, sums: &checkpoint.ChecksumCache{}}
+	tc.cp = &cpTask{j: j, name: m.Name, vertex: vertex, index: index, sums: &checkpoint.ChecksumCache{FS: j.spec.FS}}
 	for i := range j.spec.Sinks {
 		if s := &j.spec.Sinks[i]; s.DeadLetters {
 			tc.dl.node = j.newSinkNode(tc, s, nil)

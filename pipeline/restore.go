@@ -81,7 +81,7 @@ func (j *Job) checkRestore() error {
 	published := j.spec.Checkpoints.Published(md.ID)
 	old := map[string]*taskSnapshot{}
 	for name := range md.Tasks {
-		data, err := checkpoint.ReadTaskState(filepath.Join(j.spec.Checkpoints.TaskDir(md.ID, name), checkpoint.TaskStateFile))
+		data, err := checkpoint.ReadTaskStateFS(j.spec.FS, filepath.Join(j.spec.Checkpoints.TaskDir(md.ID, name), checkpoint.TaskStateFile))
 		if err != nil {
 			return fmt.Errorf("pipeline: restore %s: %w", name, err)
 		}
