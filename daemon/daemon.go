@@ -12,7 +12,9 @@ import (
 
 	"github.com/eddy-stream/eddy/daemon/config"
 	"github.com/eddy-stream/eddy/pipeline"
+	"github.com/eddy-stream/eddy/pipeline/ingest"
 	"github.com/eddy-stream/eddy/pipeline/mqttio"
+	"github.com/eddy-stream/eddy/pipeline/sink"
 	"github.com/eddy-stream/eddy/storage/checkpoint"
 	"github.com/eddy-stream/eddy/storage/datadir"
 	"github.com/eddy-stream/eddy/storage/fileutil"
@@ -34,7 +36,7 @@ type Daemon struct {
 
 	// Opened by New, closed by Close.
 	logs       map[string]*ingestlog.Log
-	sinks      map[string]pipeline.Sink // file sinks; MQTT sinks are added by Run
+	sinks      map[string]sink.Sink // file sinks; MQTT sinks are added by Run
 	memory     *state.Memory
 	store      *checkpoint.Store
 	http       *httpServer // listening; served by Run
@@ -44,7 +46,7 @@ type Daemon struct {
 	broker    *mqttio.Embedded
 	brokerURL string
 	publisher *mqttio.Publisher
-	ingests   map[string]*pipeline.Ingest // guarded by mu
+	ingests   map[string]*ingest.Bridge // guarded by mu
 
 	mu       sync.RWMutex
 	job      *pipeline.Job // the running job; nil between jobs
@@ -98,8 +100,8 @@ func New(cfg *config.Config, log *slog.Logger, level *slog.LevelVar) (*Daemon, e
 		cfg: cfg, live: cfg, log: log, level: level, start: time.Now(),
 		layout: datadir.New(cfg.DataDir),
 		fs:     fileutil.OSFS{Logger: log.With("component", "fsync"), OnSync: observeFsync},
-		logs:   map[string]*ingestlog.Log{}, ingests: map[string]*pipeline.Ingest{},
-		sinks: map[string]pipeline.Sink{}, ready: make(chan struct{}),
+		logs:   map[string]*ingestlog.Log{}, ingests: map[string]*ingest.Bridge{},
+		sinks: map[string]sink.Sink{}, ready: make(chan struct{}),
 		stop: make(chan struct{}), stopTimeout: DefaultStopTimeout, phase: "starting",
 		reloads: make(chan struct{}, 1), verify: make(chan verifyRequest),
 	}
@@ -237,7 +239,7 @@ func (d *Daemon) clientOptions(suffix string) (mqttio.ClientOptions, error) {
 func (d *Daemon) openSinks() error {
 	for _, s := range d.cfg.Sinks {
 		if s.File != nil {
-			fs, err := pipeline.NewFileSink(d.cfg.Path(s.File.Path), int64(s.File.MaxSize), s.File.MaxFiles)
+			fs, err := sink.NewFile(d.cfg.Path(s.File.Path), int64(s.File.MaxSize), s.File.MaxFiles, sink.WithFS(d.fs))
 			if err != nil {
 				return fmt.Errorf("sink %s: %w", s.Name, err)
 			}
@@ -254,6 +256,7 @@ func (d *Daemon) jobSpec() pipeline.JobSpec {
 	c := d.running()
 	spec := pipeline.JobSpec{
 		Name: c.ApplianceID, Parallelism: c.Pipeline.EffectiveParallelism(), MaxParallelism: c.Pipeline.MaxParallelism,
+		FS: d.fs,
 		State: pipeline.StateSpec{
 			Dir: d.layout.State(), Memory: d.memory, Timers: c.State.Timers,
 			WriteCacheEntries: c.State.WriteCacheEntries, MaxBackgroundJobs: c.State.MaxBackgroundJobs,
@@ -403,7 +406,7 @@ func (d *Daemon) closeAll() error {
 	errs = append(errs, d.closeUpload())
 	d.mu.Lock()
 	ingests := d.ingests
-	d.ingests = map[string]*pipeline.Ingest{}
+	d.ingests = map[string]*ingest.Bridge{}
 	d.mu.Unlock()
 	for _, in := range ingests {
 		errs = append(errs, in.Close())

@@ -14,7 +14,9 @@ import (
 
 	"github.com/eddy-stream/eddy/daemon/config"
 	"github.com/eddy-stream/eddy/pipeline"
+	"github.com/eddy-stream/eddy/pipeline/ingest"
 	"github.com/eddy-stream/eddy/pipeline/mqttio"
+	"github.com/eddy-stream/eddy/pipeline/sink"
 	"github.com/eddy-stream/eddy/storage/checkpoint"
 )
 
@@ -198,7 +200,7 @@ func (d *Daemon) addIngest(g *run.Group, r *runState, s config.Source) {
 		// broker's persistent session, what is acknowledged is in the
 		// ingest log. A file per message would cap ingest at a few
 		// thousand messages per second.
-		in := pipeline.NewIngest(s.Name, d.logs[s.Name], o,
+		in := ingest.New(s.Name, d.logs[s.Name], o,
 			[]mqttio.Subscription{{Filter: s.Topic, QoS: byte(*s.QoS)}}, d.log.With("component", "ingest"))
 		d.mu.Lock()
 		d.ingests[s.Name] = in
@@ -368,7 +370,7 @@ func (d *Daemon) startPublisher(ctx context.Context) error {
 				return fmt.Errorf("sink %s: %w", s.Name, err)
 			}
 		}
-		d.sinks[s.Name] = pipeline.NewMQTTSink(d.publisher, byte(*s.MQTT.QoS), s.MQTT.Retain)
+		d.sinks[s.Name] = sink.NewMQTT(d.publisher, byte(*s.MQTT.QoS), s.MQTT.Retain)
 	}
 	return nil
 }

@@ -16,6 +16,7 @@ import (
 
 	"go.uber.org/goleak"
 
+	"github.com/eddy-stream/eddy/pipeline/sink"
 	"github.com/eddy-stream/eddy/storage/checkpoint"
 	"github.com/eddy-stream/eddy/storage/fileutil"
 	"github.com/eddy-stream/eddy/storage/ingestlog"
@@ -28,10 +29,10 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 // memSink collects outputs in memory.
 type memSink struct {
 	mu   sync.Mutex
-	outs []Output
+	outs []sink.Output
 }
 
-func (s *memSink) Write(_ context.Context, outs []Output) error {
+func (s *memSink) Write(_ context.Context, outs []sink.Output) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for _, o := range outs {
@@ -43,10 +44,10 @@ func (s *memSink) Write(_ context.Context, outs []Output) error {
 func (s *memSink) Flush(context.Context) error { return nil }
 func (s *memSink) Close() error                { return nil }
 
-func (s *memSink) snapshot() []Output {
+func (s *memSink) snapshot() []sink.Output {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return append([]Output(nil), s.outs...)
+	return append([]sink.Output(nil), s.outs...)
 }
 
 // reading is a test reading on topic sensors/<site>/<dev>/telemetry.
@@ -189,7 +190,7 @@ type result struct {
 
 // finals decodes outputs and keeps the last firing per window, checking
 // that outputs with the same id are identical.
-func finals(t *testing.T, outs []Output) map[string]result {
+func finals(t *testing.T, outs []sink.Output) map[string]result {
 	t.Helper()
 	byID := map[string]string{}
 	last := map[string]result{}
@@ -588,11 +589,11 @@ func TestTwoKeyedStages(t *testing.T) {
 // three Flushes, as an MQTT sink does when the connection drops before the PUBACKs.
 type flakySink struct {
 	memSink
-	pending []Output
+	pending []sink.Output
 	n       int
 }
 
-func (s *flakySink) Write(_ context.Context, outs []Output) error {
+func (s *flakySink) Write(_ context.Context, outs []sink.Output) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for _, o := range outs {
@@ -615,7 +616,7 @@ func (s *flakySink) Flush(context.Context) error {
 	return nil
 }
 
-func TestPublishRetriesUnconfirmedOutput(t *testing.T) {
+func TestReleaseRetriesUnconfirmedOutput(t *testing.T) {
 	h := newHarness(t, true)
 	rs := genReadings(3000, 5, 2)
 	h.appendReadings(rs)

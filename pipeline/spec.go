@@ -3,7 +3,9 @@ package pipeline
 import (
 	"time"
 
+	"github.com/eddy-stream/eddy/pipeline/sink"
 	"github.com/eddy-stream/eddy/storage/checkpoint"
+	"github.com/eddy-stream/eddy/storage/fileutil"
 	"github.com/eddy-stream/eddy/storage/ingestlog"
 	"github.com/eddy-stream/eddy/storage/state"
 )
@@ -26,6 +28,10 @@ type JobSpec struct {
 	// MaxMessageSize: larger payloads are dead-lettered (default 1 MiB).
 	MaxMessageSize int
 	Checkpointing  CheckpointOptions
+	// FS is what the job writes its task state files through (default
+	// fileutil.OSFS{}); the checkpoint store, RocksDB and full snapshots
+	// have their own.
+	FS fileutil.FS
 	// Checkpoints is the local checkpoint store; nil disables checkpoints.
 	Checkpoints *checkpoint.Store
 	// Restore is the checkpoint to start from; nil starts empty.
@@ -148,7 +154,7 @@ type SinkSpec struct {
 	// Topic is the MQTT topic template ("results/{site}/{device}"); empty
 	// for sinks that have no topic.
 	Topic string
-	Sink  Sink
+	Sink  sink.Sink
 }
 
 // StateSpec configures keyed state.
@@ -165,6 +171,9 @@ type StateSpec struct {
 }
 
 func (s *JobSpec) withDefaults() {
+	if s.FS == nil {
+		s.FS = fileutil.OSFS{}
+	}
 	if s.ChannelCapacity <= 0 {
 		s.ChannelCapacity = 16
 	}

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/eddy-stream/eddy/internal/failpoint"
+	"github.com/eddy-stream/eddy/pipeline/lang"
 	"github.com/eddy-stream/eddy/storage/checkpoint"
 	"github.com/eddy-stream/eddy/storage/ingestlog"
 	"github.com/eddy-stream/eddy/storage/keygroup"
@@ -69,7 +70,7 @@ const readBatch = 1024
 const fullSnapshotFile = "full.snap"
 
 // checkpoint records the source's position and sends barrier b downstream,
-// behind every record read before it.
+// behind every message read before it.
 func (t *sourceTask) checkpoint(b *Barrier, offset uint64) error {
 	t0 := time.Now()
 	if err := t.handOver(); err != nil {
@@ -94,7 +95,7 @@ func (t *sourceTask) checkpoint(b *Barrier, offset uint64) error {
 	return nil
 }
 
-func (t *sourceTask) emit(r *Record) error {
+func (t *sourceTask) emit(r *Reading) error {
 	t.m.RecordsIn.Add(1)
 	if r.TS > t.maxTS {
 		t.maxTS = r.TS
@@ -292,7 +293,7 @@ type keyedTask struct {
 	m        *TaskMetrics
 	sinks    []*sinkNode
 	next     collector // stateless stages and shuffles fed by the results
-	resRec   Record
+	resRec   Reading
 	firstErr error
 	abort    <-chan struct{}
 	cp       *cpTask
@@ -334,10 +335,10 @@ func (t *keyedTask) onResult(res *Result) {
 	for i, a := range t.stage.plan.aggs {
 		f[a.name] = res.Values[i]
 	}
-	f["window_start"] = float64(res.Start)
-	f["window_end"] = float64(res.End)
-	f["stage"] = res.Stage
-	t.resRec = Record{Fields: f, TS: res.End - 1}
+	f[lang.FieldWindowStart] = float64(res.Start)
+	f[lang.FieldWindowEnd] = float64(res.End)
+	f[lang.FieldStage] = res.Stage
+	t.resRec = Reading{Fields: f, TS: res.End - 1}
 	if err := t.next.collect(&t.resRec); err != nil {
 		t.firstErr = err
 	}
@@ -515,7 +516,7 @@ func (t *keyedTask) checkpoint(b *Barrier, first time.Time, alignDur time.Durati
 		} else {
 			pre = func(dir string) error {
 				defer rs.Release()
-				_, err := snapshot.Write(filepath.Join(dir, fullSnapshotFile), rs, t.db.ColumnFamilies(), t.kgs, opts.Compression)
+				_, err := snapshot.WriteFS(t.cp.j.spec.FS, filepath.Join(dir, fullSnapshotFile), rs, t.db.ColumnFamilies(), t.kgs, opts.Compression)
 				return err
 			}
 		}

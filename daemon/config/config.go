@@ -148,7 +148,7 @@ type Stage struct {
 	KeyBy  StringList `mapstructure:"key_by"`
 	Window *Window    `mapstructure:"window"`
 	// Aggregate maps an output name to count(), sum(f), min(f), max(f),
-	// avg(f), first(f) or last(f); see ParseAggregate.
+	// avg(f), first(f) or last(f); see lang.ParseAggregate.
 	Aggregate map[string]string `mapstructure:"aggregate"`
 }
 

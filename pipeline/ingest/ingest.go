@@ -1,4 +1,4 @@
-package pipeline
+package ingest
 
 import (
 	"context"
@@ -14,11 +14,11 @@ import (
 	"github.com/eddy-stream/eddy/storage/ingestlog"
 )
 
-// Ingest appends every message of one MQTT source to the source's ingest
+// Bridge appends every message of one MQTT source to the source's ingest
 // log and acknowledges it to the broker only after the log has made it
 // durable (group commit). When the log is full it stops taking messages,
 // so the broker holds the rest; nothing is dropped.
-type Ingest struct {
+type Bridge struct {
 	name string
 	log  *ingestlog.Log
 	src  *mqttio.Source
@@ -56,7 +56,7 @@ func msgHash(topic string, payload []byte) uint64 {
 
 // loadRecent indexes the newest records of the log (after a restart, the
 // ones the broker may redeliver).
-func (in *Ingest) loadRecent() error {
+func (in *Bridge) loadRecent() error {
 	from := in.log.FirstOffset()
 	if next := in.log.NextOffset(); next > dedupWindow && next-dedupWindow > from {
 		from = next - dedupWindow
@@ -86,12 +86,12 @@ type pendingAck struct {
 	ack    func()
 }
 
-// NewIngest wires an MQTT subscription to log. Start connects.
-func NewIngest(name string, log *ingestlog.Log, opts mqttio.ClientOptions, subs []mqttio.Subscription, lg *slog.Logger) *Ingest {
+// New wires an MQTT subscription to log. Start connects.
+func New(name string, log *ingestlog.Log, opts mqttio.ClientOptions, subs []mqttio.Subscription, lg *slog.Logger) *Bridge {
 	if lg == nil {
 		lg = slog.New(slog.DiscardHandler)
 	}
-	in := &Ingest{name: name, log: log, lg: lg.With("source", name), recent: map[uint16]uint64{}}
+	in := &Bridge{name: name, log: log, lg: lg.With("source", name), recent: map[uint16]uint64{}}
 	in.ctx, in.cancel = context.WithCancel(context.Background())
 	if err := in.loadRecent(); err != nil {
 		in.lg.Warn("could not index the log tail; redeliveries after this restart may be counted twice", "err", err)
@@ -103,22 +103,22 @@ func NewIngest(name string, log *ingestlog.Log, opts mqttio.ClientOptions, subs 
 
 // Start connects to the broker; it does not fail when the broker is down
 // (the client keeps reconnecting).
-func (in *Ingest) Start(ctx context.Context) error { return in.src.Start(ctx) }
+func (in *Bridge) Start(ctx context.Context) error { return in.src.Start(ctx) }
 
 // Full reports whether the ingest log is full and messages wait at the broker.
-func (in *Ingest) Full() bool { return in.full.Load() }
+func (in *Bridge) Full() bool { return in.full.Load() }
 
 // Connected reports whether the MQTT client is connected.
-func (in *Ingest) Connected() bool { return in.src.Connected() }
+func (in *Bridge) Connected() bool { return in.src.Connected() }
 
 // Err returns the fatal error of the ingest log, if any.
-func (in *Ingest) Err() error {
+func (in *Bridge) Err() error {
 	in.mu.Lock()
 	defer in.mu.Unlock()
 	return in.fatal
 }
 
-func (in *Ingest) handle(m mqttio.Message) {
+func (in *Bridge) handle(m mqttio.Message) {
 	in.Received.Add(1)
 	var h uint64
 	if m.QoS > 0 {
@@ -178,7 +178,7 @@ func (in *Ingest) handle(m mqttio.Message) {
 }
 
 // onSync acknowledges, in order, every message the log has made durable.
-func (in *Ingest) onSync(next uint64) {
+func (in *Bridge) onSync(next uint64) {
 	in.mu.Lock()
 	i := 0
 	for i < len(in.pending) && in.pending[i].offset < next {
@@ -198,7 +198,7 @@ func (in *Ingest) onSync(next uint64) {
 
 // Close disconnects. Messages appended but not yet durable are not
 // acknowledged; the broker redelivers them to the persistent session.
-func (in *Ingest) Close() error {
+func (in *Bridge) Close() error {
 	in.cancel()
 	return in.src.Close()
 }
