@@ -40,7 +40,7 @@ const crashDir = "/data/ingest/readings"
 
 func crashOpts(fsys fileutil.FS) Options {
 	o := DefaultOptions(crashDir)
-	o.SyncInterval = 0 // the workload syncs; no goroutine races the crash point
+	o.ManualSync = true // the workload syncs; no goroutine races the crash point
 	o.SegmentSize, o.MaxSize = 400, 1<<20
 	o.FS = fsys
 	return o
