@@ -78,6 +78,7 @@ type Daemon struct {
 	closeErr  error
 
 	notify *notifier
+	disk   diskState // daemon/disk.go
 	uploadHooks
 	upl *uploadState // daemon/upload.go
 }

@@ -206,6 +206,9 @@ func (n *notifier) statusLine() string {
 	}
 	h := n.health()
 	var parts []string
+	if reasons, _ := d.intakePaused(); len(reasons) > 0 {
+		parts = append(parts, "INTAKE PAUSED ("+strings.Join(reasons, ", ")+")")
+	}
 	if h.Stalled {
 		parts = append(parts, fmt.Sprintf("STALLED for %s with %s messages waiting",
 			h.StalledFor.Round(time.Second), humanCount(float64(h.Waiting))))
