@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"maps"
 	"net/http"
+	"slices"
 	"strconv"
 	"time"
 
@@ -14,6 +15,7 @@ import (
 	"github.com/eddy-stream/eddy/daemon/web"
 	"github.com/eddy-stream/eddy/pipeline"
 	"github.com/eddy-stream/eddy/storage/diskspace"
+	"github.com/eddy-stream/eddy/storage/ingestlog"
 )
 
 // openHTTP opens the HTTP listener; Run serves it.
@@ -135,8 +137,9 @@ func (d *Daemon) overview() Overview {
 		io := IngestOverview{Source: s.Name, SizeBytes: l.Size(), FirstOffset: l.FirstOffset(), NextOffset: l.NextOffset(),
 			ReadOffset: offsets[s.Name]}
 		io.Lag = int64(io.NextOffset) - int64(io.ReadOffset)
+		io.Full = slices.Contains(l.Paused(), ingestlog.PauseFull)
 		if in := ingests[s.Name]; in != nil {
-			io.Connected, io.Full = in.Connected(), in.Full()
+			io.Connected = in.Connected()
 			io.Received, io.Acked = in.Received.Load(), in.Acked.Load()
 			if err := in.Err(); err != nil {
 				io.Error = err.Error()

@@ -139,6 +139,9 @@ func TestDiskBudgetPausesIntake(t *testing.T) {
 	if code, body := get("/healthz"); code != http.StatusOK {
 		t.Fatalf("/healthz after resume %d %s, want 200", code, body)
 	}
+	if err := pub.Close(); err != nil { // before the broker goes, or paho reconnects in the background
+		t.Fatal(err)
+	}
 	d.Stop()
 	if err := runResult(t, done); err != nil {
 		t.Fatal(err)

@@ -284,3 +284,43 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 		time.Sleep(time.Millisecond)
 	}
 }
+
+// TestPause: while paused, Append refuses records and appends nothing;
+// records appended before still become durable; Resume takes records
+// again. Paused lists every reason, PauseFull included.
+func TestPause(t *testing.T) {
+	l := openLog(t, t.TempDir(), func(o *Options) { o.SegmentSize, o.MaxSize = 64<<10, 128<<10 })
+	appendN(t, l, 0, 10, 50)
+	l.Pause("disk_full")
+	l.Pause("other")
+	r := testRecord(10, 50)
+	if _, err := l.Append(&r); !errors.Is(err, ErrUnavailable) {
+		t.Fatalf("Append while paused = %v, want ErrUnavailable", err)
+	}
+	if _, err := l.AppendBatch([]Record{testRecord(10, 50)}); !errors.Is(err, ErrUnavailable) {
+		t.Fatalf("AppendBatch while paused = %v, want ErrUnavailable", err)
+	}
+	must(t, l.Sync())
+	if l.SyncedOffset() != 10 || l.NextOffset() != 10 {
+		t.Fatalf("synced %d, next %d; want 10, 10", l.SyncedOffset(), l.NextOffset())
+	}
+	if p := l.Paused(); !slices.Equal(p, []string{"disk_full", "other"}) {
+		t.Fatalf("Paused() = %v", p)
+	}
+	l.Resume("other")
+	if _, err := l.Append(&r); !errors.Is(err, ErrUnavailable) {
+		t.Fatalf("Append with one reason left = %v, want ErrUnavailable", err)
+	}
+	l.Resume("disk_full")
+	for i := 10; ; i++ {
+		r := testRecord(i, 1000)
+		if _, err := l.Append(&r); errors.Is(err, ErrFull) {
+			break
+		} else {
+			must(t, err)
+		}
+	}
+	if p := l.Paused(); !slices.Equal(p, []string{PauseFull}) {
+		t.Fatalf("Paused() of a full log = %v, want [%s]", p, PauseFull)
+	}
+}
