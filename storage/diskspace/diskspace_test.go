@@ -3,6 +3,9 @@ package diskspace
 import (
 	"context"
 	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"slices"
 	"sync"
 	"testing"
@@ -145,5 +148,42 @@ func TestStatfs(t *testing.T) {
 	}
 	if _, err := Statfs("/does/not/exist"); err == nil {
 		t.Fatal("Statfs of a missing path succeeded")
+	}
+}
+
+// TestRealTmpfs samples a real 8 MiB tmpfs: a hog file takes it below a
+// 2 MiB budget, removing the hog brings it back.
+func TestRealTmpfs(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("mounting a tmpfs needs root; skipped")
+	}
+	dir := t.TempDir()
+	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", dir).CombinedOutput(); err != nil {
+		t.Skipf("mount tmpfs: %v: %s", err, out)
+	}
+	t.Cleanup(func() {
+		if out, err := exec.Command("umount", dir).CombinedOutput(); err != nil {
+			t.Errorf("umount %s: %v: %s", dir, err, out)
+		}
+	})
+	w, err := New(Options{Paths: []string{dir}, Threshold: Threshold{Bytes: 2 << 20}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if low := w.Sample(); len(low) != 0 {
+		t.Fatalf("empty tmpfs low: %+v", w.Status())
+	}
+	hog := filepath.Join(dir, "hog")
+	if err := os.WriteFile(hog, make([]byte, 7<<20), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if low := w.Sample(); !slices.Equal(low, []string{dir}) {
+		t.Fatalf("tmpfs with a 7 MiB hog not low: %+v", w.Status())
+	}
+	if err := os.Remove(hog); err != nil {
+		t.Fatal(err)
+	}
+	if low := w.Sample(); len(low) != 0 {
+		t.Fatalf("tmpfs still low after removing the hog: %+v", w.Status())
 	}
 }
