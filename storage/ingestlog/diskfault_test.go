@@ -324,3 +324,33 @@ func TestPause(t *testing.T) {
 		t.Fatalf("Paused() of a full log = %v, want [%s]", p, PauseFull)
 	}
 }
+
+// TestReaderAcrossRecovery: a Reader created at an offset beyond the
+// durable end, in a segment that recovery removes and recreates, reads
+// the rewritten records once they are durable.
+func TestReaderAcrossRecovery(t *testing.T) {
+	efs := newEIOFS()
+	l := openLog(t, t.TempDir(), segmentSize(64<<10), func(o *Options) { o.FS = efs })
+	appendN(t, l, 0, 10, 50)
+	must(t, l.Sync())
+	appendN(t, l, 10, 1000, 100) // rolls into new segments, not yet durable
+	r, err := l.NewReader(1005) // in the active segment, whose failed fsync loses its pages
+	must(t, err)
+	defer r.Close()
+	efs.arm(1)
+	if err := l.Sync(); !errors.Is(err, syscall.EIO) {
+		t.Fatalf("Sync = %v, want EIO", err)
+	}
+	must(t, l.Sync())
+	var rec Record
+	for i := 1005; i < 1010; i++ {
+		must(t, r.Next(&rec))
+		want := testRecord(i, 100)
+		if rec.Offset != uint64(i) || string(rec.Payload) != string(want.Payload) {
+			t.Fatalf("record %d: offset %d payload %q", i, rec.Offset, rec.Payload)
+		}
+	}
+	if err := r.Next(&rec); !errors.Is(err, ErrNoData) {
+		t.Fatalf("Next at the end = %v, want ErrNoData", err)
+	}
+}
