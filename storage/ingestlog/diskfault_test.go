@@ -334,7 +334,7 @@ func TestReaderAcrossRecovery(t *testing.T) {
 	appendN(t, l, 0, 10, 50)
 	must(t, l.Sync())
 	appendN(t, l, 10, 1000, 100) // rolls into new segments, not yet durable
-	r, err := l.NewReader(1005) // in the active segment, whose failed fsync loses its pages
+	r, err := l.NewReader(1005)  // in the active segment, whose failed fsync loses its pages
 	must(t, err)
 	defer r.Close()
 	efs.arm(1)
