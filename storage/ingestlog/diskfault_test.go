@@ -333,8 +333,8 @@ func TestReaderAcrossRecovery(t *testing.T) {
 	l := openLog(t, t.TempDir(), segmentSize(64<<10), func(o *Options) { o.FS = efs })
 	appendN(t, l, 0, 10, 50)
 	must(t, l.Sync())
-	appendN(t, l, 10, 1000, 100) // rolls into new segments, not yet durable
-	r, err := l.NewReader(1005)  // in the active segment, whose failed fsync loses its pages
+	appendN(t, l, 10, 3000, 300) // ~1 MiB: several buffer chunks and segments, not yet durable
+	r, err := l.NewReader(3005)  // in the active segment, whose failed fsync loses its pages
 	must(t, err)
 	defer r.Close()
 	efs.arm(1)
@@ -343,9 +343,9 @@ func TestReaderAcrossRecovery(t *testing.T) {
 	}
 	must(t, l.Sync())
 	var rec Record
-	for i := 1005; i < 1010; i++ {
+	for i := 3005; i < 3010; i++ {
 		must(t, r.Next(&rec))
-		want := testRecord(i, 100)
+		want := testRecord(i, 300)
 		if rec.Offset != uint64(i) || string(rec.Payload) != string(want.Payload) {
 			t.Fatalf("record %d: offset %d payload %q", i, rec.Offset, rec.Payload)
 		}
@@ -353,4 +353,8 @@ func TestReaderAcrossRecovery(t *testing.T) {
 	if err := r.Next(&rec); !errors.Is(err, ErrNoData) {
 		t.Fatalf("Next at the end = %v, want ErrNoData", err)
 	}
+	got, err := readAll(t, l, 0)
+	must(t, err)
+	checkRecords(t, got[:10], 0, 10, 50)
+	checkRecords(t, got[10:], 10, 3000, 300)
 }

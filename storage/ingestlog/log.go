@@ -1,7 +1,6 @@
 package ingestlog
 
 import (
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -117,12 +116,13 @@ type Log struct {
 	mu   sync.Mutex
 	segs []segment // by base; the last is active
 	f    fileutil.File
-	// unsynced holds the frames of every record not yet durable, offsets
-	// durable.next … next-1, in order; its first written bytes are in the
-	// segment files. After a failed write or fsync, recovery rewrites
-	// them from here, so an accepted record is never lost to an I/O error.
-	unsynced []byte
-	written  int // bytes of unsynced written to the segment files
+	// tail holds the frames of every record not yet durable, offsets
+	// durable.next … next-1, in order; the bytes of it before written are
+	// in the segment files. After a failed write or fsync, recovery
+	// rewrites them from here, so an accepted record is never lost to an
+	// I/O error.
+	tail     tail
+	written  int64 // stream offset (see tail) up to which bytes were written
 	next     uint64
 	size     int64
 	durable  position
@@ -338,7 +338,7 @@ func (l *Log) fail(err error) error {
 }
 
 // breakLocked records a failed write or fsync; l.mu is held. The records
-// not yet durable stay in l.unsynced, and Append refuses new ones until a
+// not yet durable stay in l.tail, and Append refuses new ones until a
 // Sync has recovered (recoverLocked).
 func (l *Log) breakLocked(err error) error {
 	if l.broken == nil {
@@ -429,37 +429,41 @@ func (l *Log) writable() error {
 // write encodes r at offset l.next and places it; l.mu is held.
 func (l *Log) write(r *Record) {
 	r.Offset = l.next
-	start := len(l.unsynced)
-	l.unsynced = appendRecord(l.unsynced, r)
-	l.place(start)
+	start := l.tail.appendFrame(r)
+	l.place(start, l.tail.end)
 }
 
-// place accounts for the frame at l.unsynced[start:], starting a new
+// place accounts for the frame at stream offsets [start, end) of l.tail,
+// the last one placed, starting a new
 // segment first if it would take the active one past SegmentSize, and
 // writes the buffer once it holds flushSize bytes. While the log is
 // broken it does no I/O: recovery places every unsynced frame again.
-func (l *Log) place(start int) {
-	n := int64(len(l.unsynced) - start)
+func (l *Log) place(start, end int64) {
+	n := end - start
 	if act := l.active(); l.broken == nil && act.size > 0 && act.size+n > l.opts.SegmentSize {
 		l.roll(start)
 	}
 	l.active().size += n
 	l.size += n
 	l.next++
-	if l.broken == nil && len(l.unsynced)-l.written >= flushSize {
-		l.flush(len(l.unsynced))
+	if l.broken == nil && end-l.written >= flushSize {
+		l.flush(end)
 	}
 }
 
-// flush writes l.unsynced[l.written:n] to the active segment.
-func (l *Log) flush(n int) error {
+// flush writes the bytes of l.tail from l.written up to n to the active
+// segment.
+func (l *Log) flush(n int64) error {
 	if l.broken != nil {
 		return l.broken
 	}
 	if n == l.written {
 		return nil
 	}
-	_, err := l.f.Write(l.unsynced[l.written:n])
+	err := l.tail.each(l.written, n, func(b []byte) error {
+		_, err := l.f.Write(b)
+		return err
+	})
 	if err != nil {
 		return l.breakLocked(fmt.Errorf("ingestlog: write: %w", err))
 	}
@@ -471,7 +475,7 @@ func (l *Log) flush(n int) error {
 // active segment and starts a new one at l.next. So every segment but the
 // last is complete and durable; the new segment's directory entry is
 // fsynced by the next sync, before any of its records counts as durable.
-func (l *Log) roll(start int) {
+func (l *Log) roll(start int64) {
 	if l.flush(start) != nil {
 		return
 	}
@@ -555,16 +559,8 @@ func (l *Log) recoverLocked() error {
 		l.size += s.size
 	}
 	want := l.next
-	l.next, l.written, l.broken = d.next, 0, nil
-	for p := 0; p < len(l.unsynced); {
-		start := p
-		p += headerSize + int(binary.LittleEndian.Uint32(l.unsynced[p:]))
-		// place sees only the frames up to p, as Append did.
-		all := l.unsynced
-		l.unsynced = all[:p]
-		l.place(start)
-		l.unsynced = all
-	}
+	l.next, l.written, l.broken = d.next, l.tail.first, nil
+	l.tail.frames(l.place)
 	if l.next != want {
 		panic(fmt.Sprintf("ingestlog: recovery placed records up to %d, want %d", l.next, want))
 	}
@@ -649,13 +645,13 @@ func (l *Log) syncLocked() error {
 		l.mu.Unlock()
 		return nil
 	}
-	if err := l.flush(len(l.unsynced)); err != nil {
+	if err := l.flush(l.tail.end); err != nil {
 		l.mu.Unlock()
 		return err
 	}
 	f, dir, sealed := l.f, l.dirDirty, l.sealed
 	pos := position{seg: l.active().base, size: l.active().size, next: l.next}
-	cut := len(l.unsynced)
+	cut := l.tail.end
 	l.dirDirty, l.sealed = false, nil
 	l.mu.Unlock()
 
@@ -674,8 +670,7 @@ func (l *Log) syncLocked() error {
 		return err
 	}
 	l.durable = pos
-	l.unsynced = l.unsynced[:copy(l.unsynced, l.unsynced[cut:])]
-	l.written -= cut
+	l.tail.drop(cut)
 	close(l.notify)
 	l.notify = make(chan struct{})
 	callbacks := l.onSync
