@@ -131,6 +131,7 @@ type Log struct {
 	sealed   []fileutil.File // fsynced by roll, closed by the next sync
 	dirDirty bool            // a segment was created since the last directory fsync
 	broken   error           // a write or fsync failed: recover before the next write
+	breaks   int             // failures so far: a sync round that saw one is void
 	err      error           // sticky: corruption found while recovering
 	paused   map[string]bool // reasons given to Pause
 	closed   bool
@@ -346,6 +347,7 @@ func (l *Log) breakLocked(err error) error {
 			"dir", l.opts.Dir, "err", err, "synced_offset", l.durable.next, "unsynced_records", l.next-l.durable.next)
 	}
 	l.broken = err
+	l.breaks++
 	return err
 }
 
@@ -651,7 +653,7 @@ func (l *Log) syncLocked() error {
 	}
 	f, dir, sealed := l.f, l.dirDirty, l.sealed
 	pos := position{seg: l.active().base, size: l.active().size, next: l.next}
-	cut := l.tail.end
+	cut, breaks := l.tail.end, l.breaks
 	l.dirDirty, l.sealed = false, nil
 	l.mu.Unlock()
 
@@ -664,6 +666,12 @@ func (l *Log) syncLocked() error {
 	}
 
 	l.mu.Lock()
+	if err == nil && l.breaks != breaks {
+		// An append's write or fsync (a roll) failed meanwhile, maybe on
+		// the file this round fsynced: with the kernel reporting an error
+		// once per file, this fsync's success proves nothing.
+		err = l.broken
+	}
 	if err != nil {
 		err = l.breakLocked(fmt.Errorf("ingestlog: sync: %w", err))
 		l.mu.Unlock()
