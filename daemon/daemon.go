@@ -80,6 +80,7 @@ type Daemon struct {
 	closeErr  error
 
 	notify *notifier
+	disk   diskState // daemon/disk.go
 	uploadHooks
 	upl *uploadState // daemon/upload.go
 }
@@ -88,9 +89,10 @@ type Daemon struct {
 // gets a *fileutil.LockedError naming the holder's PID), prepares it and
 // opens every component: ingest logs, file sinks, the checkpoint store, the
 // state memory, the uploader, the HTTP listener. It starts no broker, no
-// MQTT client, no server and no loop of its own; Run does. (An ingest log
-// with ingest_log.sync_interval > 0 runs its group commit from Open until
-// its Close: that goroutine belongs to the log.) On error everything opened
+// MQTT client, no server and no loop of its own; Run does. (Every ingest
+// log runs its background goroutine — group commit, and retrying recovery
+// after a failed write or fsync — from Open until its Close: that goroutine
+// belongs to the log.) On error everything opened
 // so far is closed.
 func New(cfg *config.Config, log *slog.Logger, level *slog.LevelVar) (*Daemon, error) {
 	if log == nil {

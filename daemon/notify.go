@@ -8,6 +8,7 @@ import (
 	"time"
 
 	sd "github.com/coreos/go-systemd/v22/daemon"
+	"github.com/eddy-stream/eddy/storage/ingestlog"
 	"golang.org/x/sys/unix"
 )
 
@@ -220,6 +221,12 @@ func (n *notifier) snapshot(now time.Time, o Overview) statusSnapshot {
 	for _, in := range o.Ingest {
 		s.Sources = append(s.Sources, sourceStatus{Name: in.Source, Connected: in.Connected, Full: in.Full, Failed: in.Error})
 		s.Backlog += in.Lag
+	}
+	reasons, _ := d.intakePaused()
+	for _, r := range reasons {
+		if r != ingestlog.PauseFull {
+			s.IntakePaused = append(s.IntakePaused, r)
+		}
 	}
 	if s.Running {
 		h := n.health()

@@ -45,6 +45,8 @@ var ErrClosed = errors.New("daemon: closed or already run")
 //   - the uploader, started once the first job runs (after a remote
 //     recovery it reconciles against the restored checkpoint);
 //   - retention of the ingest logs (only with checkpointing off);
+//   - the disk watcher (disk.go): pauses intake while a watched file
+//     system is below disk.min_free;
 //   - reload (SIGHUP);
 //   - the systemd notifier (READY=1, STATUS=, WATCHDOG=1): it runs until
 //     the supervisor has returned, so the watchdog is fed through the final
@@ -84,6 +86,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 	d.addVerification(&g, r)
 	d.addUploader(&g, r)
 	d.addRetention(&g, r)
+	d.addDisk(&g, r)
 	d.addReload(&g, r)
 	d.addNotifier(&g, r)
 	d.addPublisher(&g, r)

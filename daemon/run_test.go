@@ -116,7 +116,7 @@ func TestNewStartsNothing(t *testing.T) {
 	}
 	defer d.Close()
 	if err := goleak.Find(before,
-		goleak.IgnoreTopFunction("github.com/eddy-stream/eddy/storage/ingestlog.(*Log).groupCommit")); err != nil {
+		goleak.IgnoreTopFunction("github.com/eddy-stream/eddy/storage/ingestlog.(*Log).background")); err != nil {
 		t.Errorf("New left goroutines running: %v", err)
 	}
 	if d.broker != nil || d.publisher != nil || len(d.ingests) != 0 {

@@ -34,6 +34,9 @@ type statusSnapshot struct {
 	Waiting    int64
 
 	Sources []sourceStatus // in configuration order
+	// IntakePaused is why intake is paused beyond a full ingest log
+	// (which Sources shows per source): disk_full, ingest_log_error.
+	IntakePaused []string
 
 	Checkpointing bool // checkpointing.interval > 0
 	// Checkpoint is the newest checkpoint the running job completed (0:
@@ -87,6 +90,9 @@ func composeStatus(s statusSnapshot) string {
 	}
 	if s.Running && s.Stalled {
 		add("STALLED for %s with %s messages waiting", humanAge(s.StalledFor), humanCount(float64(s.Waiting)))
+	}
+	if len(s.IntakePaused) > 0 {
+		add("INTAKE PAUSED (%s)", strings.Join(s.IntakePaused, ", "))
 	}
 	var failed, down, full []string
 	for _, src := range s.Sources {

@@ -53,6 +53,9 @@ func TestComposeStatus(t *testing.T) {
 		{"ingest log full", running(func(s *statusSnapshot) {
 			s.Sources, s.Backlog = []sourceStatus{{Name: "readings", Connected: true, Full: true}}, 1500
 		}), "ingest log full, intake paused · checkpoint 46 2s ago · backlog 1.5k · 950 rec/s"},
+		{"disk full", running(func(s *statusSnapshot) {
+			s.IntakePaused, s.Backlog = []string{"disk_full"}, 20
+		}), "INTAKE PAUSED (disk_full) · checkpoint 46 2s ago · backlog 20 · 950 rec/s"},
 		{"one of two logs full", running(func(s *statusSnapshot) {
 			s.Sources = []sourceStatus{{Name: "a", Connected: true, Full: true}, {Name: "b", Connected: true}}
 		}), "ingest log full: a, intake paused · checkpoint 46 2s ago · backlog 0 · 950 rec/s"},

@@ -1,8 +1,12 @@
 package config
 
 import (
+	"fmt"
+	"math"
 	"path/filepath"
 	"runtime"
+	"strconv"
+	"strings"
 	"time"
 )
 
@@ -18,6 +22,7 @@ type Config struct {
 	Pipeline      Pipeline      `mapstructure:"pipeline"`
 	Sinks         []Sink        `mapstructure:"sinks"`
 	IngestLog     IngestLog     `mapstructure:"ingest_log"`
+	Disk          Disk          `mapstructure:"disk"`
 	State         State         `mapstructure:"state"`
 	Checkpointing Checkpointing `mapstructure:"checkpointing"`
 	Upload        Upload        `mapstructure:"upload"`
@@ -230,8 +235,48 @@ type IngestLog struct {
 	SegmentSize Size `mapstructure:"segment_size"`
 	MaxSize     Size `mapstructure:"max_size"`
 	// SyncInterval is the group-commit window: appends within it share one
-	// fsync before their PUBACKs. 0 = fsync every append.
+	// fsync before their PUBACKs. 0 = every append is fsynced before it is
+	// acknowledged.
 	SyncInterval time.Duration `mapstructure:"sync_interval"`
+}
+
+// Disk is the free-space budget of the file systems eddy writes to
+// (data_dir and each file sink's directory).
+type Disk struct {
+	// MinFree is the free space below which intake pauses: a size
+	// ("2GiB"), a percentage of the file system ("10%"), "auto" (the
+	// smaller of 5 % and 1 GiB) or "0" (never pause). See MinFreeBudget.
+	MinFree string `mapstructure:"min_free"`
+}
+
+// MinFreeAuto is the default disk.min_free: the smaller of
+// MinFreeAutoPercent of the file system and MinFreeAutoBytes.
+const (
+	MinFreeAuto        = "auto"
+	MinFreeAutoPercent = 5.0
+	MinFreeAutoBytes   = 1 * GiB
+)
+
+// MinFreeBudget parses disk.min_free: bytes, percent (0..100), or both
+// for "auto" (the budget is then the smaller of the two). Zero for both
+// means never pause.
+func (d Disk) MinFreeBudget() (bytes Size, percent float64, err error) {
+	v := strings.TrimSpace(d.MinFree)
+	switch {
+	case v == "" || strings.EqualFold(v, MinFreeAuto):
+		return MinFreeAutoBytes, MinFreeAutoPercent, nil
+	case strings.HasSuffix(v, "%"):
+		p, err := strconv.ParseFloat(strings.TrimSpace(strings.TrimSuffix(v, "%")), 64)
+		if err != nil || p < 0 || p >= 100 || math.IsNaN(p) {
+			return 0, 0, fmt.Errorf("invalid percentage %q: want a number from 0 to below 100 followed by %%, e.g. 5%%", d.MinFree)
+		}
+		return 0, p, nil
+	}
+	b, err := ParseSize(v)
+	if err != nil {
+		return 0, 0, fmt.Errorf("%w, a percentage such as 5%%, or auto", err)
+	}
+	return b, 0, nil
 }
 
 // State configures the RocksDB keyed state backend.
@@ -337,6 +382,7 @@ func Default() *Config {
 			MaxSize:      1 * GiB,
 			SyncInterval: 2 * time.Millisecond,
 		},
+		Disk: Disk{MinFree: MinFreeAuto},
 		State: State{
 			Memory:            Memory{Managed: 256 * MiB, WriteBufferRatio: 0.5, HighPrioPoolRatio: 0.1},
 			Timers:            "rocksdb",

@@ -125,6 +125,9 @@ func (c *Config) Validate() error {
 	c.validatePipeline(ck)
 	c.validateSinks(ck)
 	c.validateIngestLog(ck)
+	if _, _, err := c.Disk.MinFreeBudget(); err != nil {
+		ck.add("disk.min_free", "%v", err)
+	}
 	c.validateState(ck)
 	c.validateCheckpointing(ck)
 	c.validateUpload(ck)

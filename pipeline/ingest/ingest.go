@@ -150,10 +150,13 @@ func (in *Bridge) handle(m mqttio.Message) {
 				in.mu.Lock()
 				in.pending = append(in.pending, pendingAck{off, m.Ack})
 				in.mu.Unlock()
+				if s := in.log.SyncedOffset(); s > off { // synced before pending held it (sync_interval 0s)
+					in.onSync(s)
+				}
 			}
 			return
 		}
-		if !errors.Is(err, ingestlog.ErrFull) {
+		if !errors.Is(err, ingestlog.ErrFull) && !errors.Is(err, ingestlog.ErrUnavailable) {
 			// The log is broken (a failed fsync is fatal): never acknowledge
 			// again, so the broker keeps every message for the next start.
 			in.mu.Lock()
@@ -166,8 +169,8 @@ func (in *Bridge) handle(m mqttio.Message) {
 			return
 		}
 		if in.full.CompareAndSwap(false, true) {
-			in.lg.Warn("ingest log full: not acknowledging, the broker holds new messages until a checkpoint frees space",
-				"size", in.log.Size())
+			in.lg.Warn("ingest log not taking messages: not acknowledging, the broker holds new messages until it has room",
+				"reason", err, "size", in.log.Size())
 		}
 		select {
 		case <-in.ctx.Done():
