@@ -80,6 +80,8 @@ type Daemon struct {
 	notify *notifier
 	uploadHooks
 	upl *uploadState // daemon/upload.go
+
+	history history // the charts' last hour (history.go)
 }
 
 // New locks data_dir (data_dir/LOCK; a second eddy on the same directory
