@@ -49,9 +49,10 @@ const minSeriesPixels = 40
 // TestWebCharts runs eddy with live input until the one-hour history and
 // the checkpoint statistics have points, loads the overview and the
 // checkpoints view in headless Chromium and checks the screenshots' pixels:
-// each chart's plotting area holds its series' colours. The page notes
-// where each plotting area is (data-box) and how many points it drew
-// (data-points); the test polls the page for those, never sleeps.
+// each chart's plotting area holds its series' colours. The page notes in
+// the DOM where each plotting area is (data-box) and how many points it
+// drew (data-points); Chromium dumps that DOM and takes the screenshot in
+// the same load, and the test polls the page for those, never sleeps.
 // Screenshots are kept in a temporary directory (logged) and the overview's
 // is copied to /tmp/eddy-charts.png.
 func TestWebCharts(t *testing.T) {
@@ -92,11 +93,13 @@ func TestWebCharts(t *testing.T) {
 	}
 	for _, v := range views {
 		url := p.httpURL + "/#" + v.frag
-		// Where the plotting areas are, once every chart has drawn enough
-		// points (the page's own flag).
+		path := filepath.Join(shots, "charts-"+v.frag+".png")
+		// One page load gives both the screenshot and the DOM, in which the
+		// page notes where each plotting area is; poll until every chart
+		// has drawn points (the page's own flag).
 		var boxes map[string]image.Rectangle
 		eventually(t, 60*time.Second, v.frag+" charts drawn with data", func() bool {
-			dom := chromium(t, url, "--force-device-scale-factor=1", "--dump-dom")
+			dom := chromium(t, url, "--force-device-scale-factor=1", "--dump-dom", "--screenshot="+path)
 			boxes = chartBoxes(dom)
 			for _, c := range v.charts {
 				b, ok := boxes[c.id]
@@ -106,14 +109,14 @@ func TestWebCharts(t *testing.T) {
 			}
 			return true
 		})
-		path := filepath.Join(shots, "charts-"+v.frag+".png")
-		chromium(t, url, "--force-device-scale-factor=1", "--screenshot="+path)
 		t.Logf("screenshot: %s", path)
 		img := decodePNG(t, path)
 		for _, c := range v.charts {
 			box := boxes[c.id]
 			for _, col := range c.all {
-				if n := countColor(img, box, col.rgb); n < minSeriesPixels {
+				n := countColor(img, box, col.rgb)
+				t.Logf("%s: %s: %d pixels of %s", v.frag, c.id, n, col.name)
+				if n < minSeriesPixels {
 					t.Errorf("%s: %s has %d pixels of the %s series colour in its plotting area %v, want ≥ %d",
 						v.frag, c.id, n, col.name, box, minSeriesPixels)
 				}
@@ -125,6 +128,7 @@ func TestWebCharts(t *testing.T) {
 					total += n
 					seen = append(seen, col.name+"="+strconv.Itoa(n))
 				}
+				t.Logf("%s: %s: pixels %s", v.frag, c.id, strings.Join(seen, " "))
 				if total < minSeriesPixels {
 					t.Errorf("%s: %s has too few series pixels in its plotting area %v: %s", v.frag, c.id, box, strings.Join(seen, " "))
 				}

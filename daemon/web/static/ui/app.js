@@ -380,49 +380,68 @@ function rgba(hex, a) {
   const n = parseInt(hex.slice(1), 16);
   return `rgba(${n >> 16},${(n >> 8) & 255},${n & 255},${a})`;
 }
-function axis(fmt, size) {
-  return {
+function axis(fmt, size, extra) {
+  return Object.assign({
     stroke: "#6b7785", font: "11px system-ui, sans-serif", size: size || 56,
     grid: { stroke: "#eef2f5", width: 1 }, ticks: { stroke: "#e3e8ee", width: 1, size: 4 },
     values: fmt ? (u, vals) => vals.map((v) => fmt(v)) : undefined,
+  }, extra);
+}
+// The legend shows the value under the cursor, and the newest one while
+// the cursor is elsewhere.
+function legendValue(fmt) {
+  return (u, v, sidx, idx) => {
+    if (idx == null) v = last(u.data[sidx]);
+    return v == null ? "–" : fmt(v);
   };
 }
-function line(label, color, fmt, fill) {
-  return { label, stroke: color, width: 2, fill: fill ? rgba(color, 0.1) : undefined, spanGaps: false,
-    points: { show: false }, value: (u, v) => (v == null ? "–" : fmt(v)) };
+function line(label, color, fmt, fill, scale) {
+  return { label, scale: scale || "y", stroke: color, width: 2, fill: fill ? rgba(color, 0.1) : undefined,
+    spanGaps: false, points: { show: false }, value: legendValue(fmt) };
 }
 function dots(label, color, fmt) {
-  return { label, stroke: color, width: 2, points: { show: true, size: 6, fill: color },
-    value: (u, v) => (v == null ? "–" : fmt(v)) };
+  return { label, stroke: color, width: 2, points: { show: true, size: 6, fill: color }, value: legendValue(fmt) };
 }
 function bars(label, color, fmt) {
   return { label, stroke: color, width: 1, fill: color, points: { show: false },
-    paths: uPlot.paths.bars({ size: [0.6, 34] }), value: (u, v) => (v == null ? "–" : fmt(v)) };
+    paths: uPlot.paths.bars({ size: [0.6, 34] }), value: legendValue(fmt) };
 }
+// Tick steps of 1, 2, 5 × 1024^k for sizes.
+const BYTE_INCRS = [0, 1, 2, 3, 4].flatMap((k) => [1, 2, 5, 10, 20, 50, 100, 200, 500].map((m) => m * 1024 ** k));
 // A y scale from 0 to a little above the largest value.
 function fromZero(minMax) {
   return { range: (u, lo, hi) => [0, hi > 0 ? hi * 1.12 : minMax] };
 }
-const timeX = { value: (u, v) => (v == null ? "–" : clock(v * 1000).slice(0, 8)) };
-const idX = { label: "Checkpoint", value: (u, v) => (v == null ? "–" : "#" + v) };
+const timeX = { label: "Time", value: (u, v, sidx, idx) => (idx == null ? "latest" : clock(v * 1000).slice(0, 8)) };
+// Time ticks on one line: hh:mm:ss within ten minutes, hh:mm beyond.
+const timeAxis = axis(null, 28, {
+  values: (u, vals) => {
+    const long = vals.length > 1 && vals[vals.length - 1] - vals[0] > 600;
+    return vals.map((v) => clock(v * 1000).slice(0, long ? 5 : 8));
+  },
+});
+const idX = { label: "Checkpoint", value: (u, v, sidx, idx) => (idx == null ? "latest" : "#" + v) };
 const idAxis = Object.assign(axis((v) => (Number.isInteger(v) ? "#" + v : ""), 30), { incrs: [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000] });
 const idScale = { time: false, range: (u, lo, hi) => [lo - 0.6, hi + 0.6] };
 
 const CHARTS = {
   "chart-throughput": () => ({
-    scales: { y: fromZero(1) },
-    series: [timeX, line("In", COLOR.in, (v) => count(v) + " rec/s", true), line("Out", COLOR.out, (v) => count(v) + " rec/s")],
-    axes: [axis(null, 30), axis(count)],
+    // Results are far fewer than readings: out has its own axis (right).
+    scales: { y: fromZero(1), y2: fromZero(1) },
+    series: [timeX, line("In (sources)", COLOR.in, (v) => count(v) + " rec/s", true),
+      line("Out (keyed tasks)", COLOR.out, (v) => count(v) + " rec/s", false, "y2")],
+    axes: [timeAxis, axis(count, 44, { stroke: COLOR.in }),
+      axis(count, 40, { scale: "y2", side: 1, stroke: COLOR.out, grid: { show: false } })],
   }),
   "chart-backpressure": () => ({
     scales: { y: { range: [0, 1] } },
     series: [timeX, line("Busiest task", COLOR.bp, pct, true)],
-    axes: [axis(null, 30), axis(pct)],
+    axes: [timeAxis, axis(pct, 44)],
   }),
   "chart-wmlag": () => ({
     scales: { y: fromZero(1000) },
     series: [timeX, line("Lag", COLOR.lag, ms, true)],
-    axes: [axis(null, 30), axis(ms)],
+    axes: [timeAxis, axis(ms)],
   }),
   "chart-cp-duration": () => ({
     scales: { x: idScale, y: fromZero(10) },
@@ -438,7 +457,7 @@ const CHARTS = {
   "chart-cp-size": () => ({
     scales: { x: idScale, y: fromZero(1024) },
     series: [idX, bars("Checkpointed", COLOR.ckpt, bytes), dots("Full", COLOR.full, bytes)],
-    axes: [idAxis, axis(bytes, 64)],
+    axes: [idAxis, axis((v) => bytes(v).replace(".0 ", " "), 60, { incrs: BYTE_INCRS })],
   }),
 };
 
@@ -474,13 +493,6 @@ function renderLastHour(h) {
   draw("chart-throughput", [t, h.records_in_per_second, h.records_out_per_second]);
   draw("chart-backpressure", [t, h.back_pressure]);
   draw("chart-wmlag", [t, h.watermark_lag_ms]);
-  const i = last(h.records_in_per_second), o = last(h.records_out_per_second);
-  $("now-throughput").innerHTML = i == null ? "" :
-    `<b class="c-in">${count(i)}</b> in · <b class="c-out">${count(o)}</b> out`;
-  const bp = last(h.back_pressure);
-  $("now-backpressure").innerHTML = bp == null ? "" : `<b class="c-bp">${pct(bp)}</b> now`;
-  const lag = last(h.watermark_lag_ms);
-  $("now-wmlag").innerHTML = lag == null ? "" : `<b class="c-lag">${ms(lag)}</b> now`;
 }
 
 function renderCheckpointCharts(h, cps) {
@@ -492,10 +504,6 @@ function renderCheckpointCharts(h, cps) {
   draw("chart-cp-phases", [ids, c.max_start_delay || [], c.max_alignment_duration || [],
     c.max_sync_duration || [], c.max_async_duration || []]);
   draw("chart-cp-size", [ids, c.checkpointed_size || [], c.state_size || []]);
-  const e2e = last(c.end_to_end_duration), ck = last(c.checkpointed_size), full = last(c.state_size);
-  $("now-cp-duration").innerHTML = e2e == null ? "" : `latest <b class="c-e2e">${ms(e2e)}</b>`;
-  $("now-cp-size").innerHTML = ck == null ? "" :
-    `latest <b class="c-ckpt">${bytes(ck)}</b> of <b class="c-full">${bytes(full)}</b>`;
 }
 
 // ---- routing and polling ---------------------------------------------------------
