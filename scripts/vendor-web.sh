@@ -11,7 +11,7 @@
 #   scripts/vendor-web.sh --update VERSION
 #                                   fetch VERSION and rewrite the record with its sums
 #
-# daemon/web's TestVendoredChecksums checks the embedded files against the same record.
+# daemon/web's TestWebVendoredChecksums checks the embedded files against the same record.
 set -eu
 
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -47,7 +47,7 @@ cp "$scratch/package/dist/uPlot.iife.min.js" "$scratch/package/dist/uPlot.min.cs
 if [ "${1:-}" = "--update" ]; then
 	{
 		echo "# The web page's vendored chart library: written by scripts/vendor-web.sh --update,"
-		echo "# checked by scripts/vendor-web.sh and by daemon/web's TestVendoredChecksums."
+		echo "# checked by scripts/vendor-web.sh and by daemon/web's TestWebVendoredChecksums."
 		echo "package $pkg"
 		(cd "$dest" && sha256sum $files)
 	} >"$record"

@@ -11,10 +11,10 @@ import (
 	"testing"
 )
 
-// TestVendoredChecksums checks that the chart library the binary embeds
+// TestWebVendoredChecksums checks that the chart library the binary embeds
 // (and serves) is byte for byte the one scripts/vendor-web.sh recorded in
 // vendor.txt, with its version.
-func TestVendoredChecksums(t *testing.T) {
+func TestWebVendoredChecksums(t *testing.T) {
 	record, err := os.ReadFile("vendor.txt")
 	if err != nil {
 		t.Fatal(err)
