@@ -462,9 +462,9 @@ const CHARTS = {
 };
 
 // draw creates or updates the chart in element id with uPlot's columnar
-// data, and notes on the element how many points it holds and where its
+// data (marked as still collecting below least points), and notes on the element how many points it holds and where its
 // plotting area is (data-points, data-box: the page test reads them).
-function draw(id, data) {
+function draw(id, data, least) {
   const el = $(id);
   const width = el.clientWidth;
   if (!width) return; // hidden view
@@ -479,7 +479,7 @@ function draw(id, data) {
   const r = u.over.getBoundingClientRect();
   el.dataset.points = String(data[0].length);
   el.dataset.box = [r.left + scrollX, r.top + scrollY, r.width, r.height].map(Math.round).join(",");
-  el.classList.toggle("collecting", data[0].length < 2);
+  el.classList.toggle("collecting", data[0].length < least);
 }
 
 function last(a) {
@@ -490,9 +490,9 @@ function last(a) {
 function renderLastHour(h) {
   if (!h) return;
   const t = (h.time || []).map((x) => x / 1000);
-  draw("chart-throughput", [t, h.records_in_per_second, h.records_out_per_second]);
-  draw("chart-backpressure", [t, h.back_pressure]);
-  draw("chart-wmlag", [t, h.watermark_lag_ms]);
+  draw("chart-throughput", [t, h.records_in_per_second, h.records_out_per_second], 2);
+  draw("chart-backpressure", [t, h.back_pressure], 2);
+  draw("chart-wmlag", [t, h.watermark_lag_ms], 2);
 }
 
 function renderCheckpointCharts(h, cps) {
@@ -500,10 +500,10 @@ function renderCheckpointCharts(h, cps) {
   if (!h || !cps) return;
   const c = h.checkpoints || {};
   const ids = c.id || [];
-  draw("chart-cp-duration", [ids, c.end_to_end_duration || []]);
+  draw("chart-cp-duration", [ids, c.end_to_end_duration || []], 1);
   draw("chart-cp-phases", [ids, c.max_start_delay || [], c.max_alignment_duration || [],
-    c.max_sync_duration || [], c.max_async_duration || []]);
-  draw("chart-cp-size", [ids, c.checkpointed_size || [], c.state_size || []]);
+    c.max_sync_duration || [], c.max_async_duration || []], 1);
+  draw("chart-cp-size", [ids, c.checkpointed_size || [], c.state_size || []], 1);
 }
 
 // ---- routing and polling ---------------------------------------------------------
