@@ -12,7 +12,7 @@ import (
 
 // The figures the page's charts draw over the last hour. One actor samples
 // the running job every historyStep into a ring of historyLen points, so
-// the memory is fixed (about 40 KiB) however long eddy runs; nothing of it
+// the memory is fixed (about 34 KiB) however long eddy runs; nothing of it
 // is written to disk, and a restart starts an empty hour.
 
 const (
@@ -24,12 +24,12 @@ const (
 // historyPoint is one sample. Without a running job (recovery, a
 // restart) only at is set.
 type historyPoint struct {
-	at           time.Time
-	running      bool
+	at           int64   // Unix milliseconds
 	in, out      float64 // records/s read by the sources, emitted by the keyed tasks
 	backPressure float64 // busiest task's share of time waiting on a full channel, 0..1
-	hasWatermark bool
 	wmLagMs      float64 // now − the lowest task watermark
+	running      bool
+	hasWatermark bool
 }
 
 // history is the ring. The zero value is empty and ready.
@@ -109,7 +109,7 @@ func (h *history) snapshot() History {
 	}
 	for i := range h.n {
 		p := h.ring[(h.next-h.n+i+historyLen)%historyLen]
-		out.Time = append(out.Time, p.at.UnixMilli())
+		out.Time = append(out.Time, p.at)
 		out.RecordsIn = append(out.RecordsIn, val(p.running, p.in))
 		out.RecordsOut = append(out.RecordsOut, val(p.running, p.out))
 		out.BackPressure = append(out.BackPressure, val(p.running, p.backPressure))
@@ -153,7 +153,7 @@ func checkpointSeries(hist []*pipeline.CheckpointStats, details func(id int64) (
 // sampleHistory reads the running job's figures at now: the rates the
 // notifier keeps (rates.go) and the tasks' watermarks.
 func (d *Daemon) sampleHistory(now time.Time) historyPoint {
-	p := historyPoint{at: now}
+	p := historyPoint{at: now.UnixMilli()}
 	o := d.overview()
 	if !o.Running {
 		return p

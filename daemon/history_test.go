@@ -18,7 +18,7 @@ func TestHistoryRing(t *testing.T) {
 	}
 	total := historyLen + 37
 	for i := range total {
-		p := historyPoint{at: t0.Add(time.Duration(i) * historyStep), running: i%10 != 3,
+		p := historyPoint{at: t0.Add(time.Duration(i) * historyStep).UnixMilli(), running: i%10 != 3,
 			in: float64(i), out: float64(2 * i), backPressure: 0.5, hasWatermark: i%10 != 4, wmLagMs: float64(i)}
 		h.add(p)
 	}
