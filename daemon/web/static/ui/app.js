@@ -399,6 +399,12 @@ function line(label, color, fmt, fill, scale) {
   return { label, scale: scale || "y", stroke: color, width: 2, fill: fill ? rgba(color, 0.1) : undefined,
     spanGaps: false, points: { show: false }, value: legendValue(fmt) };
 }
+// A rate sampled at t is the average over the 5 s before t: a step that
+// holds from the previous sample to this one (output comes in bursts as
+// windows fire, and a line would draw ramps that never happened).
+function steps(label, color, fmt, fill, scale) {
+  return Object.assign(line(label, color, fmt, fill, scale), { paths: uPlot.paths.stepped({ align: -1 }) });
+}
 function dots(label, color, fmt) {
   return { label, stroke: color, width: 2, points: { show: true, size: 6, fill: color }, value: legendValue(fmt) };
 }
@@ -428,14 +434,14 @@ const CHARTS = {
   "chart-throughput": () => ({
     // Results are far fewer than readings: out has its own axis (right).
     scales: { y: fromZero(1), y2: fromZero(1) },
-    series: [timeX, line("In (sources)", COLOR.in, (v) => count(v) + " rec/s", true),
-      line("Out (keyed tasks)", COLOR.out, (v) => count(v) + " rec/s", false, "y2")],
+    series: [timeX, steps("In (sources)", COLOR.in, (v) => count(v) + " rec/s", true),
+      steps("Out (keyed tasks)", COLOR.out, (v) => count(v) + " rec/s", false, "y2")],
     axes: [timeAxis, axis(count, 44, { stroke: COLOR.in }),
       axis(count, 40, { scale: "y2", side: 1, stroke: COLOR.out, grid: { show: false } })],
   }),
   "chart-backpressure": () => ({
     scales: { y: { range: [0, 1] } },
-    series: [timeX, line("Busiest task", COLOR.bp, pct, true)],
+    series: [timeX, steps("Busiest task", COLOR.bp, pct, true)],
     axes: [timeAxis, axis(pct, 44)],
   }),
   "chart-wmlag": () => ({
