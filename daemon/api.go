@@ -30,6 +30,7 @@ func (d *Daemon) openHTTP() error {
 	mux.HandleFunc("GET /api/v1/config", d.handleConfig)
 	mux.HandleFunc("GET /api/v1/upload", d.handleUpload)
 	mux.HandleFunc("POST /api/v1/reload", d.handleReload)
+	mux.HandleFunc("GET /api/v1/history", d.handleHistory)
 	mux.Handle("GET /metrics", promhttp.HandlerFor(d.registry(), promhttp.HandlerOpts{}))
 	mux.Handle("GET /", web.Handler())
 	policy := newAccessPolicy(d.cfg.HTTP.Listen, d.token)

@@ -83,6 +83,8 @@ type Daemon struct {
 	disk   diskState // daemon/disk.go
 	uploadHooks
 	upl *uploadState // daemon/upload.go
+
+	history history // the charts' last hour (history.go)
 }
 
 // New locks data_dir (data_dir/LOCK; a second eddy on the same directory

@@ -28,7 +28,8 @@
 // rest. Under systemd it speaks sd_notify (notify.go): READY=1 after
 // recovery, STATUS= lines (status.go), WATCHDOG=1 while the pipeline is not stalled
 // (stall.go), RELOADING=1 and STOPPING=1; rates.go turns task counters
-// into the rates STATUS= and the overview show. The HTTP side (api.go,
+// into the rates STATUS= and the overview show, and history.go keeps the
+// last hour of them for the page's charts. The HTTP side (api.go,
 // auth.go, metrics.go, web/) serves the Flink-shaped JSON API, /metrics
 // and the web page, behind the bearer-token policy of auth.go.
 //

@@ -89,6 +89,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 	d.addDisk(&g, r)
 	d.addReload(&g, r)
 	d.addNotifier(&g, r)
+	d.addHistory(&g, r)
 	d.addPublisher(&g, r)
 	d.addBroker(&g, r)
 	return g.Run()
