@@ -72,6 +72,8 @@ type coordinator struct {
 	// removed again once every asynchronous phase has ended, since a late
 	// task may write into them after the first removal.
 	discarded map[int64]bool
+	// completions logs completed checkpoints (cplog.go).
+	completions completionLog
 }
 
 // cleanup removes what late asynchronous phases wrote for discarded
@@ -279,8 +281,7 @@ func (c *coordinator) complete(p *pendingCheckpoint) {
 			ts.EndToEndDuration = ts.LatestAckTimestamp - cs.TriggerTimestamp
 		}
 	})
-	c.log.Info("checkpoint completed", "checkpoint", p.id, "state_size", total, "checkpointed_size", delta,
-		"duration", now.Sub(p.trigger).Round(time.Millisecond))
+	c.completions.record(c.log, p.id, now.Sub(p.trigger), c.interval, now, "state_size", total, "checkpointed_size", delta)
 	for _, w := range p.waiters {
 		w <- triggerResult{ID: p.id}
 	}
