@@ -636,12 +636,15 @@ func TestRescaleOnRestore(t *testing.T) {
 		incremental    bool
 		timers         string
 		srcFrom, srcTo int
+		// limits stops the old source subtasks at these offsets, so
+		// they differ by construction, not by timing.
+		limits []uint64
 	}{
-		{"native 3 to 2", 3, 2, true, "rocksdb", 1, 1},
-		{"native 2 to 5 heap timers", 2, 5, true, "heap", 1, 1},
-		{"full 4 to 3", 4, 3, false, "rocksdb", 1, 1},
-		{"sources 2 to 3", 2, 2, true, "rocksdb", 2, 3},
-		{"sources 3 to 1", 2, 2, true, "rocksdb", 3, 1},
+		{"native 3 to 2", 3, 2, true, "rocksdb", 1, 1, nil},
+		{"native 2 to 5 heap timers", 2, 5, true, "heap", 1, 1, nil},
+		{"full 4 to 3", 4, 3, false, "rocksdb", 1, 1, nil},
+		{"sources 2 to 3", 2, 2, true, "rocksdb", 2, 3, []uint64{2999, 1234}},
+		{"sources 3 to 1", 2, 2, true, "rocksdb", 3, 1, []uint64{3000, 17, 2001}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			h := newHarness(t, true)
@@ -655,9 +658,24 @@ func TestRescaleOnRestore(t *testing.T) {
 				s.Checkpointing.Incremental = tc.incremental
 				return s
 			}
-			h.run(mk(tc.from, tc.srcFrom), func() bool {
-				ids, _ := h.store.Completed()
-				return len(ids) >= 2 && len(h.out.snapshot()) > 0
+			old := mk(tc.from, tc.srcFrom)
+			if tc.limits != nil {
+				old.readLimits = map[string]uint64{}
+				for i, l := range tc.limits {
+					old.readLimits[sourceKey("readings", i, tc.srcFrom)] = l
+				}
+			}
+			h.run(old, func() bool {
+				md, _, err := h.store.Latest(false)
+				if err != nil || md == nil || md.ID < 2 {
+					return false
+				}
+				for k, l := range old.readLimits {
+					if md.Sources[k].Offset != l {
+						return false
+					}
+				}
+				return old.readLimits != nil || len(h.out.snapshot()) > 0
 			})
 			h.appendReadings(rs[3000:])
 			end := endMarker(rs[len(rs)-1].ts + 3_600_000)
@@ -665,6 +683,11 @@ func TestRescaleOnRestore(t *testing.T) {
 			md, _, err := h.store.Latest(true)
 			if err != nil || md == nil {
 				t.Fatal(md, err)
+			}
+			for k, l := range old.readLimits {
+				if md.Sources[k].Offset != l {
+					t.Fatalf("checkpoint %d: %s at %d, want %d", md.ID, k, md.Sources[k].Offset, l)
+				}
 			}
 			spec := mk(tc.to, tc.srcTo)
 			spec.Restore = md

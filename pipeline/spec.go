@@ -51,6 +51,9 @@ type JobSpec struct {
 	// end; what the old log held past Restore's offset cannot be replayed.
 	// Job.LostLogs reports it.
 	LostLogs map[string]bool
+
+	// readLimits (tests) stops source subtasks, by sourceKey, at an offset.
+	readLimits map[string]uint64
 }
 
 // LostLog is what a source could not replay because its ingest log was

@@ -43,6 +43,12 @@ type sourceTask struct {
 	sub, of uint64                   // this subtask handles the messages with offset % of == sub
 	key     string                   // sourceKey: its name in checkpoint metadata
 	done    func(offset uint64) bool // after a source rescale: read by an old subtask
+	// settle: no checkpoint before the reader has reached it (resumeSource).
+	settle uint64
+	// limit, if limited, is an offset the subtask does not read beyond
+	// (tests: stop subtasks at chosen positions).
+	limit   uint64
+	limited bool
 	// progress is shared by the subtasks of one source (see sourceProgress).
 	progress *sourceProgress
 	from     uint64
@@ -143,7 +149,7 @@ func (t *sourceTask) run(ctx context.Context) (err error) {
 		// after the last read below closes it, so the wait cannot miss it.
 		notify, sibling := t.spec.Log.Notify(), t.progress.wait()
 		n := 0
-		for ; n < readBatch && !t.cp.j.draining.Load(); n++ {
+		for ; n < readBatch && t.mayRead(r.Offset()); n++ {
 			err := r.Next(&rec)
 			if errors.Is(err, ingestlog.ErrNoData) {
 				break
@@ -151,7 +157,7 @@ func (t *sourceTask) run(ctx context.Context) (err error) {
 			if err != nil {
 				return fmt.Errorf("pipeline: source %s: %w", t.spec.Name, err)
 			}
-			if t.of > 1 && (rec.Offset%t.of != t.sub || (t.done != nil && t.done(rec.Offset))) {
+			if (t.of > 1 && rec.Offset%t.of != t.sub) || (t.done != nil && t.done(rec.Offset)) {
 				continue
 			}
 			t.m.MessagesIn.Add(1)
@@ -160,8 +166,14 @@ func (t *sourceTask) run(ctx context.Context) (err error) {
 			}
 		}
 		t.m.Offset.Store(int64(r.Offset()))
+		trigger := t.trigger
+		if r.Offset() < t.settle {
+			trigger = nil // replaying what old subtasks had read: not yet
+		} else {
+			t.done = nil
+		}
 		select {
-		case b := <-t.trigger:
+		case b := <-trigger:
 			if err := t.checkpoint(b, r.Offset()); err != nil {
 				return err
 			}
@@ -204,7 +216,7 @@ func (t *sourceTask) run(ctx context.Context) (err error) {
 			return t.end()
 		case <-t.abort:
 			return errAborted
-		case b := <-t.trigger:
+		case b := <-trigger:
 			if err := t.checkpoint(b, r.Offset()); err != nil {
 				return err
 			}
@@ -217,6 +229,16 @@ func (t *sourceTask) run(ctx context.Context) (err error) {
 		case <-sibling:
 		}
 	}
+}
+
+// mayRead reports whether the subtask reads on at reader offset off. When
+// the job drains for a final checkpoint it stops, except while it replays
+// what old subtasks had read (settle): it could not checkpoint before.
+func (t *sourceTask) mayRead(off uint64) bool {
+	if t.limited && off >= t.limit {
+		return false
+	}
+	return !t.cp.j.draining.Load() || off < t.settle
 }
 
 // sourceProgress lets the subtasks of one source share event time. Bounded
