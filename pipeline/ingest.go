@@ -32,6 +32,9 @@ type Ingest struct {
 	// is already in the log: eddy crashed, or the connection dropped, after
 	// the fsync but before the broker had the PUBACK.
 	recent map[uint16]uint64
+	// clock stamps ingestion time: never back, even when NTP steps the
+	// wall clock back (BoxClock), nor below what the log already holds.
+	clock *BoxClock
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -75,6 +78,7 @@ func (in *Ingest) loadRecent() error {
 		if err != nil {
 			return err
 		}
+		in.clock.Floor(rec.Timestamp)
 		if rec.QoS > 0 {
 			in.recent[rec.PacketID] = msgHash(rec.Topic, rec.Payload)
 		}
@@ -91,7 +95,7 @@ func NewIngest(name string, log *ingestlog.Log, opts mqttio.ClientOptions, subs 
 	if lg == nil {
 		lg = slog.New(slog.DiscardHandler)
 	}
-	in := &Ingest{name: name, log: log, lg: lg.With("source", name), recent: map[uint16]uint64{}}
+	in := &Ingest{name: name, log: log, lg: lg.With("source", name), recent: map[uint16]uint64{}, clock: NewBoxClock(nil)}
 	in.ctx, in.cancel = context.WithCancel(context.Background())
 	if err := in.loadRecent(); err != nil {
 		in.lg.Warn("could not index the log tail; redeliveries after this restart may be counted twice", "err", err)
@@ -136,7 +140,7 @@ func (in *Ingest) handle(m mqttio.Message) {
 		}
 	}
 	rec := ingestlog.Record{
-		Timestamp: time.Now().UnixMilli(), Topic: m.Topic, PacketID: m.PacketID,
+		Timestamp: in.clock.NowMs(), Topic: m.Topic, PacketID: m.PacketID,
 		Dup: m.Dup, QoS: m.QoS, Payload: m.Payload,
 	}
 	for {

@@ -306,6 +306,7 @@ func (j *Job) buildSource(s *SourceSpec, start SourceStart) error {
 			ps: newParser(s, j.spec.MaxMessageSize), maxTS: minWatermark, wm: minWatermark,
 			ooo: s.EventTime.MaxOutOfOrderness.Milliseconds(), abort: j.abort, cp: tc.cp,
 			idleAfter: s.EventTime.IdleTimeout, progress: progress,
+			box: NewBoxClock(j.spec.Clock), advance: s.EventTime.IdleAdvance,
 		}
 		var ok bool
 		if t.from, ok = start[s.Name]; !ok {
@@ -444,7 +445,7 @@ type nopCollector struct{}
 
 func (nopCollector) collect(*Record) error  { return nil }
 func (nopCollector) watermark(int64) error  { return nil }
-func (nopCollector) idle() error            { return nil }
+func (nopCollector) idle(int64) error       { return nil }
 func (nopCollector) barrier(*Barrier) error { return nil }
 func (nopCollector) end() error             { return nil }
 

@@ -165,7 +165,7 @@ func (n *sinkNode) watermark(int64) error {
 	return n.flush()
 }
 
-func (n *sinkNode) idle() error { return n.watermark(0) }
+func (n *sinkNode) idle(int64) error { return n.watermark(0) }
 
 // barrier closes the epoch of checkpoint b: in exactly-once mode what the
 // node rendered since the previous barrier is staged under b.ID.

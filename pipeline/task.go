@@ -66,6 +66,23 @@ type sourceTask struct {
 	// messages; isIdle until the next message.
 	idleAfter time.Duration
 	isIdle    bool
+	// advance: while idle, tell downstream every idleTick what watermark
+	// the box's clock allows (idle_advance).
+	advance bool
+	box     *BoxClock
+}
+
+// idleTick is how often an idle source with idle_advance passes on the
+// box's clock.
+const idleTick = time.Second
+
+// idleWatermark is the watermark the box's clock allows an idle source:
+// what a reading received now could still carry.
+func (t *sourceTask) idleWatermark() int64 {
+	if !t.advance || (t.spec.Receiving != nil && !t.spec.Receiving()) {
+		return minWatermark
+	}
+	return t.box.NowMs() - t.ooo - 1
 }
 
 const readBatch = 1024
@@ -141,9 +158,8 @@ func (t *sourceTask) run(ctx context.Context) (err error) {
 	}
 	defer r.Close()
 	var rec ingestlog.Record
-	lastData := time.Now()
-	idle := time.NewTimer(time.Hour)
-	defer idle.Stop()
+	clock := t.box.Clock()
+	lastData := clock.Mono()
 	for {
 		// Take the notification channel before reading: a sync that lands
 		// after the last read below closes it, so the wait cannot miss it.
@@ -187,7 +203,7 @@ func (t *sourceTask) run(ctx context.Context) (err error) {
 		}
 		if n > 0 {
 			t.isIdle = false
-			lastData = time.Now()
+			lastData = clock.Mono()
 		}
 		if n == readBatch {
 			if err := t.handOver(); err != nil {
@@ -207,9 +223,12 @@ func (t *sourceTask) run(ctx context.Context) (err error) {
 			return err
 		}
 		var idleC <-chan time.Time
-		if t.idleAfter > 0 && !t.isIdle {
-			idle.Reset(time.Until(lastData.Add(t.idleAfter)))
-			idleC = idle.C
+		switch {
+		case t.idleAfter <= 0:
+		case !t.isIdle:
+			idleC = clock.After(lastData + t.idleAfter - clock.Mono())
+		case t.advance:
+			idleC = clock.After(min(idleTick, t.idleAfter))
 		}
 		select {
 		case <-ctx.Done():
@@ -222,7 +241,7 @@ func (t *sourceTask) run(ctx context.Context) (err error) {
 			}
 		case <-idleC:
 			t.isIdle = true
-			if err := t.out.idle(); err != nil {
+			if err := t.out.idle(t.idleWatermark()); err != nil {
 				return err
 			}
 		case <-notify:
@@ -306,6 +325,7 @@ type keyedTask struct {
 	inputs   []chan element
 	inWM     []int64
 	idleIn   []bool
+	idleWM   []int64 // per idle input: the watermark the box's clock allows
 	wm       int64
 	db       *state.DB
 	op       *windowOp
@@ -397,6 +417,10 @@ func (t *keyedTask) run(ctx context.Context) error {
 		cases[i] = reflect.SelectCase{Dir: reflect.SelectRecv, Chan: reflect.ValueOf(ch)}
 	}
 	cases[len(t.inputs)] = reflect.SelectCase{Dir: reflect.SelectRecv, Chan: reflect.ValueOf(t.abort)}
+	t.idleWM = make([]int64, len(t.inputs))
+	for i := range t.idleWM {
+		t.idleWM[i] = minWatermark
+	}
 	for live > 0 {
 		var (
 			e  element
@@ -422,7 +446,7 @@ func (t *keyedTask) run(ctx context.Context) error {
 			}
 		case elemWatermark:
 			if e.idle {
-				t.idleIn[in] = true
+				t.idleIn[in], t.idleWM[in] = true, e.wm
 				if err := t.onWatermark(in, t.inWM[in]); err != nil {
 					return err
 				}
@@ -561,7 +585,13 @@ func (t *keyedTask) checkpoint(b *Barrier, first time.Time, alignDur time.Durati
 }
 
 // onWatermark takes input in's watermark; the task's watermark is the
-// minimum over inputs that are not idle, and never goes back.
+// minimum over inputs that are not idle, and never goes back. When every
+// input is idle and each allows a watermark from the box's clock
+// (idle_advance), it is the minimum of those.
+//
+// The advanced watermark travels in the channels like any other, in order
+// with records and barriers, so a checkpoint records it in the task's
+// watermark, and the windows it fired are in that checkpoint's epoch.
 func (t *keyedTask) onWatermark(in int, wm int64) error {
 	t.inWM[in] = max(t.inWM[in], wm)
 	low, any := int64(0), false
@@ -572,6 +602,13 @@ func (t *keyedTask) onWatermark(in int, wm int64) error {
 		if !any || w < low {
 			low, any = w, true
 		}
+	}
+	if !any && len(t.idleWM) > 0 {
+		low, any = t.idleWM[0], true
+		for _, w := range t.idleWM {
+			low = min(low, w)
+		}
+		any = low != minWatermark
 	}
 	if !any || low <= t.wm {
 		return t.flushSinks()
