@@ -242,6 +242,17 @@ func (d *Daemon) startIngest(ctx context.Context) error {
 	return nil
 }
 
+// receiving reports whether source name takes messages (connected, its log
+// not full): only then may a quiet source advance the watermark.
+func (d *Daemon) receiving(name string) func() bool {
+	return func() bool {
+		d.mu.Lock()
+		in := d.ingests[name]
+		d.mu.Unlock()
+		return in != nil && in.Connected() && !in.Full()
+	}
+}
+
 // jobSpec translates the configuration into a pipeline.JobSpec.
 // Checkpoint timing comes from the running configuration, so that values
 // applied by a reload survive a job restart.
@@ -274,8 +285,9 @@ func (d *Daemon) jobSpec() pipeline.JobSpec {
 			Name: s.Name, Parallelism: s.EffectiveParallelism(), Log: d.logs[s.Name], TopicFields: s.TopicFields,
 			EventTime: pipeline.EventTimeSpec{
 				Field: s.EventTime.Field, Format: s.EventTime.Format, MaxOutOfOrderness: s.EventTime.MaxOutOfOrderness,
-				IdleTimeout: s.EventTime.IdleTimeout,
+				IdleTimeout: s.EventTime.IdleTimeout, IdleAdvance: s.EventTime.IdleAdvance, MaxFuture: s.EventTime.MaxFuture,
 			},
+			Receiving: d.receiving(s.Name),
 		})
 	}
 	for _, st := range c.Pipeline.Stages {
