@@ -317,7 +317,7 @@ func (j *Job) buildSource(s *SourceSpec, start SourceStart) error {
 				return err
 			}
 		}
-		t.limit, t.limited = j.spec.readLimits[key]
+		t.limit = j.spec.readLimits[key]
 		if j.spec.Checkpoints != nil {
 			t.trigger = make(chan *Barrier, 64)
 		}

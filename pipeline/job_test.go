@@ -660,10 +660,11 @@ func TestRescaleOnRestore(t *testing.T) {
 			}
 			old := mk(tc.from, tc.srcFrom)
 			if tc.limits != nil {
-				old.readLimits = map[string]uint64{}
+				lim := map[string]uint64{}
 				for i, l := range tc.limits {
-					old.readLimits[sourceKey("readings", i, tc.srcFrom)] = l
+					lim[sourceKey("readings", i, tc.srcFrom)] = l
 				}
+				old.readLimits = readLimits(lim)
 			}
 			h.run(old, func() bool {
 				md, _, err := h.store.Latest(false)
@@ -671,7 +672,7 @@ func TestRescaleOnRestore(t *testing.T) {
 					return false
 				}
 				for k, l := range old.readLimits {
-					if md.Sources[k].Offset != l {
+					if md.Sources[k].Offset != l.Load() {
 						return false
 					}
 				}
@@ -685,8 +686,8 @@ func TestRescaleOnRestore(t *testing.T) {
 				t.Fatal(md, err)
 			}
 			for k, l := range old.readLimits {
-				if md.Sources[k].Offset != l {
-					t.Fatalf("checkpoint %d: %s at %d, want %d", md.ID, k, md.Sources[k].Offset, l)
+				if md.Sources[k].Offset != l.Load() {
+					t.Fatalf("checkpoint %d: %s at %d, want %d", md.ID, k, md.Sources[k].Offset, l.Load())
 				}
 			}
 			spec := mk(tc.to, tc.srcTo)

@@ -1,6 +1,7 @@
 package pipeline
 
 import (
+	"sync/atomic"
 	"time"
 
 	"github.com/eddy-stream/eddy/storage/checkpoint"
@@ -54,8 +55,9 @@ type JobSpec struct {
 	// Job.LostLogs reports it.
 	LostLogs map[string]bool
 
-	// readLimits (tests) stops source subtasks, by sourceKey, at an offset.
-	readLimits map[string]uint64
+	// readLimits (tests) stops source subtasks, by sourceKey, at an
+	// offset; a test may raise it while the job runs.
+	readLimits map[string]*atomic.Uint64
 }
 
 // LostLog is what a source could not replay because its ingest log was

@@ -9,6 +9,7 @@ import (
 	"reflect"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/eddy-stream/eddy/internal/failpoint"
@@ -45,10 +46,9 @@ type sourceTask struct {
 	done    func(offset uint64) bool // after a source rescale: read by an old subtask
 	// settle: no checkpoint before the reader has reached it (resumeSource).
 	settle uint64
-	// limit, if limited, is an offset the subtask does not read beyond
+	// limit, if set, is an offset the subtask does not read beyond
 	// (tests: stop subtasks at chosen positions).
-	limit   uint64
-	limited bool
+	limit *atomic.Uint64
 	// progress is shared by the subtasks of one source (see sourceProgress).
 	progress *sourceProgress
 	from     uint64
@@ -254,7 +254,7 @@ func (t *sourceTask) run(ctx context.Context) (err error) {
 // the job drains for a final checkpoint it stops, except while it replays
 // what old subtasks had read (settle): it could not checkpoint before.
 func (t *sourceTask) mayRead(off uint64) bool {
-	if t.limited && off >= t.limit {
+	if t.limit != nil && off >= t.limit.Load() {
 		return false
 	}
 	return !t.cp.j.draining.Load() || off < t.settle
