@@ -13,7 +13,7 @@ cat <<MSG
 eddy demo
   web page:    http://127.0.0.1:8086/   (API: /api/v1/overview, /api/v1/checkpoints, /metrics)
   results:     tail -f .tmp/demo/results.jsonl   (also MQTT topic results/<site>/<device> on 127.0.0.1:1883)
-               first 10 s windows within ~15 s; the last ones ~10 s after the simulator stops
+               first results within ~20 s; the last windows ~10-15 s after the simulator stops
   dead letters .tmp/demo/dead-letters.jsonl
   stop:        Ctrl-C
 MSG
