@@ -199,6 +199,7 @@ func TestRescaledSourceHoldsCheckpoints(t *testing.T) {
 	// Three subtasks; readings/1 stops at 300, below the old 700.
 	spec = mk(3)
 	spec.Restore = md
+	spec.Checkpointing.Interval = 0 // only the checkpoint triggered below
 	spec.readLimits = readLimits(map[string]uint64{"readings/1": first + 300})
 	os.RemoveAll(spec.State.Dir)
 	job, err := NewJob(spec, nil, testLogger())
@@ -219,16 +220,21 @@ func TestRescaledSourceHoldsCheckpoints(t *testing.T) {
 			}
 		}
 	}
-	waitFor("a checkpoint triggered while readings/1 is held", func() bool { return job.Stats().Overview().Counts.Total >= 1 })
+	// One checkpoint, triggered by hand while readings/1 is held: it can
+	// complete only once readings/1 has replayed past 700.
+	trig := make(chan error, 1)
+	go func() { _, err := job.TriggerCheckpoint(ctx); trig <- err }()
+	waitFor("the checkpoint to start and readings/1 to reach its limit", func() bool {
+		return job.Stats().Overview().Counts.InProgress >= 1 && job.SourceOffsets()["readings"] == first+300
+	})
 	// Give a wrongly completing checkpoint time to complete; with the hold
 	// nothing can, so this wait never decides a pass.
 	time.Sleep(300 * time.Millisecond)
 	spec.readLimits["readings/1"].Store(1 << 62)
 	h.appendReadings(rs[1000:])
-	waitFor("a checkpoint past the replay", func() bool {
-		m, _, err := h.store.Latest(false)
-		return err == nil && m != nil && m.ID > md.ID && m.Sources["readings/1"].Offset >= first+700
-	})
+	if err := <-trig; err != nil {
+		t.Fatal(err)
+	}
 	cancel()
 	if err := <-done; err != nil {
 		t.Fatal(err)
@@ -237,7 +243,7 @@ func TestRescaledSourceHoldsCheckpoints(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	// Restore from the first checkpoint the rescaled job completed.
+	// Restore from the checkpoint the rescaled job completed.
 	ids, err := h.store.Completed()
 	if err != nil {
 		t.Fatal(err)
