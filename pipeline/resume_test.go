@@ -211,7 +211,7 @@ func TestRescaledSourceHoldsCheckpoints(t *testing.T) {
 	go func() { done <- job.Run(ctx) }()
 	waitFor := func(what string, cond func() bool) {
 		t.Helper()
-		for deadline := time.Now().Add(20 * time.Second); !cond(); time.Sleep(5 * time.Millisecond) {
+		for deadline := time.Now().Add(90 * time.Second); !cond(); time.Sleep(5 * time.Millisecond) {
 			if time.Now().After(deadline) {
 				cancel()
 				<-done
