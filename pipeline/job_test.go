@@ -152,14 +152,25 @@ func (h *harness) run(spec JobSpec, cond func() bool) *Job {
 	// A bound for liveness only (a loaded machine is slow), never for a result.
 	deadline := time.Now().Add(90 * time.Second)
 	for !cond() {
+		select {
+		case err := <-done: // the job ended by itself: say why
+			job.Close()
+			h.t.Fatalf("job ended before the condition held: %v; %d outputs, %d dead letters", err, len(h.out.snapshot()), len(h.dead.snapshot()))
+		default:
+		}
 		if time.Now().After(deadline) {
 			cancel()
-			<-done
+			err := <-done
 			job.Close()
 			for _, d := range h.dead.snapshot() {
 				h.t.Logf("dead letter: %s", d.Payload)
 			}
-			h.t.Fatalf("condition not met in time; %d outputs, %d dead letters", len(h.out.snapshot()), len(h.dead.snapshot()))
+			var counts any = "off"
+			if s := job.Stats(); s != nil {
+				counts = s.Overview().Counts
+			}
+			h.t.Fatalf("condition not met in time; %d outputs, %d dead letters; job: %v; checkpoints %+v",
+				len(h.out.snapshot()), len(h.dead.snapshot()), err, counts)
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
