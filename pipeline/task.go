@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"path/filepath"
 	"reflect"
 	"slices"
@@ -344,6 +345,7 @@ type keyedTask struct {
 
 // alignState tracks barrier id across the inputs of a keyed task.
 type alignState struct {
+	barrier   *Barrier
 	first     time.Time
 	seen      []bool
 	count     int
@@ -464,6 +466,13 @@ func (t *keyedTask) run(ctx context.Context) error {
 			ended[in] = true
 			live--
 			cases[in].Chan = reflect.Value{} // a zero Chan is never selected
+			for _, id := range slices.Sorted(maps.Keys(t.align)) {
+				if a := t.align[id]; a != nil {
+					if err := t.tryAlign(a.barrier, a, cases, ended); err != nil {
+						return err
+					}
+				}
+			}
 		}
 	}
 	if err := t.op.flush(); err != nil {
@@ -498,7 +507,7 @@ func (t *keyedTask) processBatch(b *batch) error {
 func (t *keyedTask) onBarrier(in int, b *Barrier, cases []reflect.SelectCase, ended []bool) error {
 	a := t.align[b.ID]
 	if a == nil {
-		a = &alignState{first: time.Now(), seen: make([]bool, len(t.inputs))}
+		a = &alignState{barrier: b, first: time.Now(), seen: make([]bool, len(t.inputs))}
 		t.align[b.ID] = a
 	}
 	if !a.seen[in] {
@@ -509,15 +518,19 @@ func (t *keyedTask) onBarrier(in int, b *Barrier, cases []reflect.SelectCase, en
 	if exactly && len(t.inputs) > 1 {
 		cases[in].Chan = reflect.Value{}
 	}
-	live := 0
+	return t.tryAlign(b, a, cases, ended)
+}
+
+// tryAlign completes the alignment of barrier b once every input that has
+// not ended has delivered it. An input that ends (the job stops) while
+// others wait for it must not keep them blocked: run calls this again then.
+func (t *keyedTask) tryAlign(b *Barrier, a *alignState, cases []reflect.SelectCase, ended []bool) error {
 	for i := range ended {
-		if !ended[i] {
-			live++
+		if !ended[i] && !a.seen[i] {
+			return nil
 		}
 	}
-	if a.count < live {
-		return nil
-	}
+	exactly := t.cp.j.spec.Checkpointing.Mode != "at_least_once"
 	delete(t.align, b.ID)
 	alignDur := time.Since(a.first)
 	if exactly {
