@@ -253,6 +253,19 @@ func (d *Daemon) openSinks() error {
 	return nil
 }
 
+// receiving reports whether source name takes messages (connected, its log
+// not paused: not full, the disk not below disk.min_free): only then may a
+// quiet source advance the watermark.
+func (d *Daemon) receiving(name string) func() bool {
+	return func() bool {
+		d.mu.RLock()
+		in := d.ingests[name]
+		d.mu.RUnlock()
+		l := d.logs[name]
+		return in != nil && in.Connected() && l != nil && len(l.Paused()) == 0
+	}
+}
+
 // jobSpec translates the configuration into a pipeline.JobSpec.
 // Checkpoint timing comes from the running configuration, so that values
 // applied by a reload survive a job restart.
@@ -286,8 +299,9 @@ func (d *Daemon) jobSpec() pipeline.JobSpec {
 			Name: s.Name, Parallelism: s.EffectiveParallelism(), Log: d.logs[s.Name], TopicFields: s.TopicFields,
 			EventTime: pipeline.EventTimeSpec{
 				Field: s.EventTime.Field, Format: s.EventTime.Format, MaxOutOfOrderness: s.EventTime.MaxOutOfOrderness,
-				IdleTimeout: s.EventTime.IdleTimeout,
+				IdleTimeout: s.EventTime.IdleTimeout, IdleAdvance: s.EventTime.IdleAdvance, MaxFuture: s.EventTime.MaxFuture,
 			},
+			Receiving: d.receiving(s.Name),
 		})
 	}
 	for _, st := range c.Pipeline.Stages {

@@ -7,6 +7,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/eddy-stream/eddy/pipeline/clock"
+
 	"github.com/eddy-stream/eddy/pipeline/lang"
 	"github.com/eddy-stream/eddy/pipeline/sink"
 	"github.com/eddy-stream/eddy/storage/checkpoint"
@@ -158,6 +160,7 @@ func (j *Job) buildSource(s *SourceSpec, start SourceStart) error {
 			ps: newParser(s, j.spec.MaxMessageSize), maxTS: minWatermark, wm: minWatermark,
 			ooo: s.EventTime.MaxOutOfOrderness.Milliseconds(), abort: j.abort, cp: tc.cp,
 			idleAfter: s.EventTime.IdleTimeout, progress: progress,
+			box: clock.NewBoxClock(j.spec.Clock), advance: s.EventTime.IdleAdvance,
 		}
 		var ok bool
 		if t.from, ok = start[s.Name]; !ok {
@@ -168,6 +171,7 @@ func (j *Job) buildSource(s *SourceSpec, start SourceStart) error {
 				return err
 			}
 		}
+		t.limit = j.spec.readLimits[key]
 		if j.spec.Checkpoints != nil {
 			t.trigger = make(chan *Barrier, 64)
 		}
@@ -270,7 +274,7 @@ func (nopCollector) collect(*Reading) error { return nil }
 
 func (nopCollector) watermark(int64) error { return nil }
 
-func (nopCollector) idle() error { return nil }
+func (nopCollector) idle(int64) error { return nil }
 
 func (nopCollector) barrier(*Barrier) error { return nil }
 

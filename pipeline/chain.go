@@ -18,8 +18,9 @@ import (
 type collector interface {
 	collect(r *Reading) error
 	watermark(wm int64) error
-	// idle says the source feeding this chain has gone idle.
-	idle() error
+	// idle says the source feeding this chain has gone idle. wm is the
+	// watermark the box's clock allows (idle_advance), minWatermark for none.
+	idle(wm int64) error
 	barrier(b *Barrier) error
 	end() error
 }
@@ -50,9 +51,9 @@ func (f fanout) watermark(wm int64) error {
 	return nil
 }
 
-func (f fanout) idle() error {
+func (f fanout) idle(wm int64) error {
 	for _, c := range f {
-		if err := c.idle(); err != nil {
+		if err := c.idle(wm); err != nil {
 			return err
 		}
 	}
@@ -88,7 +89,7 @@ func collectorOf(cs []collector) collector {
 type passthrough struct{ next collector }
 
 func (p passthrough) watermark(wm int64) error { return p.next.watermark(wm) }
-func (p passthrough) idle() error              { return p.next.idle() }
+func (p passthrough) idle(wm int64) error      { return p.next.idle(wm) }
 func (p passthrough) barrier(b *Barrier) error { return p.next.barrier(b) }
 func (p passthrough) end() error               { return p.next.end() }
 
@@ -263,8 +264,8 @@ func (n *shuffleNode) watermark(wm int64) error {
 	return n.broadcast(element{kind: elemWatermark, wm: wm})
 }
 
-func (n *shuffleNode) idle() error {
-	return n.broadcast(element{kind: elemWatermark, idle: true})
+func (n *shuffleNode) idle(wm int64) error {
+	return n.broadcast(element{kind: elemWatermark, idle: true, wm: wm})
 }
 
 func (n *shuffleNode) barrier(b *Barrier) error {

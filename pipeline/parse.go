@@ -11,6 +11,9 @@ import (
 	"github.com/eddy-stream/eddy/storage/ingestlog"
 )
 
+// reasonFuture is the dead-letter reason for an event time beyond max_future.
+const reasonFuture = "event time in the future"
+
 // parser turns one ingest-log message into readings. It is owned by one
 // source task and reuses its buffers.
 type parser struct {
@@ -24,6 +27,7 @@ type parser struct {
 	tsField   string
 	tsFormat  string
 	ingestion bool
+	maxFuture int64 // ms; 0: no limit
 	// intern holds field names and short string values seen before, so a
 	// reading does not allocate them again (device and site names repeat).
 	intern map[string]string
@@ -47,6 +51,7 @@ func newParser(spec *SourceSpec, maxSize int) *parser {
 		spec: spec, maxSize: maxSize, fields: make(map[string]any, 16),
 		tsField: spec.EventTime.Field, tsFormat: spec.EventTime.Format,
 		ingestion: spec.EventTime.Field == "", intern: map[string]string{},
+		maxFuture: spec.EventTime.MaxFuture.Milliseconds(),
 	}
 }
 
@@ -114,6 +119,11 @@ func (ps *parser) reading(v *fastjson.Value, r *ingestlog.Record, emit func(*Rea
 		ts, err := ps.eventTime()
 		if err != nil {
 			return dl.reading(&ps.rec, ps.spec.Name, err.Error())
+		}
+		// Against the time eddy received the message, not the clock now:
+		// a replay after a crash decides the same.
+		if ps.maxFuture > 0 && ts > r.Timestamp+ps.maxFuture {
+			return dl.reading(&ps.rec, ps.spec.Name, reasonFuture)
 		}
 		ps.rec.TS = ts
 	}

@@ -75,7 +75,7 @@ type element struct {
 	kind    elemKind
 	b       *batch
 	wm      int64
-	idle    bool // with elemWatermark: the input is idle and must not hold back the watermark
+	idle    bool // with elemWatermark: the input is idle and must not hold back the watermark; wm is then what the box's clock allows
 	barrier *Barrier
 }
 

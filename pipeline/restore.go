@@ -29,32 +29,20 @@ func oldSourcePositions(md *checkpoint.Metadata, name string) []checkpoint.Sourc
 }
 
 // restoreSource positions a source subtask from the checkpoint's positions
-// of the source. With the same parallelism each subtask continues where it
-// was. With another, every subtask starts at the lowest old position and
-// skips the messages an old subtask had already read: message o was read
-// iff o < old[o mod len(old)].Offset.
+// of the source (see resumeSource for the invariant).
 func (j *Job) restoreSource(t *sourceTask, old []checkpoint.SourceState, name string) error {
 	md := j.spec.Restore
+	rs := resumeSource(old, t.sub, t.of)
+	t.from, t.maxTS, t.done = rs.from, rs.maxTS, rs.done
+	// Every offset below the log's end at restore was read by an old
+	// subtask or is read by this one before its next checkpoint.
+	t.settle = min(rs.settle, t.spec.Log.NextOffset())
 	if uint64(len(old)) == t.of {
-		st := old[t.sub]
-		t.from, t.maxTS = st.Offset, st.MaxTimestamp
 		if snap := j.restored[name]; snap != nil {
 			t.wm = snap.Watermark
 		}
-	} else {
-		t.from, t.maxTS = old[0].Offset, old[0].MaxTimestamp
-		for _, st := range old[1:] {
-			t.from, t.maxTS = min(t.from, st.Offset), min(t.maxTS, st.MaxTimestamp)
-		}
-		offs := make([]uint64, len(old))
-		for i, st := range old {
-			offs[i] = st.Offset
-		}
-		t.done = func(o uint64) bool { return o < offs[o%uint64(len(offs))] }
+	} else if t.maxTS != minWatermark {
 		t.wm = t.maxTS - t.ooo - 1
-		if t.maxTS == minWatermark {
-			t.wm = minWatermark
-		}
 	}
 	if j.spec.LostLogs[t.spec.Name] {
 		j.resumeLostLog(t)

@@ -5,8 +5,6 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
-	"github.com/eddy-stream/eddy/pipeline/lang"
-	"github.com/eddy-stream/eddy/pipeline/sink"
 	"log/slog"
 	"math"
 	"sort"
@@ -14,6 +12,9 @@ import (
 	"strings"
 	"time"
 	"unicode/utf8"
+
+	"github.com/eddy-stream/eddy/pipeline/lang"
+	"github.com/eddy-stream/eddy/pipeline/sink"
 )
 
 // sinkNode renders what reaches it and hands it to a Sink in batches, at
@@ -107,7 +108,7 @@ func (n *sinkNode) watermark(int64) error {
 	return n.flush()
 }
 
-func (n *sinkNode) idle() error { return n.watermark(0) }
+func (n *sinkNode) idle(int64) error { return n.watermark(0) }
 
 // barrier closes the epoch of checkpoint b: in exactly-once mode what the
 // node rendered since the previous barrier is staged under b.ID.

@@ -1,7 +1,10 @@
 package pipeline
 
 import (
+	"sync/atomic"
 	"time"
+
+	"github.com/eddy-stream/eddy/pipeline/clock"
 
 	"github.com/eddy-stream/eddy/pipeline/sink"
 	"github.com/eddy-stream/eddy/storage/checkpoint"
@@ -49,6 +52,8 @@ type JobSpec struct {
 	// OnCheckpoint, if set, is called after checkpoint N is committed and
 	// its staged output handed to the sinks (the uploader hooks in here).
 	OnCheckpoint func(md *checkpoint.Metadata)
+	// Clock is the box's clock (nil: the system's): idle_advance reads it.
+	Clock clock.Clock
 	// LostLogs names the sources whose ingest log was lost after Restore
 	// was taken: the data dir was wiped or replaced and Restore came from
 	// remote storage, so the log Restore's offsets point into is gone and
@@ -57,6 +62,10 @@ type JobSpec struct {
 	// end; what the old log held past Restore's offset cannot be replayed.
 	// Job.LostLogs reports it.
 	LostLogs map[string]bool
+
+	// readLimits (tests) stops source subtasks, by sourceKey, at an
+	// offset; a test may raise it while the job runs.
+	readLimits map[string]*atomic.Uint64
 }
 
 // LostLog is what a source could not replay because its ingest log was
@@ -105,6 +114,11 @@ type SourceSpec struct {
 	Log         *ingestlog.Log
 	TopicFields []string // field name per topic level, "" to ignore
 	EventTime   EventTimeSpec
+	// Receiving, if set, reports whether the source is taking messages
+	// (connected to its broker, intake not paused). Idle advance happens
+	// only while it does: a source cut off from its broker is not quiet,
+	// the broker holds its readings.
+	Receiving func() bool
 }
 
 // EventTimeSpec says where a reading's event time comes from. An empty Field
@@ -118,6 +132,14 @@ type EventTimeSpec struct {
 	// so it stops holding back the watermark of tasks it feeds together
 	// with other sources (Flink's withIdleness). 0: never idle.
 	IdleTimeout time.Duration
+	// IdleAdvance: when every input of a keyed stage has been idle for
+	// IdleTimeout, its watermark advances with the box's clock minus
+	// MaxOutOfOrderness, so the last window of a silent device fires.
+	IdleAdvance bool
+	// MaxFuture: a reading whose event time is further ahead of the time
+	// eddy received it (its ingestion timestamp, the box's clock) is a dead
+	// letter and never moves the watermark. 0: no limit.
+	MaxFuture time.Duration
 }
 
 // StageSpec is one stage: exactly one of Filter, Map, or a keyed window

@@ -102,6 +102,14 @@ type EventTime struct {
 	// IdleTimeout marks the source idle (not holding back the watermark)
 	// after this long without input; 0 = never.
 	IdleTimeout time.Duration `mapstructure:"idle_timeout"`
+	// IdleAdvance: when every input of a keyed stage has been idle for
+	// IdleTimeout, its watermark advances with the box's clock minus
+	// MaxOutOfOrderness, so the last window of a quiet device fires.
+	IdleAdvance bool `mapstructure:"idle_advance"`
+	// MaxFuture: a reading whose event time is further ahead of the time
+	// eddy received it is a dead letter ("event time in the future") and
+	// never moves the watermark; 0 = no limit.
+	MaxFuture time.Duration `mapstructure:"max_future"`
 }
 
 // Pipeline is the parallelism and the ordered list of stages.
@@ -422,7 +430,7 @@ func defaultSource() Source {
 	return Source{
 		Parallelism: 1,
 		Format:      "json",
-		EventTime:   EventTime{Format: "auto", MaxOutOfOrderness: 5 * time.Second},
+		EventTime:   EventTime{Format: "auto", MaxOutOfOrderness: 5 * time.Second, IdleAdvance: true, MaxFuture: time.Hour},
 	}
 }
 

@@ -230,6 +230,7 @@ func (c *Config) validateSources(ck *checker) {
 		}
 		ck.durNonNeg(k+".event_time.max_out_of_orderness", s.EventTime.MaxOutOfOrderness)
 		ck.durNonNeg(k+".event_time.idle_timeout", s.EventTime.IdleTimeout)
+		ck.durNonNeg(k+".event_time.max_future", s.EventTime.MaxFuture)
 	}
 }
 

@@ -3,6 +3,7 @@ package config
 import (
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestBaseConfigIsValid(t *testing.T) {
@@ -12,6 +13,9 @@ func TestBaseConfigIsValid(t *testing.T) {
 	}
 	if got := c.Sources[0].EventTime.Format; got != "auto" {
 		t.Errorf("event_time.format default: got %q", got)
+	}
+	if et := c.Sources[0].EventTime; !et.IdleAdvance || et.MaxFuture != time.Hour {
+		t.Errorf("event_time defaults: idle_advance %v, max_future %v; want true, 1h", et.IdleAdvance, et.MaxFuture)
 	}
 	if c.MQTT.ClientID != "eddy-line-3" {
 		t.Errorf("client_id: got %q", c.MQTT.ClientID)
@@ -109,6 +113,8 @@ func TestBrokenConfigs(t *testing.T) {
 		{name: "hash not last", yaml: "sources:\n  - {name: readings, topic: 'sensors/#/x'}", key: "sources[0].topic", msg: "# must be the whole last level"},
 		{name: "topic_fields length mismatch", yaml: "sources:\n  - {name: readings, topic: 'sensors/+/+/telemetry', topic_fields: [null, site, device]}", key: "sources[0].topic_fields", msg: "has 3 entries but topic"},
 		{name: "bad event time format", yaml: "sources:\n  - {name: readings, topic: 'a/+', event_time: {format: unix}}", key: "sources[0].event_time.format", msg: "auto, rfc3339, epoch_ms, epoch_s"},
+		{name: "negative max_future", yaml: "sources:\n  - {name: readings, topic: 'a/+', event_time: {max_future: -1m}}", key: "sources[0].event_time.max_future", msg: ">= 0"},
+		{name: "idle_advance not a bool", yaml: "sources:\n  - {name: readings, topic: 'a/+', event_time: {idle_advance: sometimes}}", key: "sources[0].event_time.idle_advance", msg: ""},
 		{name: "no sources", yaml: "sources: []", key: "sources", msg: "at least one source"},
 
 		// Sinks.

@@ -9,6 +9,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/eddy-stream/eddy/pipeline/clock"
+
 	"github.com/eddy-stream/eddy/internal/failpoint"
 	"github.com/eddy-stream/eddy/pipeline/mqttio"
 	"github.com/eddy-stream/eddy/storage/ingestlog"
@@ -32,6 +34,9 @@ type Bridge struct {
 	// is already in the log: eddy crashed, or the connection dropped, after
 	// the fsync but before the broker had the PUBACK.
 	recent map[uint16]uint64
+	// clock stamps ingestion time: never back, even when NTP steps the
+	// wall clock back (BoxClock), nor below what the log already holds.
+	clock *clock.BoxClock
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -75,6 +80,7 @@ func (in *Bridge) loadRecent() error {
 		if err != nil {
 			return err
 		}
+		in.clock.Floor(rec.Timestamp)
 		if rec.QoS > 0 {
 			in.recent[rec.PacketID] = msgHash(rec.Topic, rec.Payload)
 		}
@@ -86,17 +92,26 @@ type pendingAck struct {
 	ack    func()
 }
 
+// Option configures a Bridge.
+type Option func(*Bridge)
+
+// WithClock stamps ingestion time with c (default: the system clock).
+func WithClock(c clock.Clock) Option { return func(in *Bridge) { in.clock = clock.NewBoxClock(c) } }
+
 // New wires an MQTT subscription to log. Start connects.
-func New(name string, log *ingestlog.Log, opts mqttio.ClientOptions, subs []mqttio.Subscription, lg *slog.Logger) *Bridge {
+func New(name string, log *ingestlog.Log, opts mqttio.ClientOptions, subs []mqttio.Subscription, lg *slog.Logger, options ...Option) *Bridge {
 	if lg == nil {
 		lg = slog.New(slog.DiscardHandler)
 	}
-	in := &Bridge{name: name, log: log, lg: lg.With("source", name), recent: map[uint16]uint64{}}
+	in := &Bridge{name: name, log: log, lg: lg.With("source", name), recent: map[uint16]uint64{}, clock: clock.NewBoxClock(nil)}
+	for _, o := range options {
+		o(in)
+	}
 	in.ctx, in.cancel = context.WithCancel(context.Background())
 	if err := in.loadRecent(); err != nil {
 		in.lg.Warn("could not index the log tail; redeliveries after this restart may be counted twice", "err", err)
 	}
-	in.src = mqttio.NewSource(opts, subs, in.handle)
+	in.src = mqttio.NewSource(opts, subs, in.Receive)
 	log.OnSync(in.onSync)
 	return in
 }
@@ -118,7 +133,9 @@ func (in *Bridge) Err() error {
 	return in.fatal
 }
 
-func (in *Bridge) handle(m mqttio.Message) {
+// Receive appends one message the MQTT client delivered and acknowledges it
+// once it is durable (the source's message handler; tests call it directly).
+func (in *Bridge) Receive(m mqttio.Message) {
 	in.Received.Add(1)
 	var h uint64
 	if m.QoS > 0 {
@@ -136,7 +153,7 @@ func (in *Bridge) handle(m mqttio.Message) {
 		}
 	}
 	rec := ingestlog.Record{
-		Timestamp: time.Now().UnixMilli(), Topic: m.Topic, PacketID: m.PacketID,
+		Timestamp: in.clock.NowMs(), Topic: m.Topic, PacketID: m.PacketID,
 		Dup: m.Dup, QoS: m.QoS, Payload: m.Payload,
 	}
 	for {
