@@ -85,7 +85,7 @@ func ReadRestored(fsys fileutil.FS, layout datadir.Layout) (*Restored, error) {
 	if fsys == nil {
 		fsys = fileutil.OSFS{}
 	}
-	data, err := readFile(fsys, layout.RestoredMarker())
+	data, err := fileutil.ReadFileFS(fsys, layout.RestoredMarker())
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, nil
 	}
