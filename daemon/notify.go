@@ -26,7 +26,8 @@ import (
 //   - WATCHDOG=1 every WatchdogSec/2 unless the pipeline is stalled
 //     (stall.go).
 //   - EXTEND_TIMEOUT_USEC= every 30 s while a start waits for its remote
-//     (upload.restore: wait), so that TimeoutStartSec does not kill it.
+//     (upload.restore: wait) or downloads from it, so that TimeoutStartSec
+//     does not kill it.
 //   - RELOADING=1 … READY=1 around a reload (SIGHUP), STOPPING=1 on Stop.
 
 // statusEvery is how often STATUS= is refreshed when nothing that matters

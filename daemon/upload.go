@@ -3,6 +3,7 @@ package daemon
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"sync"
 	"sync/atomic"
@@ -38,8 +39,9 @@ type RemoteWaitOverview struct {
 	LastError string `json:"last_error"`
 }
 
-// While a start waits for the remote, EXTEND_TIMEOUT_USEC=extendBy is sent
-// every extendEvery, so that TimeoutStartSec does not kill it.
+// While a start waits for the remote or downloads from it,
+// EXTEND_TIMEOUT_USEC=extendBy is sent every extendEvery, so that
+// TimeoutStartSec does not kill it.
 const (
 	extendBy    = 90 * time.Second
 	extendEvery = 30 * time.Second
@@ -168,7 +170,6 @@ func (d *Daemon) remoteRestore(spec *pipeline.JobSpec, md *checkpoint.Metadata) 
 	}
 	c := d.cfg.Upload
 	var wait *RemoteWaitOverview
-	extending := false
 	defer func() {
 		if wait != nil {
 			u.mu.Lock()
@@ -179,8 +180,13 @@ func (d *Daemon) remoteRestore(spec *pipeline.JobSpec, md *checkpoint.Metadata) 
 	plan, err := u.recover.Recover(ctx, upload.StartOptions{
 		Local: md, LocalRecovery: d.cfg.Checkpointing.LocalRecovery, Fresh: u.fresh, LogStart: logStart,
 		Restore: c.Restore, Wait: c.RestoreTimeout, MaxBackoff: min(15*time.Second, c.RetryMaxInterval),
-		OnDownload: func() { d.setPhase("downloading the newest remote checkpoint") },
-		OnWait: func(err error, retryIn time.Duration) {
+		OnDownload: func() {
+			if !d.isReady() {
+				go d.extendStartTimeout(ctx)
+			}
+			d.setPhase("downloading the newest remote checkpoint")
+		},
+		OnWait: func(err error, _ time.Duration) {
 			if wait == nil {
 				wait = &RemoteWaitOverview{Remote: u.store.String(), Since: time.Now().UnixMilli()}
 			}
@@ -190,18 +196,14 @@ func (d *Daemon) remoteRestore(spec *pipeline.JobSpec, md *checkpoint.Metadata) 
 			u.mu.Lock()
 			u.recovery = &RecoveryOverview{Waiting: &w}
 			u.mu.Unlock()
-			if !extending && !d.isReady() {
-				extending = true
-				go d.extendStartTimeout(ctx)
-			}
 			d.setPhase(fmt.Sprintf("waiting for remote %s: %s", w.Remote, w.LastError))
 		},
 	})
-	cancel()
+	cancel() // ends extendStartTimeout
+	if errors.Is(err, context.Canceled) {
+		return nil, errStopped
+	}
 	if err != nil {
-		if ctx.Err() != nil && d.stopping() {
-			return nil, errStopped
-		}
 		return nil, err
 	}
 	if plan.Downloaded > 0 {
@@ -235,7 +237,7 @@ func (d *Daemon) remoteRestore(spec *pipeline.JobSpec, md *checkpoint.Metadata) 
 }
 
 // extendStartTimeout sends EXTEND_TIMEOUT_USEC every extendEvery until ctx
-// ends (the wait for the remote is over).
+// ends (the wait for the remote and the download are over).
 func (d *Daemon) extendStartTimeout(ctx context.Context) {
 	t := time.NewTicker(extendEvery)
 	defer t.Stop()

@@ -336,6 +336,12 @@ func (r *Recovery) downloadNewest(ctx context.Context, o StartOptions) (*checkpo
 	}
 }
 
+// notRestorable is an error that is ErrNotRestorable, with its own text.
+type notRestorable string
+
+func (e notRestorable) Error() string        { return string(e) }
+func (e notRestorable) Is(target error) bool { return target == ErrNotRestorable }
+
 // replayable returns an ErrNotRestorable error naming the first source md
 // starts below the first offset its ingest log holds (logStart), fresh
 // sources aside (their log was lost: see lostLogs).
@@ -347,8 +353,8 @@ func replayable(md *checkpoint.Metadata, logStart map[string]uint64, fresh map[s
 			continue
 		}
 		if off := md.Sources[name].Offset; off < first {
-			return fmt.Errorf("%w: remote checkpoint %d starts source %s at ingest-log offset %d, but the log was "+
-				"truncated and begins at %d", ErrNotRestorable, md.ID, src, off, first)
+			return notRestorable(fmt.Sprintf("remote checkpoint %d starts source %s at ingest-log offset %d, but the log was "+
+				"truncated and begins at %d", md.ID, src, off, first))
 		}
 	}
 	return nil

@@ -293,7 +293,7 @@ func TestLocalRecovery(t *testing.T) {
 			t.Fatalf("plan %+v, %v; want local checkpoint 5", p, err)
 		}
 		want := "remote checkpoint 2 starts source readings at ingest-log offset 200, but the log was truncated and begins at 300; keeping local checkpoint 5"
-		if !strings.Contains(buf.String(), want) {
+		if !strings.Contains(buf.String(), `msg="`+want+`"`) {
 			t.Fatalf("log lacks %q:\n%s", want, buf.String())
 		}
 		if ids, _ := r.Local.Completed(); len(ids) != 1 || ids[0] != 5 {
