@@ -26,6 +26,9 @@ import (
 //     "checkpoint 42 3s ago · backlog 0 · 12k rec/s".
 //   - WATCHDOG=1 every WatchdogSec/2 unless the pipeline is stalled
 //     (stall.go).
+//   - EXTEND_TIMEOUT_USEC= every 30 s while a start waits for its remote
+//     (upload.restore: wait) or downloads from it, so that TimeoutStartSec
+//     does not kill it.
 //   - RELOADING=1 … READY=1 around a reload (SIGHUP), STOPPING=1 on Stop.
 
 // statusEvery is how often STATUS= is refreshed when nothing that matters
@@ -120,6 +123,12 @@ func (n *notifier) reloading() {
 
 func (n *notifier) reloaded() {
 	n.send(sd.SdNotifyReady, "STATUS="+n.statusLine())
+}
+
+// extendTimeout asks systemd for d more before TimeoutStartSec kills a
+// start that waits (for its remote).
+func (n *notifier) extendTimeout(d time.Duration) {
+	n.send("EXTEND_TIMEOUT_USEC=" + strconv.FormatInt(d.Microseconds(), 10))
 }
 
 func (n *notifier) stopping() {

@@ -24,6 +24,8 @@ func TestComposeStatus(t *testing.T) {
 		{"recovering, connected", statusSnapshot{Phase: "recovering", Sources: up}, "recovering"},
 		{"restarting after failure", statusSnapshot{Phase: "restarting in 2s after failure: boom", Sources: up},
 			"restarting in 2s after failure: boom"},
+		{"waiting for the remote", statusSnapshot{Phase: "waiting for remote s3://fleet/eddy: connection refused", Sources: up},
+			"waiting for remote s3://fleet/eddy: connection refused"},
 		{"stopping with final checkpoint", running(func(s *statusSnapshot) { s.Stopping, s.FinalCheckpoint = true, true }),
 			"stopping: taking the final checkpoint"},
 		{"stopping without checkpointing", statusSnapshot{Stopping: true}, "stopping"},

@@ -355,6 +355,15 @@ type Upload struct {
 	// OrphanGrace: remote objects no committed checkpoint references are
 	// deleted once this old; the orphan sweep runs this often.
 	OrphanGrace time.Duration `mapstructure:"orphan_grace"`
+	// Restore is what a start without a local checkpoint does while the
+	// remote does not answer: "wait" for it (an empty start only when it
+	// answers that it holds nothing for this appliance), or
+	// "empty_if_unreachable" after RestoreTimeout.
+	Restore string `mapstructure:"restore"`
+	// RestoreTimeout bounds the retries of an unreachable remote when a
+	// start has a local checkpoint to fall back on, or with
+	// Restore "empty_if_unreachable".
+	RestoreTimeout time.Duration `mapstructure:"restore_timeout"`
 }
 
 // HTTP configures the REST API, metrics and web page.
@@ -418,6 +427,8 @@ func Default() *Config {
 			Probe:            true,
 			RetryMaxInterval: time.Minute,
 			OrphanGrace:      time.Hour,
+			Restore:          "wait",
+			RestoreTimeout:   2 * time.Minute,
 		},
 		HTTP: HTTP{Listen: "127.0.0.1:8086"},
 		Log:  Log{Level: "info", Format: "json"},

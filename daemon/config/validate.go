@@ -666,6 +666,8 @@ func (c *Config) validateUpload(ck *checker) {
 	ck.oneOf("upload.compression", u.Compression, "none", "snappy")
 	ck.durPositive("upload.retry_max_interval", u.RetryMaxInterval)
 	ck.durPositive("upload.orphan_grace", u.OrphanGrace)
+	ck.oneOf("upload.restore", u.Restore, "wait", "empty_if_unreachable")
+	ck.durPositive("upload.restore_timeout", u.RestoreTimeout)
 }
 
 func validateRemote(ck *checker, r string) {
