@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"maps"
 	"net/http"
+	"slices"
 	"strconv"
 	"time"
 
@@ -13,6 +14,8 @@ import (
 	"github.com/eddy-stream/eddy/daemon/config"
 	"github.com/eddy-stream/eddy/daemon/web"
 	"github.com/eddy-stream/eddy/pipeline"
+	"github.com/eddy-stream/eddy/storage/diskspace"
+	"github.com/eddy-stream/eddy/storage/ingestlog"
 )
 
 // openHTTP opens the HTTP listener; Run serves it.
@@ -26,6 +29,8 @@ func (d *Daemon) openHTTP() error {
 	mux.HandleFunc("GET /api/v1/checkpoints/details/{id}", d.handleCheckpointDetails)
 	mux.HandleFunc("GET /api/v1/config", d.handleConfig)
 	mux.HandleFunc("GET /api/v1/upload", d.handleUpload)
+	mux.HandleFunc("POST /api/v1/reload", d.handleReload)
+	mux.HandleFunc("GET /api/v1/history", d.handleHistory)
 	mux.Handle("GET /metrics", promhttp.HandlerFor(d.registry(), promhttp.HandlerOpts{}))
 	mux.Handle("GET /", web.Handler())
 	policy := newAccessPolicy(d.cfg.HTTP.Listen, d.token)
@@ -38,13 +43,23 @@ func (d *Daemon) openHTTP() error {
 	return nil
 }
 
+// handleHealth is GET /healthz: 200 {"status":"ok"} once recovery is
+// done; 503 {"status":"starting"} before; 503 {"status":"degraded"} with
+// the reasons while intake is paused (a disk below disk.min_free, a full
+// ingest log, an ingest log recovering from a failed write or fsync).
 func (d *Daemon) handleHealth(w http.ResponseWriter, _ *http.Request) {
 	select {
 	case <-d.ready:
-		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	default:
 		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "starting"})
+		return
 	}
+	if reasons, detail := d.intakePaused(); len(reasons) > 0 {
+		writeJSON(w, http.StatusServiceUnavailable, map[string]any{
+			"status": "degraded", "intake_paused": reasons, "reason": "intake paused: " + detail})
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 }
 
 // IngestOverview describes one source's ingest log and MQTT connection.
@@ -58,8 +73,10 @@ type IngestOverview struct {
 	FirstOffset uint64 `json:"first_offset"`
 	NextOffset  uint64 `json:"next_offset"`
 	ReadOffset  uint64 `json:"read_offset"`
-	Lag         int64  `json:"lag"` // messages in the log not yet read by the pipeline
-	Error       string `json:"error,omitempty"`
+	// Lag is the messages in the log the running job has not read yet
+	// (NextOffset - ReadOffset); 0 while no job runs.
+	Lag   int64  `json:"lag"`
+	Error string `json:"error,omitempty"`
 }
 
 // Overview is GET /api/v1/overview.
@@ -72,8 +89,14 @@ type Overview struct {
 	LastError     string                  `json:"last_error,omitempty"`
 	Tasks         []pipeline.TaskOverview `json:"tasks"`
 	Ingest        []IngestOverview        `json:"ingest"`
-	DeadLetters   int64                   `json:"dead_letters"`
-	LateEvents    int64                   `json:"late_events"`
+	// IntakePaused lists why input is not acknowledged now (disk_full,
+	// ingest_log_full, ingest_log_error); IntakePausedReason says where.
+	IntakePaused       []string `json:"intake_paused,omitempty"`
+	IntakePausedReason string   `json:"intake_paused_reason,omitempty"`
+	// Disk is the last free-space sample of every watched path.
+	Disk        []diskspace.PathStatus `json:"disk,omitempty"`
+	DeadLetters int64                  `json:"dead_letters"`
+	LateEvents  int64                  `json:"late_events"`
 	// Ready is true once recovery is done (READY=1).
 	Ready bool `json:"ready"`
 	// Stalled is the watchdog's view: no progress while input waits.
@@ -117,9 +140,12 @@ func (d *Daemon) overview() Overview {
 		}
 		io := IngestOverview{Source: s.Name, SizeBytes: l.Size(), FirstOffset: l.FirstOffset(), NextOffset: l.NextOffset(),
 			ReadOffset: offsets[s.Name]}
-		io.Lag = int64(io.NextOffset) - int64(io.ReadOffset)
+		if job != nil { // between jobs no read position is known
+			io.Lag = max(int64(io.NextOffset)-int64(io.ReadOffset), 0)
+		}
+		io.Full = slices.Contains(l.Paused(), ingestlog.PauseFull)
 		if in := ingests[s.Name]; in != nil {
-			io.Connected, io.Full = in.Connected(), in.Full()
+			io.Connected = in.Connected()
 			io.Received, io.Acked = in.Received.Load(), in.Acked.Load()
 			if err := in.Err(); err != nil {
 				io.Error = err.Error()
@@ -127,6 +153,8 @@ func (d *Daemon) overview() Overview {
 		}
 		o.Ingest = append(o.Ingest, io)
 	}
+	o.IntakePaused, o.IntakePausedReason = d.intakePaused()
+	o.Disk = d.diskStatus()
 	return o
 }
 

@@ -11,7 +11,7 @@ import (
 	"github.com/eddy-stream/eddy/daemon/config"
 )
 
-// Access to the HTTP API (DESIGN.md "Operating"):
+// Access to the HTTP API (README.md "Operating it"):
 //
 //   - It listens on loopback by default. A listen address reachable from
 //     other hosts needs http.token or http.token_file, unless

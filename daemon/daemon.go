@@ -12,7 +12,9 @@ import (
 
 	"github.com/eddy-stream/eddy/daemon/config"
 	"github.com/eddy-stream/eddy/pipeline"
+	"github.com/eddy-stream/eddy/pipeline/ingest"
 	"github.com/eddy-stream/eddy/pipeline/mqttio"
+	"github.com/eddy-stream/eddy/pipeline/sink"
 	"github.com/eddy-stream/eddy/storage/checkpoint"
 	"github.com/eddy-stream/eddy/storage/datadir"
 	"github.com/eddy-stream/eddy/storage/fileutil"
@@ -34,7 +36,7 @@ type Daemon struct {
 
 	// Opened by New, closed by Close.
 	logs       map[string]*ingestlog.Log
-	sinks      map[string]pipeline.Sink // file sinks; MQTT sinks are added by Run
+	sinks      map[string]sink.Sink // file sinks; MQTT sinks are added by Run
 	memory     *state.Memory
 	store      *checkpoint.Store
 	http       *httpServer // listening; served by Run
@@ -44,7 +46,7 @@ type Daemon struct {
 	broker    *mqttio.Embedded
 	brokerURL string
 	publisher *mqttio.Publisher
-	ingests   map[string]*pipeline.Ingest // guarded by mu
+	ingests   map[string]*ingest.Bridge // guarded by mu
 
 	mu       sync.RWMutex
 	job      *pipeline.Job // the running job; nil between jobs
@@ -78,17 +80,21 @@ type Daemon struct {
 	closeErr  error
 
 	notify *notifier
+	disk   diskState // daemon/disk.go
 	uploadHooks
 	upl *uploadState // daemon/upload.go
+
+	history history // the charts' last hour (history.go)
 }
 
 // New locks data_dir (data_dir/LOCK; a second eddy on the same directory
 // gets a *fileutil.LockedError naming the holder's PID), prepares it and
 // opens every component: ingest logs, file sinks, the checkpoint store, the
 // state memory, the uploader, the HTTP listener. It starts no broker, no
-// MQTT client, no server and no loop of its own; Run does. (An ingest log
-// with ingest_log.sync_interval > 0 runs its group commit from Open until
-// its Close: that goroutine belongs to the log.) On error everything opened
+// MQTT client, no server and no loop of its own; Run does. (Every ingest
+// log runs its background goroutine — group commit, and retrying recovery
+// after a failed write or fsync — from Open until its Close: that goroutine
+// belongs to the log.) On error everything opened
 // so far is closed.
 func New(cfg *config.Config, log *slog.Logger, level *slog.LevelVar) (*Daemon, error) {
 	if log == nil {
@@ -98,8 +104,8 @@ func New(cfg *config.Config, log *slog.Logger, level *slog.LevelVar) (*Daemon, e
 		cfg: cfg, live: cfg, log: log, level: level, start: time.Now(),
 		layout: datadir.New(cfg.DataDir),
 		fs:     fileutil.OSFS{Logger: log.With("component", "fsync"), OnSync: observeFsync},
-		logs:   map[string]*ingestlog.Log{}, ingests: map[string]*pipeline.Ingest{},
-		sinks: map[string]pipeline.Sink{}, ready: make(chan struct{}),
+		logs:   map[string]*ingestlog.Log{}, ingests: map[string]*ingest.Bridge{},
+		sinks: map[string]sink.Sink{}, ready: make(chan struct{}),
 		stop: make(chan struct{}), stopTimeout: DefaultStopTimeout, phase: "starting",
 		reloads: make(chan struct{}, 1), verify: make(chan verifyRequest),
 	}
@@ -237,7 +243,7 @@ func (d *Daemon) clientOptions(suffix string) (mqttio.ClientOptions, error) {
 func (d *Daemon) openSinks() error {
 	for _, s := range d.cfg.Sinks {
 		if s.File != nil {
-			fs, err := pipeline.NewFileSink(d.cfg.Path(s.File.Path), int64(s.File.MaxSize), s.File.MaxFiles)
+			fs, err := sink.NewFile(d.cfg.Path(s.File.Path), int64(s.File.MaxSize), s.File.MaxFiles, sink.WithFS(d.fs))
 			if err != nil {
 				return fmt.Errorf("sink %s: %w", s.Name, err)
 			}
@@ -247,6 +253,19 @@ func (d *Daemon) openSinks() error {
 	return nil
 }
 
+// receiving reports whether source name takes messages (connected, its log
+// not paused: not full, the disk not below disk.min_free): only then may a
+// quiet source advance the watermark.
+func (d *Daemon) receiving(name string) func() bool {
+	return func() bool {
+		d.mu.RLock()
+		in := d.ingests[name]
+		d.mu.RUnlock()
+		l := d.logs[name]
+		return in != nil && in.Connected() && l != nil && len(l.Paused()) == 0
+	}
+}
+
 // jobSpec translates the configuration into a pipeline.JobSpec.
 // Checkpoint timing comes from the running configuration, so that values
 // applied by a reload survive a job restart.
@@ -254,6 +273,7 @@ func (d *Daemon) jobSpec() pipeline.JobSpec {
 	c := d.running()
 	spec := pipeline.JobSpec{
 		Name: c.ApplianceID, Parallelism: c.Pipeline.EffectiveParallelism(), MaxParallelism: c.Pipeline.MaxParallelism,
+		FS: d.fs,
 		State: pipeline.StateSpec{
 			Dir: d.layout.State(), Memory: d.memory, Timers: c.State.Timers,
 			WriteCacheEntries: c.State.WriteCacheEntries, MaxBackgroundJobs: c.State.MaxBackgroundJobs,
@@ -279,8 +299,9 @@ func (d *Daemon) jobSpec() pipeline.JobSpec {
 			Name: s.Name, Parallelism: s.EffectiveParallelism(), Log: d.logs[s.Name], TopicFields: s.TopicFields,
 			EventTime: pipeline.EventTimeSpec{
 				Field: s.EventTime.Field, Format: s.EventTime.Format, MaxOutOfOrderness: s.EventTime.MaxOutOfOrderness,
-				IdleTimeout: s.EventTime.IdleTimeout,
+				IdleTimeout: s.EventTime.IdleTimeout, IdleAdvance: s.EventTime.IdleAdvance, MaxFuture: s.EventTime.MaxFuture,
 			},
+			Receiving: d.receiving(s.Name),
 		})
 	}
 	for _, st := range c.Pipeline.Stages {
@@ -403,7 +424,7 @@ func (d *Daemon) closeAll() error {
 	errs = append(errs, d.closeUpload())
 	d.mu.Lock()
 	ingests := d.ingests
-	d.ingests = map[string]*pipeline.Ingest{}
+	d.ingests = map[string]*ingest.Bridge{}
 	d.mu.Unlock()
 	for _, in := range ingests {
 		errs = append(errs, in.Close())

@@ -9,10 +9,12 @@ import (
 	"os"
 	"sync"
 	"syscall"
+	"time"
 )
 
 // NewLogger returns eddy's process logger writing to w (stderr) in format
-// "json" or "text" at the level held by level.
+// "json" or "text" at the level held by level. Durations are written in
+// human units ("1.5s", "18ms"), never as integer nanoseconds.
 //
 // Under systemd, when w is the journal stream (JOURNAL_STREAM names its
 // device and inode), every line starts with the sd-daemon priority prefix
@@ -21,15 +23,15 @@ import (
 func NewLogger(w io.Writer, format string, level *slog.LevelVar) *slog.Logger {
 	journal := false
 	if f, ok := w.(*os.File); ok {
-		journal = isJournalStream(f)
+		journal = IsJournalStream(f)
 	}
-	o := &slog.HandlerOptions{Level: level}
+	o := &slog.HandlerOptions{Level: level, ReplaceAttr: humanDurations}
 	if journal {
 		o.ReplaceAttr = func(groups []string, a slog.Attr) slog.Attr {
 			if len(groups) == 0 && a.Key == slog.TimeKey {
 				return slog.Attr{}
 			}
-			return a
+			return humanDurations(groups, a)
 		}
 		return slog.New(newJournalHandler(w, format, o))
 	}
@@ -39,9 +41,32 @@ func NewLogger(w io.Writer, format string, level *slog.LevelVar) *slog.Logger {
 	return slog.New(slog.NewJSONHandler(w, o))
 }
 
-// isJournalStream reports whether f is the stream systemd connected to the
-// journal (JOURNAL_STREAM=<device>:<inode>).
-func isJournalStream(f *os.File) bool {
+// humanDurations is a slog ReplaceAttr that writes time.Duration values as
+// strings in human units, rounded to what a reader uses: "1.235s", "18ms",
+// "250µs".
+func humanDurations(_ []string, a slog.Attr) slog.Attr {
+	if a.Value.Kind() != slog.KindDuration {
+		return a
+	}
+	return slog.String(a.Key, FormatDuration(a.Value.Duration()))
+}
+
+// FormatDuration is d rounded to a millisecond from one second up and to a
+// microsecond from one millisecond up, as time.Duration.String writes it.
+func FormatDuration(d time.Duration) string {
+	switch a := d.Abs(); {
+	case a >= time.Second:
+		d = d.Round(time.Millisecond)
+	case a >= time.Millisecond:
+		d = d.Round(time.Microsecond)
+	}
+	return d.String()
+}
+
+// IsJournalStream reports whether f is the stream systemd connected to the
+// journal (JOURNAL_STREAM=<device>:<inode>), where a line may start with
+// its sd-daemon(3) priority ("<3>").
+func IsJournalStream(f *os.File) bool {
 	js := os.Getenv("JOURNAL_STREAM")
 	if js == "" {
 		return false

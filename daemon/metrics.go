@@ -1,6 +1,7 @@
 package daemon
 
 import (
+	"slices"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -71,6 +72,9 @@ var (
 	descAcked       = desc("eddy_ingest_messages_acknowledged_total", "MQTT messages acknowledged after they were durable in the ingest log.", "source")
 	descFirstOffset = desc("eddy_ingest_log_first_offset", "Oldest offset the ingest log retains.", "source")
 	descNextOffset  = desc("eddy_ingest_log_next_offset", "Offset the next appended message gets.", "source")
+	descPaused      = desc("eddy_intake_paused", "1 while some source does not acknowledge input for this reason: disk_full (below disk.min_free), ingest_log_full, ingest_log_error (recovering from a failed write or fsync).", "reason")
+	descDiskFree    = desc("eddy_disk_free_bytes", "Free bytes (available to eddy) on the file system of a watched path: data_dir and each file sink's directory.", "path")
+	descDiskMinFree = desc("eddy_disk_min_free_bytes", "disk.min_free in bytes for the file system of a watched path.", "path")
 
 	// Checkpoints: counts of the running job (they start again when the
 	// supervisor restarts the job).
@@ -110,6 +114,7 @@ func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descInfo, descReady, descRunning, descStalled,
 		descRecordsIn, descRecordsOut, descBackPress, descWatermark, descWMLag, descDeadLetters, descLate, descMessagesIn,
 		descLogSize, descLogLag, descLogFull, descConnected, descReceived, descAcked, descFirstOffset, descNextOffset,
+		descPaused, descDiskFree, descDiskMinFree,
 		descCPTotal, descCPCompleted, descCPFailed, descCPInProgress, descCPRestored, descCPRestoredID, descCPRestoreDur,
 		descLastID, descLastTime, descLastDuration, descLastState, descLastCkpt,
 		descLastDelay, descLastAlign, descLastSync, descLastAsync, descLastTaskSize,
@@ -170,6 +175,13 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		counter(ch, descAcked, float64(in.Acked), in.Source)
 		gauge(ch, descFirstOffset, float64(in.FirstOffset), in.Source)
 		gauge(ch, descNextOffset, float64(in.NextOffset), in.Source)
+	}
+	for _, r := range pauseReasons {
+		gauge(ch, descPaused, b2f(slices.Contains(o.IntakePaused, r)), r)
+	}
+	for _, p := range o.Disk {
+		gauge(ch, descDiskFree, float64(p.Free), p.Path)
+		gauge(ch, descDiskMinFree, float64(p.MinFree), p.Path)
 	}
 
 	if m := d.memory; m != nil {

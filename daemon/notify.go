@@ -2,13 +2,13 @@ package daemon
 
 import (
 	"context"
-	"fmt"
 	"strconv"
 	"strings"
 	"sync"
 	"time"
 
 	sd "github.com/coreos/go-systemd/v22/daemon"
+	"github.com/eddy-stream/eddy/storage/ingestlog"
 	"golang.org/x/sys/unix"
 )
 
@@ -16,21 +16,35 @@ import (
 // outside systemd: sd_notify does nothing without NOTIFY_SOCKET, and the
 // watchdog is off without WATCHDOG_USEC.
 //
-//   - READY=1 once recovery is done and the first job runs (Daemon.Ready).
-//   - STATUS= every few seconds and on every change of phase, e.g.
-//     "checkpoint 42 3s ago · 12k rec/s · back-pressure 0%".
+//   - READY=1 once recovery is done and the first job runs (Daemon.Ready),
+//     with the STATUS= line of that moment (the restored checkpoint, the
+//     backlog).
+//   - STATUS= (status.go) at once on every change that matters (a source
+//     disconnecting, a log filling, the uplink going down, a checkpoint
+//     completing, a stall, a change of phase), seen within one tick
+//     (≤ 250 ms), and every statusEvery anyway, e.g.
+//     "checkpoint 42 3s ago · backlog 0 · 12k rec/s".
 //   - WATCHDOG=1 every WatchdogSec/2 unless the pipeline is stalled
 //     (stall.go).
+//   - EXTEND_TIMEOUT_USEC= every 30 s while a start waits for its remote
+//     (upload.restore: wait) or downloads from it, so that TimeoutStartSec
+//     does not kill it.
 //   - RELOADING=1 … READY=1 around a reload (SIGHUP), STOPPING=1 on Stop.
 
-// statusEvery is how often STATUS= is refreshed without a change of phase.
+// statusEvery is how often STATUS= is refreshed when nothing that matters
+// changed (ages and rates).
 const statusEvery = 5 * time.Second
+
+// statusTick is how often the notifier samples the daemon; a change of
+// state reaches STATUS= within it.
+const statusTick = 250 * time.Millisecond
 
 // notifier samples the running job once a tick, feeds the stall detector
 // and the rate sampler, and speaks sd_notify.
 type notifier struct {
 	d        *Daemon
 	watchdog time.Duration // WATCHDOG_USEC; 0 = off
+	every    time.Duration // statusEvery; tests lengthen it
 	kick     chan struct{}
 	stall    *stallDetector
 	rates    rateSampler
@@ -40,7 +54,7 @@ type notifier struct {
 }
 
 func newNotifier(d *Daemon) *notifier {
-	n := &notifier{d: d, kick: make(chan struct{}, 1)}
+	n := &notifier{d: d, every: statusEvery, kick: make(chan struct{}, 1)}
 	after := defaultStallAfter
 	if wd, err := sd.SdWatchdogEnabled(false); err == nil && wd > 0 {
 		n.watchdog, after = wd, wd
@@ -49,26 +63,31 @@ func newNotifier(d *Daemon) *notifier {
 	return n
 }
 
-// run samples progress, pings the watchdog and refreshes STATUS= until ctx
-// is done or until is closed.
+// run samples progress, pings the watchdog and sends STATUS= on every
+// change that matters and every n.every, until ctx is done or until is
+// closed.
 func (n *notifier) run(ctx context.Context, until <-chan struct{}) {
-	tick := time.Second
+	tick := statusTick
 	if n.watchdog > 0 {
 		tick = min(tick, max(n.watchdog/4, 50*time.Millisecond))
 	}
 	t := time.NewTicker(tick)
 	defer t.Stop()
 	var lastPing, lastStatus time.Time
+	var lastStable string
+	force := false
 	for {
 		now := time.Now()
-		stalled := n.sample(now)
+		o := n.d.overview()
+		stalled := n.sample(now, o)
 		if n.watchdog > 0 && !stalled && now.Sub(lastPing) >= n.watchdog/2 {
 			n.send(sd.SdNotifyWatchdog)
 			lastPing = now
 		}
-		if now.Sub(lastStatus) >= statusEvery {
-			n.send("STATUS=" + n.statusLine())
-			lastStatus = now
+		snap := n.snapshot(now, o)
+		if stable := snap.stable(); force || stable != lastStable || now.Sub(lastStatus) >= n.every {
+			n.send("STATUS=" + composeStatus(snap))
+			lastStatus, lastStable, force = now, stable, false
 		}
 		select {
 		case <-ctx.Done():
@@ -77,13 +96,13 @@ func (n *notifier) run(ctx context.Context, until <-chan struct{}) {
 			return
 		case <-t.C:
 		case <-n.kick:
-			n.send("STATUS=" + n.statusLine())
-			lastStatus = time.Now()
+			force = true
 		}
 	}
 }
 
-// statusNow refreshes STATUS= at once (a change of phase).
+// statusNow sends STATUS= at once, without waiting for the next tick (a
+// change of phase).
 func (n *notifier) statusNow() {
 	select {
 	case n.kick <- struct{}{}:
@@ -106,6 +125,12 @@ func (n *notifier) reloaded() {
 	n.send(sd.SdNotifyReady, "STATUS="+n.statusLine())
 }
 
+// extendTimeout asks systemd for d more before TimeoutStartSec kills a
+// start that waits (for its remote).
+func (n *notifier) extendTimeout(d time.Duration) {
+	n.send("EXTEND_TIMEOUT_USEC=" + strconv.FormatInt(d.Microseconds(), 10))
+}
+
 func (n *notifier) stopping() {
 	n.send(sd.SdNotifyStopping, "STATUS="+n.statusLine())
 }
@@ -125,10 +150,9 @@ func (n *notifier) send(lines ...string) {
 
 // sample reads the running job's figures into the stall detector and the
 // rate sampler and reports whether the pipeline is stalled.
-func (n *notifier) sample(now time.Time) bool {
+func (n *notifier) sample(now time.Time, o Overview) bool {
 	d := n.d
 	job := d.currentJob()
-	o := d.overview()
 	sig := progressSig{job: job}
 	var records, waiting int64
 	counts := map[string]taskCounts{}
@@ -159,10 +183,8 @@ func (n *notifier) sample(now time.Time) bool {
 		_, last, _ := n.stall.state()
 		d.log.Error("pipeline stalled: no task made progress while input waits; watchdog pings stopped",
 			"for", now.Sub(last).Round(time.Second), "waiting_messages", waiting, "watchdog", n.watchdog)
-		n.statusNow()
 	case changed:
 		d.log.Warn("pipeline progressing again; watchdog pings resumed")
-		n.statusNow()
 	}
 	return stalled
 }
@@ -189,64 +211,50 @@ func (n *notifier) health() health {
 	return h
 }
 
-// statusLine is the one-line state an operator reads in systemctl status.
+// statusLine is the STATUS= line of now (READY=1, the overview).
 func (n *notifier) statusLine() string {
+	now := time.Now()
+	return composeStatus(n.snapshot(now, n.d.overview()))
+}
+
+// snapshot reads what the STATUS= line says; o is the overview of now.
+func (n *notifier) snapshot(now time.Time, o Overview) statusSnapshot {
 	d := n.d
 	d.mu.RLock()
 	job, phase := d.job, d.phase
 	d.mu.RUnlock()
-	if d.stopping() {
-		if job != nil && job.Stats() != nil {
-			return "stopping: taking the final checkpoint"
+	s := statusSnapshot{Phase: phase, Running: job != nil && o.Running, Stopping: d.stopping()}
+	if job != nil {
+		s.FinalCheckpoint = job.Stats() != nil
+	}
+	for _, in := range o.Ingest {
+		s.Sources = append(s.Sources, sourceStatus{Name: in.Source, Connected: in.Connected, Full: in.Full, Failed: in.Error})
+		s.Backlog += in.Lag
+	}
+	reasons, _ := d.intakePaused()
+	for _, r := range reasons {
+		if r != ingestlog.PauseFull {
+			s.IntakePaused = append(s.IntakePaused, r)
 		}
-		return "stopping"
 	}
-	if job == nil {
-		return phase
-	}
-	h := n.health()
-	var parts []string
-	if h.Stalled {
-		parts = append(parts, fmt.Sprintf("STALLED for %s with %s messages waiting",
-			h.StalledFor.Round(time.Second), humanCount(float64(h.Waiting))))
-	}
-	if st := job.Stats(); st == nil {
-		parts = append(parts, "checkpoints off")
-	} else if id, at, ok := st.LatestCompleted(); ok {
-		age := max(0, time.Since(time.UnixMilli(at))).Round(time.Second)
-		parts = append(parts, fmt.Sprintf("checkpoint %d %s ago", id, age))
-	} else {
-		parts = append(parts, "no checkpoint yet")
-	}
-	parts = append(parts, humanCount(h.Rate)+" rec/s")
-	parts = append(parts, fmt.Sprintf("back-pressure %.0f%%", h.BackPressure*100))
-	if !h.Stalled && h.Waiting >= 1000 {
-		parts = append(parts, "backlog "+humanCount(float64(h.Waiting))+" msgs")
+	if s.Running {
+		h := n.health()
+		s.Stalled, s.StalledFor, s.Waiting = h.Stalled, h.StalledFor, h.Waiting
+		s.Rate, s.BackPressure = h.Rate, h.BackPressure
+		if st := job.Stats(); st != nil {
+			s.Checkpointing = true
+			if id, at, ok := st.LatestCompleted(); ok {
+				s.Checkpoint, s.CheckpointAge = id, now.Sub(time.UnixMilli(at))
+			}
+			if md := job.Restored(); md != nil {
+				s.Restored, s.RestoredAge = md.ID, now.Sub(time.UnixMilli(md.CompletedTimestamp))
+			}
+		}
 	}
 	if d.remoteStatus != nil {
 		r := d.remoteStatus()
-		switch {
-		case !r.LinkUp:
-			parts = append(parts, "remote link down")
-		case r.NewestCheckpoint == 0:
-			parts = append(parts, "remote: no checkpoint yet")
-		default:
-			parts = append(parts, fmt.Sprintf("remote %d lag %s", r.NewestCheckpoint,
-				(time.Duration(r.LagMs)*time.Millisecond).Round(time.Second)))
-		}
+		s.Uplink = &uplinkStatus{Known: r.LinkKnown, Up: r.LinkUp, Newest: r.NewestCheckpoint,
+			Lag: time.Duration(r.LagMs) * time.Millisecond}
 	}
-	return strings.Join(parts, " · ")
-}
-
-// humanCount renders 950, 12.3k, 4.1M.
-func humanCount(v float64) string {
-	switch {
-	case v >= 1e6:
-		return strconv.FormatFloat(v/1e6, 'f', 1, 64) + "M"
-	case v >= 1e4:
-		return strconv.FormatFloat(v/1e3, 'f', 0, 64) + "k"
-	case v >= 1e3:
-		return strconv.FormatFloat(v/1e3, 'f', 1, 64) + "k"
-	}
-	return strconv.FormatFloat(v, 'f', 0, 64)
+	return s
 }

@@ -14,7 +14,9 @@ import (
 
 	"github.com/eddy-stream/eddy/daemon/config"
 	"github.com/eddy-stream/eddy/pipeline"
+	"github.com/eddy-stream/eddy/pipeline/ingest"
 	"github.com/eddy-stream/eddy/pipeline/mqttio"
+	"github.com/eddy-stream/eddy/pipeline/sink"
 	"github.com/eddy-stream/eddy/storage/checkpoint"
 )
 
@@ -43,6 +45,8 @@ var ErrClosed = errors.New("daemon: closed or already run")
 //   - the uploader, started once the first job runs (after a remote
 //     recovery it reconciles against the restored checkpoint);
 //   - retention of the ingest logs (only with checkpointing off);
+//   - the disk watcher (disk.go): pauses intake while a watched file
+//     system is below disk.min_free;
 //   - reload (SIGHUP);
 //   - the systemd notifier (READY=1, STATUS=, WATCHDOG=1): it runs until
 //     the supervisor has returned, so the watchdog is fed through the final
@@ -82,8 +86,10 @@ func (d *Daemon) Run(ctx context.Context) error {
 	d.addVerification(&g, r)
 	d.addUploader(&g, r)
 	d.addRetention(&g, r)
+	d.addDisk(&g, r)
 	d.addReload(&g, r)
 	d.addNotifier(&g, r)
+	d.addHistory(&g, r)
 	d.addPublisher(&g, r)
 	d.addBroker(&g, r)
 	return g.Run()
@@ -198,7 +204,7 @@ func (d *Daemon) addIngest(g *run.Group, r *runState, s config.Source) {
 		// broker's persistent session, what is acknowledged is in the
 		// ingest log. A file per message would cap ingest at a few
 		// thousand messages per second.
-		in := pipeline.NewIngest(s.Name, d.logs[s.Name], o,
+		in := ingest.New(s.Name, d.logs[s.Name], o,
 			[]mqttio.Subscription{{Filter: s.Topic, QoS: byte(*s.QoS)}}, d.log.With("component", "ingest"))
 		d.mu.Lock()
 		d.ingests[s.Name] = in
@@ -368,7 +374,7 @@ func (d *Daemon) startPublisher(ctx context.Context) error {
 				return fmt.Errorf("sink %s: %w", s.Name, err)
 			}
 		}
-		d.sinks[s.Name] = pipeline.NewMQTTSink(d.publisher, byte(*s.MQTT.QoS), s.MQTT.Retain)
+		d.sinks[s.Name] = sink.NewMQTT(d.publisher, byte(*s.MQTT.QoS), s.MQTT.Retain)
 	}
 	return nil
 }

@@ -26,13 +26,18 @@ import (
 // extra is appended to the YAML.
 func inProcessConfig(t *testing.T, dataDir string, extra ...string) *config.Config {
 	t.Helper()
+	return inProcessConfigBroker(t, dataDir, "embedded\n  embedded:\n    listen: \"127.0.0.1:0\"", extra...)
+}
+
+// inProcessConfigBroker is inProcessConfig with mqtt.broker set to broker
+// (a URL, or "embedded" and its section).
+func inProcessConfigBroker(t *testing.T, dataDir, broker string, extra ...string) *config.Config {
+	t.Helper()
 	path := filepath.Join(t.TempDir(), "config.yaml")
 	yaml := fmt.Sprintf(`appliance_id: test
 data_dir: %s
 mqtt:
-  broker: embedded
-  embedded:
-    listen: "127.0.0.1:0"
+  broker: %s
 sources:
   - name: readings
     topic: "sensors/#"
@@ -53,7 +58,7 @@ checkpointing:
   interval: 1h
 http:
   listen: "127.0.0.1:0"
-`, dataDir) + strings.Join(extra, "")
+`, dataDir, broker) + strings.Join(extra, "")
 	if err := os.WriteFile(path, []byte(yaml), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -111,7 +116,7 @@ func TestNewStartsNothing(t *testing.T) {
 	}
 	defer d.Close()
 	if err := goleak.Find(before,
-		goleak.IgnoreTopFunction("github.com/eddy-stream/eddy/storage/ingestlog.(*Log).groupCommit")); err != nil {
+		goleak.IgnoreTopFunction("github.com/eddy-stream/eddy/storage/ingestlog.(*Log).background")); err != nil {
 		t.Errorf("New left goroutines running: %v", err)
 	}
 	if d.broker != nil || d.publisher != nil || len(d.ingests) != 0 {

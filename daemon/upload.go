@@ -3,6 +3,7 @@ package daemon
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"sync"
 	"sync/atomic"
@@ -21,10 +22,30 @@ import (
 // RecoveryOverview says where the running job's state came from and what
 // could not be replayed (GET /api/v1/overview "recovery").
 type RecoveryOverview struct {
-	Source     string             `json:"source"` // local | remote
-	Checkpoint int64              `json:"checkpoint"`
+	Source     string             `json:"source,omitempty"` // local | remote; "" while Waiting
+	Checkpoint int64              `json:"checkpoint,omitempty"`
 	LostLogs   []pipeline.LostLog `json:"lost_logs,omitempty"`
+	// Waiting is set while a start waits for a remote that does not answer
+	// (upload.restore).
+	Waiting *RemoteWaitOverview `json:"waiting,omitempty"`
 }
+
+// RemoteWaitOverview is the link state of a start that waits for its
+// remote.
+type RemoteWaitOverview struct {
+	Remote    string `json:"remote"`
+	Since     int64  `json:"since"` // unix ms
+	Attempts  int    `json:"attempts"`
+	LastError string `json:"last_error"`
+}
+
+// While a start waits for the remote or downloads from it,
+// EXTEND_TIMEOUT_USEC=extendBy is sent every extendEvery, so that
+// TimeoutStartSec does not kill it.
+const (
+	extendBy    = 90 * time.Second
+	extendEvery = 30 * time.Second
+)
 
 // uploadState is the daemon's side of upload and remote recovery.
 type uploadState struct {
@@ -143,10 +164,45 @@ func (d *Daemon) remoteRestore(spec *pipeline.JobSpec, md *checkpoint.Metadata) 
 		case <-ctx.Done():
 		}
 	}()
+	logStart := map[string]uint64{}
+	for name, l := range d.logs {
+		logStart[name] = l.FirstOffset()
+	}
+	c := d.cfg.Upload
+	var wait *RemoteWaitOverview
+	defer func() {
+		if wait != nil {
+			u.mu.Lock()
+			u.recovery = nil
+			u.mu.Unlock()
+		}
+	}()
 	plan, err := u.recover.Recover(ctx, upload.StartOptions{
-		Local: md, LocalRecovery: d.cfg.Checkpointing.LocalRecovery, Fresh: u.fresh,
-		OnDownload: func() { d.setPhase("downloading the newest remote checkpoint") },
+		Local: md, LocalRecovery: d.cfg.Checkpointing.LocalRecovery, Fresh: u.fresh, LogStart: logStart,
+		Restore: c.Restore, Wait: c.RestoreTimeout, MaxBackoff: min(15*time.Second, c.RetryMaxInterval),
+		OnDownload: func() {
+			if !d.isReady() {
+				go d.extendStartTimeout(ctx)
+			}
+			d.setPhase("downloading the newest remote checkpoint")
+		},
+		OnWait: func(err error, _ time.Duration) {
+			if wait == nil {
+				wait = &RemoteWaitOverview{Remote: u.store.String(), Since: time.Now().UnixMilli()}
+			}
+			wait.Attempts++
+			wait.LastError = err.Error()
+			w := *wait
+			u.mu.Lock()
+			u.recovery = &RecoveryOverview{Waiting: &w}
+			u.mu.Unlock()
+			d.setPhase(fmt.Sprintf("waiting for remote %s: %s", w.Remote, w.LastError))
+		},
 	})
+	cancel() // ends extendStartTimeout
+	if errors.Is(err, context.Canceled) {
+		return nil, errStopped
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -158,9 +214,15 @@ func (d *Daemon) remoteRestore(spec *pipeline.JobSpec, md *checkpoint.Metadata) 
 			return nil, err
 		}
 	}
+	if wait != nil {
+		d.log.Info("the remote answered after a wait", "remote", wait.Remote, "attempts", wait.Attempts,
+			"waited", time.Since(time.UnixMilli(wait.Since)).Round(time.Second))
+		d.setPhase("recovering")
+	}
 	if plan.Checkpoint == nil {
 		return nil, nil
 	}
+	wait = nil // keep the recovery overview set below
 	spec.RestoreSource = plan.Source
 	if len(plan.LostLogs) > 0 {
 		spec.LostLogs = map[string]bool{}
@@ -172,6 +234,30 @@ func (d *Daemon) remoteRestore(spec *pipeline.JobSpec, md *checkpoint.Metadata) 
 	u.recovery = &RecoveryOverview{Source: plan.Source, Checkpoint: plan.Checkpoint.ID}
 	u.mu.Unlock()
 	return plan.Checkpoint, nil
+}
+
+// extendStartTimeout sends EXTEND_TIMEOUT_USEC every extendEvery until ctx
+// ends (the wait for the remote and the download are over).
+func (d *Daemon) extendStartTimeout(ctx context.Context) {
+	t := time.NewTicker(extendEvery)
+	defer t.Stop()
+	for {
+		d.notify.extendTimeout(extendBy)
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+func (d *Daemon) isReady() bool {
+	select {
+	case <-d.ready:
+		return true
+	default:
+		return false
+	}
 }
 
 // recoveryOverview is the "recovery" field of the overview, with what the
@@ -198,7 +284,7 @@ func (d *Daemon) recoveryOverview() *RecoveryOverview {
 func (u *uploadState) remoteStatus() RemoteStatus {
 	s := u.up.Stats()
 	rs := RemoteStatus{
-		Remote: s.Remote, LinkUp: s.LinkUp, NewestCheckpoint: s.NewestRemote,
+		Remote: s.Remote, LinkUp: s.LinkUp, LinkKnown: s.LinkKnown, NewestCheckpoint: s.NewestRemote,
 		LagMs: int64(s.LagSeconds * 1000), BytesPending: s.BytesPending, BytesSent: s.BytesSent, LastError: s.LastError,
 	}
 	if s.Conflict != "" {

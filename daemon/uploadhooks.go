@@ -10,6 +10,8 @@ type RemoteStatus struct {
 	// Remote is upload.remote without credentials.
 	Remote string `json:"remote"`
 	LinkUp bool   `json:"link_up"`
+	// LinkKnown is false until the uploader's first request has ended.
+	LinkKnown bool `json:"link_known"`
 	// NewestCheckpoint is the newest checkpoint whose _metadata is on the
 	// remote (0: none yet); NewestTimestamp is when it completed locally
 	// (unix ms).

@@ -5,66 +5,16 @@ import (
 	"errors"
 	"fmt"
 	"math"
-	"regexp"
 	"sort"
 	"strings"
+
+	"github.com/eddy-stream/eddy/pipeline/lang"
 )
-
-// aggFn is one of the supported aggregate functions.
-type aggFn uint8
-
-const (
-	aggCount aggFn = iota
-	aggSum
-	aggMin
-	aggMax
-	aggAvg
-	aggFirst
-	aggLast
-)
-
-var aggNames = map[string]aggFn{
-	"count": aggCount, "sum": aggSum, "min": aggMin, "max": aggMax,
-	"avg": aggAvg, "first": aggFirst, "last": aggLast,
-}
-
-var (
-	aggRe   = regexp.MustCompile(`^\s*([A-Za-z_][A-Za-z0-9_]*)\s*\(\s*([^()\s]*)\s*\)\s*$`)
-	fieldRe = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_.]*$`)
-)
-
-// ParseAggregate parses an aggregate: "count()" or fn(field) with fn one of
-// sum, min, max, avg, first, last. It returns the function and the field
-// ("" for count). The configuration validates aggregates with it.
-func ParseAggregate(s string) (fn, field string, err error) {
-	const fns = "sum, min, max, avg, first, last"
-	m := aggRe.FindStringSubmatch(s)
-	if m == nil {
-		return "", "", fmt.Errorf("must be count() or fn(field) with fn one of %s (got %q)", fns, s)
-	}
-	fn, field = m[1], m[2]
-	if _, ok := aggNames[fn]; !ok {
-		return "", "", fmt.Errorf("unknown function %q: must be one of count, %s (got %q)", fn, fns, s)
-	}
-	if fn == "count" {
-		if field != "" {
-			return "", "", fmt.Errorf("count() takes no field (got %q)", s)
-		}
-		return fn, "", nil
-	}
-	if field == "" {
-		return "", "", fmt.Errorf("%s() needs a field, e.g. %s(temperature) (got %q)", fn, fn, s)
-	}
-	if !fieldRe.MatchString(field) {
-		return "", "", fmt.Errorf("field must match %s (got %q)", fieldRe, s)
-	}
-	return fn, field, nil
-}
 
 // aggregate is one output column of a window stage.
 type aggregate struct {
 	name  string
-	fn    aggFn
+	fn    lang.Func
 	input int // index into the event's value vector; -1 for count()
 }
 
@@ -84,11 +34,11 @@ func compileAggregates(m map[string]string) (*aggPlan, error) {
 	p := &aggPlan{}
 	idx := map[string]int{}
 	for _, n := range names {
-		fnName, field, err := ParseAggregate(m[n])
+		fn, field, err := lang.ParseAggregate(m[n])
 		if err != nil {
 			return nil, fmt.Errorf("aggregate %s: %w", n, err)
 		}
-		a := aggregate{name: n, fn: aggNames[fnName], input: -1}
+		a := aggregate{name: n, fn: fn, input: -1}
 		if field != "" {
 			i, ok := idx[field]
 			if !ok {
@@ -117,26 +67,26 @@ type acc struct {
 	set bool
 }
 
-func (a *acc) add(fn aggFn, v float64, ts int64) {
+func (a *acc) add(fn lang.Func, v float64, ts int64) {
 	switch fn {
-	case aggCount:
+	case lang.Count:
 		a.n++
-	case aggSum, aggAvg:
+	case lang.Sum, lang.Avg:
 		a.n++
 		a.v += v
-	case aggMin:
+	case lang.Min:
 		if !a.set || v < a.v {
 			a.v = v
 		}
-	case aggMax:
+	case lang.Max:
 		if !a.set || v > a.v {
 			a.v = v
 		}
-	case aggFirst:
+	case lang.First:
 		if !a.set || ts < a.ts || (ts == a.ts && v < a.v) {
 			a.v, a.ts = v, ts
 		}
-	case aggLast:
+	case lang.Last:
 		if !a.set || ts > a.ts || (ts == a.ts && v > a.v) {
 			a.v, a.ts = v, ts
 		}
@@ -145,7 +95,7 @@ func (a *acc) add(fn aggFn, v float64, ts int64) {
 }
 
 // merge folds b into a (session windows that grow together).
-func (a *acc) merge(fn aggFn, b acc) {
+func (a *acc) merge(fn lang.Func, b acc) {
 	if !b.set {
 		return
 	}
@@ -154,31 +104,31 @@ func (a *acc) merge(fn aggFn, b acc) {
 		return
 	}
 	switch fn {
-	case aggCount:
+	case lang.Count:
 		a.n += b.n
-	case aggSum, aggAvg:
+	case lang.Sum, lang.Avg:
 		a.n += b.n
 		a.v += b.v
-	case aggMin:
+	case lang.Min:
 		a.v = math.Min(a.v, b.v)
-	case aggMax:
+	case lang.Max:
 		a.v = math.Max(a.v, b.v)
-	case aggFirst:
+	case lang.First:
 		if b.ts < a.ts || (b.ts == a.ts && b.v < a.v) {
 			a.v, a.ts = b.v, b.ts
 		}
-	case aggLast:
+	case lang.Last:
 		if b.ts > a.ts || (b.ts == a.ts && b.v > a.v) {
 			a.v, a.ts = b.v, b.ts
 		}
 	}
 }
 
-func (a *acc) result(fn aggFn) float64 {
+func (a *acc) result(fn lang.Func) float64 {
 	switch fn {
-	case aggCount:
+	case lang.Count:
 		return float64(a.n)
-	case aggAvg:
+	case lang.Avg:
 		if a.n == 0 {
 			return math.NaN()
 		}
@@ -187,20 +137,20 @@ func (a *acc) result(fn aggFn) float64 {
 	return a.v
 }
 
-func appendAcc(dst []byte, fn aggFn, a *acc) []byte {
+func appendAcc(dst []byte, fn lang.Func, a *acc) []byte {
 	if !a.set {
 		return append(dst, 0)
 	}
 	dst = append(dst, 1)
 	switch fn {
-	case aggCount:
+	case lang.Count:
 		dst = binary.AppendUvarint(dst, a.n)
-	case aggSum, aggAvg:
+	case lang.Sum, lang.Avg:
 		dst = binary.AppendUvarint(dst, a.n)
 		dst = binary.LittleEndian.AppendUint64(dst, math.Float64bits(a.v))
-	case aggMin, aggMax:
+	case lang.Min, lang.Max:
 		dst = binary.LittleEndian.AppendUint64(dst, math.Float64bits(a.v))
-	case aggFirst, aggLast:
+	case lang.First, lang.Last:
 		dst = binary.LittleEndian.AppendUint64(dst, math.Float64bits(a.v))
 		dst = binary.AppendVarint(dst, a.ts)
 	}
@@ -209,7 +159,7 @@ func appendAcc(dst []byte, fn aggFn, a *acc) []byte {
 
 var errShortValue = errors.New("pipeline: state value is truncated")
 
-func readAcc(b []byte, fn aggFn, a *acc) ([]byte, error) {
+func readAcc(b []byte, fn lang.Func, a *acc) ([]byte, error) {
 	if len(b) < 1 {
 		return nil, errShortValue
 	}
@@ -228,13 +178,13 @@ func readAcc(b []byte, fn aggFn, a *acc) ([]byte, error) {
 		return nil
 	}
 	switch fn {
-	case aggCount:
+	case lang.Count:
 		a.n, n = binary.Uvarint(b)
 		if n <= 0 {
 			return nil, errShortValue
 		}
 		b = b[n:]
-	case aggSum, aggAvg:
+	case lang.Sum, lang.Avg:
 		a.n, n = binary.Uvarint(b)
 		if n <= 0 {
 			return nil, errShortValue
@@ -243,11 +193,11 @@ func readAcc(b []byte, fn aggFn, a *acc) ([]byte, error) {
 		if err := readF(); err != nil {
 			return nil, err
 		}
-	case aggMin, aggMax:
+	case lang.Min, lang.Max:
 		if err := readF(); err != nil {
 			return nil, err
 		}
-	case aggFirst, aggLast:
+	case lang.First, lang.Last:
 		if err := readF(); err != nil {
 			return nil, err
 		}

@@ -4,34 +4,9 @@ import (
 	"math"
 	"testing"
 	"time"
-)
 
-func TestParseAggregate(t *testing.T) {
-	for _, tc := range []struct {
-		in, fn, field string
-		bad           bool
-	}{
-		{in: "count()", fn: "count"},
-		{in: " avg( temperature ) ", fn: "avg", field: "temperature"},
-		{in: "max(a.b)", fn: "max", field: "a.b"},
-		{in: "count(x)", bad: true},
-		{in: "avg()", bad: true},
-		{in: "median(x)", bad: true},
-		{in: "avg(x", bad: true},
-		{in: "", bad: true},
-	} {
-		fn, field, err := ParseAggregate(tc.in)
-		if tc.bad {
-			if err == nil {
-				t.Errorf("%q: want error", tc.in)
-			}
-			continue
-		}
-		if err != nil || fn != tc.fn || field != tc.field {
-			t.Errorf("%q: got %q %q %v", tc.in, fn, field, err)
-		}
-	}
-}
+	"github.com/eddy-stream/eddy/pipeline/lang"
+)
 
 func TestAccumulatorsAndEncoding(t *testing.T) {
 	plan, err := compileAggregates(map[string]string{
@@ -85,13 +60,13 @@ func TestAccumulatorsAndEncoding(t *testing.T) {
 		}
 	}
 	var empty acc
-	if !math.IsNaN(empty.result(aggAvg)) {
+	if !math.IsNaN(empty.result(lang.Avg)) {
 		t.Error("avg of nothing should be NaN")
 	}
 }
 
 func TestMergeMatchesAdd(t *testing.T) {
-	for fn := aggCount; fn <= aggLast; fn++ {
+	for fn := lang.Count; fn <= lang.Last; fn++ {
 		var all, a, b acc
 		for i, v := range []float64{5, 1, 9, 3} {
 			all.add(fn, v, int64(i))
@@ -138,20 +113,7 @@ func TestAssigner(t *testing.T) {
 	}
 }
 
-func TestTemplateAndKey(t *testing.T) {
-	tm, err := ParseTemplate("results/{site}/{device}")
-	if err != nil {
-		t.Fatal(err)
-	}
-	got := string(tm.render(nil, func(f string) string { return map[string]string{"site": "s1", "device": "d/2"}[f] }))
-	if got != "results/s1/d/2" {
-		t.Errorf("render = %q", got)
-	}
-	for _, bad := range []string{"a/{b", "a}/b", "{a"} {
-		if _, err := ParseTemplate(bad); err == nil {
-			t.Errorf("%q: want error", bad)
-		}
-	}
+func TestKeyEncoding(t *testing.T) {
 	parts := []string{"site|1", "", "dév"}
 	k := string(encodeKey(nil, parts))
 	back, err := decodeKey(k, 3)

@@ -6,29 +6,30 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/expr-lang/expr"
 	"github.com/expr-lang/expr/vm"
 
+	"github.com/eddy-stream/eddy/pipeline/lang"
 	"github.com/eddy-stream/eddy/storage/keygroup"
 )
 
-// collector is a node of a task's operator chain. Records, watermarks,
+// collector is a node of a task's operator chain. Readings, watermarks,
 // barriers and the end of input are pushed through it in order, on the
 // task's goroutine.
 type collector interface {
-	collect(r *Record) error
+	collect(r *Reading) error
 	watermark(wm int64) error
-	// idle says the source feeding this chain has gone idle.
-	idle() error
+	// idle says the source feeding this chain has gone idle. wm is the
+	// watermark the box's clock allows (idle_advance), minWatermark for none.
+	idle(wm int64) error
 	barrier(b *Barrier) error
 	end() error
 }
 
 // fanout passes everything to several children. A child may change the
-// record's fields (map), so every child but the last gets a copy.
+// reading's fields (map), so every child but the last gets a copy.
 type fanout []collector
 
-func (f fanout) collect(r *Record) error {
+func (f fanout) collect(r *Reading) error {
 	for i, c := range f {
 		rr := r
 		if i < len(f)-1 {
@@ -50,9 +51,9 @@ func (f fanout) watermark(wm int64) error {
 	return nil
 }
 
-func (f fanout) idle() error {
+func (f fanout) idle(wm int64) error {
 	for _, c := range f {
-		if err := c.idle(); err != nil {
+		if err := c.idle(wm); err != nil {
 			return err
 		}
 	}
@@ -88,22 +89,11 @@ func collectorOf(cs []collector) collector {
 type passthrough struct{ next collector }
 
 func (p passthrough) watermark(wm int64) error { return p.next.watermark(wm) }
-func (p passthrough) idle() error              { return p.next.idle() }
+func (p passthrough) idle(wm int64) error      { return p.next.idle(wm) }
 func (p passthrough) barrier(b *Barrier) error { return p.next.barrier(b) }
 func (p passthrough) end() error               { return p.next.end() }
 
-// compileExpr compiles a filter or map expression over a record's fields.
-// Declaring the environment as map[string]any lets the VM read fields with a
-// plain map lookup (OpLoadFast) instead of reflection.
-func compileExpr(src string, asBool bool) (*vm.Program, error) {
-	opts := []expr.Option{expr.Env(map[string]any{}), expr.AllowUndefinedVariables()}
-	if asBool {
-		opts = append(opts, expr.AsBool())
-	}
-	return expr.Compile(src, opts...)
-}
-
-// filterNode keeps the records for which its expression is true.
+// filterNode keeps the readings for which its expression is true.
 type filterNode struct {
 	passthrough
 	stage string
@@ -112,7 +102,7 @@ type filterNode struct {
 	dl    *deadLetters
 }
 
-func (n *filterNode) collect(r *Record) error {
+func (n *filterNode) collect(r *Reading) error {
 	out, err := n.vm.Run(n.prog, r.Fields)
 	if err != nil {
 		return n.dl.reading(r, n.stage, "filter: "+err.Error())
@@ -141,7 +131,7 @@ func newMapNode(stage string, m map[string]string, dl *deadLetters, next collect
 	}
 	sort.Strings(n.fields)
 	for _, f := range n.fields {
-		p, err := compileExpr(m[f], false)
+		p, err := lang.CompileMap(m[f])
 		if err != nil {
 			return nil, fmt.Errorf("stage %s: map %s: %w", stage, f, err)
 		}
@@ -151,7 +141,7 @@ func newMapNode(stage string, m map[string]string, dl *deadLetters, next collect
 	return n, nil
 }
 
-func (n *mapNode) collect(r *Record) error {
+func (n *mapNode) collect(r *Reading) error {
 	for i, p := range n.progs {
 		v, err := n.vm.Run(p, r.Fields)
 		if err != nil {
@@ -165,7 +155,7 @@ func (n *mapNode) collect(r *Record) error {
 	return n.next.collect(r)
 }
 
-// shuffleNode routes records to the subtasks of a keyed stage by key group,
+// shuffleNode routes readings to the subtasks of a keyed stage by key group,
 // in batches, through bounded channels. A full channel blocks: that time is
 // the task's back-pressure.
 type shuffleNode struct {
@@ -184,7 +174,7 @@ type shuffleNode struct {
 	keyBuf    []byte
 }
 
-func (n *shuffleNode) collect(r *Record) error {
+func (n *shuffleNode) collect(r *Reading) error {
 	n.keyParts = n.keyParts[:0]
 	for _, f := range n.keyFields {
 		v, ok := r.Fields[f]
@@ -274,8 +264,8 @@ func (n *shuffleNode) watermark(wm int64) error {
 	return n.broadcast(element{kind: elemWatermark, wm: wm})
 }
 
-func (n *shuffleNode) idle() error {
-	return n.broadcast(element{kind: elemWatermark, idle: true})
+func (n *shuffleNode) idle(wm int64) error {
+	return n.broadcast(element{kind: elemWatermark, idle: true, wm: wm})
 }
 
 func (n *shuffleNode) barrier(b *Barrier) error {

@@ -16,6 +16,7 @@ import (
 
 	"go.uber.org/goleak"
 
+	"github.com/eddy-stream/eddy/pipeline/sink"
 	"github.com/eddy-stream/eddy/storage/checkpoint"
 	"github.com/eddy-stream/eddy/storage/fileutil"
 	"github.com/eddy-stream/eddy/storage/ingestlog"
@@ -28,10 +29,10 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 // memSink collects outputs in memory.
 type memSink struct {
 	mu   sync.Mutex
-	outs []Output
+	outs []sink.Output
 }
 
-func (s *memSink) Write(_ context.Context, outs []Output) error {
+func (s *memSink) Write(_ context.Context, outs []sink.Output) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for _, o := range outs {
@@ -43,10 +44,10 @@ func (s *memSink) Write(_ context.Context, outs []Output) error {
 func (s *memSink) Flush(context.Context) error { return nil }
 func (s *memSink) Close() error                { return nil }
 
-func (s *memSink) snapshot() []Output {
+func (s *memSink) snapshot() []sink.Output {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return append([]Output(nil), s.outs...)
+	return append([]sink.Output(nil), s.outs...)
 }
 
 // reading is a test reading on topic sensors/<site>/<dev>/telemetry.
@@ -149,16 +150,28 @@ func (h *harness) run(spec JobSpec, cond func() bool) *Job {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- job.Run(ctx) }()
-	deadline := time.Now().Add(20 * time.Second)
+	// A bound for liveness only (a loaded machine is slow), never for a result.
+	deadline := time.Now().Add(90 * time.Second)
 	for !cond() {
+		select {
+		case err := <-done: // the job ended by itself: say why
+			job.Close()
+			h.t.Fatalf("job ended before the condition held: %v; %d outputs, %d dead letters", err, len(h.out.snapshot()), len(h.dead.snapshot()))
+		default:
+		}
 		if time.Now().After(deadline) {
 			cancel()
-			<-done
+			err := <-done
 			job.Close()
 			for _, d := range h.dead.snapshot() {
 				h.t.Logf("dead letter: %s", d.Payload)
 			}
-			h.t.Fatalf("condition not met in time; %d outputs, %d dead letters", len(h.out.snapshot()), len(h.dead.snapshot()))
+			var counts any = "off"
+			if s := job.Stats(); s != nil {
+				counts = s.Overview().Counts
+			}
+			h.t.Fatalf("condition not met in time; %d outputs, %d dead letters; job: %v; checkpoints %+v",
+				len(h.out.snapshot()), len(h.dead.snapshot()), err, counts)
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
@@ -189,7 +202,7 @@ type result struct {
 
 // finals decodes outputs and keeps the last firing per window, checking
 // that outputs with the same id are identical.
-func finals(t *testing.T, outs []Output) map[string]result {
+func finals(t *testing.T, outs []sink.Output) map[string]result {
 	t.Helper()
 	byID := map[string]string{}
 	last := map[string]result{}
@@ -588,11 +601,11 @@ func TestTwoKeyedStages(t *testing.T) {
 // three Flushes, as an MQTT sink does when the connection drops before the PUBACKs.
 type flakySink struct {
 	memSink
-	pending []Output
+	pending []sink.Output
 	n       int
 }
 
-func (s *flakySink) Write(_ context.Context, outs []Output) error {
+func (s *flakySink) Write(_ context.Context, outs []sink.Output) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for _, o := range outs {
@@ -615,7 +628,7 @@ func (s *flakySink) Flush(context.Context) error {
 	return nil
 }
 
-func TestPublishRetriesUnconfirmedOutput(t *testing.T) {
+func TestReleaseRetriesUnconfirmedOutput(t *testing.T) {
 	h := newHarness(t, true)
 	rs := genReadings(3000, 5, 2)
 	h.appendReadings(rs)
@@ -636,12 +649,15 @@ func TestRescaleOnRestore(t *testing.T) {
 		incremental    bool
 		timers         string
 		srcFrom, srcTo int
+		// limits stops the old source subtasks at these offsets, so
+		// they differ by construction, not by timing.
+		limits []uint64
 	}{
-		{"native 3 to 2", 3, 2, true, "rocksdb", 1, 1},
-		{"native 2 to 5 heap timers", 2, 5, true, "heap", 1, 1},
-		{"full 4 to 3", 4, 3, false, "rocksdb", 1, 1},
-		{"sources 2 to 3", 2, 2, true, "rocksdb", 2, 3},
-		{"sources 3 to 1", 2, 2, true, "rocksdb", 3, 1},
+		{"native 3 to 2", 3, 2, true, "rocksdb", 1, 1, nil},
+		{"native 2 to 5 heap timers", 2, 5, true, "heap", 1, 1, nil},
+		{"full 4 to 3", 4, 3, false, "rocksdb", 1, 1, nil},
+		{"sources 2 to 3", 2, 2, true, "rocksdb", 2, 3, []uint64{2999, 1234}},
+		{"sources 3 to 1", 2, 2, true, "rocksdb", 3, 1, []uint64{3000, 17, 2001}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			h := newHarness(t, true)
@@ -655,9 +671,25 @@ func TestRescaleOnRestore(t *testing.T) {
 				s.Checkpointing.Incremental = tc.incremental
 				return s
 			}
-			h.run(mk(tc.from, tc.srcFrom), func() bool {
-				ids, _ := h.store.Completed()
-				return len(ids) >= 2 && len(h.out.snapshot()) > 0
+			old := mk(tc.from, tc.srcFrom)
+			if tc.limits != nil {
+				lim := map[string]uint64{}
+				for i, l := range tc.limits {
+					lim[sourceKey("readings", i, tc.srcFrom)] = l
+				}
+				old.readLimits = readLimits(lim)
+			}
+			h.run(old, func() bool {
+				md, _, err := h.store.Latest(false)
+				if err != nil || md == nil || md.ID < 2 {
+					return false
+				}
+				for k, l := range old.readLimits {
+					if md.Sources[k].Offset != l.Load() {
+						return false
+					}
+				}
+				return old.readLimits != nil || len(h.out.snapshot()) > 0
 			})
 			h.appendReadings(rs[3000:])
 			end := endMarker(rs[len(rs)-1].ts + 3_600_000)
@@ -665,6 +697,11 @@ func TestRescaleOnRestore(t *testing.T) {
 			md, _, err := h.store.Latest(true)
 			if err != nil || md == nil {
 				t.Fatal(md, err)
+			}
+			for k, l := range old.readLimits {
+				if md.Sources[k].Offset != l.Load() {
+					t.Fatalf("checkpoint %d: %s at %d, want %d", md.ID, k, md.Sources[k].Offset, l.Load())
+				}
 			}
 			spec := mk(tc.to, tc.srcTo)
 			spec.Restore = md

@@ -8,7 +8,7 @@ import "time"
 func (j *Job) resumeLostLog(t *sourceTask) {
 	md := j.spec.Restore
 	first := t.spec.Log.FirstOffset()
-	t.from, t.done = first, nil
+	t.from, t.done, t.settle = first, nil, 0
 	if t.sub != 0 {
 		return
 	}

@@ -11,6 +11,9 @@ import (
 	"github.com/eddy-stream/eddy/storage/ingestlog"
 )
 
+// reasonFuture is the dead-letter reason for an event time beyond max_future.
+const reasonFuture = "event time in the future"
+
 // parser turns one ingest-log message into readings. It is owned by one
 // source task and reuses its buffers.
 type parser struct {
@@ -18,12 +21,13 @@ type parser struct {
 	maxSize   int
 	p         fastjson.Parser
 	fields    map[string]any
-	rec       Record
+	rec       Reading
 	ref       MsgRef
 	topicBuf  []string
 	tsField   string
 	tsFormat  string
 	ingestion bool
+	maxFuture int64 // ms; 0: no limit
 	// intern holds field names and short string values seen before, so a
 	// reading does not allocate them again (device and site names repeat).
 	intern map[string]string
@@ -47,12 +51,13 @@ func newParser(spec *SourceSpec, maxSize int) *parser {
 		spec: spec, maxSize: maxSize, fields: make(map[string]any, 16),
 		tsField: spec.EventTime.Field, tsFormat: spec.EventTime.Format,
 		ingestion: spec.EventTime.Field == "", intern: map[string]string{},
+		maxFuture: spec.EventTime.MaxFuture.Milliseconds(),
 	}
 }
 
 // parse calls emit for every good reading of r, and dl for bad input. The
-// Record passed to emit is reused for the next reading.
-func (ps *parser) parse(r *ingestlog.Record, emit func(*Record) error, dl *deadLetters) error {
+// Reading passed to emit is reused for the next one.
+func (ps *parser) parse(r *ingestlog.Record, emit func(*Reading) error, dl *deadLetters) error {
 	ps.ref = MsgRef{Source: ps.spec.Name, Offset: r.Offset, Topic: r.Topic, Payload: r.Payload, Index: -1}
 	if len(r.Payload) > ps.maxSize {
 		return dl.message(&ps.ref, fmt.Sprintf("payload too large: %d bytes, limit %d", len(r.Payload), ps.maxSize))
@@ -72,7 +77,7 @@ func (ps *parser) parse(r *ingestlog.Record, emit func(*Record) error, dl *deadL
 		for i, e := range arr {
 			ps.ref.Index = i
 			if e.Type() != fastjson.TypeObject {
-				ps.rec = Record{Msg: &ps.ref}
+				ps.rec = Reading{Msg: &ps.ref}
 				if err := dl.reading(&ps.rec, ps.spec.Name, fmt.Sprintf("array element %d is a %s, want an object", i, e.Type())); err != nil {
 					return err
 				}
@@ -87,7 +92,7 @@ func (ps *parser) parse(r *ingestlog.Record, emit func(*Record) error, dl *deadL
 	return dl.message(&ps.ref, fmt.Sprintf("message is a JSON %s, want an object or an array of objects", v.Type()))
 }
 
-func (ps *parser) reading(v *fastjson.Value, r *ingestlog.Record, emit func(*Record) error, dl *deadLetters) error {
+func (ps *parser) reading(v *fastjson.Value, r *ingestlog.Record, emit func(*Reading) error, dl *deadLetters) error {
 	clear(ps.fields)
 	if tf := ps.spec.TopicFields; len(tf) > 0 {
 		ps.topicBuf = splitTopic(ps.topicBuf[:0], r.Topic)
@@ -107,13 +112,18 @@ func (ps *parser) reading(v *fastjson.Value, r *ingestlog.Record, emit func(*Rec
 		}
 		ps.fields[ps.str(k)] = jsonValue(fv)
 	})
-	ps.rec = Record{Fields: ps.fields, Msg: &ps.ref}
+	ps.rec = Reading{Fields: ps.fields, Msg: &ps.ref}
 	if ps.ingestion {
 		ps.rec.TS = r.Timestamp
 	} else {
 		ts, err := ps.eventTime()
 		if err != nil {
 			return dl.reading(&ps.rec, ps.spec.Name, err.Error())
+		}
+		// Against the time eddy received the message, not the clock now:
+		// a replay after a crash decides the same.
+		if ps.maxFuture > 0 && ts > r.Timestamp+ps.maxFuture {
+			return dl.reading(&ps.rec, ps.spec.Name, reasonFuture)
 		}
 		ps.rec.TS = ts
 	}

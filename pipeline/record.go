@@ -5,10 +5,14 @@ import (
 	"math"
 )
 
-// Record is a reading, or a result, flowing through the stateless stages of
-// a task. Fields is reused by the source task for the next reading: a node
-// that keeps a record past collect must copy what it needs.
-type Record struct {
+// Reading is one reading (the fields of one measurement, parsed from an
+// ingest-log message) flowing through the stateless stages of a task. A
+// window result that flows on into further stages travels as a Reading too,
+// its fields those of the result. (An ingestlog.Record is the framed log
+// entry a message is stored as; it is not a Reading.) Fields is reused by
+// the source task for the next reading: a node that keeps a reading past
+// collect must copy what it needs.
+type Reading struct {
 	Fields map[string]any
 	TS     int64   // event time, unix ms
 	Msg    *MsgRef // the message it came from; nil for results
@@ -23,7 +27,7 @@ type MsgRef struct {
 	Index   int // position of the reading in an array message; -1 for a single object
 }
 
-func (r *Record) clone() *Record {
+func (r *Reading) clone() *Reading {
 	c := *r
 	c.Fields = maps.Clone(r.Fields)
 	return &c
@@ -71,7 +75,7 @@ type element struct {
 	kind    elemKind
 	b       *batch
 	wm      int64
-	idle    bool // with elemWatermark: the input is idle and must not hold back the watermark
+	idle    bool // with elemWatermark: the input is idle and must not hold back the watermark; wm is then what the box's clock allows
 	barrier *Barrier
 }
 

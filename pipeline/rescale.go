@@ -96,7 +96,7 @@ func (j *Job) openRescaled(stage string, kgs keygroup.Range, opts state.Options)
 			return nil, err
 		}
 		for _, ot := range olds {
-			if _, err := snapshot.Restore(filepath.Join(dir(ot), fullSnapshotFile), db, ot.overlap); err != nil {
+			if _, err := snapshot.RestoreFS(j.spec.FS, filepath.Join(dir(ot), fullSnapshotFile), db, ot.overlap); err != nil {
 				return nil, errors.Join(err, db.Close())
 			}
 		}

@@ -1,9 +1,14 @@
 package pipeline
 
 import (
+	"sync/atomic"
 	"time"
 
+	"github.com/eddy-stream/eddy/pipeline/clock"
+
+	"github.com/eddy-stream/eddy/pipeline/sink"
 	"github.com/eddy-stream/eddy/storage/checkpoint"
+	"github.com/eddy-stream/eddy/storage/fileutil"
 	"github.com/eddy-stream/eddy/storage/ingestlog"
 	"github.com/eddy-stream/eddy/storage/state"
 )
@@ -26,6 +31,10 @@ type JobSpec struct {
 	// MaxMessageSize: larger payloads are dead-lettered (default 1 MiB).
 	MaxMessageSize int
 	Checkpointing  CheckpointOptions
+	// FS is what the job writes its task state files through (default
+	// fileutil.OSFS{}); the checkpoint store, RocksDB and full snapshots
+	// have their own.
+	FS fileutil.FS
 	// Checkpoints is the local checkpoint store; nil disables checkpoints.
 	Checkpoints *checkpoint.Store
 	// Restore is the checkpoint to start from; nil starts empty.
@@ -43,6 +52,8 @@ type JobSpec struct {
 	// OnCheckpoint, if set, is called after checkpoint N is committed and
 	// its staged output handed to the sinks (the uploader hooks in here).
 	OnCheckpoint func(md *checkpoint.Metadata)
+	// Clock is the box's clock (nil: the system's): idle_advance reads it.
+	Clock clock.Clock
 	// LostLogs names the sources whose ingest log was lost after Restore
 	// was taken: the data dir was wiped or replaced and Restore came from
 	// remote storage, so the log Restore's offsets point into is gone and
@@ -51,6 +62,10 @@ type JobSpec struct {
 	// end; what the old log held past Restore's offset cannot be replayed.
 	// Job.LostLogs reports it.
 	LostLogs map[string]bool
+
+	// readLimits (tests) stops source subtasks, by sourceKey, at an
+	// offset; a test may raise it while the job runs.
+	readLimits map[string]*atomic.Uint64
 }
 
 // LostLog is what a source could not replay because its ingest log was
@@ -99,6 +114,11 @@ type SourceSpec struct {
 	Log         *ingestlog.Log
 	TopicFields []string // field name per topic level, "" to ignore
 	EventTime   EventTimeSpec
+	// Receiving, if set, reports whether the source is taking messages
+	// (connected to its broker, intake not paused). Idle advance happens
+	// only while it does: a source cut off from its broker is not quiet,
+	// the broker holds its readings.
+	Receiving func() bool
 }
 
 // EventTimeSpec says where a reading's event time comes from. An empty Field
@@ -112,6 +132,14 @@ type EventTimeSpec struct {
 	// so it stops holding back the watermark of tasks it feeds together
 	// with other sources (Flink's withIdleness). 0: never idle.
 	IdleTimeout time.Duration
+	// IdleAdvance: when every input of a keyed stage has been idle for
+	// IdleTimeout, its watermark advances with the box's clock minus
+	// MaxOutOfOrderness, so the last window of a silent device fires.
+	IdleAdvance bool
+	// MaxFuture: a reading whose event time is further ahead of the time
+	// eddy received it (its ingestion timestamp, the box's clock) is a dead
+	// letter and never moves the watermark. 0: no limit.
+	MaxFuture time.Duration
 }
 
 // StageSpec is one stage: exactly one of Filter, Map, or a keyed window
@@ -148,7 +176,7 @@ type SinkSpec struct {
 	// Topic is the MQTT topic template ("results/{site}/{device}"); empty
 	// for sinks that have no topic.
 	Topic string
-	Sink  Sink
+	Sink  sink.Sink
 }
 
 // StateSpec configures keyed state.
@@ -165,6 +193,9 @@ type StateSpec struct {
 }
 
 func (s *JobSpec) withDefaults() {
+	if s.FS == nil {
+		s.FS = fileutil.OSFS{}
+	}
 	if s.ChannelCapacity <= 0 {
 		s.ChannelCapacity = 16
 	}

@@ -5,13 +5,18 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"path/filepath"
 	"reflect"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
+	"github.com/eddy-stream/eddy/pipeline/clock"
+
 	"github.com/eddy-stream/eddy/internal/failpoint"
+	"github.com/eddy-stream/eddy/pipeline/lang"
 	"github.com/eddy-stream/eddy/storage/checkpoint"
 	"github.com/eddy-stream/eddy/storage/ingestlog"
 	"github.com/eddy-stream/eddy/storage/keygroup"
@@ -43,6 +48,11 @@ type sourceTask struct {
 	sub, of uint64                   // this subtask handles the messages with offset % of == sub
 	key     string                   // sourceKey: its name in checkpoint metadata
 	done    func(offset uint64) bool // after a source rescale: read by an old subtask
+	// settle: no checkpoint before the reader has reached it (resumeSource).
+	settle uint64
+	// limit, if set, is an offset the subtask does not read beyond
+	// (tests: stop subtasks at chosen positions).
+	limit *atomic.Uint64
 	// progress is shared by the subtasks of one source (see sourceProgress).
 	progress *sourceProgress
 	from     uint64
@@ -60,6 +70,23 @@ type sourceTask struct {
 	// messages; isIdle until the next message.
 	idleAfter time.Duration
 	isIdle    bool
+	// advance: while idle, tell downstream every idleTick what watermark
+	// the box's clock allows (idle_advance).
+	advance bool
+	box     *clock.BoxClock
+}
+
+// idleTick is how often an idle source with idle_advance passes on the
+// box's clock.
+const idleTick = time.Second
+
+// idleWatermark is the watermark the box's clock allows an idle source:
+// what a reading received now could still carry.
+func (t *sourceTask) idleWatermark() int64 {
+	if !t.advance || (t.spec.Receiving != nil && !t.spec.Receiving()) {
+		return minWatermark
+	}
+	return t.box.NowMs() - t.ooo - 1
 }
 
 const readBatch = 1024
@@ -69,7 +96,7 @@ const readBatch = 1024
 const fullSnapshotFile = "full.snap"
 
 // checkpoint records the source's position and sends barrier b downstream,
-// behind every record read before it.
+// behind every message read before it.
 func (t *sourceTask) checkpoint(b *Barrier, offset uint64) error {
 	t0 := time.Now()
 	if err := t.handOver(); err != nil {
@@ -94,7 +121,7 @@ func (t *sourceTask) checkpoint(b *Barrier, offset uint64) error {
 	return nil
 }
 
-func (t *sourceTask) emit(r *Record) error {
+func (t *sourceTask) emit(r *Reading) error {
 	t.m.RecordsIn.Add(1)
 	if r.TS > t.maxTS {
 		t.maxTS = r.TS
@@ -135,15 +162,14 @@ func (t *sourceTask) run(ctx context.Context) (err error) {
 	}
 	defer r.Close()
 	var rec ingestlog.Record
-	lastData := time.Now()
-	idle := time.NewTimer(time.Hour)
-	defer idle.Stop()
+	clock := t.box.Clock()
+	lastData := clock.Mono()
 	for {
 		// Take the notification channel before reading: a sync that lands
 		// after the last read below closes it, so the wait cannot miss it.
 		notify, sibling := t.spec.Log.Notify(), t.progress.wait()
 		n := 0
-		for ; n < readBatch && !t.cp.j.draining.Load(); n++ {
+		for ; n < readBatch && t.mayRead(r.Offset()); n++ {
 			err := r.Next(&rec)
 			if errors.Is(err, ingestlog.ErrNoData) {
 				break
@@ -151,7 +177,7 @@ func (t *sourceTask) run(ctx context.Context) (err error) {
 			if err != nil {
 				return fmt.Errorf("pipeline: source %s: %w", t.spec.Name, err)
 			}
-			if t.of > 1 && (rec.Offset%t.of != t.sub || (t.done != nil && t.done(rec.Offset))) {
+			if (t.of > 1 && rec.Offset%t.of != t.sub) || (t.done != nil && t.done(rec.Offset)) {
 				continue
 			}
 			t.m.MessagesIn.Add(1)
@@ -160,8 +186,14 @@ func (t *sourceTask) run(ctx context.Context) (err error) {
 			}
 		}
 		t.m.Offset.Store(int64(r.Offset()))
+		trigger := t.trigger
+		if r.Offset() < t.settle {
+			trigger = nil // replaying what old subtasks had read: not yet
+		} else {
+			t.done = nil
+		}
 		select {
-		case b := <-t.trigger:
+		case b := <-trigger:
 			if err := t.checkpoint(b, r.Offset()); err != nil {
 				return err
 			}
@@ -175,7 +207,7 @@ func (t *sourceTask) run(ctx context.Context) (err error) {
 		}
 		if n > 0 {
 			t.isIdle = false
-			lastData = time.Now()
+			lastData = clock.Mono()
 		}
 		if n == readBatch {
 			if err := t.handOver(); err != nil {
@@ -195,28 +227,41 @@ func (t *sourceTask) run(ctx context.Context) (err error) {
 			return err
 		}
 		var idleC <-chan time.Time
-		if t.idleAfter > 0 && !t.isIdle {
-			idle.Reset(time.Until(lastData.Add(t.idleAfter)))
-			idleC = idle.C
+		switch {
+		case t.idleAfter <= 0:
+		case !t.isIdle:
+			idleC = clock.After(lastData + t.idleAfter - clock.Mono())
+		case t.advance:
+			idleC = clock.After(min(idleTick, t.idleAfter))
 		}
 		select {
 		case <-ctx.Done():
 			return t.end()
 		case <-t.abort:
 			return errAborted
-		case b := <-t.trigger:
+		case b := <-trigger:
 			if err := t.checkpoint(b, r.Offset()); err != nil {
 				return err
 			}
 		case <-idleC:
 			t.isIdle = true
-			if err := t.out.idle(); err != nil {
+			if err := t.out.idle(t.idleWatermark()); err != nil {
 				return err
 			}
 		case <-notify:
 		case <-sibling:
 		}
 	}
+}
+
+// mayRead reports whether the subtask reads on at reader offset off. When
+// the job drains for a final checkpoint it stops, except while it replays
+// what old subtasks had read (settle): it could not checkpoint before.
+func (t *sourceTask) mayRead(off uint64) bool {
+	if t.limit != nil && off >= t.limit.Load() {
+		return false
+	}
+	return !t.cp.j.draining.Load() || off < t.settle
 }
 
 // sourceProgress lets the subtasks of one source share event time. Bounded
@@ -284,6 +329,7 @@ type keyedTask struct {
 	inputs   []chan element
 	inWM     []int64
 	idleIn   []bool
+	idleWM   []int64 // per idle input: the watermark the box's clock allows
 	wm       int64
 	db       *state.DB
 	op       *windowOp
@@ -292,7 +338,7 @@ type keyedTask struct {
 	m        *TaskMetrics
 	sinks    []*sinkNode
 	next     collector // stateless stages and shuffles fed by the results
-	resRec   Record
+	resRec   Reading
 	firstErr error
 	abort    <-chan struct{}
 	cp       *cpTask
@@ -302,6 +348,7 @@ type keyedTask struct {
 
 // alignState tracks barrier id across the inputs of a keyed task.
 type alignState struct {
+	barrier   *Barrier
 	first     time.Time
 	seen      []bool
 	count     int
@@ -334,10 +381,10 @@ func (t *keyedTask) onResult(res *Result) {
 	for i, a := range t.stage.plan.aggs {
 		f[a.name] = res.Values[i]
 	}
-	f["window_start"] = float64(res.Start)
-	f["window_end"] = float64(res.End)
-	f["stage"] = res.Stage
-	t.resRec = Record{Fields: f, TS: res.End - 1}
+	f[lang.FieldWindowStart] = float64(res.Start)
+	f[lang.FieldWindowEnd] = float64(res.End)
+	f[lang.FieldStage] = res.Stage
+	t.resRec = Reading{Fields: f, TS: res.End - 1}
 	if err := t.next.collect(&t.resRec); err != nil {
 		t.firstErr = err
 	}
@@ -375,6 +422,10 @@ func (t *keyedTask) run(ctx context.Context) error {
 		cases[i] = reflect.SelectCase{Dir: reflect.SelectRecv, Chan: reflect.ValueOf(ch)}
 	}
 	cases[len(t.inputs)] = reflect.SelectCase{Dir: reflect.SelectRecv, Chan: reflect.ValueOf(t.abort)}
+	t.idleWM = make([]int64, len(t.inputs))
+	for i := range t.idleWM {
+		t.idleWM[i] = minWatermark
+	}
 	for live > 0 {
 		var (
 			e  element
@@ -400,7 +451,7 @@ func (t *keyedTask) run(ctx context.Context) error {
 			}
 		case elemWatermark:
 			if e.idle {
-				t.idleIn[in] = true
+				t.idleIn[in], t.idleWM[in] = true, e.wm
 				if err := t.onWatermark(in, t.inWM[in]); err != nil {
 					return err
 				}
@@ -418,6 +469,13 @@ func (t *keyedTask) run(ctx context.Context) error {
 			ended[in] = true
 			live--
 			cases[in].Chan = reflect.Value{} // a zero Chan is never selected
+			for _, id := range slices.Sorted(maps.Keys(t.align)) {
+				if a := t.align[id]; a != nil {
+					if err := t.tryAlign(a.barrier, a, cases, ended); err != nil {
+						return err
+					}
+				}
+			}
 		}
 	}
 	if err := t.op.flush(); err != nil {
@@ -452,7 +510,7 @@ func (t *keyedTask) processBatch(b *batch) error {
 func (t *keyedTask) onBarrier(in int, b *Barrier, cases []reflect.SelectCase, ended []bool) error {
 	a := t.align[b.ID]
 	if a == nil {
-		a = &alignState{first: time.Now(), seen: make([]bool, len(t.inputs))}
+		a = &alignState{barrier: b, first: time.Now(), seen: make([]bool, len(t.inputs))}
 		t.align[b.ID] = a
 	}
 	if !a.seen[in] {
@@ -463,15 +521,19 @@ func (t *keyedTask) onBarrier(in int, b *Barrier, cases []reflect.SelectCase, en
 	if exactly && len(t.inputs) > 1 {
 		cases[in].Chan = reflect.Value{}
 	}
-	live := 0
+	return t.tryAlign(b, a, cases, ended)
+}
+
+// tryAlign completes the alignment of barrier b once every input that has
+// not ended has delivered it. An input that ends (the job stops) while
+// others wait for it must not keep them blocked: run calls this again then.
+func (t *keyedTask) tryAlign(b *Barrier, a *alignState, cases []reflect.SelectCase, ended []bool) error {
 	for i := range ended {
-		if !ended[i] {
-			live++
+		if !ended[i] && !a.seen[i] {
+			return nil
 		}
 	}
-	if a.count < live {
-		return nil
-	}
+	exactly := t.cp.j.spec.Checkpointing.Mode != "at_least_once"
 	delete(t.align, b.ID)
 	alignDur := time.Since(a.first)
 	if exactly {
@@ -515,7 +577,7 @@ func (t *keyedTask) checkpoint(b *Barrier, first time.Time, alignDur time.Durati
 		} else {
 			pre = func(dir string) error {
 				defer rs.Release()
-				_, err := snapshot.Write(filepath.Join(dir, fullSnapshotFile), rs, t.db.ColumnFamilies(), t.kgs, opts.Compression)
+				_, err := snapshot.WriteFS(t.cp.j.spec.FS, filepath.Join(dir, fullSnapshotFile), rs, t.db.ColumnFamilies(), t.kgs, opts.Compression)
 				return err
 			}
 		}
@@ -539,7 +601,13 @@ func (t *keyedTask) checkpoint(b *Barrier, first time.Time, alignDur time.Durati
 }
 
 // onWatermark takes input in's watermark; the task's watermark is the
-// minimum over inputs that are not idle, and never goes back.
+// minimum over inputs that are not idle, and never goes back. When every
+// input is idle and each allows a watermark from the box's clock
+// (idle_advance), it is the minimum of those.
+//
+// The advanced watermark travels in the channels like any other, in order
+// with records and barriers, so a checkpoint records it in the task's
+// watermark, and the windows it fired are in that checkpoint's epoch.
 func (t *keyedTask) onWatermark(in int, wm int64) error {
 	t.inWM[in] = max(t.inWM[in], wm)
 	low, any := int64(0), false
@@ -550,6 +618,13 @@ func (t *keyedTask) onWatermark(in int, wm int64) error {
 		if !any || w < low {
 			low, any = w, true
 		}
+	}
+	if !any && len(t.idleWM) > 0 {
+		low, any = t.idleWM[0], true
+		for _, w := range t.idleWM {
+			low = min(low, w)
+		}
+		any = low != minWatermark
 	}
 	if !any || low <= t.wm {
 		return t.flushSinks()

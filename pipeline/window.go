@@ -162,7 +162,7 @@ func (op *windowOp) markDirty(e *keyEntry) {
 }
 
 // dirtyLimit bounds the entries written to RocksDB in one go: beyond it the
-// dirty entries are written between records, so the synchronous phase of a
+// dirty entries are written between readings, so the synchronous phase of a
 // checkpoint never has more than this many to write.
 const dirtyLimit = 4096
 

@@ -2,7 +2,8 @@
 # Installs what eddy needs on Debian: the RocksDB library it links against
 # (librocksdb-dev 7.8.3, matching grocksdb v1.7.14); for tests also mosquitto,
 # rpm (to query the .rpm), chromium (the web page test), systemd
-# (systemd-analyze verify and security) and nfpm; for
+# (systemd-analyze verify and security), debootstrap and systemd-container
+# (test/systemd boots a bookworm tree with systemd-nspawn) and nfpm; for
 # packages nfpm (go install, pinned below).
 # Usage: scripts/install-deps.sh [run|test|bench|package]
 set -euo pipefail
@@ -11,7 +12,7 @@ NFPM_VERSION=v2.45.2
 pkgs=(librocksdb-dev)
 need_nfpm=false
 case "$what" in
-  test) pkgs+=(mosquitto rpm chromium systemd) ; need_nfpm=true ;;
+  test) pkgs+=(mosquitto rpm chromium systemd debootstrap systemd-container) ; need_nfpm=true ;;
   bench) pkgs+=(mosquitto) ;;
   package) need_nfpm=true ;;
 esac

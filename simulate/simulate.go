@@ -45,7 +45,8 @@ const DefaultTopicPattern = "sensors/{site}/{device}/telemetry"
 const EndDevice = "_end"
 
 // EndMarkerDelay is how far after the last reading's event time the end
-// marker lies: far enough that every event-time window closes.
+// marker lies when Options.EndMarkerDelay is zero: far enough that every
+// event-time window of a test pipeline closes.
 const EndMarkerDelay = 10 * time.Minute
 
 // DefaultStart is the event time of the first reading when Options.Start
@@ -89,8 +90,16 @@ type Options struct {
 	// TopicPattern defaults to DefaultTopicPattern.
 	TopicPattern string
 	// EndMarker adds one last reading from device EndDevice at site-1 with
-	// event time EndMarkerDelay after the latest event time of the stream.
-	EndMarker bool
+	// event time EndMarkerDelay (the option, else the constant) after the
+	// latest event time of the stream.
+	EndMarker      bool
+	EndMarkerDelay time.Duration
+	// EndMarkerOnTime makes Run publish the end marker only once the wall
+	// clock has reached its event time. For a live stream (Start = now): a
+	// marker ahead of the clock would push the watermark of a running
+	// pipeline ahead of real readings, which then turn late until the
+	// clock catches up.
+	EndMarkerOnTime bool
 	// Bad is the fraction of messages replaced by one drawn from BadKinds.
 	// All but BadExtraFields carry no good reading.
 	Bad float64
@@ -168,6 +177,9 @@ func (o Options) withDefaults() Options {
 	if o.TopicPattern == "" {
 		o.TopicPattern = DefaultTopicPattern
 	}
+	if o.EndMarkerDelay == 0 {
+		o.EndMarkerDelay = EndMarkerDelay
+	}
 	return o
 }
 
@@ -204,6 +216,9 @@ func (o Options) Validate() error {
 	}
 	if o.Interval < 0 {
 		bad("interval", "%v is negative", o.Interval)
+	}
+	if o.EndMarkerDelay < 0 {
+		bad("end_marker_delay", "%v is negative", o.EndMarkerDelay)
 	}
 	if o.Bad < 0 || o.Bad > 1 || math.IsNaN(o.Bad) {
 		bad("bad", "%v: want a fraction in [0, 1]", o.Bad)
@@ -339,7 +354,7 @@ func (g *generator) run() error {
 	if n > 0 {
 		endTS = g.maxTS
 	}
-	end := Reading{Device: EndDevice, Site: "site-1", TS: endTS + EndMarkerDelay.Milliseconds(), Temperature: 20, Humidity: 50}
+	end := Reading{Device: EndDevice, Site: "site-1", TS: endTS + o.EndMarkerDelay.Milliseconds(), Temperature: 20, Humidity: 50}
 	rs := []Reading{end}
 	return g.fn(Message{
 		Topic:    g.topic(end.Site, end.Device),
@@ -443,14 +458,34 @@ func (g *generator) encode(dst []byte, rs []Reading, kind BadKind) []byte {
 // PublishFunc publishes one message; mqttio.Publisher.Publish is one.
 type PublishFunc func(ctx context.Context, topic string, payload []byte, qos byte, retain bool) error
 
-// Stats describe what Run published.
+// Stats describe what Run published. They add up:
+// Messages = GoodMessages + BadMessages + EndMarkers and
+// Readings = GoodReadings + LostReadings.
 type Stats struct {
 	Messages     int64 // published, the end marker included
+	GoodMessages int64 // messages carrying good readings (ExtraFields included)
+	ExtraFields  int64 // good messages with unknown extra fields (BadExtraFields)
+	BadMessages  int64 // messages replaced by bad input, carrying no good reading
+	EndMarkers   int64 // 0 or 1
 	Readings     int64 // readings of the stream (the end marker not included)
-	GoodReadings int64 // readings in messages that carry good ones
-	BadMessages  int64 // messages replaced by bad input (BadExtraFields included)
+	GoodReadings int64 // readings in good messages (the end marker not included)
+	LostReadings int64 // readings of the stream that bad messages replaced
 	Bytes        int64 // payload bytes
 	Elapsed      time.Duration
+}
+
+// String is the summary `eddy simulate` prints.
+func (s Stats) String() string {
+	b := fmt.Sprintf("published %d messages: %d good", s.Messages, s.GoodMessages)
+	if s.ExtraFields > 0 {
+		b += fmt.Sprintf(" (%d with extra fields)", s.ExtraFields)
+	}
+	b += fmt.Sprintf(", %d bad", s.BadMessages)
+	if s.EndMarkers > 0 {
+		b += fmt.Sprintf(", %d end marker", s.EndMarkers)
+	}
+	return b + fmt.Sprintf("; %d readings: %d good, %d in bad messages; %d bytes in %s",
+		s.Readings, s.GoodReadings, s.LostReadings, s.Bytes, s.Elapsed.Round(time.Millisecond))
 }
 
 // Run publishes the stream with QoS 1 through pub, paced at o.Rate readings
@@ -473,7 +508,11 @@ func Run(ctx context.Context, o Options, pub PublishFunc) (Stats, error) {
 		}
 	}()
 	err := GenerateMessages(o, func(m Message) error {
-		if wait := p.take(float64(max(m.Generated, 1)), time.Now()); wait > 0 {
+		wait := p.take(float64(max(m.Generated, 1)), time.Now())
+		if m.End && o.EndMarkerOnTime {
+			wait = max(wait, time.Until(time.UnixMilli(m.Readings[0].TS)))
+		}
+		if wait > 0 {
 			if timer == nil {
 				timer = time.NewTimer(wait)
 			} else {
@@ -493,12 +532,18 @@ func Run(ctx context.Context, o Options, pub PublishFunc) (Stats, error) {
 		}
 		st.Messages++
 		st.Readings += int64(m.Generated)
-		st.GoodReadings += int64(len(m.Readings))
-		if m.End {
-			st.GoodReadings--
-		}
-		if m.Bad != BadNone {
+		switch {
+		case m.End:
+			st.EndMarkers++
+		case len(m.Readings) > 0:
+			st.GoodMessages++
+			st.GoodReadings += int64(len(m.Readings))
+			if m.Bad == BadExtraFields {
+				st.ExtraFields++
+			}
+		default:
 			st.BadMessages++
+			st.LostReadings += int64(m.Generated)
 		}
 		st.Bytes += int64(len(m.Payload))
 		return nil

@@ -458,3 +458,60 @@ func TestPacerBurstBounded(t *testing.T) {
 		t.Fatalf("%d readings without waiting after a stall, want 10 (one second's worth)", n)
 	}
 }
+
+// TestStatsAddUp: with bad input and an end marker, messages and readings
+// are each the sum of their parts, and the summary says so.
+func TestStatsAddUp(t *testing.T) {
+	o := base()
+	o.Count, o.Bad, o.EndMarker = 2000, 0.3, true
+	var rec recorder
+	st, err := Run(t.Context(), o, rec.publish)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Messages != st.GoodMessages+st.BadMessages+st.EndMarkers || st.Readings != st.GoodReadings+st.LostReadings {
+		t.Fatalf("stats do not add up: %+v", st)
+	}
+	if st.Readings != 2000 || st.EndMarkers != 1 || st.BadMessages == 0 || st.ExtraFields == 0 || st.Messages != int64(rec.msgs) {
+		t.Fatalf("stats %+v, %d published", st, rec.msgs)
+	}
+	// Batch 1: one reading per message, so good messages = good readings.
+	if st.GoodMessages != st.GoodReadings || st.BadMessages != st.LostReadings {
+		t.Fatalf("stats %+v", st)
+	}
+	want := fmt.Sprintf("published %d messages: %d good (%d with extra fields), %d bad, 1 end marker; 2000 readings: %d good, %d in bad messages;",
+		st.Messages, st.GoodMessages, st.ExtraFields, st.BadMessages, st.GoodReadings, st.LostReadings)
+	if s := st.String(); !strings.HasPrefix(s, want) {
+		t.Fatalf("summary %q, want prefix %q", s, want)
+	}
+}
+
+// TestEndMarkerOnTime: the end marker of a live stream lies EndMarkerDelay
+// after the last event time and is not published before the clock reaches
+// it, so it never leads a running pipeline's real readings.
+func TestEndMarkerOnTime(t *testing.T) {
+	o := base()
+	o.Count, o.Interval = 5, time.Millisecond
+	o.Start = time.Now()
+	o.EndMarker, o.EndMarkerOnTime, o.EndMarkerDelay = true, true, 300*time.Millisecond
+	var last Message
+	var at time.Time
+	_, err := Run(t.Context(), o, func(_ context.Context, topic string, payload []byte, _ byte, _ bool) error {
+		at = time.Now()
+		last = Message{Topic: topic, Payload: payload}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rs, err := decode(last.Payload, false)
+	if err != nil || len(rs) != 1 || rs[0].Device != EndDevice {
+		t.Fatalf("last message %s: %v", last.Payload, err)
+	}
+	if at.UnixMilli() < rs[0].TS {
+		t.Fatalf("end marker (event time %d) published at %d, ahead of the clock", rs[0].TS, at.UnixMilli())
+	}
+	if want := o.Start.UnixMilli() + 4 + 300; rs[0].TS != want {
+		t.Fatalf("end marker at %d, want %d", rs[0].TS, want)
+	}
+}

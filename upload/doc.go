@@ -90,7 +90,13 @@
 // atomically and committed only once its size and CRC32C match, then
 // Commit writes the local _metadata. The ordinary local restore then
 // hard-links it into working RocksDB instances. With Latest, a damaged
-// remote checkpoint makes Download fall back to the previous one.
+// remote checkpoint makes Download fall back to the previous one. A failed
+// download keeps the files it committed, and the next attempt fetches only
+// those missing or not matching. A start without a local checkpoint waits
+// for a remote that does not answer (RestoreWait) unless told to give up
+// after a bound (RestoreEmptyIfUnreachable); a remote checkpoint whose
+// source offsets the ingest log no longer holds is never restored over a
+// local one.
 //
 // # Conflicts
 //

@@ -6,7 +6,9 @@ import (
 	"fmt"
 	"hash/crc32"
 	"io"
+	"io/fs"
 	"log/slog"
+	"os"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -45,6 +47,10 @@ type DownloadOptions struct {
 	// FS is the file system the downloaded files are written through
 	// (nil: the OS); it should be the one the local store was opened on.
 	FS fileutil.FS
+	// Accept, if set, is asked about each remote checkpoint once its
+	// _metadata is read, before any file is fetched: an error ends the
+	// download with that error (and Latest does not try older ones).
+	Accept func(*checkpoint.Metadata) error
 }
 
 // RemoteCheckpoints returns the ids of the appliance's remote checkpoints
@@ -72,9 +78,13 @@ func RemoteCheckpoints(ctx context.Context, s Store, appliance string) ([]int64,
 // commit path: Begin(N) creates chk-N, files are fetched into it in
 // parallel, each written atomically (fileutil.CreateAtomic), decompressed
 // and checked against the remote _metadata (size and CRC32C) before it is
-// committed; then Commit writes the local _metadata, the commit point. A
-// failure aborts chk-N; a crash leaves chk-N without _metadata, which
-// checkpoint.Open removes.
+// committed; then Commit writes the local _metadata, the commit point.
+//
+// A failed download leaves chk-N without _metadata and keeps the files it
+// committed: the next Download of N resumes, keeping each file already
+// there whose size and CRC32C match the remote _metadata and fetching only
+// the missing or bad ones. (checkpoint.Open removes such a directory at
+// the next start, and so does the coordinator's Begin of N.)
 //
 // If chk-N already exists locally and verifies, it is used as it is; if
 // it does not verify it is set aside (.broken) and downloaded again.
@@ -129,6 +139,11 @@ func downloadOne(ctx context.Context, s Store, l Layout, id int64, local *checkp
 		return nil, err
 	}
 	md := m.Checkpoint
+	if o.Accept != nil {
+		if err := o.Accept(md); err != nil {
+			return nil, err
+		}
+	}
 	if ids, err := local.Completed(); err == nil && slices.Contains(ids, id) {
 		lmd, err := local.Load(id)
 		if err == nil {
@@ -145,17 +160,15 @@ func downloadOne(ctx context.Context, s Store, l Layout, id int64, local *checkp
 			return nil, merr
 		}
 	}
-	if err := local.Begin(id); err != nil {
+	resumed, err := resumable(o.FS, local, id)
+	if err != nil {
 		return nil, err
 	}
-	ok := false
-	defer func() {
-		if !ok {
-			if err := local.Abort(id); err != nil {
-				o.Logger.Warn("removing a failed download", "checkpoint", id, "err", err)
-			}
+	if !resumed {
+		if err := local.Begin(id); err != nil {
+			return nil, err
 		}
-	}()
+	}
 	files := map[[2]string]checkpoint.File{}
 	for task, ts := range md.Tasks {
 		if len(ts.Files) == 0 {
@@ -170,25 +183,65 @@ func downloadOne(ctx context.Context, s Store, l Layout, id int64, local *checkp
 	}
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(o.Parallelism)
-	var bytes atomic.Int64
+	var bytes, kept atomic.Int64
 	for _, ob := range m.Objects {
 		f := files[[2]string{ob.Task, ob.File}]
+		path := filepath.Join(local.TaskDir(id, ob.Task), f.Name)
 		g.Go(func() error {
-			n, err := fetch(gctx, s, o.FS, l.Key(ob.Key), ob, f, filepath.Join(local.TaskDir(id, ob.Task), f.Name), o.BytesRead)
+			if resumed && haveFile(o.FS, path, f) {
+				kept.Add(1)
+				return nil
+			}
+			n, err := fetch(gctx, s, o.FS, l.Key(ob.Key), ob, f, path, o.BytesRead)
 			bytes.Add(n)
 			return err
 		})
 	}
 	if err := g.Wait(); err != nil {
-		return nil, fmt.Errorf("download checkpoint %d: %w", id, err)
+		return nil, fmt.Errorf("download checkpoint %d (the files fetched so far are kept for the next attempt): %w", id, err)
 	}
 	if err := local.Commit(md); err != nil {
 		return nil, fmt.Errorf("download checkpoint %d: %w", id, err)
 	}
-	ok = true
-	o.Logger.Info("downloaded remote checkpoint", "checkpoint", id, "files", len(m.Objects),
+	o.Logger.Info("downloaded remote checkpoint", "checkpoint", id, "files", len(m.Objects), "kept", kept.Load(),
 		"bytes", bytes.Load(), "state_size", md.StateSize(), "duration", time.Since(t0).Round(time.Millisecond))
 	return md, nil
+}
+
+// resumable reports whether chk-id is an unfinished download to resume: a
+// directory without _metadata (the local store has no checkpoint id).
+func resumable(fsys fileutil.FS, local *checkpoint.Store, id int64) (bool, error) {
+	dir := local.CheckpointDir(id)
+	fi, err := fsys.Stat(dir)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return false, nil
+	case err != nil:
+		return false, err
+	case !fi.IsDir():
+		return false, nil
+	}
+	_, err = fsys.Stat(filepath.Join(dir, checkpoint.MetadataFile))
+	if errors.Is(err, fs.ErrNotExist) {
+		return true, nil
+	}
+	return false, err
+}
+
+// haveFile reports whether path holds f: its size and CRC32C.
+func haveFile(fsys fileutil.FS, path string, f checkpoint.File) bool {
+	fi, err := fsys.Stat(path)
+	if err != nil || !fi.Mode().IsRegular() || fi.Size() != f.Size {
+		return false
+	}
+	in, err := fsys.OpenFile(path, os.O_RDONLY, 0)
+	if err != nil {
+		return false
+	}
+	defer in.Close()
+	crc := crc32.New(castagnoli)
+	n, err := io.Copy(crc, in)
+	return err == nil && n == f.Size && crc.Sum32() == f.CRC32C
 }
 
 // fetch writes one object to path through fsys, decoded, and checks it

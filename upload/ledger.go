@@ -5,10 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"maps"
-	"os"
 	"slices"
 	"sync"
 
@@ -72,7 +70,7 @@ func newLedger(remote string) *ledger {
 // loadLedger reads the ledger at path. A missing, unreadable or foreign
 // ledger gives an empty one (reconcile fills it from the remote).
 func loadLedger(fsys fileutil.FS, path, remote string) (*ledger, error) {
-	data, err := readFile(fsys, path)
+	data, err := fileutil.ReadFileFS(fsys, path)
 	if errors.Is(err, fs.ErrNotExist) {
 		return newLedger(remote), nil
 	}
@@ -90,15 +88,6 @@ func loadLedger(fsys fileutil.FS, path, remote string) (*ledger, error) {
 		l.Committed = map[int64]ledgerCheckpoint{}
 	}
 	return l, nil
-}
-
-func readFile(fsys fileutil.FS, path string) ([]byte, error) {
-	f, err := fsys.OpenFile(path, os.O_RDONLY, 0)
-	if err != nil {
-		return nil, err
-	}
-	data, err := io.ReadAll(f)
-	return data, errors.Join(err, f.Close())
 }
 
 func (l *ledger) save(fsys fileutil.FS, path string) error {

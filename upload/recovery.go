@@ -8,9 +8,11 @@ import (
 	"fmt"
 	"io/fs"
 	"log/slog"
+	"maps"
 	"path/filepath"
 	"slices"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -20,9 +22,28 @@ import (
 )
 
 // RemoteWait is how long Recover retries a remote that does not answer
-// before a start without a local checkpoint goes on from empty state (the
-// uploader then refuses to upload over the remote's newer history).
+// before it restores the local checkpoint instead, or, with
+// RestoreEmptyIfUnreachable and no local checkpoint, goes on from empty
+// state (the uploader then refuses to upload over the remote's newer
+// history).
 const RemoteWait = 2 * time.Minute
+
+// What a start without a local checkpoint does while the remote does not
+// answer (upload.restore, StartOptions.Restore).
+const (
+	// RestoreWait keeps trying the remote for as long as it takes: the
+	// start goes on from empty state only when the remote answers that it
+	// holds no checkpoint of the appliance.
+	RestoreWait = "wait"
+	// RestoreEmptyIfUnreachable gives up after StartOptions.Wait and goes
+	// on from empty state.
+	RestoreEmptyIfUnreachable = "empty_if_unreachable"
+)
+
+// ErrNotRestorable is returned (wrapped) when the remote's newest
+// checkpoint starts a source at an ingest-log offset the local log no
+// longer holds.
+var ErrNotRestorable = errors.New("upload: remote checkpoint not restorable")
 
 // Source of a restored checkpoint (Plan.Source).
 const (
@@ -48,9 +69,19 @@ type Recovery struct {
 	Logger      *slog.Logger
 	// BytesRead, if set, is increased by the stored bytes downloaded.
 	BytesRead *atomic.Int64
+
+	// now and sleep are the clock of the retries (tests: a fake one).
+	now   func() time.Time
+	sleep func(ctx context.Context, d time.Duration) bool
 }
 
 func (r *Recovery) defaults() {
+	if r.now == nil {
+		r.now = time.Now
+	}
+	if r.sleep == nil {
+		r.sleep = sleep
+	}
 	if r.Logger == nil {
 		r.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -59,9 +90,9 @@ func (r *Recovery) defaults() {
 	}
 }
 
-func (r *Recovery) download(ctx context.Context, id int64) (*checkpoint.Metadata, error) {
+func (r *Recovery) download(ctx context.Context, id int64, accept func(*checkpoint.Metadata) error) (*checkpoint.Metadata, error) {
 	return Download(ctx, r.Store, r.Appliance, id, r.Local, DownloadOptions{
-		Parallelism: r.Parallelism, Logger: r.Logger, BytesRead: r.BytesRead, FS: r.FS})
+		Parallelism: r.Parallelism, Logger: r.Logger, BytesRead: r.BytesRead, FS: r.FS, Accept: accept})
 }
 
 // Restored is the restored marker, datadir.Layout.RestoredMarker (format:
@@ -85,7 +116,7 @@ func ReadRestored(fsys fileutil.FS, layout datadir.Layout) (*Restored, error) {
 	if fsys == nil {
 		fsys = fileutil.OSFS{}
 	}
-	data, err := readFile(fsys, layout.RestoredMarker())
+	data, err := fileutil.ReadFileFS(fsys, layout.RestoredMarker())
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, nil
 	}
@@ -117,16 +148,32 @@ func (r *Recovery) writeMarker(m *Restored) error {
 type StartOptions struct {
 	// Local is the newest local checkpoint that verifies (nil: none).
 	Local *checkpoint.Metadata
-	// LocalRecovery is checkpointing.local_recovery: false prefers the
-	// remote's newest checkpoint to a local one.
+	// LocalRecovery is checkpointing.local_recovery: true restores Local
+	// when there is one; false restores the remote's newest checkpoint
+	// when a remote is configured (Local when the remote cannot give one).
 	LocalRecovery bool
 	// Fresh are the sources whose ingest log had never been written when
 	// eddy opened it.
 	Fresh map[string]bool
-	// Wait bounds the retries of an unreachable remote (0: RemoteWait).
+	// LogStart is the first offset each source's ingest log holds now
+	// (nil: not checked). A remote checkpoint that starts a source below
+	// it, other than a Fresh one, is not restored while there is Local.
+	LogStart map[string]uint64
+	// Restore is upload.restore, what a start without Local does while
+	// the remote does not answer: RestoreWait ("" too) or
+	// RestoreEmptyIfUnreachable.
+	Restore string
+	// Wait bounds the retries of an unreachable remote when there is
+	// Local or Restore is RestoreEmptyIfUnreachable (0: RemoteWait).
 	Wait time.Duration
+	// MaxBackoff caps the pause between retries (0: 15 s); they start at
+	// 1 s, or MaxBackoff if less, and double.
+	MaxBackoff time.Duration
 	// OnDownload, if set, is called before the remote is asked.
 	OnDownload func()
+	// OnWait, if set, is called after each attempt the remote did not
+	// answer, with its error and the pause before the next one.
+	OnWait func(err error, retryIn time.Duration)
 }
 
 // Plan is what a start restores.
@@ -148,11 +195,19 @@ type Plan struct {
 // Recover decides what a start restores: o.Local, the newest local
 // checkpoint that verifies, or, when there is none or o.LocalRecovery is
 // false and there is a remote, the remote's newest checkpoint, downloaded
-// into the local store (retried for up to o.Wait while the remote does
-// not answer; ctx ends it). A failed download falls back to o.Local, or
-// to empty state (Plan.Unverified). A checkpoint that the restored marker
-// names is restored as SourceRemote, and the first such restore decides
-// and records which sources lost their ingest log.
+// into the local store.
+//
+// While the remote does not answer, a start without o.Local keeps trying
+// (o.Restore RestoreWait; ctx ends it) or, with RestoreEmptyIfUnreachable,
+// tries for o.Wait and then goes on from empty state (Plan.Unverified); a
+// start with o.Local tries for o.Wait and then restores o.Local. A remote
+// that answers it holds no checkpoint of the appliance means empty state
+// (or o.Local). A remote checkpoint whose source offsets the ingest log
+// no longer holds (o.LogStart) is not restored over o.Local.
+//
+// A checkpoint that the restored marker names is restored as
+// SourceRemote, and the first such restore decides and records which
+// sources lost their ingest log.
 func (r *Recovery) Recover(ctx context.Context, o StartOptions) (Plan, error) {
 	r.defaults()
 	md := o.Local
@@ -161,17 +216,29 @@ func (r *Recovery) Recover(ctx context.Context, o StartOptions) (Plan, error) {
 		if o.OnDownload != nil {
 			o.OnDownload()
 		}
-		r.Logger.Info("no usable local checkpoint: recovering from remote", "remote", r.Store.String(),
-			"local_recovery", o.LocalRecovery)
-		t0 := time.Now()
-		rmd, err := r.downloadNewest(ctx, cmp.Or(o.Wait, RemoteWait))
+		if md == nil {
+			r.Logger.Info("no usable local checkpoint: recovering from remote", "remote", r.Store.String(), "restore", cmp.Or(o.Restore, RestoreWait))
+		} else {
+			r.Logger.Info("checkpointing.local_recovery is false: recovering from remote", "remote", r.Store.String(),
+				"local_checkpoint", md.ID)
+		}
+		t0 := r.now()
+		rmd, err := r.downloadNewest(ctx, o)
 		switch {
 		case err == nil && rmd != nil:
 			md = rmd
-			p.Downloaded = time.Since(t0)
-		case err != nil && md != nil:
+			p.Downloaded = max(r.now().Sub(t0), time.Nanosecond)
+		case err == nil && md != nil:
+			r.Logger.Info("the remote holds no checkpoint of this appliance: restoring the local checkpoint", "checkpoint", md.ID)
+		case err == nil:
+			r.Logger.Info("the remote holds no checkpoint of this appliance: starting from empty state")
+		case errors.Is(err, ErrNotRestorable) && md != nil:
+			r.Logger.Warn(err.Error()+"; keeping local checkpoint "+strconv.FormatInt(md.ID, 10), "checkpoint", md.ID)
+		case ctx.Err() != nil:
+			return p, ctx.Err()
+		case md != nil:
 			r.Logger.Error("remote recovery failed; restoring the local checkpoint instead", "checkpoint", md.ID, "err", err)
-		case err != nil:
+		default:
 			r.Logger.Error("remote recovery failed; starting from empty state. Uploads will not overwrite the remote's "+
 				"checkpoints, if it has any; restore them with `eddy restore --from remote:latest`", "err", err)
 			p.Unverified = true
@@ -229,34 +296,68 @@ func hasSubtaskOffsets(md *checkpoint.Metadata, name string) bool {
 }
 
 // downloadNewest fetches the newest remote checkpoint and writes the
-// restored marker. While the remote does not answer it retries for up to
-// wait, backing off from 1 s to 15 s. It returns nil, nil when the remote
-// holds no checkpoint.
-func (r *Recovery) downloadNewest(ctx context.Context, wait time.Duration) (*checkpoint.Metadata, error) {
-	deadline := time.Now().Add(wait)
-	backoff := time.Second
+// restored marker. It returns nil, nil when the remote holds no checkpoint
+// of the appliance. While the remote does not answer it retries, backing
+// off from 1 s to o.MaxBackoff: without end when there is no o.Local and
+// o.Restore is RestoreWait, else for up to o.Wait.
+func (r *Recovery) downloadNewest(ctx context.Context, o StartOptions) (*checkpoint.Metadata, error) {
+	wait := cmp.Or(o.Wait, RemoteWait)
+	bounded := o.Local != nil || o.Restore == RestoreEmptyIfUnreachable
+	maxBackoff := cmp.Or(o.MaxBackoff, 15*time.Second)
+	backoff := min(time.Second, maxBackoff)
+	deadline := r.now().Add(wait)
+	var accept func(*checkpoint.Metadata) error
+	if o.Local != nil && o.LogStart != nil {
+		accept = func(rmd *checkpoint.Metadata) error { return replayable(rmd, o.LogStart, o.Fresh) }
+	}
 	for {
-		md, err := r.download(ctx, Latest)
+		md, err := r.download(ctx, Latest, accept)
 		switch {
 		case err == nil:
-			if err := r.writeMarker(&Restored{Checkpoint: md.ID, Remote: r.Store.String(), DownloadedAt: time.Now().UnixMilli()}); err != nil {
+			if err := r.writeMarker(&Restored{Checkpoint: md.ID, Remote: r.Store.String(), DownloadedAt: r.now().UnixMilli()}); err != nil {
 				return nil, err
 			}
 			return md, nil
 		case errors.Is(err, ErrNoRemoteCheckpoint) && !errors.Is(err, ErrRemoteCorrupt):
-			r.Logger.Info("the remote holds no checkpoint of this appliance: starting from empty state")
 			return nil, nil
-		case errors.Is(err, ErrRemoteCorrupt), ctx.Err() != nil:
+		case errors.Is(err, ErrRemoteCorrupt), errors.Is(err, ErrNotRestorable), ctx.Err() != nil:
 			return nil, err
-		case time.Now().After(deadline):
+		case bounded && !r.now().Before(deadline):
 			return nil, fmt.Errorf("remote not reachable within %s: %w", wait, err)
 		}
-		r.Logger.Warn("remote not reachable for recovery; retrying", "err", err, "in", backoff)
-		if !sleep(ctx, backoff) {
+		r.Logger.Warn("remote not reachable for recovery; retrying", "remote", r.Store.String(), "err", err, "in", backoff)
+		if o.OnWait != nil {
+			o.OnWait(err, backoff)
+		}
+		if !r.sleep(ctx, backoff) {
 			return nil, ctx.Err()
 		}
-		backoff = min(backoff*2, 15*time.Second)
+		backoff = min(backoff*2, maxBackoff)
 	}
+}
+
+// notRestorable is an error that is ErrNotRestorable, with its own text.
+type notRestorable string
+
+func (e notRestorable) Error() string        { return string(e) }
+func (e notRestorable) Is(target error) bool { return target == ErrNotRestorable }
+
+// replayable returns an ErrNotRestorable error naming the first source md
+// starts below the first offset its ingest log holds (logStart), fresh
+// sources aside (their log was lost: see lostLogs).
+func replayable(md *checkpoint.Metadata, logStart map[string]uint64, fresh map[string]bool) error {
+	for _, name := range slices.Sorted(maps.Keys(md.Sources)) {
+		src, _, _ := strings.Cut(name, "/")
+		first, ok := logStart[src]
+		if !ok || fresh[src] {
+			continue
+		}
+		if off := md.Sources[name].Offset; off < first {
+			return notRestorable(fmt.Sprintf("remote checkpoint %d starts source %s at ingest-log offset %d, but the log was "+
+				"truncated and begins at %d", md.ID, src, off, first))
+		}
+	}
+	return nil
 }
 
 // RestoreResult is what Restore did.
@@ -318,7 +419,7 @@ func (r *Recovery) Restore(ctx context.Context, id int64, discardNewer bool) (Re
 		res.Discarded = append(res.Discarded, l)
 	}
 	t0 := time.Now()
-	md, err := r.download(ctx, id)
+	md, err := r.download(ctx, id, nil)
 	if err != nil {
 		return res, err
 	}

@@ -78,14 +78,14 @@ func TestRecover(t *testing.T) {
 	}
 }
 
-// TestRecoverUnreachable: with the remote down and nothing local the
-// start goes on from empty state, unverified; with a local checkpoint it
-// restores that one.
+// TestRecoverUnreachable: with the remote down, nothing local and
+// upload.restore empty_if_unreachable the start goes on from empty state,
+// unverified; with a local checkpoint it restores that one.
 func TestRecoverUnreachable(t *testing.T) {
 	ms, _ := uploadTwo(t)
 	ms.SetDown(true)
 	r := newRecovery(t, ms)
-	p, err := r.Recover(t.Context(), StartOptions{LocalRecovery: true, Wait: 1})
+	p, err := r.Recover(t.Context(), StartOptions{LocalRecovery: true, Restore: RestoreEmptyIfUnreachable, Wait: 1})
 	if err != nil || p.Checkpoint != nil || !p.Unverified {
 		t.Fatalf("plan %+v, %v; want empty and unverified", p, err)
 	}

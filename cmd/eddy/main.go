@@ -7,8 +7,11 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strings"
 
 	"github.com/spf13/cobra"
+
+	"github.com/eddy-stream/eddy/daemon"
 )
 
 func main() {
@@ -18,13 +21,28 @@ func main() {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(runCmd(), validateCmd(), simulateCmd(), versionCmd(), checkpointCmd(), checkpointsCmd(), restoreCmd())
+	root.AddCommand(runCmd(), validateCmd(), simulateCmd(), versionCmd(), reloadCmd(), checkpointCmd(), checkpointsCmd(), restoreCmd())
 	if err := root.Execute(); err != nil {
-		fmt.Fprintln(os.Stderr, "eddy:", err)
-		var ee exitError
-		if errors.As(err, &ee) {
-			os.Exit(ee.code)
+		code := 1
+		var ec interface{ ExitCode() int }
+		if errors.As(err, &ec) {
+			code = ec.ExitCode()
 		}
-		os.Exit(1)
+		printError(err)
+		os.Exit(code)
+	}
+}
+
+// printError writes err to stderr. Under systemd every line carries the
+// journal priority err ("<3>", sd-daemon(3)), so `journalctl -u eddy -p err`
+// shows why eddy did not start.
+func printError(err error) {
+	prefix := ""
+	if daemon.IsJournalStream(os.Stderr) {
+		prefix = "<3>"
+	}
+	lines := strings.Split(strings.TrimRight("eddy: "+err.Error(), "\n"), "\n")
+	for _, l := range lines {
+		fmt.Fprintln(os.Stderr, prefix+l)
 	}
 }

@@ -39,6 +39,7 @@ with status 78 (EX_CONFIG).`,
 			level := new(slog.LevelVar)
 			level.Set(parseLevel(cfg.Log.Level))
 			log := daemon.NewLogger(os.Stderr, cfg.Log.Format, level)
+			defer daemon.CatchWatchdogAbort(log, os.Stderr, nil)()
 			d, err := daemon.New(cfg, log, level)
 			if err != nil {
 				return err
@@ -94,6 +95,7 @@ type exitError struct {
 
 func (e exitError) Error() string { return e.err.Error() }
 func (e exitError) Unwrap() error { return e.err }
+func (e exitError) ExitCode() int { return e.code }
 
 func versionCmd() *cobra.Command {
 	return &cobra.Command{

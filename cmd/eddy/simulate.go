@@ -16,6 +16,11 @@ import (
 	"github.com/eddy-stream/eddy/simulate"
 )
 
+// liveEndMarkerDelay is the end marker's default distance from the last
+// event time of a live stream: longer than a one-minute window plus its
+// max_out_of_orderness.
+const liveEndMarkerDelay = time.Minute + 10*time.Second
+
 func simulateCmd() *cobra.Command {
 	var (
 		o        simulate.Options
@@ -42,6 +47,14 @@ stream byte for byte. With neither --duration nor --count it runs until stopped.
 				}
 				o.Start = t
 			}
+			if start == "now" && o.EndMarker {
+				// A live stream: the marker must not lead the clock, or a
+				// running pipeline's real readings turn late.
+				o.EndMarkerOnTime = true
+				if o.EndMarkerDelay == 0 {
+					o.EndMarkerDelay = liveEndMarkerDelay
+				}
+			}
 			if o.Duration == 0 && o.Count == 0 {
 				o.Count = math.MaxInt32 // until stopped
 			}
@@ -58,8 +71,7 @@ stream byte for byte. With neither --duration nor --count it runs until stopped.
 			if ferr := pub.Flush(context.Background()); ferr != nil && err == nil {
 				err = ferr
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "published %d messages, %d readings (%d good), %d bad messages, %d bytes in %s\n",
-				st.Messages, st.Readings, st.GoodReadings, st.BadMessages, st.Bytes, st.Elapsed.Round(time.Millisecond))
+			fmt.Fprintln(cmd.OutOrStdout(), st)
 			if errors.Is(err, context.Canceled) {
 				return nil
 			}
@@ -80,7 +92,9 @@ stream byte for byte. With neither --duration nor --count it runs until stopped.
 	f.Int64Var(&o.Seed, "seed", 1, "random seed: the same seed gives the same stream")
 	f.StringVar(&start, "start", "now", `event time of the first reading: RFC 3339, "now", or "" for the fixed default`)
 	f.DurationVar(&o.Interval, "interval", 0, "event-time step between readings (default 1s/rate)")
-	f.BoolVar(&o.EndMarker, "end-marker", false, "finish with a reading far ahead in event time so every window closes")
+	f.BoolVar(&o.EndMarker, "end-marker", false, "finish with a reading --end-marker-delay after the last event time so every window closes; "+
+		"with --start now it is published only once the clock reaches its event time (not needed with idle_advance)")
+	f.DurationVar(&o.EndMarkerDelay, "end-marker-delay", 0, "how far after the last event time the end marker lies (default 1m10s with --start now, else 10m)")
 	f.Float64Var(&o.Bad, "bad", 0, "fraction of messages replaced by malformed input")
 	f.StringVar(&o.TopicPattern, "topic-pattern", "", "topic pattern (default sensors/{site}/{device}/telemetry)")
 	return c

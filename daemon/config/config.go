@@ -1,8 +1,12 @@
 package config
 
 import (
+	"fmt"
+	"math"
 	"path/filepath"
 	"runtime"
+	"strconv"
+	"strings"
 	"time"
 )
 
@@ -18,6 +22,7 @@ type Config struct {
 	Pipeline      Pipeline      `mapstructure:"pipeline"`
 	Sinks         []Sink        `mapstructure:"sinks"`
 	IngestLog     IngestLog     `mapstructure:"ingest_log"`
+	Disk          Disk          `mapstructure:"disk"`
 	State         State         `mapstructure:"state"`
 	Checkpointing Checkpointing `mapstructure:"checkpointing"`
 	Upload        Upload        `mapstructure:"upload"`
@@ -97,6 +102,14 @@ type EventTime struct {
 	// IdleTimeout marks the source idle (not holding back the watermark)
 	// after this long without input; 0 = never.
 	IdleTimeout time.Duration `mapstructure:"idle_timeout"`
+	// IdleAdvance: when every input of a keyed stage has been idle for
+	// IdleTimeout, its watermark advances with the box's clock minus
+	// MaxOutOfOrderness, so the last window of a quiet device fires.
+	IdleAdvance bool `mapstructure:"idle_advance"`
+	// MaxFuture: a reading whose event time is further ahead of the time
+	// eddy received it is a dead letter ("event time in the future") and
+	// never moves the watermark; 0 = no limit.
+	MaxFuture time.Duration `mapstructure:"max_future"`
 }
 
 // Pipeline is the parallelism and the ordered list of stages.
@@ -148,7 +161,7 @@ type Stage struct {
 	KeyBy  StringList `mapstructure:"key_by"`
 	Window *Window    `mapstructure:"window"`
 	// Aggregate maps an output name to count(), sum(f), min(f), max(f),
-	// avg(f), first(f) or last(f); see ParseAggregate.
+	// avg(f), first(f) or last(f); see lang.ParseAggregate.
 	Aggregate map[string]string `mapstructure:"aggregate"`
 }
 
@@ -230,8 +243,48 @@ type IngestLog struct {
 	SegmentSize Size `mapstructure:"segment_size"`
 	MaxSize     Size `mapstructure:"max_size"`
 	// SyncInterval is the group-commit window: appends within it share one
-	// fsync before their PUBACKs. 0 = fsync every append.
+	// fsync before their PUBACKs. 0 = every append is fsynced before it is
+	// acknowledged.
 	SyncInterval time.Duration `mapstructure:"sync_interval"`
+}
+
+// Disk is the free-space budget of the file systems eddy writes to
+// (data_dir and each file sink's directory).
+type Disk struct {
+	// MinFree is the free space below which intake pauses: a size
+	// ("2GiB"), a percentage of the file system ("10%"), "auto" (the
+	// smaller of 5 % and 1 GiB) or "0" (never pause). See MinFreeBudget.
+	MinFree string `mapstructure:"min_free"`
+}
+
+// MinFreeAuto is the default disk.min_free: the smaller of
+// MinFreeAutoPercent of the file system and MinFreeAutoBytes.
+const (
+	MinFreeAuto        = "auto"
+	MinFreeAutoPercent = 5.0
+	MinFreeAutoBytes   = 1 * GiB
+)
+
+// MinFreeBudget parses disk.min_free: bytes, percent (0..100), or both
+// for "auto" (the budget is then the smaller of the two). Zero for both
+// means never pause.
+func (d Disk) MinFreeBudget() (bytes Size, percent float64, err error) {
+	v := strings.TrimSpace(d.MinFree)
+	switch {
+	case v == "" || strings.EqualFold(v, MinFreeAuto):
+		return MinFreeAutoBytes, MinFreeAutoPercent, nil
+	case strings.HasSuffix(v, "%"):
+		p, err := strconv.ParseFloat(strings.TrimSpace(strings.TrimSuffix(v, "%")), 64)
+		if err != nil || p < 0 || p >= 100 || math.IsNaN(p) {
+			return 0, 0, fmt.Errorf("invalid percentage %q: want a number from 0 to below 100 followed by %%, e.g. 5%%", d.MinFree)
+		}
+		return 0, p, nil
+	}
+	b, err := ParseSize(v)
+	if err != nil {
+		return 0, 0, fmt.Errorf("%w, a percentage such as 5%%, or auto", err)
+	}
+	return b, 0, nil
 }
 
 // State configures the RocksDB keyed state backend.
@@ -302,6 +355,15 @@ type Upload struct {
 	// OrphanGrace: remote objects no committed checkpoint references are
 	// deleted once this old; the orphan sweep runs this often.
 	OrphanGrace time.Duration `mapstructure:"orphan_grace"`
+	// Restore is what a start without a local checkpoint does while the
+	// remote does not answer: "wait" for it (an empty start only when it
+	// answers that it holds nothing for this appliance), or
+	// "empty_if_unreachable" after RestoreTimeout.
+	Restore string `mapstructure:"restore"`
+	// RestoreTimeout bounds the retries of an unreachable remote when a
+	// start has a local checkpoint to fall back on, or with
+	// Restore "empty_if_unreachable".
+	RestoreTimeout time.Duration `mapstructure:"restore_timeout"`
 }
 
 // HTTP configures the REST API, metrics and web page.
@@ -337,6 +399,7 @@ func Default() *Config {
 			MaxSize:      1 * GiB,
 			SyncInterval: 2 * time.Millisecond,
 		},
+		Disk: Disk{MinFree: MinFreeAuto},
 		State: State{
 			Memory:            Memory{Managed: 256 * MiB, WriteBufferRatio: 0.5, HighPrioPoolRatio: 0.1},
 			Timers:            "rocksdb",
@@ -364,6 +427,8 @@ func Default() *Config {
 			Probe:            true,
 			RetryMaxInterval: time.Minute,
 			OrphanGrace:      time.Hour,
+			Restore:          "wait",
+			RestoreTimeout:   2 * time.Minute,
 		},
 		HTTP: HTTP{Listen: "127.0.0.1:8086"},
 		Log:  Log{Level: "info", Format: "json"},
@@ -376,7 +441,7 @@ func defaultSource() Source {
 	return Source{
 		Parallelism: 1,
 		Format:      "json",
-		EventTime:   EventTime{Format: "auto", MaxOutOfOrderness: 5 * time.Second},
+		EventTime:   EventTime{Format: "auto", MaxOutOfOrderness: 5 * time.Second, IdleAdvance: true, MaxFuture: time.Hour},
 	}
 }
 

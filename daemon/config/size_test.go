@@ -53,3 +53,24 @@ func TestSizeStringRoundTrips(t *testing.T) {
 		t.Errorf("String = %q", got)
 	}
 }
+
+func TestMinFreeBudget(t *testing.T) {
+	for _, tc := range []struct {
+		in      string
+		bytes   Size
+		percent float64
+	}{
+		{"", GiB, 5}, {"auto", GiB, 5}, {"AUTO", GiB, 5},
+		{"10%", 0, 10}, {"2.5 %", 0, 2.5}, {"2GiB", 2 * GiB, 0}, {"0", 0, 0}, {"0%", 0, 0},
+	} {
+		b, p, err := Disk{MinFree: tc.in}.MinFreeBudget()
+		if err != nil || b != tc.bytes || p != tc.percent {
+			t.Errorf("MinFreeBudget(%q) = %v, %v, %v; want %v, %v", tc.in, b, p, err, tc.bytes, tc.percent)
+		}
+	}
+	for _, in := range []string{"-1%", "100%", "x%", "5 percent", "-3"} {
+		if _, _, err := (Disk{MinFree: in}).MinFreeBudget(); err == nil {
+			t.Errorf("MinFreeBudget(%q) succeeded", in)
+		}
+	}
+}

@@ -12,10 +12,9 @@ import (
 	"strings"
 	"time"
 
-	"github.com/expr-lang/expr"
 	"github.com/expr-lang/expr/file"
 
-	"github.com/eddy-stream/eddy/pipeline"
+	"github.com/eddy-stream/eddy/pipeline/lang"
 )
 
 // Problem is one thing wrong with a configuration, at one key.
@@ -54,14 +53,6 @@ var (
 	cfNameRe     = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]*$`)
 	bucketRe     = regexp.MustCompile(`^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$`)
 )
-
-// reservedFields are the fields every window result carries besides its key
-// fields and aggregates; neither may reuse them.
-var reservedFields = []string{"id", "stage", "window_start", "window_end", "firing"}
-
-// templateFields are the non-key, non-aggregate placeholders a topic
-// template may use.
-var templateFields = []string{"window_start", "window_end", "stage"}
 
 type checker struct {
 	probs []Problem
@@ -134,6 +125,9 @@ func (c *Config) Validate() error {
 	c.validatePipeline(ck)
 	c.validateSinks(ck)
 	c.validateIngestLog(ck)
+	if _, _, err := c.Disk.MinFreeBudget(); err != nil {
+		ck.add("disk.min_free", "%v", err)
+	}
 	c.validateState(ck)
 	c.validateCheckpointing(ck)
 	c.validateUpload(ck)
@@ -236,6 +230,7 @@ func (c *Config) validateSources(ck *checker) {
 		}
 		ck.durNonNeg(k+".event_time.max_out_of_orderness", s.EventTime.MaxOutOfOrderness)
 		ck.durNonNeg(k+".event_time.idle_timeout", s.EventTime.IdleTimeout)
+		ck.durNonNeg(k+".event_time.max_future", s.EventTime.MaxFuture)
 	}
 }
 
@@ -347,7 +342,7 @@ func validateStage(ck *checker, k string, s *Stage) {
 		ck.add(k, "has %s; a stage is exactly one of filter, map, or key_by + window + aggregate: split it into several stages", strings.Join(kinds, " and "))
 	}
 	if s.Filter != "" {
-		if _, err := expr.Compile(s.Filter, expr.AllowUndefinedVariables(), expr.AsBool()); err != nil {
+		if _, err := lang.CompileFilter(s.Filter); err != nil {
 			ck.add(k+".filter", "%s", exprError(err))
 		}
 	}
@@ -361,7 +356,7 @@ func validateStage(ck *checker, k string, s *Stage) {
 			ck.add(fk, "expression is empty")
 			continue
 		}
-		if _, err := expr.Compile(e, expr.AllowUndefinedVariables()); err != nil {
+		if _, err := lang.CompileMap(e); err != nil {
 			ck.add(fk, "%s", exprError(err))
 		}
 	}
@@ -380,8 +375,8 @@ func validateKeyed(ck *checker, k string, s *Stage) {
 		switch {
 		case !fieldRe.MatchString(f):
 			ck.add(fk, "must be a field name matching %s (got %q)", fieldRe, f)
-		case slices.Contains(reservedFields, f):
-			ck.add(fk, "%q is a field every window result has; key by another name (reserved: %s)", f, list(reservedFields))
+		case slices.Contains(lang.ResultFields, f):
+			ck.add(fk, "%q is a field every window result has; key by another name (reserved: %s)", f, list(lang.ResultFields))
 		case keys[f]:
 			ck.add(fk, "duplicate field %q", f)
 		}
@@ -402,10 +397,10 @@ func validateKeyed(ck *checker, k string, s *Stage) {
 			ck.add(ak, "aggregate name must match [a-z_][a-z0-9_]*")
 		case keys[name]:
 			ck.add(ak, "aggregate name %q clashes with a key_by field", name)
-		case slices.Contains(reservedFields, name):
-			ck.add(ak, "aggregate name %q is reserved (reserved: %s)", name, list(reservedFields))
+		case slices.Contains(lang.ResultFields, name):
+			ck.add(ak, "aggregate name %q is reserved (reserved: %s)", name, list(lang.ResultFields))
 		}
-		if _, _, err := ParseAggregate(s.Aggregate[name]); err != nil {
+		if _, _, err := lang.ParseAggregate(s.Aggregate[name]); err != nil {
 			ck.add(ak, "%v", err)
 		}
 	}
@@ -460,10 +455,6 @@ func exprError(err error) string {
 	}
 	return "invalid expression: " + strings.ReplaceAll(err.Error(), "\n", " ")
 }
-
-// ParseAggregate parses an aggregate: "count()" or fn(field). It is the
-// pipeline's own parser, so validation and execution cannot disagree.
-func ParseAggregate(s string) (fn, field string, err error) { return pipeline.ParseAggregate(s) }
 
 func (c *Config) validateSinks(ck *checker) {
 	stages := map[string]*Stage{}
@@ -555,11 +546,12 @@ func validateSinkTopic(ck *checker, k string, s *Sink, from *Stage) {
 	if strings.ContainsAny(t, "+#") {
 		ck.add(k, "must not contain the wildcards + or # (got %q)", t)
 	}
-	fields, err := templateFieldsOf(t)
+	tmpl, err := lang.ParseTemplate(t)
 	if err != nil {
 		ck.add(k, "%v (got %q)", err, t)
 		return
 	}
+	fields := tmpl.Fields()
 	if len(fields) == 0 {
 		return
 	}
@@ -575,36 +567,12 @@ func validateSinkTopic(ck *checker, k string, s *Sink, from *Stage) {
 	}
 	allowed := append([]string(nil), from.KeyBy...)
 	allowed = append(allowed, sortedKeys(from.Aggregate)...)
-	allowed = append(allowed, templateFields...)
+	allowed = append(allowed, lang.TemplateFields...)
 	for _, f := range fields {
 		if !slices.Contains(allowed, f) {
 			ck.add(k, "placeholder {%s} is not a key field, aggregate, window_start, window_end or stage of stage %q (key fields: %s; aggregates: %s)",
 				f, from.Name, list(from.KeyBy), list(sortedKeys(from.Aggregate)))
 		}
-	}
-}
-
-// templateFieldsOf returns the {placeholders} of a topic template.
-func templateFieldsOf(t string) ([]string, error) {
-	var fields []string
-	for {
-		i := strings.IndexAny(t, "{}")
-		if i < 0 {
-			return fields, nil
-		}
-		if t[i] == '}' {
-			return nil, errors.New("has a } without a {")
-		}
-		j := strings.IndexAny(t[i+1:], "{}")
-		if j < 0 || t[i+1+j] == '{' {
-			return nil, errors.New("has a { without a }")
-		}
-		f := t[i+1 : i+1+j]
-		if f == "" {
-			return nil, errors.New("has an empty placeholder {}")
-		}
-		fields = append(fields, f)
-		t = t[i+1+j+1:]
 	}
 }
 
@@ -698,6 +666,8 @@ func (c *Config) validateUpload(ck *checker) {
 	ck.oneOf("upload.compression", u.Compression, "none", "snappy")
 	ck.durPositive("upload.retry_max_interval", u.RetryMaxInterval)
 	ck.durPositive("upload.orphan_grace", u.OrphanGrace)
+	ck.oneOf("upload.restore", u.Restore, "wait", "empty_if_unreachable")
+	ck.durPositive("upload.restore_timeout", u.RestoreTimeout)
 }
 
 func validateRemote(ck *checker, r string) {

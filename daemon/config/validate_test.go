@@ -3,6 +3,7 @@ package config
 import (
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestBaseConfigIsValid(t *testing.T) {
@@ -12,6 +13,9 @@ func TestBaseConfigIsValid(t *testing.T) {
 	}
 	if got := c.Sources[0].EventTime.Format; got != "auto" {
 		t.Errorf("event_time.format default: got %q", got)
+	}
+	if et := c.Sources[0].EventTime; !et.IdleAdvance || et.MaxFuture != time.Hour {
+		t.Errorf("event_time defaults: idle_advance %v, max_future %v; want true, 1h", et.IdleAdvance, et.MaxFuture)
 	}
 	if c.MQTT.ClientID != "eddy-line-3" {
 		t.Errorf("client_id: got %q", c.MQTT.ClientID)
@@ -52,6 +56,8 @@ func TestBrokenConfigs(t *testing.T) {
 		{name: "fractional byte count", yaml: `ingest_log: {segment_size: 1.5}`, key: "ingest_log.segment_size", msg: "whole number of bytes"},
 
 		// Ranges and enums.
+		{name: "bad disk.min_free", yaml: `disk: {min_free: lots}`, key: "disk.min_free", msg: `invalid size "lots"`},
+		{name: "disk.min_free 100%", yaml: `disk: {min_free: 100%}`, key: "disk.min_free", msg: "from 0 to below 100"},
 		{name: "qos out of range", yaml: `mqtt: {qos: 3}`, key: "mqtt.qos", msg: "must be between 0 and 2 (got 3)"},
 		{name: "max_parallelism out of range", yaml: "pipeline:\n  max_parallelism: 40000\n  stages: [{name: valid, filter: 'true'}]\nsinks:\n  - {name: out, from: valid, file: {path: out.jsonl}}", key: "pipeline.max_parallelism", msg: "must be between 1 and 32768"},
 		{name: "parallelism above max_parallelism", yaml: "pipeline:\n  parallelism: 256\n  max_parallelism: 128\n  stages: [{name: valid, filter: 'true'}]\nsinks:\n  - {name: out, from: valid, file: {path: out.jsonl}}", key: "pipeline.parallelism", msg: "must be <= pipeline.max_parallelism (128) (got 256)"},
@@ -107,6 +113,8 @@ func TestBrokenConfigs(t *testing.T) {
 		{name: "hash not last", yaml: "sources:\n  - {name: readings, topic: 'sensors/#/x'}", key: "sources[0].topic", msg: "# must be the whole last level"},
 		{name: "topic_fields length mismatch", yaml: "sources:\n  - {name: readings, topic: 'sensors/+/+/telemetry', topic_fields: [null, site, device]}", key: "sources[0].topic_fields", msg: "has 3 entries but topic"},
 		{name: "bad event time format", yaml: "sources:\n  - {name: readings, topic: 'a/+', event_time: {format: unix}}", key: "sources[0].event_time.format", msg: "auto, rfc3339, epoch_ms, epoch_s"},
+		{name: "negative max_future", yaml: "sources:\n  - {name: readings, topic: 'a/+', event_time: {max_future: -1m}}", key: "sources[0].event_time.max_future", msg: ">= 0"},
+		{name: "idle_advance not a bool", yaml: "sources:\n  - {name: readings, topic: 'a/+', event_time: {idle_advance: sometimes}}", key: "sources[0].event_time.idle_advance", msg: ""},
 		{name: "no sources", yaml: "sources: []", key: "sources", msg: "at least one source"},
 
 		// Sinks.
@@ -228,42 +236,5 @@ func TestValidateDefaultNamesWhatIsMissing(t *testing.T) {
 		if _, ok := findProblem(ps, k); !ok {
 			t.Errorf("no problem at %s in:\n%v", k, err)
 		}
-	}
-}
-
-func TestParseAggregate(t *testing.T) {
-	tests := []struct {
-		in, fn, field string
-		err           string
-	}{
-		{in: "count()", fn: "count"},
-		{in: " count ( ) ", fn: "count"},
-		{in: "avg(temperature)", fn: "avg", field: "temperature"},
-		{in: "max( payload.temp )", fn: "max", field: "payload.temp"},
-		{in: "first(ts)", fn: "first", field: "ts"},
-		{in: "last(ts)", fn: "last", field: "ts"},
-		{in: "sum(x)", fn: "sum", field: "x"},
-		{in: "min(x)", fn: "min", field: "x"},
-		{in: "median(x)", err: `unknown function "median"`},
-		{in: "count(x)", err: "takes no field"},
-		{in: "avg()", err: "needs a field"},
-		{in: "avg(a, b)", err: "must be count() or fn(field)"},
-		{in: "avg(1x)", err: "field must match"},
-		{in: "avg", err: "must be count() or fn(field)"},
-		{in: "", err: "must be count() or fn(field)"},
-	}
-	for _, tc := range tests {
-		t.Run(tc.in, func(t *testing.T) {
-			fn, field, err := ParseAggregate(tc.in)
-			if tc.err != "" {
-				if err == nil || !strings.Contains(err.Error(), tc.err) {
-					t.Fatalf("err = %v, want %q", err, tc.err)
-				}
-				return
-			}
-			if err != nil || fn != tc.fn || field != tc.field {
-				t.Fatalf("got (%q, %q, %v), want (%q, %q)", fn, field, err, tc.fn, tc.field)
-			}
-		})
 	}
 }

@@ -1,6 +1,8 @@
 // Package web is eddy's web page: plain HTML, CSS and JavaScript embedded
 // in the binary (no CDN, works offline). The page reads the JSON API of
-// package daemon and polls it every 2 s.
+// package daemon and polls it every 2 s. Its charts use uPlot, vendored
+// under static/vendor/ by scripts/vendor-web.sh and pinned by the sha256
+// sums in vendor.txt (TestWebVendoredChecksums).
 package web
 
 import (

@@ -36,4 +36,6 @@ func (l Layout) UploadRecord() string { return filepath.Join(l.Upload(), "remote
 
 // RestoredMarker records that state was restored from the remote onto an
 // ingest log that no longer held the checkpoint's offsets.
-func (l Layout) RestoredMarker() string { return filepath.Join(l.Upload(), "restored-from-remote.json") }
+func (l Layout) RestoredMarker() string {
+	return filepath.Join(l.Upload(), "restored-from-remote.json")
+}

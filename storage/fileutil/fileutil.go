@@ -224,3 +224,13 @@ func CopyFileFS(fsys FS, src, dst string, perm os.FileMode) (err error) {
 	}
 	return nil
 }
+
+// ReadFileFS reads the whole file at path through fsys.
+func ReadFileFS(fsys FS, path string) ([]byte, error) {
+	f, err := fsys.OpenFile(path, os.O_RDONLY, 0)
+	if err != nil {
+		return nil, err
+	}
+	data, err := io.ReadAll(f)
+	return data, errors.Join(err, f.Close())
+}

@@ -9,7 +9,9 @@ import (
 
 const benchPayload = 150
 
-func benchOptions(o *Options) { o.SyncInterval, o.MaxSize = 2*time.Millisecond, 1<<40 }
+func benchOptions(o *Options) {
+	o.SyncInterval, o.ManualSync, o.MaxSize = 2*time.Millisecond, false, 1<<40
+}
 
 // BenchmarkAppend appends 150-byte messages with group commit running,
 // then syncs: the rate at which a source can take in messages durably.

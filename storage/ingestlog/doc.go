@@ -22,14 +22,28 @@
 //     naming the file and byte offset; nothing is skipped silently.
 //   - Data is never dropped: at MaxSize Append fails with ErrFull until
 //     TruncateFront frees whole segments.
-//   - A failed write or fsync breaks the Log: every later Append and Sync
-//     returns that error (fsync is not retried: the kernel may already have
-//     dropped the dirty pages). Reopening recovers what was durable.
+//   - A record Append accepted is never lost to a failed write or fsync:
+//     the Log keeps every record not yet durable in memory. After a
+//     failure Append refuses records (ErrUnavailable; Paused reports
+//     PauseError) and the next Sync recovers: it closes every file, never
+//     fsyncing a handle that failed (the kernel may have dropped its dirty
+//     pages and would report success), removes segments created after the
+//     durable one, reopens that one from disk, checks its records up to
+//     the durable end and cuts it there, and writes the kept records
+//     again. Until that succeeds (the disk has room again) the records
+//     after SyncedOffset stay unacknowledged. Only corruption found in the
+//     durable part is sticky.
+//   - Pause(reason) makes Append refuse records (ErrUnavailable) for a
+//     reason of the caller's, e.g. a disk below its free-space budget;
+//     syncing, reading and truncation go on.
 //
 // # Concurrency
 //
 // Append, AppendBatch and every other Log method may be called from any
 // goroutine. With SyncInterval > 0 a group-commit goroutine fsyncs at most
-// once per interval while there are unsynced appends; Sync forces an
-// fsync at once. Close stops the goroutine.
+// once per interval while there are unsynced appends; with SyncInterval 0
+// every Append fsyncs before it returns (appends waiting meanwhile share
+// the next fsync). The same goroutine retries recovery every
+// RetryInterval after a failure. ManualSync leaves both to Sync. Close
+// stops the goroutine.
 package ingestlog

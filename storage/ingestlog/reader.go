@@ -46,6 +46,12 @@ func (l *Log) NewReader(from uint64) (*Reader, error) {
 	if !found {
 		i--
 	}
+	// Never open a segment beyond the durable one: recovery after a failed
+	// write or fsync removes and recreates those files. Next skips the
+	// records below from.
+	if l.segs[i].base > l.durable.seg {
+		i, _ = slices.BinarySearchFunc(l.segs, l.durable.seg, bySegBase)
+	}
 	r := &Reader{l: l, from: from}
 	if err := r.openLocked(l.segs[i].base); err != nil {
 		return nil, err

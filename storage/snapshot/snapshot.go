@@ -15,11 +15,9 @@ import (
 	"bufio"
 	"bytes"
 	"encoding/binary"
-	"errors"
 	"fmt"
 	"hash/crc32"
 	"io"
-	"os"
 
 	"github.com/golang/snappy"
 
@@ -196,7 +194,7 @@ func Restore(path string, db *state.DB, want keygroup.Range) (int64, error) {
 // those named in the file. It returns the number of keys loaded. Damage is
 // a *fileutil.CorruptionError naming path and the byte offset.
 func RestoreFS(fsys fileutil.FS, path string, db *state.DB, want keygroup.Range) (int64, error) {
-	data, err := readFile(fsys, path)
+	data, err := fileutil.ReadFileFS(fsys, path)
 	if err != nil {
 		return 0, fmt.Errorf("snapshot: %w", err)
 	}
@@ -320,13 +318,4 @@ func RestoreFS(fsys fileutil.FS, path string, db *state.DB, want keygroup.Range)
 		}
 	}
 	return keys, nil
-}
-
-func readFile(fsys fileutil.FS, path string) ([]byte, error) {
-	f, err := fsys.OpenFile(path, os.O_RDONLY, 0)
-	if err != nil {
-		return nil, err
-	}
-	data, err := io.ReadAll(f)
-	return data, errors.Join(err, f.Close())
 }

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/eddy-stream/eddy/pipeline"
+	"github.com/eddy-stream/eddy/pipeline/sink"
 	"github.com/eddy-stream/eddy/simulate"
 	"github.com/eddy-stream/eddy/storage/checkpoint"
 	"github.com/eddy-stream/eddy/storage/fileutil"
@@ -31,7 +32,7 @@ type countSink struct {
 	n, bytes atomic.Int64
 }
 
-func (s *countSink) Write(_ context.Context, outs []pipeline.Output) error {
+func (s *countSink) Write(_ context.Context, outs []sink.Output) error {
 	s.n.Add(int64(len(outs)))
 	for _, o := range outs {
 		s.bytes.Add(int64(len(o.Payload)))

@@ -14,7 +14,7 @@ import (
 	"time"
 
 	"github.com/eddy-stream/eddy/daemon"
-	"github.com/eddy-stream/eddy/pipeline"
+	"github.com/eddy-stream/eddy/pipeline/ingest"
 	"github.com/eddy-stream/eddy/pipeline/mqttio"
 	"github.com/eddy-stream/eddy/simulate"
 	"github.com/eddy-stream/eddy/storage/ingestlog"
@@ -343,7 +343,7 @@ func perfRecord(b *testing.B, pid int) (stop func()) {
 	}
 }
 
-// BenchmarkIngest: eddy's MQTT source alone, in process (pipeline.Ingest:
+// BenchmarkIngest: eddy's MQTT source alone, in process (ingest.Bridge:
 // paho client → ingest log → PUBACK once the group fsync covers the
 // message) on the shared mosquitto, one reading per message. store=file
 // is paho's file store, as daemon.startIngest configures it (StoreDir
@@ -380,7 +380,7 @@ func BenchmarkIngest(b *testing.B) {
 			if v.file {
 				o.StoreDir = filepath.Join(dir, "mqtt", "readings")
 			}
-			in := pipeline.NewIngest("readings", log, o, []mqttio.Subscription{{Filter: "sensors/+/+/telemetry", QoS: 1}}, nil)
+			in := ingest.New("readings", log, o, []mqttio.Subscription{{Filter: "sensors/+/+/telemetry", QoS: 1}}, nil)
 			if err := in.Start(ctx); err != nil {
 				b.Fatal(err)
 			}

@@ -111,7 +111,7 @@ func TestRestartResumes(t *testing.T) {
 	}
 }
 
-// TestStopTakesFinalCheckpoint checks DESIGN.md's "SIGTERM = final
+// TestStopTakesFinalCheckpoint checks the README's "SIGTERM = final
 // checkpoint then exit": in exactly_once mode results are staged until a
 // checkpoint completes, so without a last checkpoint every result since
 // the previous one would stay unpublished until eddy runs again, which on

@@ -10,11 +10,11 @@ import (
 
 // TestStagedOutputSurvivesSlowBroker: staged output stays in every
 // snapshot until its sink has confirmed it. Regression test for an
-// exactly-once bug of the publisher (pipeline/checkpointing.go, Job.publish):
+// exactly-once bug of the release loop (pipeline/release.go, Job.release):
 // it used to remove the staged output of every checkpoint <= N from the
 // stagers (stager.take) before handing it to the sinks. While a sink was
 // slow - here the MQTT broker hangs, as a broker behind a broken uplink
-// would, so MQTTSink.Write blocks - the coordinator kept completing
+// would, so sink.MQTT.Write blocks - the coordinator kept completing
 // checkpoints whose snapshots no longer held the taken output; a crash then
 // restored the newest one, and every result that had not reached the broker
 // (or paho's store) was lost for good.

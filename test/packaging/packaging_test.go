@@ -127,6 +127,18 @@ func TestDebMetadata(t *testing.T) {
 			t.Errorf("%s: sh -n: %v %s", s, err, out)
 		}
 	}
+	// dh_installsystemd's conventions: postinst enables through
+	// deb-systemd-helper (online and offline), prerm never disables (a
+	// removed and reinstalled eddy stays enabled), postrm purges the
+	// enablement. test/systemd checks them under a real systemd.
+	for s, want := range map[string]string{"postinst": "deb-systemd-helper enable", "postrm": "deb-systemd-helper purge"} {
+		if b, _ := os.ReadFile(filepath.Join(ctl, s)); !strings.Contains(string(b), want) {
+			t.Errorf("%s lacks %q", s, want)
+		}
+	}
+	if b, _ := os.ReadFile(filepath.Join(ctl, "prerm")); regexp.MustCompile(`(systemctl|deb-systemd-helper)( --?\S+)* disable`).Match(b) {
+		t.Error("prerm disables the unit: apt remove then apt install would leave it disabled")
+	}
 	t.Logf("%s", info)
 }
 
@@ -161,6 +173,14 @@ func TestRPMQueries(t *testing.T) {
 	for _, want := range []string{"postinstall scriptlet", "preuninstall scriptlet", "postuninstall scriptlet"} {
 		if !strings.Contains(scripts, want) {
 			t.Errorf("rpm lacks a %s", want)
+		}
+	}
+	// The %systemd_post, %systemd_preun and %systemd_postun_with_restart
+	// semantics.
+	for _, want := range []string{"systemctl --no-reload preset eddy.service", "systemctl --no-reload disable --now eddy.service",
+		"systemctl try-restart eddy.service"} {
+		if !strings.Contains(scripts, want) {
+			t.Errorf("rpm scriptlets lack %q:\n%s", want, scripts)
 		}
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"encoding/json"
 	"fmt"
+	"github.com/eddy-stream/eddy/test/notifytest"
 	"io"
 	"os"
 	"path/filepath"
@@ -39,18 +40,18 @@ func TestSystemdLifecycle(t *testing.T) {
 	results := filepath.Join(t.TempDir(), "results.jsonl")
 	c := testConfig{Interval: "3s", MinPause: "100ms", Out: results}
 	e := newEddy(t, c)
-	ns := listenNotify(t)
-	env := []string{ns.env(), "WATCHDOG_USEC=1000000"}
+	ns := notifytest.Listen(t)
+	env := []string{ns.Env(), "WATCHDOG_USEC=1000000"}
 	p := e.start(env...)
 
 	// READY=1 once the job runs (no checkpoint to restore yet).
-	ready, _ := ns.waitFor(0, 60*time.Second, "READY=1", isKey("READY", "1"))
+	ready, _ := ns.WaitFor(0, 60*time.Second, "READY=1", notifytest.IsKey("READY", "1"))
 	running := p.WaitLog(0, "pipeline running", 5*time.Second)
-	if lt := logTime(t, running); lt.After(ready.at) {
-		t.Fatalf("READY=1 (%s) before the pipeline ran (%s)", ready.at, lt)
+	if lt := logTime(t, running); lt.After(ready.At) {
+		t.Fatalf("READY=1 (%s) before the pipeline ran (%s)", ready.At, lt)
 	}
-	if !ready.has("STATUS") {
-		t.Errorf("READY=1 came without STATUS=: %q", ready.raw)
+	if !ready.Has("STATUS") {
+		t.Errorf("READY=1 came without STATUS=: %q", ready.Raw)
 	}
 
 	// 4000 readings, 10 devices, 10 ms apart: 40 s of event time.
@@ -58,35 +59,35 @@ func TestSystemdLifecycle(t *testing.T) {
 		"--interval", "10ms", "--start", "2024-01-01T00:00:00Z", "--seed", "1")
 	waitRead(p, 4000, 30*time.Second)
 
-	// STATUS= names the last checkpoint, its age, the rate and back-pressure.
-	st, _ := ns.waitFor(0, 20*time.Second, "STATUS=checkpoint …", func(m notifyMsg) bool {
-		return strings.HasPrefix(m.fields["STATUS"], "checkpoint ")
+	// STATUS= names the last checkpoint, its age, the backlog and the rate.
+	st, _ := ns.WaitFor(0, 20*time.Second, "STATUS=checkpoint …", func(m notifytest.Msg) bool {
+		return strings.HasPrefix(m.Fields["STATUS"], "checkpoint ")
 	})
-	for _, want := range []string{" ago", "rec/s", "back-pressure"} {
-		if !strings.Contains(st.fields["STATUS"], want) {
-			t.Errorf("STATUS=%q lacks %q", st.fields["STATUS"], want)
+	for _, want := range []string{" ago · backlog ", " rec/s"} {
+		if !strings.Contains(st.Fields["STATUS"], want) {
+			t.Errorf("STATUS=%q lacks %q", st.Fields["STATUS"], want)
 		}
 	}
-	t.Logf("STATUS=%s", st.fields["STATUS"])
+	t.Logf("STATUS=%s", st.Fields["STATUS"])
 
 	// WATCHDOG=1 every WATCHDOG_USEC/2 = 500 ms while idle (not a stall).
 	t0 := time.Now()
 	time.Sleep(2600 * time.Millisecond)
-	if n := ns.pings(t0, time.Now()); n < 3 {
+	if n := ns.Pings(t0, time.Now()); n < 3 {
 		t.Fatalf("%d WATCHDOG=1 in 2.6 s with WatchdogSec=1s, want at least 3", n)
 	}
 
 	// Reload: interval 3s → 300ms and log.level info → debug, applied live.
 	c.Interval, c.Level = "300ms", "debug"
 	e.writeConfig(c)
-	mark, logMark := ns.count(), p.LogCount()
+	mark, logMark := ns.Count(), p.LogCount()
 	reloadAt := time.Now()
 	p.Signal(syscall.SIGHUP)
-	rel, i := ns.waitFor(mark, 10*time.Second, "RELOADING=1", isKey("RELOADING", "1"))
-	if !rel.has("MONOTONIC_USEC") {
-		t.Errorf("RELOADING=1 without MONOTONIC_USEC: %q", rel.raw)
+	rel, i := ns.WaitFor(mark, 10*time.Second, "RELOADING=1", notifytest.IsKey("RELOADING", "1"))
+	if !rel.Has("MONOTONIC_USEC") {
+		t.Errorf("RELOADING=1 without MONOTONIC_USEC: %q", rel.Raw)
 	}
-	ns.waitFor(i+1, 10*time.Second, "READY=1 after RELOADING=1", isKey("READY", "1"))
+	ns.WaitFor(i+1, 10*time.Second, "READY=1 after RELOADING=1", notifytest.IsKey("READY", "1"))
 	l := p.WaitLog(logMark, "configuration reloaded", 5*time.Second)
 	if l.Str("checkpointing.interval") != "3s → 300ms" || l.Str("log.level") != "info → debug" {
 		t.Errorf("reload log: %s", l.Raw)
@@ -116,10 +117,10 @@ func TestSystemdLifecycle(t *testing.T) {
 	refused := c
 	refused.Window = "20s"
 	e.writeConfig(refused)
-	mark, logMark = ns.count(), p.LogCount()
+	mark, logMark = ns.Count(), p.LogCount()
 	p.Signal(syscall.SIGHUP)
-	_, i = ns.waitFor(mark, 10*time.Second, "RELOADING=1", isKey("RELOADING", "1"))
-	ns.waitFor(i+1, 10*time.Second, "READY=1 after RELOADING=1", isKey("READY", "1"))
+	_, i = ns.WaitFor(mark, 10*time.Second, "RELOADING=1", notifytest.IsKey("RELOADING", "1"))
+	ns.WaitFor(i+1, 10*time.Second, "READY=1 after RELOADING=1", notifytest.IsKey("READY", "1"))
 	l = p.WaitLog(logMark, "reload: these settings changed but need a restart (systemctl restart eddy); they keep their running values", 5*time.Second)
 	if l.Str("keys") != "pipeline.stages[1].window.size" {
 		t.Errorf("refused keys = %q, want pipeline.stages[1].window.size", l.Str("keys"))
@@ -148,9 +149,9 @@ func TestSystemdLifecycle(t *testing.T) {
 	e.writeConfig(c)
 
 	// SIGTERM: STOPPING=1, a final checkpoint, exit 0.
-	mark, logMark = ns.count(), p.LogCount()
+	mark, logMark = ns.Count(), p.LogCount()
 	p.Signal(syscall.SIGTERM)
-	ns.waitFor(mark, 5*time.Second, "STOPPING=1", isKey("STOPPING", "1"))
+	ns.WaitFor(mark, 5*time.Second, "STOPPING=1", notifytest.IsKey("STOPPING", "1"))
 	final := p.WaitLog(logMark, "final checkpoint completed", 60*time.Second)
 	finalID := int64(final.Attr["checkpoint"].(float64))
 	if err := p.Wait(60 * time.Second); err != nil {
@@ -159,9 +160,9 @@ func TestSystemdLifecycle(t *testing.T) {
 	t.Logf("final checkpoint %d", finalID)
 
 	// Restart: READY=1 only after the final checkpoint is restored.
-	mark = ns.count()
+	mark = ns.Count()
 	p2 := e.start(env...)
-	ready2, _ := ns.waitFor(mark, 60*time.Second, "READY=1 after restart", isKey("READY", "1"))
+	ready2, _ := ns.WaitFor(mark, 60*time.Second, "READY=1 after restart", notifytest.IsKey("READY", "1"))
 	restoring := p2.WaitLog(0, "restoring from checkpoint", 5*time.Second)
 	if restoring.Str("source") != "local" {
 		t.Errorf("restored from %q, want local", restoring.Str("source"))
@@ -169,8 +170,14 @@ func TestSystemdLifecycle(t *testing.T) {
 	if id := int64(restoring.Attr["checkpoint"].(float64)); id != finalID {
 		t.Fatalf("restart restored checkpoint %d, want the final checkpoint %d", id, finalID)
 	}
-	if lt := logTime(t, p2.WaitLog(0, "pipeline running", 5*time.Second)); lt.After(ready2.at) {
-		t.Fatalf("READY=1 at %s, before recovery finished at %s", ready2.at, lt)
+	if lt := logTime(t, p2.WaitLog(0, "pipeline running", 5*time.Second)); lt.After(ready2.At) {
+		t.Fatalf("READY=1 at %s, before recovery finished at %s", ready2.At, lt)
+	}
+	// READY's STATUS= names the restored checkpoint and the real backlog:
+	// what the restored position has not read, not what the log retains.
+	if st := ready2.Fields["STATUS"]; !strings.Contains(st, fmt.Sprintf("restored checkpoint %d (", finalID)) ||
+		!strings.Contains(st, " · backlog 0 · ") {
+		t.Errorf("READY=1 after restart: STATUS=%q, want restored checkpoint %d and backlog 0", st, finalID)
 	}
 	var cps pipeline.CheckpointsOverview
 	p2.Get("/api/v1/checkpoints", &cps)
@@ -256,25 +263,25 @@ func TestWatchdogStopsWhenStalled(t *testing.T) {
 	}
 	defer r.Close()
 	e := newEddy(t, testConfig{Interval: "0s", Mode: "at_least_once", Stateless: true, Out: fifo})
-	ns := listenNotify(t)
-	p := e.start(ns.env(), "WATCHDOG_USEC=1000000")
-	ns.waitFor(0, 60*time.Second, "READY=1", isKey("READY", "1"))
+	ns := notifytest.Listen(t)
+	p := e.start(ns.Env(), "WATCHDOG_USEC=1000000")
+	ns.WaitFor(0, 60*time.Second, "READY=1", notifytest.IsKey("READY", "1"))
 
 	// Idle, nothing to read: not a stall.
 	t0 := time.Now()
 	time.Sleep(3 * time.Second)
-	if n := ns.pings(t0, time.Now()); n < 4 {
+	if n := ns.Pings(t0, time.Now()); n < 4 {
 		t.Fatalf("%d WATCHDOG=1 in 3 s of an idle pipeline, want at least 4", n)
 	}
 
 	// 20000 readings of ~100 bytes output each: far more than the 64 KiB
 	// the pipe holds.
-	mark, logMark := ns.count(), p.LogCount()
+	mark, logMark := ns.Count(), p.LogCount()
 	e.simulate("--count", "20000", "--rate", "0", "--devices", "10", "--interval", "10ms",
 		"--start", "2024-01-01T00:00:00Z")
 	p.WaitLog(logMark, "pipeline stalled: no task made progress while input waits; watchdog pings stopped", 30*time.Second)
-	ns.waitFor(mark, 5*time.Second, "STATUS=STALLED …", func(m notifyMsg) bool {
-		return strings.HasPrefix(m.fields["STATUS"], "STALLED for ")
+	ns.WaitFor(mark, 5*time.Second, "STATUS=STALLED …", func(m notifytest.Msg) bool {
+		return strings.HasPrefix(m.Fields["STATUS"], "STALLED for ")
 	})
 	var o daemon.Overview
 	p.Get("/api/v1/overview", &o)
@@ -283,7 +290,7 @@ func TestWatchdogStopsWhenStalled(t *testing.T) {
 	}
 	stalledAt := time.Now()
 	time.Sleep(3 * time.Second)
-	if n := ns.pings(stalledAt, time.Now()); n != 0 {
+	if n := ns.Pings(stalledAt, time.Now()); n != 0 {
 		t.Fatalf("%d WATCHDOG=1 in 3 s of a stalled pipeline, want none", n)
 	}
 	if _, lag := ingested(p); lag <= 0 {
@@ -299,7 +306,7 @@ func TestWatchdogStopsWhenStalled(t *testing.T) {
 	logMark = p.LogCount()
 	p.WaitLog(logMark, "pipeline progressing again; watchdog pings resumed", 30*time.Second)
 	resumed := time.Now()
-	p.WaitFor("WATCHDOG=1 after the stall", 5*time.Second, func() bool { return ns.pings(resumed, time.Now()) > 0 })
+	p.WaitFor("WATCHDOG=1 after the stall", 5*time.Second, func() bool { return ns.Pings(resumed, time.Now()) > 0 })
 	waitRead(p, 20000, 60*time.Second)
 
 	p.Stop()  // SIGTERM, exit 0

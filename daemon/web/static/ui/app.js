@@ -1,4 +1,5 @@
-// eddy web page: reads the JSON API and redraws every 2 s. No framework.
+// eddy web page: reads the JSON API and redraws every 2 s. No framework; the
+// charts are uPlot (small, fast, canvas), vendored by scripts/vendor-web.sh.
 "use strict";
 
 const POLL_MS = 2000;
@@ -364,6 +365,153 @@ function renderConfig(c, cc) {
   }
 }
 
+// ---- charts (uPlot, vendored under /vendor/) -------------------------------------
+
+// Series colours; the page test looks for these pixels in the canvases.
+const COLOR = {
+  in: "#0f766e", out: "#7c3aed", bp: "#d97706", lag: "#2563eb",
+  e2e: "#0f766e", start: "#2563eb", align: "#d97706", sync: "#7c3aed", async: "#db2777",
+  ckpt: "#0f766e", full: "#64748b",
+};
+const CHART_H = 170;
+const charts = {}; // element id → uPlot
+
+function rgba(hex, a) {
+  const n = parseInt(hex.slice(1), 16);
+  return `rgba(${n >> 16},${(n >> 8) & 255},${n & 255},${a})`;
+}
+function axis(fmt, size, extra) {
+  return Object.assign({
+    stroke: "#6b7785", font: "11px system-ui, sans-serif", size: size || 56,
+    grid: { stroke: "#eef2f5", width: 1 }, ticks: { stroke: "#e3e8ee", width: 1, size: 4 },
+    values: fmt ? (u, vals) => vals.map((v) => fmt(v)) : undefined,
+  }, extra);
+}
+// The legend shows the value under the cursor, and the newest one while
+// the cursor is elsewhere.
+function legendValue(fmt) {
+  return (u, v, sidx, idx) => {
+    if (idx == null) v = last(u.data[sidx]);
+    return v == null ? "–" : fmt(v);
+  };
+}
+function line(label, color, fmt, fill, scale) {
+  return { label, scale: scale || "y", stroke: color, width: 2, fill: fill ? rgba(color, 0.1) : undefined,
+    spanGaps: false, points: { show: false }, value: legendValue(fmt) };
+}
+// A rate sampled at t is the average over the 5 s before t: a step that
+// holds from the previous sample to this one (output comes in bursts as
+// windows fire, and a line would draw ramps that never happened).
+function steps(label, color, fmt, fill, scale) {
+  return Object.assign(line(label, color, fmt, fill, scale), { paths: uPlot.paths.stepped({ align: -1 }) });
+}
+function dots(label, color, fmt) {
+  return { label, stroke: color, width: 2, points: { show: true, size: 6, fill: color }, value: legendValue(fmt) };
+}
+function bars(label, color, fmt) {
+  return { label, stroke: color, width: 1, fill: color, points: { show: false },
+    paths: uPlot.paths.bars({ size: [0.6, 34] }), value: legendValue(fmt) };
+}
+// Tick steps of 1, 2, 5 × 1024^k for sizes.
+const BYTE_INCRS = [0, 1, 2, 3, 4].flatMap((k) => [1, 2, 5, 10, 20, 50, 100, 200, 500].map((m) => m * 1024 ** k));
+// A y scale from 0 to a little above the largest value.
+function fromZero(minMax) {
+  return { range: (u, lo, hi) => [0, hi > 0 ? hi * 1.12 : minMax] };
+}
+const timeX = { label: "Time", value: (u, v, sidx, idx) => (idx == null ? "latest" : clock(v * 1000).slice(0, 8)) };
+// Time ticks on one line: hh:mm:ss within ten minutes, hh:mm beyond.
+const timeAxis = axis(null, 28, {
+  values: (u, vals) => {
+    const long = vals.length > 1 && vals[vals.length - 1] - vals[0] > 600;
+    return vals.map((v) => clock(v * 1000).slice(0, long ? 5 : 8));
+  },
+});
+const idX = { label: "Checkpoint", value: (u, v, sidx, idx) => (idx == null ? "latest" : "#" + v) };
+const idAxis = Object.assign(axis((v) => (Number.isInteger(v) ? "#" + v : ""), 30), { incrs: [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000] });
+const idScale = { time: false, range: (u, lo, hi) => [lo - 0.6, hi + 0.6] };
+
+const CHARTS = {
+  "chart-throughput": () => ({
+    // Results are far fewer than readings: out has its own axis (right).
+    scales: { y: fromZero(1), y2: fromZero(1) },
+    series: [timeX, steps("In (sources)", COLOR.in, (v) => count(v) + " rec/s", true),
+      steps("Out (keyed tasks)", COLOR.out, (v) => count(v) + " rec/s", false, "y2")],
+    axes: [timeAxis, axis(count, 44, { stroke: COLOR.in }),
+      axis(count, 40, { scale: "y2", side: 1, stroke: COLOR.out, grid: { show: false } })],
+  }),
+  "chart-backpressure": () => ({
+    scales: { y: { range: [0, 1] } },
+    series: [timeX, steps("Busiest task", COLOR.bp, pct, true)],
+    axes: [timeAxis, axis(pct, 44)],
+  }),
+  "chart-wmlag": () => ({
+    scales: { y: fromZero(1000) },
+    series: [timeX, line("Lag", COLOR.lag, ms, true)],
+    axes: [timeAxis, axis(ms)],
+  }),
+  "chart-cp-duration": () => ({
+    scales: { x: idScale, y: fromZero(10) },
+    series: [idX, bars("End to end", COLOR.e2e, ms)],
+    axes: [idAxis, axis(ms)],
+  }),
+  "chart-cp-phases": () => ({
+    scales: { x: idScale, y: fromZero(10) },
+    series: [idX, dots("Start delay", COLOR.start, ms), dots("Alignment", COLOR.align, ms),
+      dots("Sync", COLOR.sync, ms), dots("Async", COLOR.async, ms)],
+    axes: [idAxis, axis(ms)],
+  }),
+  "chart-cp-size": () => ({
+    scales: { x: idScale, y: fromZero(1024) },
+    series: [idX, bars("Checkpointed", COLOR.ckpt, bytes), dots("Full", COLOR.full, bytes)],
+    axes: [idAxis, axis((v) => bytes(v).replace(".0 ", " "), 60, { incrs: BYTE_INCRS })],
+  }),
+};
+
+// draw creates or updates the chart in element id with uPlot's columnar
+// data (marked as still collecting below least points), and notes on the element how many points it holds and where its
+// plotting area is (data-points, data-box: the page test reads them).
+function draw(id, data, least) {
+  const el = $(id);
+  const width = el.clientWidth;
+  if (!width) return; // hidden view
+  let u = charts[id];
+  if (!u) {
+    u = charts[id] = new uPlot(Object.assign({ width, height: CHART_H, cursor: { drag: { x: false, y: false } },
+      legend: { live: true } }, CHARTS[id]()), data, el);
+    new ResizeObserver(() => { if (el.clientWidth) u.setSize({ width: el.clientWidth, height: CHART_H }); }).observe(el);
+  } else {
+    u.setData(data);
+  }
+  const r = u.over.getBoundingClientRect();
+  el.dataset.points = String(data[0].length);
+  el.dataset.box = [r.left + scrollX, r.top + scrollY, r.width, r.height].map(Math.round).join(",");
+  el.classList.toggle("collecting", data[0].length < least);
+}
+
+function last(a) {
+  for (let i = (a || []).length - 1; i >= 0; i--) if (a[i] != null) return a[i];
+  return null;
+}
+
+function renderLastHour(h) {
+  if (!h) return;
+  const t = (h.time || []).map((x) => x / 1000);
+  draw("chart-throughput", [t, h.records_in_per_second, h.records_out_per_second], 2);
+  draw("chart-backpressure", [t, h.back_pressure], 2);
+  draw("chart-wmlag", [t, h.watermark_lag_ms], 2);
+}
+
+function renderCheckpointCharts(h, cps) {
+  $("cp-charts-block").hidden = !cps;
+  if (!h || !cps) return;
+  const c = h.checkpoints || {};
+  const ids = c.id || [];
+  draw("chart-cp-duration", [ids, c.end_to_end_duration || []], 1);
+  draw("chart-cp-phases", [ids, c.max_start_delay || [], c.max_alignment_duration || [],
+    c.max_sync_duration || [], c.max_async_duration || []], 1);
+  draw("chart-cp-size", [ids, c.checkpointed_size || [], c.state_size || []], 1);
+}
+
 // ---- routing and polling ---------------------------------------------------------
 
 // #overview, #checkpoints, #checkpoints/<id> (details open), #config
@@ -380,12 +528,18 @@ async function refresh() {
   if (busy) return;
   busy = true;
   try {
-    const [o, cps] = await Promise.all([api("api/v1/overview"), api("api/v1/checkpoints")]);
+    const charted = view === "overview" || view === "checkpoints";
+    const [o, cps, hist] = await Promise.all([api("api/v1/overview"), api("api/v1/checkpoints"),
+      charted ? api("api/v1/history") : null]);
     renderHeader(o);
-    if (view === "overview") renderOverview(o, cps);
+    if (view === "overview") {
+      renderOverview(o, cps);
+      renderLastHour(hist);
+    }
     if (view === "checkpoints") {
       const remote = await api("api/v1/upload");
       renderCheckpoints(cps, remote);
+      renderCheckpointCharts(hist, cps);
       await renderDetails();
     }
     if (view === "config") {

@@ -1,4 +1,4 @@
-package pipeline
+package ingest
 
 import (
 	"context"
@@ -9,16 +9,18 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/eddy-stream/eddy/pipeline/clock"
+
 	"github.com/eddy-stream/eddy/internal/failpoint"
 	"github.com/eddy-stream/eddy/pipeline/mqttio"
 	"github.com/eddy-stream/eddy/storage/ingestlog"
 )
 
-// Ingest appends every message of one MQTT source to the source's ingest
+// Bridge appends every message of one MQTT source to the source's ingest
 // log and acknowledges it to the broker only after the log has made it
 // durable (group commit). When the log is full it stops taking messages,
 // so the broker holds the rest; nothing is dropped.
-type Ingest struct {
+type Bridge struct {
 	name string
 	log  *ingestlog.Log
 	src  *mqttio.Source
@@ -32,6 +34,9 @@ type Ingest struct {
 	// is already in the log: eddy crashed, or the connection dropped, after
 	// the fsync but before the broker had the PUBACK.
 	recent map[uint16]uint64
+	// clock stamps ingestion time: never back, even when NTP steps the
+	// wall clock back (BoxClock), nor below what the log already holds.
+	clock *clock.BoxClock
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -56,7 +61,7 @@ func msgHash(topic string, payload []byte) uint64 {
 
 // loadRecent indexes the newest records of the log (after a restart, the
 // ones the broker may redeliver).
-func (in *Ingest) loadRecent() error {
+func (in *Bridge) loadRecent() error {
 	from := in.log.FirstOffset()
 	if next := in.log.NextOffset(); next > dedupWindow && next-dedupWindow > from {
 		from = next - dedupWindow
@@ -75,6 +80,7 @@ func (in *Ingest) loadRecent() error {
 		if err != nil {
 			return err
 		}
+		in.clock.Floor(rec.Timestamp)
 		if rec.QoS > 0 {
 			in.recent[rec.PacketID] = msgHash(rec.Topic, rec.Payload)
 		}
@@ -86,39 +92,50 @@ type pendingAck struct {
 	ack    func()
 }
 
-// NewIngest wires an MQTT subscription to log. Start connects.
-func NewIngest(name string, log *ingestlog.Log, opts mqttio.ClientOptions, subs []mqttio.Subscription, lg *slog.Logger) *Ingest {
+// Option configures a Bridge.
+type Option func(*Bridge)
+
+// WithClock stamps ingestion time with c (default: the system clock).
+func WithClock(c clock.Clock) Option { return func(in *Bridge) { in.clock = clock.NewBoxClock(c) } }
+
+// New wires an MQTT subscription to log. Start connects.
+func New(name string, log *ingestlog.Log, opts mqttio.ClientOptions, subs []mqttio.Subscription, lg *slog.Logger, options ...Option) *Bridge {
 	if lg == nil {
 		lg = slog.New(slog.DiscardHandler)
 	}
-	in := &Ingest{name: name, log: log, lg: lg.With("source", name), recent: map[uint16]uint64{}}
+	in := &Bridge{name: name, log: log, lg: lg.With("source", name), recent: map[uint16]uint64{}, clock: clock.NewBoxClock(nil)}
+	for _, o := range options {
+		o(in)
+	}
 	in.ctx, in.cancel = context.WithCancel(context.Background())
 	if err := in.loadRecent(); err != nil {
 		in.lg.Warn("could not index the log tail; redeliveries after this restart may be counted twice", "err", err)
 	}
-	in.src = mqttio.NewSource(opts, subs, in.handle)
+	in.src = mqttio.NewSource(opts, subs, in.Receive)
 	log.OnSync(in.onSync)
 	return in
 }
 
 // Start connects to the broker; it does not fail when the broker is down
 // (the client keeps reconnecting).
-func (in *Ingest) Start(ctx context.Context) error { return in.src.Start(ctx) }
+func (in *Bridge) Start(ctx context.Context) error { return in.src.Start(ctx) }
 
 // Full reports whether the ingest log is full and messages wait at the broker.
-func (in *Ingest) Full() bool { return in.full.Load() }
+func (in *Bridge) Full() bool { return in.full.Load() }
 
 // Connected reports whether the MQTT client is connected.
-func (in *Ingest) Connected() bool { return in.src.Connected() }
+func (in *Bridge) Connected() bool { return in.src.Connected() }
 
 // Err returns the fatal error of the ingest log, if any.
-func (in *Ingest) Err() error {
+func (in *Bridge) Err() error {
 	in.mu.Lock()
 	defer in.mu.Unlock()
 	return in.fatal
 }
 
-func (in *Ingest) handle(m mqttio.Message) {
+// Receive appends one message the MQTT client delivered and acknowledges it
+// once it is durable (the source's message handler; tests call it directly).
+func (in *Bridge) Receive(m mqttio.Message) {
 	in.Received.Add(1)
 	var h uint64
 	if m.QoS > 0 {
@@ -136,7 +153,7 @@ func (in *Ingest) handle(m mqttio.Message) {
 		}
 	}
 	rec := ingestlog.Record{
-		Timestamp: time.Now().UnixMilli(), Topic: m.Topic, PacketID: m.PacketID,
+		Timestamp: in.clock.NowMs(), Topic: m.Topic, PacketID: m.PacketID,
 		Dup: m.Dup, QoS: m.QoS, Payload: m.Payload,
 	}
 	for {
@@ -150,10 +167,13 @@ func (in *Ingest) handle(m mqttio.Message) {
 				in.mu.Lock()
 				in.pending = append(in.pending, pendingAck{off, m.Ack})
 				in.mu.Unlock()
+				if s := in.log.SyncedOffset(); s > off { // synced before pending held it (sync_interval 0s)
+					in.onSync(s)
+				}
 			}
 			return
 		}
-		if !errors.Is(err, ingestlog.ErrFull) {
+		if !errors.Is(err, ingestlog.ErrFull) && !errors.Is(err, ingestlog.ErrUnavailable) {
 			// The log is broken (a failed fsync is fatal): never acknowledge
 			// again, so the broker keeps every message for the next start.
 			in.mu.Lock()
@@ -166,8 +186,8 @@ func (in *Ingest) handle(m mqttio.Message) {
 			return
 		}
 		if in.full.CompareAndSwap(false, true) {
-			in.lg.Warn("ingest log full: not acknowledging, the broker holds new messages until a checkpoint frees space",
-				"size", in.log.Size())
+			in.lg.Warn("ingest log not taking messages: not acknowledging, the broker holds new messages until it has room",
+				"reason", err, "size", in.log.Size())
 		}
 		select {
 		case <-in.ctx.Done():
@@ -178,7 +198,7 @@ func (in *Ingest) handle(m mqttio.Message) {
 }
 
 // onSync acknowledges, in order, every message the log has made durable.
-func (in *Ingest) onSync(next uint64) {
+func (in *Bridge) onSync(next uint64) {
 	in.mu.Lock()
 	i := 0
 	for i < len(in.pending) && in.pending[i].offset < next {
@@ -198,7 +218,7 @@ func (in *Ingest) onSync(next uint64) {
 
 // Close disconnects. Messages appended but not yet durable are not
 // acknowledged; the broker redelivers them to the persistent session.
-func (in *Ingest) Close() error {
+func (in *Bridge) Close() error {
 	in.cancel()
 	return in.src.Close()
 }

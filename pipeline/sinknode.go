@@ -7,81 +7,24 @@ import (
 	"fmt"
 	"log/slog"
 	"math"
-	"slices"
 	"sort"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 	"unicode/utf8"
+
+	"github.com/eddy-stream/eddy/pipeline/lang"
+	"github.com/eddy-stream/eddy/pipeline/sink"
 )
-
-// Sink receives rendered output. Implementations are shared by every task
-// of a job and must be safe for concurrent use.
-type Sink interface {
-	// Write hands over outputs in order. It may buffer; it blocks when the
-	// sink cannot keep up (back-pressure), and never drops.
-	Write(ctx context.Context, outs []Output) error
-	// Flush returns once everything written so far is durable or
-	// acknowledged by the broker.
-	Flush(ctx context.Context) error
-	Close() error
-}
-
-// Output is one rendered message: a result, a record or a dead letter.
-type Output struct {
-	Topic   string `json:"topic,omitempty"` // rendered topic template; "" for sinks without topics
-	ID      string `json:"id,omitempty"`    // stable result id; "" for records and dead letters
-	Payload []byte `json:"payload"`
-}
-
-// template is a parsed topic template such as "results/{site}/{device}".
-type template struct {
-	lits   []string // len(lits) == len(fields)+1
-	fields []string
-}
-
-// ParseTemplate parses a topic template; placeholders are {field}.
-func ParseTemplate(s string) (template, error) {
-	var t template
-	for {
-		i := strings.IndexByte(s, '{')
-		if i < 0 {
-			if strings.IndexByte(s, '}') >= 0 {
-				return t, fmt.Errorf("unbalanced } in template")
-			}
-			t.lits = append(t.lits, s)
-			return t, nil
-		}
-		j := strings.IndexByte(s[i:], '}')
-		if j < 0 {
-			return t, fmt.Errorf("unclosed { in template")
-		}
-		t.lits = append(t.lits, s[:i])
-		t.fields = append(t.fields, s[i+1:i+j])
-		s = s[i+j+1:]
-	}
-}
-
-// Fields lists the placeholders of the template.
-func (t template) Fields() []string { return t.fields }
-
-func (t template) render(dst []byte, lookup func(string) string) []byte {
-	for i, f := range t.fields {
-		dst = append(dst, t.lits[i]...)
-		dst = append(dst, lookup(f)...)
-	}
-	return append(dst, t.lits[len(t.lits)-1]...)
-}
 
 // sinkNode renders what reaches it and hands it to a Sink in batches, at
 // watermarks, barriers and the end of input, and when its buffer fills.
 type sinkNode struct {
 	ctx   context.Context
 	name  string
-	sink  Sink
-	tmpl  *template
-	buf   []Output
+	sink  sink.Sink
+	tmpl  *lang.Template
+	buf   []sink.Output
 	m     *TaskMetrics
 	log   *slog.Logger
 	job   string
@@ -90,12 +33,12 @@ type sinkNode struct {
 	tbuf  []byte
 	// stg is set in exactly-once mode: output is staged per checkpoint and
 	// handed to the sink only once that checkpoint has completed.
-	stg *stager
+	stg *sink.Stager
 }
 
 const sinkBatch = 256
 
-func (n *sinkNode) add(o Output) error {
+func (n *sinkNode) add(o sink.Output) error {
 	n.buf = append(n.buf, o)
 	if n.stg == nil && len(n.buf) >= sinkBatch {
 		return n.flush()
@@ -132,18 +75,18 @@ func (n *sinkNode) flush() error {
 	return nil
 }
 
-func (n *sinkNode) collect(r *Record) error {
-	p := appendRecordJSON(nil, r.Fields)
+func (n *sinkNode) collect(r *Reading) error {
+	p := appendReadingJSON(nil, r.Fields)
 	var topic string
 	if n.tmpl != nil {
-		n.tbuf = n.tmpl.render(n.tbuf[:0], func(f string) string {
+		n.tbuf = n.tmpl.Render(n.tbuf[:0], func(f string) string {
 			s, _ := keyString(r.Fields[f])
 			return s
 		})
 		topic = string(n.tbuf)
 	}
 	n.m.RecordsOut.Add(1)
-	return n.add(Output{Topic: topic, Payload: p})
+	return n.add(sink.Output{Topic: topic, Payload: p})
 }
 
 func (n *sinkNode) collectResult(res *Result) error {
@@ -151,11 +94,11 @@ func (n *sinkNode) collectResult(res *Result) error {
 	p := appendResultJSON(make([]byte, 0, 192), id, res, n.names, n.plan)
 	var topic string
 	if n.tmpl != nil {
-		n.tbuf = n.tmpl.render(n.tbuf[:0], func(f string) string { return resultField(res, n.names, n.plan, f) })
+		n.tbuf = n.tmpl.Render(n.tbuf[:0], func(f string) string { return resultField(res, n.names, n.plan, f) })
 		topic = string(n.tbuf)
 	}
 	n.m.RecordsOut.Add(1)
-	return n.add(Output{Topic: topic, ID: id, Payload: p})
+	return n.add(sink.Output{Topic: topic, ID: id, Payload: p})
 }
 
 func (n *sinkNode) watermark(int64) error {
@@ -165,7 +108,7 @@ func (n *sinkNode) watermark(int64) error {
 	return n.flush()
 }
 
-func (n *sinkNode) idle() error { return n.watermark(0) }
+func (n *sinkNode) idle(int64) error { return n.watermark(0) }
 
 // barrier closes the epoch of checkpoint b: in exactly-once mode what the
 // node rendered since the previous barrier is staged under b.ID.
@@ -173,7 +116,7 @@ func (n *sinkNode) barrier(b *Barrier) error {
 	if n.stg == nil {
 		return n.flush()
 	}
-	n.stg.stage(b.ID, n.buf)
+	n.stg.Stage(b.ID, n.buf)
 	n.buf = nil
 	return nil
 }
@@ -187,63 +130,6 @@ func (n *sinkNode) end() error {
 		return nil
 	}
 	return n.flush()
-}
-
-// stager holds one sink node's output per checkpoint until the checkpoint
-// completes. Its content is part of every snapshot, so output of a
-// completed checkpoint survives a crash before it was published.
-type stager struct {
-	name   string
-	sink   Sink
-	mu     sync.Mutex
-	epochs []StagedEpoch // ascending ids
-}
-
-// StagedEpoch is the output a sink node produced before barrier ID.
-type StagedEpoch struct {
-	ID      int64    `json:"id"`
-	Outputs []Output `json:"outputs"`
-}
-
-func (s *stager) stage(id int64, outs []Output) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if len(outs) == 0 {
-		return
-	}
-	s.epochs = append(s.epochs, StagedEpoch{ID: id, Outputs: outs})
-}
-
-// pending returns what is staged and not yet taken; the outputs are
-// immutable once staged.
-func (s *stager) pending() []StagedEpoch {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return slices.Clone(s.epochs)
-}
-
-// peek returns, in order, the output of every epoch <= upTo. The epochs
-// stay staged, and so in every snapshot, until drop: output handed to a sink
-// that has not confirmed it yet must survive a crash.
-func (s *stager) peek(upTo int64) []Output {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	var out []Output
-	for i := 0; i < len(s.epochs) && s.epochs[i].ID <= upTo; i++ {
-		out = append(out, s.epochs[i].Outputs...)
-	}
-	return out
-}
-
-// drop forgets every epoch <= upTo, once its output is confirmed.
-func (s *stager) drop(upTo int64) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	i := 0
-	for i < len(s.epochs) && s.epochs[i].ID <= upTo {
-		i++
-	}
-	s.epochs = slices.Delete(s.epochs, 0, i)
 }
 
 // resultID is stable across restarts: the same window of the same key of the
@@ -267,11 +153,11 @@ func resultID(job string, r *Result) string {
 
 func resultField(r *Result, names []string, p *aggPlan, f string) string {
 	switch f {
-	case "window_start":
+	case lang.FieldWindowStart:
 		return strconv.FormatInt(r.Start, 10)
-	case "window_end":
+	case lang.FieldWindowEnd:
 		return strconv.FormatInt(r.End, 10)
-	case "stage":
+	case lang.FieldStage:
 		return r.Stage
 	}
 	for i, k := range names {
@@ -322,7 +208,7 @@ func appendNumber(dst []byte, v float64) []byte {
 	return strconv.AppendFloat(dst, v, 'f', -1, 64)
 }
 
-func appendRecordJSON(dst []byte, fields map[string]any) []byte {
+func appendReadingJSON(dst []byte, fields map[string]any) []byte {
 	keys := make([]string, 0, len(fields))
 	for k := range fields {
 		keys = append(keys, k)
@@ -378,14 +264,14 @@ func (d *deadLetters) send(reason string, fill func(m map[string]any)) error {
 	if err != nil {
 		return fmt.Errorf("pipeline: render dead letter: %w", err)
 	}
-	return d.node.add(Output{Topic: d.node.topic(m), Payload: p})
+	return d.node.add(sink.Output{Topic: d.node.topic(m), Payload: p})
 }
 
 func (n *sinkNode) topic(m map[string]any) string {
 	if n.tmpl == nil {
 		return ""
 	}
-	return string(n.tmpl.render(nil, func(f string) string { s, _ := keyString(m[f]); return s }))
+	return string(n.tmpl.Render(nil, func(f string) string { s, _ := keyString(m[f]); return s }))
 }
 
 func describeMsg(m map[string]any, ref *MsgRef) {
@@ -415,7 +301,7 @@ func (d *deadLetters) message(ref *MsgRef, reason string) error {
 }
 
 // reading reports one reading that a stage rejected.
-func (d *deadLetters) reading(r *Record, stage, reason string) error {
+func (d *deadLetters) reading(r *Reading, stage, reason string) error {
 	return d.send(reason, func(m map[string]any) {
 		m["stage"] = stage
 		describeMsg(m, r.Msg)

@@ -1,4 +1,6 @@
-package service
+// Package notifytest plays systemd's side of sd_notify(3) in tests: a
+// unixgram socket at NOTIFY_SOCKET that records every datagram.
+package notifytest
 
 import (
 	"errors"
@@ -10,34 +12,34 @@ import (
 	"time"
 )
 
-// notifySocket plays systemd's side of sd_notify: a unixgram socket that
+// Socket plays systemd's side of sd_notify: a unixgram socket that
 // records every datagram eddy sends (NOTIFY_SOCKET).
-type notifySocket struct {
+type Socket struct {
 	t    *testing.T
 	path string
 	conn *net.UnixConn
 
 	mu   sync.Mutex
-	msgs []notifyMsg
+	msgs []Msg
 }
 
-// notifyMsg is one datagram: newline-separated KEY=VALUE assignments.
-type notifyMsg struct {
-	at     time.Time
-	fields map[string]string
-	raw    string
+// Msg is one datagram: newline-separated KEY=VALUE assignments.
+type Msg struct {
+	At     time.Time
+	Fields map[string]string
+	Raw    string
 }
 
-func (m notifyMsg) has(k string) bool { _, ok := m.fields[k]; return ok }
+func (m Msg) Has(k string) bool { _, ok := m.Fields[k]; return ok }
 
-func listenNotify(t *testing.T) *notifySocket {
+func Listen(t *testing.T) *Socket {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), "notify.sock")
 	conn, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: path, Net: "unixgram"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	n := &notifySocket{t: t, path: path, conn: conn}
+	n := &Socket{t: t, path: path, conn: conn}
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
@@ -50,10 +52,10 @@ func listenNotify(t *testing.T) *notifySocket {
 				}
 				return
 			}
-			m := notifyMsg{at: time.Now(), raw: string(buf[:k]), fields: map[string]string{}}
-			for _, line := range strings.Split(m.raw, "\n") {
+			m := Msg{At: time.Now(), Raw: string(buf[:k]), Fields: map[string]string{}}
+			for _, line := range strings.Split(m.Raw, "\n") {
 				if key, val, ok := strings.Cut(line, "="); ok {
-					m.fields[key] = val
+					m.Fields[key] = val
 				}
 			}
 			n.mu.Lock()
@@ -68,17 +70,17 @@ func listenNotify(t *testing.T) *notifySocket {
 	return n
 }
 
-func (n *notifySocket) env() string { return "NOTIFY_SOCKET=" + n.path }
+func (n *Socket) Env() string { return "NOTIFY_SOCKET=" + n.path }
 
 // since returns the datagrams from index i on, and the next index.
-func (n *notifySocket) since(i int) ([]notifyMsg, int) {
+func (n *Socket) Since(i int) ([]Msg, int) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	i = min(i, len(n.msgs))
-	return append([]notifyMsg(nil), n.msgs[i:]...), len(n.msgs)
+	return append([]Msg(nil), n.msgs[i:]...), len(n.msgs)
 }
 
-func (n *notifySocket) count() int {
+func (n *Socket) Count() int {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	return len(n.msgs)
@@ -86,11 +88,11 @@ func (n *notifySocket) count() int {
 
 // waitFor waits for a datagram from index from on that satisfies ok and
 // returns it with its index.
-func (n *notifySocket) waitFor(from int, timeout time.Duration, what string, ok func(notifyMsg) bool) (notifyMsg, int) {
+func (n *Socket) WaitFor(from int, timeout time.Duration, what string, ok func(Msg) bool) (Msg, int) {
 	n.t.Helper()
 	deadline := time.Now().Add(timeout)
 	for {
-		ms, _ := n.since(from)
+		ms, _ := n.Since(from)
 		for i, m := range ms {
 			if ok(m) {
 				return m, from + i
@@ -104,18 +106,21 @@ func (n *notifySocket) waitFor(from int, timeout time.Duration, what string, ok 
 }
 
 // pings counts WATCHDOG=1 datagrams received in [from, to).
-func (n *notifySocket) pings(from, to time.Time) int {
+func (n *Socket) Pings(from, to time.Time) int {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	c := 0
 	for _, m := range n.msgs {
-		if m.fields["WATCHDOG"] == "1" && !m.at.Before(from) && m.at.Before(to) {
+		if m.Fields["WATCHDOG"] == "1" && !m.At.Before(from) && m.At.Before(to) {
 			c++
 		}
 	}
 	return c
 }
 
-func isKey(k, v string) func(notifyMsg) bool {
-	return func(m notifyMsg) bool { return m.fields[k] == v }
+func IsKey(k, v string) func(Msg) bool {
+	return func(m Msg) bool { return m.Fields[k] == v }
 }
+
+// Path is the socket's path, the value of NOTIFY_SOCKET.
+func (n *Socket) Path() string { return n.path }
