@@ -1,5 +1,5 @@
 // Package eddytest is the one harness of the tests that run the real eddy
-// binary: the end-to-end suites (test/e2e, test/e2e/remote), the service
+// binary: the end-to-end suites (test/e2e, test/e2e/remote, test/e2e/powercut), the service
 // tests (test/service) and the benchmarks (test/bench). Production code never
 // imports it; it lives under test/ so that it cannot.
 //
@@ -12,6 +12,12 @@
 // (Process.WaitFor) until it holds, with a deadline that only bounds how long
 // a test waits; nothing sleeps to synchronise. Every process is killed when
 // the test ends, and a failed test's logs are printed.
+//
+// The suites check what eddy delivered the same way (results.go): result
+// lines of WindowStages decoded into a ResultSet, which counts identical
+// repeats and reports an id with two contents, then CompareResults against
+// the oracle, exact (counts) or up to summation order (other aggregates).
+// A Subscriber collects the MQTT results topic.
 //
 // # The binary
 //
