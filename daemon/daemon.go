@@ -77,7 +77,8 @@ type Daemon struct {
 	closeOnce sync.Once
 	closeErr  error
 
-	notify *notifier
+	notify      *notifier
+	brokerDrops brokerDrops // the broker's own drop counter (broker.go)
 	uploadHooks
 	upl *uploadState // daemon/upload.go
 }

@@ -43,17 +43,18 @@ type SysWatcher struct {
 
 	mu sync.Mutex
 	st SysStats
-	// onDropped, when set, is called with every new counter value.
-	onDropped func(int64)
+	// onUpdate, when set, is called after every $SYS message read.
+	onUpdate func(SysStats)
 }
 
 // NewSysWatcher returns a watcher for the broker of o; o.CleanSession is
-// forced true (nothing of $SYS needs to wait for eddy). onDropped, if not
-// nil, is called on paho's dispatch goroutine with each counter value the
-// broker publishes; it must not block.
-func NewSysWatcher(o ClientOptions, onDropped func(int64)) *SysWatcher {
+// forced true (nothing of $SYS needs to wait for eddy). onUpdate, if not
+// nil, is called on paho's dispatch goroutine with the figures after each
+// $SYS message the broker sends (Connected is not filled in); it must not
+// block.
+func NewSysWatcher(o ClientOptions, onUpdate func(SysStats)) *SysWatcher {
 	o.CleanSession = true
-	w := &SysWatcher{onDropped: onDropped}
+	w := &SysWatcher{onUpdate: onUpdate}
 	w.src = NewSource(o, []Subscription{{Filter: SysDroppedTopic, QoS: 0}, {Filter: SysVersionTopic, QoS: 0}}, w.handle)
 	return w
 }
@@ -76,22 +77,25 @@ func (w *SysWatcher) Stats() SysStats {
 func (w *SysWatcher) handle(m Message) {
 	m.Ack()
 	v := strings.TrimSpace(string(m.Payload))
+	w.mu.Lock()
 	switch m.Topic {
 	case SysVersionTopic:
-		w.mu.Lock()
 		w.st.Version = v
-		w.mu.Unlock()
 	case SysDroppedTopic:
 		n, err := strconv.ParseInt(v, 10, 64)
 		if err != nil {
+			w.mu.Unlock()
 			w.src.conn.lg.Warn("mqtt broker published a drop counter that is not a number", "topic", m.Topic, "payload", v)
 			return
 		}
-		w.mu.Lock()
 		w.st.Dropped, w.st.DroppedSeen = n, true
+	default:
 		w.mu.Unlock()
-		if w.onDropped != nil {
-			w.onDropped(n)
-		}
+		return
+	}
+	st := w.st
+	w.mu.Unlock()
+	if w.onUpdate != nil {
+		w.onUpdate(st)
 	}
 }
