@@ -116,22 +116,25 @@ func TestEmbeddedBrokerDropsInOverview(t *testing.T) {
 
 	stuck := rawSubscribe(t, d.broker.Addr(), "stuck", "flood/#")
 	defer stuck.Close()
-	pub := mqttio.NewPublisher(mqttio.ClientOptions{Broker: d.broker.URL(), ClientID: "flood", CleanSession: true})
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	if err := pub.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
-	body := []byte(strings.Repeat("y", 256))
+	// The flood goes over a bare socket too: QoS 0 PUBLISH packets, no
+	// client library whose goroutines could outlive the test.
+	flood := rawConnect(t, d.broker.Addr(), "flood")
+	defer flood.Close()
+	topic := "flood/x"
+	body := strings.Repeat("y", 256)
+	rl := 2 + len(topic) + len(body) // < 16384: two-byte remaining length
+	pk := append([]byte{0x30, byte(rl&0x7f | 0x80), byte(rl >> 7)}, binary.BigEndian.AppendUint16(nil, uint16(len(topic)))...)
+	pk = append(append(pk, topic...), body...)
+	_ = flood.SetWriteDeadline(time.Now().Add(time.Minute))
 	for i := 0; d.broker.Dropped() == 0; i++ {
 		if i == 1_000_000 {
 			t.Fatal("1000000 messages to a stuck subscriber and no drop")
 		}
-		if err := pub.Publish(ctx, "flood/x", body, 0, false); err != nil {
+		if _, err := flood.Write(pk); err != nil {
 			t.Fatal(err)
 		}
 	}
-	_ = pub.Close()
+	_ = flood.Close()
 	waitFor(t, 10*time.Second, "the drops in the overview", func() bool {
 		o := d.overview().Broker
 		v, _ := brokerDropped(t, d)
@@ -222,32 +225,46 @@ func TestMosquittoDropsInOverview(t *testing.T) {
 	}
 }
 
-// rawSubscribe connects with MQTT 3.1.1 over a bare socket (keep-alive
-// off), subscribes at QoS 0, reads the SUBACK and then reads nothing more.
-func rawSubscribe(t *testing.T, addr, id, filter string) net.Conn {
+// rawConnect connects with MQTT 3.1.1 over a bare socket (clean session,
+// keep-alive off) and reads the CONNACK.
+func rawConnect(t *testing.T, addr, id string) net.Conn {
 	t.Helper()
 	c, err := net.DialTimeout("tcp", addr, time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}
-	str := func(s string) []byte { return append(binary.BigEndian.AppendUint16(nil, uint16(len(s))), s...) }
-	vh := append(str("MQTT"), 4, 0x02, 0, 0) // level 4, clean session, keep-alive 0
-	vh = append(vh, str(id)...)
-	sb := append([]byte{0, 1}, str(filter)...) // packet id 1
-	sb = append(sb, 0)                         // QoS 0
-	msg := append([]byte{0x10, byte(len(vh))}, vh...)
-	msg = append(msg, 0x82, byte(len(sb)))
-	msg = append(msg, sb...)
+	vh := append(mqttString("MQTT"), 4, 0x02, 0, 0) // level 4, clean session, keep-alive 0
+	vh = append(vh, mqttString(id)...)
 	_ = c.SetDeadline(time.Now().Add(5 * time.Second))
-	if _, err := c.Write(msg); err != nil {
+	if _, err := c.Write(append([]byte{0x10, byte(len(vh))}, vh...)); err != nil {
 		t.Fatal(err)
 	}
-	resp := make([]byte, 4+5) // CONNACK + SUBACK
-	if _, err := io.ReadFull(c, resp); err != nil {
-		t.Fatalf("raw client: %v", err)
+	resp := make([]byte, 4)
+	if _, err := io.ReadFull(c, resp); err != nil || resp[0] != 0x20 || resp[3] != 0 {
+		t.Fatalf("raw client: CONNACK %x: %v", resp, err)
 	}
-	if resp[0] != 0x20 || resp[3] != 0 || resp[4] != 0x90 || resp[8] != 0 {
-		t.Fatalf("raw client: CONNACK/SUBACK %x", resp)
+	_ = c.SetDeadline(time.Time{})
+	return c
+}
+
+func mqttString(s string) []byte {
+	return append(binary.BigEndian.AppendUint16(nil, uint16(len(s))), s...)
+}
+
+// rawSubscribe is rawConnect, then a QoS 0 subscription to filter; after
+// the SUBACK it reads nothing more.
+func rawSubscribe(t *testing.T, addr, id, filter string) net.Conn {
+	t.Helper()
+	c := rawConnect(t, addr, id)
+	sb := append([]byte{0, 1}, mqttString(filter)...) // packet id 1
+	sb = append(sb, 0)                                // QoS 0
+	_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+	if _, err := c.Write(append([]byte{0x82, byte(len(sb))}, sb...)); err != nil {
+		t.Fatal(err)
+	}
+	resp := make([]byte, 5)
+	if _, err := io.ReadFull(c, resp); err != nil || resp[0] != 0x90 || resp[4] != 0 {
+		t.Fatalf("raw client: SUBACK %x: %v", resp, err)
 	}
 	_ = c.SetDeadline(time.Time{})
 	return c
