@@ -113,11 +113,15 @@ type Overview struct {
 	// Recovery says where the state came from and what a remote recovery
 	// could not replay (daemon/upload.go).
 	Recovery *RecoveryOverview `json:"recovery,omitempty"`
+	// Broker is the MQTT broker's own count of dropped messages
+	// (daemon/broker.go); absent until Run watches it.
+	Broker *BrokerOverview `json:"broker,omitempty"`
 }
 
 func (d *Daemon) overview() Overview {
 	o := Overview{ApplianceID: d.cfg.ApplianceID, Version: Version, UptimeSeconds: int64(time.Since(d.start).Seconds())}
 	o.Recovery = d.recoveryOverview()
+	o.Broker = d.brokerDrops.overview()
 	d.mu.RLock()
 	job := d.job
 	o.JobRestarts, o.LastError = d.restarts, d.lastErr

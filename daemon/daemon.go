@@ -79,8 +79,9 @@ type Daemon struct {
 	closeOnce sync.Once
 	closeErr  error
 
-	notify *notifier
-	disk   diskState // daemon/disk.go
+	notify      *notifier
+	disk        diskState   // daemon/disk.go
+	brokerDrops brokerDrops // the broker's own drop counter (broker.go)
 	uploadHooks
 	upl *uploadState // daemon/upload.go
 

@@ -13,8 +13,10 @@
 // Run (run.go) starts everything in one run group (github.com/oklog/run):
 // signals, HTTP, the job supervisor, one ingest per source, verification of
 // restored checkpoints, the uploader, ingest-log retention, the disk
-// watcher, reload, the systemd notifier, the MQTT publisher and the
-// embedded broker. The first
+// watcher, reload, the systemd notifier, the MQTT publisher, the broker
+// watch (broker.go: the broker's own count of dropped messages, from
+// mosquitto's $SYS tree or the embedded broker) and the embedded broker.
+// The first
 // actor to return ends the group and its error is Run's; every other actor
 // is then interrupted, in that order. The supervisor stops gracefully on
 // Stop (SIGTERM, SIGINT) or any interrupt: final checkpoint, output

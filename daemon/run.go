@@ -54,6 +54,8 @@ var ErrClosed = errors.New("daemon: closed or already run")
 //   - the MQTT publisher of the MQTT sinks: it starts once the broker is up
 //     and closes after the supervisor has returned (the final checkpoint
 //     publishes through it);
+//   - the broker watch: the broker's own count of dropped messages
+//     (broker.go), from when the broker is up;
 //   - the embedded broker (mqtt.broker: embedded): started first, closed
 //     after every client of it has disconnected.
 //
@@ -91,6 +93,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 	d.addNotifier(&g, r)
 	d.addHistory(&g, r)
 	d.addPublisher(&g, r)
+	d.addBrokerWatch(&g, r)
 	d.addBroker(&g, r)
 	return g.Run()
 }

@@ -62,4 +62,16 @@
 // Embedded adds a hook that holds a publisher back while a connected
 // subscriber of its topic has 16384 unacknowledged messages, at most 5 s
 // per message, and counts every drop in Dropped.
+//
+// # Drops at the broker
+//
+// A message a broker drops for a disconnected persistent session (its
+// queue limit reached) never reaches the client, so only the broker can
+// report it. SysWatcher reads mosquitto's counter,
+// $SYS/broker/publish/messages/dropped, on a connection of its own;
+// Embedded.Dropped is the embedded broker's. TestEddyConfHoldsOutage runs
+// mosquitto 2.0.11 with the packaged conf.d snippet
+// (packaging/mosquitto/eddy.conf): 5000 readings queued for an absent
+// session all arrive, and with Debian's max_queued_messages 1000 the 4000
+// lost are exactly what $SYS reports.
 package mqttio

@@ -37,6 +37,8 @@ const (
 	// embeddedMessageExpiry bounds how long a message waits for an offline
 	// persistent session before it is dropped (and counted).
 	embeddedMessageExpiry = 7 * 24 * 60 * 60
+	// embeddedCloseWrite bounds the writes to clients once Close has begun.
+	embeddedCloseWrite = time.Second
 )
 
 // Embedded is an in-process MQTT broker (mochi-mqtt) on one TCP listener,
@@ -144,11 +146,24 @@ func (e *Embedded) Dropped() int64 {
 	return s.DroppedQueue + s.DroppedInflight + s.Expired
 }
 
-// Close disconnects every client and stops the broker. It is idempotent.
+// Close disconnects every client and stops the broker; a client that does
+// not read gets up to embeddedCloseWrite (1 s) to take its DISCONNECT. It is
+// idempotent.
 func (e *Embedded) Close() error {
 	var err error
 	e.once.Do(func() {
 		close(e.hook.stop) // release publishers held back by the hook first
+		// mochi writes a DISCONNECT to every client on Close, under the
+		// client's write lock, and its write loop holds that lock while
+		// blocked on a socket the peer no longer reads (no write deadline):
+		// one hung client would hold Close, and eddy's stop, for ever.
+		// Bound every write from here on.
+		deadline := time.Now().Add(embeddedCloseWrite)
+		for _, cl := range e.srv.Clients.GetAll() {
+			if c := cl.Net.Conn; c != nil {
+				_ = c.SetWriteDeadline(deadline)
+			}
+		}
 		err = e.srv.Close()
 		e.lg.Info("embedded mqtt broker stopped", "dropped", e.Dropped())
 	})

@@ -191,6 +191,36 @@ func TestEmbeddedCountsDrops(t *testing.T) {
 	t.Logf("stuck QoS 0 subscriber: %d of %d dropped and counted; %+v", e.Dropped(), n, st)
 }
 
+// TestEmbeddedCloseWithStuckClient: a subscriber that stopped reading
+// with its socket full does not hold Close.
+func TestEmbeddedCloseWithStuckClient(t *testing.T) {
+	e, err := StartEmbedded("127.0.0.1:0", testLogger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	stuck := rawSubscribe(t, e.Addr(), "stuck", "hang/#", 0)
+	defer stuck.Close()
+	pub := startPublisher(t, opts(t, e.URL(), "hang-pub"))
+	ctx := ctxT(t, time.Minute)
+	body := []byte(strings.Repeat("y", 256))
+	for i := 0; e.Dropped() == 0; i++ { // its write queue full: the socket is too
+		if i == 1_000_000 {
+			t.Fatal("no drop after 1000000 messages to a stuck subscriber")
+		}
+		if err := pub.Publish(ctx, "hang/data", body, 0, false); err != nil {
+			t.Fatal(err)
+		}
+	}
+	_ = pub.Close()
+	closed := make(chan error, 1)
+	go func() { closed <- e.Close() }()
+	select {
+	case <-closed:
+	case <-time.After(30 * time.Second):
+		t.Fatal("Close blocked by a client that does not read")
+	}
+}
+
 // startEmbedded starts a broker that is closed after everything the test
 // registers later.
 func startEmbedded(t *testing.T) *Embedded {

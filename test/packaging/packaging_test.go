@@ -25,6 +25,9 @@ import (
 
 const root = "../.."
 
+// mosquittoConf is the broker snippet the package installs (a conffile).
+const mosquittoConf = "/etc/mosquitto/conf.d/eddy.conf"
+
 var (
 	buildOnce sync.Once
 	distDir   string
@@ -103,7 +106,7 @@ func TestDebMetadata(t *testing.T) {
 	}
 	list := run(t, "dpkg-deb", "-c", deb)
 	for _, want := range []string{"./usr/bin/eddy", "./lib/systemd/system/eddy.service", "./etc/eddy/config.yaml",
-		"./usr/share/doc/eddy/configuration.md"} {
+		"./usr/share/doc/eddy/configuration.md", "./etc/mosquitto/conf.d/eddy.conf", "./usr/share/doc/eddy/broker.md"} {
 		if !strings.Contains(list, want) {
 			t.Errorf("payload lacks %s:\n%s", want, list)
 		}
@@ -111,8 +114,8 @@ func TestDebMetadata(t *testing.T) {
 	ctl := t.TempDir()
 	run(t, "dpkg-deb", "-e", deb, ctl)
 	conffiles, err := os.ReadFile(filepath.Join(ctl, "conffiles"))
-	if err != nil || strings.TrimSpace(string(conffiles)) != "/etc/eddy/config.yaml" {
-		t.Errorf("conffiles = %q (%v), want /etc/eddy/config.yaml", conffiles, err)
+	if want := "/etc/eddy/config.yaml\n/etc/mosquitto/conf.d/eddy.conf"; err != nil || strings.TrimSpace(string(conffiles)) != want {
+		t.Errorf("conffiles = %q (%v), want %q", conffiles, err, want)
 	}
 	for _, s := range []string{"postinst", "prerm", "postrm"} {
 		b, err := os.ReadFile(filepath.Join(ctl, s))
@@ -148,19 +151,22 @@ func TestRPMQueries(t *testing.T) {
 		t.Fatal("rpm is not installed: run `make test-deps` (apt-get install rpm)")
 	}
 	list := run(t, "rpm", "-qpl", rpm)
-	for _, want := range []string{"/usr/bin/eddy", "/usr/lib/systemd/system/eddy.service", "/etc/eddy/config.yaml"} {
+	for _, want := range []string{"/usr/bin/eddy", "/usr/lib/systemd/system/eddy.service", "/etc/eddy/config.yaml",
+		"/etc/mosquitto/conf.d/eddy.conf"} {
 		if !strings.Contains(list, want+"\n") {
 			t.Errorf("rpm -qpl lacks %s:\n%s", want, list)
 		}
 	}
-	if cf := strings.TrimSpace(run(t, "rpm", "-qp", "--configfiles", rpm)); cf != "/etc/eddy/config.yaml" {
-		t.Errorf("rpm -qp --configfiles = %q, want /etc/eddy/config.yaml", cf)
+	if cf, want := strings.TrimSpace(run(t, "rpm", "-qp", "--configfiles", rpm)), "/etc/eddy/config.yaml\n/etc/mosquitto/conf.d/eddy.conf"; cf != want {
+		t.Errorf("rpm -qp --configfiles = %q, want %q", cf, want)
 	}
 	// %config(noreplace): the file's flags include 'n'.
 	dump := run(t, "rpm", "-qp", "--queryformat", "[%{FILENAMES} %{FILEFLAGS:fflags}\n]", rpm)
-	m := regexp.MustCompile(`(?m)^/etc/eddy/config\.yaml (\S*)$`).FindStringSubmatch(dump)
-	if m == nil || !strings.Contains(m[1], "c") || !strings.Contains(m[1], "n") {
-		t.Errorf("/etc/eddy/config.yaml is not %%config(noreplace) (want flags c and n):\n%s", dump)
+	for _, f := range []string{"/etc/eddy/config.yaml", "/etc/mosquitto/conf.d/eddy.conf"} {
+		m := regexp.MustCompile(`(?m)^` + regexp.QuoteMeta(f) + ` (\S*)$`).FindStringSubmatch(dump)
+		if m == nil || !strings.Contains(m[1], "c") || !strings.Contains(m[1], "n") {
+			t.Errorf("%s is not %%config(noreplace) (want flags c and n):\n%s", f, dump)
+		}
 	}
 	reqs := run(t, "rpm", "-qpR", rpm)
 	if !regexp.MustCompile(`(?m)^rocksdb\s*$`).MatchString(reqs) {
@@ -344,8 +350,14 @@ func TestDebInstallUpgradePurge(t *testing.T) {
 	if usr, grp, mode := owner(t, "/etc/eddy/config.yaml"); usr != "root" || grp != "eddy" || mode.Perm() != 0o640 {
 		t.Errorf("/etc/eddy/config.yaml is %s:%s %v, want root:eddy -rw-r-----", usr, grp, mode)
 	}
-	if cf := run(t, "dpkg-query", "-W", "-f=${Conffiles}", "eddy"); !strings.Contains(cf, "/etc/eddy/config.yaml") {
-		t.Errorf("dpkg-query Conffiles = %q, want /etc/eddy/config.yaml", cf)
+	cf := run(t, "dpkg-query", "-W", "-f=${Conffiles}", "eddy")
+	for _, want := range []string{"/etc/eddy/config.yaml", mosquittoConf} {
+		if !strings.Contains(cf, want) {
+			t.Errorf("dpkg-query Conffiles = %q, want %s", cf, want)
+		}
+	}
+	if usr, grp, mode := owner(t, mosquittoConf); usr != "root" || grp != "root" || mode.Perm() != 0o644 {
+		t.Errorf("%s is %s:%s %v, want root:root -rw-r--r-- (mosquitto reads it as its own user)", mosquittoConf, usr, grp, mode)
 	}
 	// The installed unit verifies against the installed binary.
 	var stderr bytes.Buffer
@@ -368,6 +380,15 @@ func TestDebInstallUpgradePurge(t *testing.T) {
 	if err := os.WriteFile("/etc/eddy/config.yaml", edited, 0o640); err != nil {
 		t.Fatal(err)
 	}
+	// The operator sizes the broker's queue for their outage.
+	snippet, _ := os.ReadFile(mosquittoConf)
+	sized := bytes.Replace(snippet, []byte("\nmax_queued_messages 1000000\n"), []byte("\nmax_queued_messages 3600000\n"), 1)
+	if bytes.Equal(snippet, sized) {
+		t.Fatalf("could not edit max_queued_messages in %s", mosquittoConf)
+	}
+	if err := os.WriteFile(mosquittoConf, sized, 0o644); err != nil {
+		t.Fatal(err)
+	}
 	state := "/var/lib/eddy/checkpoints/chk-7/_metadata"
 	os.MkdirAll(filepath.Dir(state), 0o750)
 	if err := os.WriteFile(state, []byte("state"), 0o640); err != nil {
@@ -377,6 +398,9 @@ func TestDebInstallUpgradePurge(t *testing.T) {
 		t.Helper()
 		if b, _ := os.ReadFile("/etc/eddy/config.yaml"); !bytes.Equal(b, edited) {
 			t.Errorf("%s: the edited /etc/eddy/config.yaml was not kept", when)
+		}
+		if b, _ := os.ReadFile(mosquittoConf); !bytes.Equal(b, sized) {
+			t.Errorf("%s: the edited %s was not kept", when, mosquittoConf)
 		}
 		if _, err := os.Stat(state); err != nil {
 			t.Errorf("%s: state under /var/lib/eddy was not kept: %v", when, err)
@@ -410,7 +434,7 @@ func TestDebInstallUpgradePurge(t *testing.T) {
 	kept("remove")
 
 	dpkg("--purge", "eddy")
-	for _, gone := range []string{"/var/lib/eddy", "/etc/eddy/config.yaml", "/lib/systemd/system/eddy.service"} {
+	for _, gone := range []string{"/var/lib/eddy", "/etc/eddy/config.yaml", "/lib/systemd/system/eddy.service", mosquittoConf} {
 		if _, err := os.Stat(gone); err == nil {
 			t.Errorf("dpkg --purge left %s", gone)
 		}

@@ -183,6 +183,32 @@ function renderOverview(o, cps) {
     }), "no sources");
 }
 
+// ---- broker drops (GET /api/v1/overview → broker; docs/broker.md) ------------
+// A warning under the status line, on every view, while the broker's own
+// counter of dropped messages is above 0: those readings never reached eddy.
+
+function renderBrokerDrops(o) {
+  let el = document.getElementById("broker-drops");
+  if (!el) {
+    el = document.createElement("div");
+    el.id = "broker-drops";
+    el.className = "banner";
+    el.setAttribute("role", "alert");
+    $("status-line").after(el);
+  }
+  const b = o.broker;
+  if (!b || !b.drops_reported || !(b.messages_dropped > 0)) { el.hidden = true; return; }
+  const seen = b.messages_dropped_seen > 0
+    ? `, ${num(b.messages_dropped_seen)} while eddy watched, last ${ago(Date.parse(b.last_drop_at))}` : "";
+  const fix = b.kind === "embedded"
+    ? "The embedded broker's limits were reached: use mosquitto in production."
+    : "Its queue for a disconnected client was full: raise max_queued_messages / max_queued_bytes in " +
+      "/etc/mosquitto/conf.d/eddy.conf and restart mosquitto (see /usr/share/doc/eddy/broker.md).";
+  el.textContent = `The MQTT broker${b.version ? " (" + b.version + ")" : ""} has dropped ` +
+    `${num(b.messages_dropped)} messages since it started${seen}: readings were lost before they reached eddy. ${fix}`;
+  el.hidden = false;
+}
+
 // ---- checkpoints ---------------------------------------------------------------
 
 function renderCheckpoints(cps, remote) {
@@ -532,6 +558,7 @@ async function refresh() {
     const [o, cps, hist] = await Promise.all([api("api/v1/overview"), api("api/v1/checkpoints"),
       charted ? api("api/v1/history") : null]);
     renderHeader(o);
+    renderBrokerDrops(o);
     if (view === "overview") {
       renderOverview(o, cps);
       renderLastHour(hist);
