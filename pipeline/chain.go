@@ -172,6 +172,7 @@ type shuffleNode struct {
 	abort     <-chan struct{}
 	keyParts  []string
 	keyBuf    []byte
+	lastKey   string // the previous reading's key: readings of one device come in runs
 }
 
 func (n *shuffleNode) collect(r *Reading) error {
@@ -213,7 +214,10 @@ func (n *shuffleNode) collect(r *Reading) error {
 	if r.Msg != nil {
 		src = srcPos{r.Msg.Source, r.Msg.Offset}
 	}
-	b.events = append(b.events, event{kg: kg, key: string(n.keyBuf), ts: r.TS, src: src})
+	if n.lastKey != string(n.keyBuf) { // no allocation for the comparison
+		n.lastKey = string(n.keyBuf)
+	}
+	b.events = append(b.events, event{kg: kg, key: n.lastKey, ts: r.TS, src: src})
 	n.m.RecordsOut.Add(1)
 	if len(b.events) >= n.batchSize {
 		return n.flushOne(i)

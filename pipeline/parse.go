@@ -31,6 +31,10 @@ type parser struct {
 	// intern holds field names and short string values seen before, so a
 	// reading does not allocate them again (device and site names repeat).
 	intern map[string]string
+	// boxed holds short string values already boxed as any: storing a
+	// string in Fields would allocate its interface value for every
+	// reading.
+	boxed map[string]any
 }
 
 const maxInterned = 1 << 16
@@ -46,11 +50,23 @@ func (ps *parser) str(b []byte) string {
 	return s
 }
 
+// strAny is str boxed as any, without an allocation for a value seen before.
+func (ps *parser) strAny(b []byte) any {
+	if v, ok := ps.boxed[string(b)]; ok {
+		return v
+	}
+	var v any = ps.str(b)
+	if len(b) <= 64 && len(ps.boxed) < maxInterned {
+		ps.boxed[v.(string)] = v
+	}
+	return v
+}
+
 func newParser(spec *SourceSpec, maxSize int) *parser {
 	return &parser{
 		spec: spec, maxSize: maxSize, fields: make(map[string]any, 16),
 		tsField: spec.EventTime.Field, tsFormat: spec.EventTime.Format,
-		ingestion: spec.EventTime.Field == "", intern: map[string]string{},
+		ingestion: spec.EventTime.Field == "", intern: map[string]string{}, boxed: map[string]any{},
 		maxFuture: spec.EventTime.MaxFuture.Milliseconds(),
 	}
 }
@@ -100,14 +116,14 @@ func (ps *parser) reading(v *fastjson.Value, r *ingestlog.Record, emit func(*Rea
 			// An empty level (sensors/site-1//telemetry) is a missing
 			// field, not the value "".
 			if name != "" && i < len(ps.topicBuf) && ps.topicBuf[i] != "" {
-				ps.fields[name] = ps.topicBuf[i]
+				ps.fields[name] = ps.strAny([]byte(ps.topicBuf[i]))
 			}
 		}
 	}
 	o, _ := v.Object()
 	o.Visit(func(k []byte, fv *fastjson.Value) {
 		if fv.Type() == fastjson.TypeString {
-			ps.fields[ps.str(k)] = ps.str(fv.GetStringBytes())
+			ps.fields[ps.str(k)] = ps.strAny(fv.GetStringBytes())
 			return
 		}
 		ps.fields[ps.str(k)] = jsonValue(fv)

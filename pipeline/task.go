@@ -390,6 +390,8 @@ func (t *keyedTask) onResult(res *Result) {
 	}
 }
 
+func (t *keyedTask) err() error { return t.firstErr }
+
 func (t *keyedTask) onLate(e *event, reason string) {
 	t.m.LateEvents.Add(1)
 	if err := t.dl.lateEvent(t.stage.spec.Name, e, reason); err != nil && t.firstErr == nil {
@@ -487,14 +489,10 @@ func (t *keyedTask) run(ctx context.Context) error {
 func (t *keyedTask) processBatch(b *batch) error {
 	k := len(t.stage.plan.inputs)
 	for i := range b.events {
-		ev := &b.events[i]
-		ev.vals = b.vals[i*k : (i+1)*k]
-		if err := t.op.process(ev); err != nil {
-			return err
-		}
-		if t.firstErr != nil {
-			return t.firstErr
-		}
+		b.events[i].vals = b.vals[i*k : (i+1)*k]
+	}
+	if err := t.op.processBatch(b.events, t.err); err != nil {
+		return err
 	}
 	t.m.RecordsIn.Add(int64(len(b.events)))
 	for _, a := range t.align {

@@ -132,6 +132,8 @@ type windowOp struct {
 	valBuf   []byte
 	resVals  []float64
 	lateSeen uint64
+	pre      preAgg
+	noPreAgg bool // every reading on its own: the default (see build.go) and the pre-aggregation test's reference
 }
 
 func (op *windowOp) entry(kg uint16, key string) (*keyEntry, error) {
@@ -197,8 +199,7 @@ func (op *windowOp) process(ev *event) error {
 	}
 	if !added {
 		op.lateSeen++
-		op.late(ev, fmt.Sprintf("late event: event time %s is behind the watermark %s by more than allowed lateness",
-			fmtMS(ev.ts), fmtMS(op.wm)))
+		op.late(ev, lateReason(ev.ts, op.wm))
 		if len(e.wins) == 0 && !e.inDB {
 			delete(op.cache, e.key)
 		}
@@ -206,6 +207,11 @@ func (op *windowOp) process(ev *event) error {
 	}
 	op.markDirty(e)
 	return op.maybeEvict()
+}
+
+func lateReason(ts, wm int64) string {
+	return fmt.Sprintf("late event: event time %s is behind the watermark %s by more than allowed lateness",
+		fmtMS(ts), fmtMS(wm))
 }
 
 func (op *windowOp) processSession(e *keyEntry, ev *event) error {
