@@ -98,7 +98,9 @@ func TestLinkDownThenBack(t *testing.T) {
 	e.WaitFor("the link to be seen down", longTimeout, func() bool { return !e.upload().LinkUp })
 	downAt := e.upload().NewestCheckpoint // an upload may have committed just before the stop
 	f.MustSend(t, s.msgs[1000:3000])
-	e.WaitFor("ten checkpoints while down", longTimeout, func() bool { return e.LatestCompleted() >= downAt+10 })
+	// The uploader hears of a completed checkpoint just after the coordinator
+	// completes it: wait on what the uploader has seen.
+	e.WaitFor("ten checkpoints while down", longTimeout, func() bool { return e.upload().Details.NewestLocal >= downAt+10 })
 	down := e.upload()
 	if down.LinkUp || down.NewestCheckpoint != downAt || down.Details.LagCheckpoints < 10 {
 		t.Fatalf("while down: %+v", down)
