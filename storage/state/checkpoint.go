@@ -20,6 +20,8 @@ import (
 // in dir+".tmp", renames it and syncs dir; the parent is synced here,
 // through the DB's Options.FS.
 //
+// An error from RocksDB marks d failed (see DB).
+//
 // The checkpoint is consistent across column families as long as no other
 // goroutine writes to d meanwhile: the task calls it from its own goroutine
 // between records.
@@ -27,8 +29,8 @@ func (d *DB) CreateCheckpoint(dir string) error {
 	start := time.Now()
 	d.mu.RLock()
 	defer d.mu.RUnlock()
-	if d.closed {
-		return ErrClosed
+	if err := d.usable(); err != nil {
+		return err
 	}
 	if _, err := d.fs.Stat(dir); err == nil {
 		return fmt.Errorf("state: create checkpoint: %s already exists", dir)
@@ -39,13 +41,15 @@ func (d *DB) CreateCheckpoint(dir string) error {
 	if err := fileutil.CreateDirAllFS(d.fs, parent); err != nil {
 		return fmt.Errorf("state: create checkpoint: %w", err)
 	}
+	// Any RocksDB error here marks d failed: the flush inside the
+	// checkpoint writes through the DB's own file writers.
 	cp, err := d.db.NewCheckpoint()
 	if err != nil {
-		return fmt.Errorf("state: create checkpoint object: %w", err)
+		return d.fail(fmt.Errorf("state: create checkpoint object: %w", err))
 	}
 	defer cp.Destroy()
 	if err := cp.CreateCheckpoint(dir, 0); err != nil {
-		return fmt.Errorf("state: create checkpoint %s: %w", dir, err)
+		return d.fail(fmt.Errorf("state: create checkpoint %s: %w", dir, err))
 	}
 	if err := d.fs.SyncDir(parent); err != nil {
 		return fmt.Errorf("state: create checkpoint: %w", err)
