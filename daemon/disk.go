@@ -36,6 +36,35 @@ type diskState struct {
 
 	mu      sync.Mutex
 	watcher *diskspace.Watcher // set by the disk actor
+	low     bool               // a watched path is below disk.min_free
+	room    chan struct{}      // closed when low turns false; nil while not low
+}
+
+// waitRoom returns true at once if no watched path is below
+// disk.min_free, or when none is any more; false if done or stop closes
+// first.
+func (s *diskState) waitRoom(done, stop <-chan struct{}) bool {
+	s.mu.Lock()
+	room := s.room
+	s.mu.Unlock()
+	if room == nil {
+		return true
+	}
+	select {
+	case <-room:
+		return true
+	case <-done:
+		return false
+	case <-stop:
+		return false
+	}
+}
+
+// isLow reports whether a watched path is below disk.min_free.
+func (s *diskState) isLow() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.low
 }
 
 // diskPaths returns data_dir and the directory of every file sink, once
@@ -78,6 +107,16 @@ func (d *Daemon) addDisk(g *run.Group, r *runState) {
 
 // setDiskLow pauses or resumes every ingest log for PauseDiskFull.
 func (d *Daemon) setDiskLow(low bool) {
+	d.disk.mu.Lock()
+	switch {
+	case low && !d.disk.low:
+		d.disk.room = make(chan struct{})
+	case !low && d.disk.low:
+		close(d.disk.room)
+		d.disk.room = nil
+	}
+	d.disk.low = low
+	d.disk.mu.Unlock()
 	for _, l := range d.logs {
 		if low {
 			l.Pause(PauseDiskFull)

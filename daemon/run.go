@@ -18,6 +18,7 @@ import (
 	"github.com/eddy-stream/eddy/pipeline/mqttio"
 	"github.com/eddy-stream/eddy/pipeline/sink"
 	"github.com/eddy-stream/eddy/storage/checkpoint"
+	"github.com/eddy-stream/eddy/storage/state"
 )
 
 // DefaultStopTimeout bounds the final checkpoint of a graceful stop. It is
@@ -452,8 +453,28 @@ func (d *Daemon) supervise(r *runState) error {
 			brokenCheckpoints.Inc()
 			continue
 		}
-		d.log.Error("job failed; restarting from the last completed checkpoint", "err", err, "in", backoff)
-		d.setPhase(fmt.Sprintf("restarting in %s after failure: %s", backoff, err))
+		if errors.Is(err, state.ErrFailed) {
+			// A RocksDB instance that returned an error is never used
+			// again (storage/state): the job is rebuilt from the last
+			// completed checkpoint, once the disk has room again.
+			from := "the start"
+			if ids, lerr := d.store.Completed(); lerr == nil && len(ids) > 0 {
+				from = fmt.Sprintf("checkpoint %d", ids[len(ids)-1])
+			}
+			if d.disk.isLow() {
+				d.log.Error("state store failed; restarting when the disk has room", "err", err, "from", from)
+				d.setPhase(fmt.Sprintf("state store failed: %s; restarting from %s when the disk has room", err, from))
+				ok := d.disk.waitRoom(ctx.Done(), d.stop)
+				if !ok {
+					return nil
+				}
+			}
+			d.log.Error("state store failed; restarting from "+from, "err", err, "in", backoff)
+			d.setPhase(fmt.Sprintf("state store failed: %s; restarting from %s in %s", err, from, backoff))
+		} else {
+			d.log.Error("job failed; restarting from the last completed checkpoint", "err", err, "in", backoff)
+			d.setPhase(fmt.Sprintf("restarting in %s after failure: %s", backoff, err))
+		}
 		t := time.NewTimer(backoff)
 		select {
 		case <-ctx.Done():
