@@ -20,7 +20,8 @@ import (
 // in dir+".tmp", renames it and syncs dir; the parent is synced here,
 // through the DB's Options.FS.
 //
-// An error from RocksDB marks d failed (see DB).
+// An error flushing the memtables marks d failed (see DB); other errors
+// fail only the checkpoint.
 //
 // The checkpoint is consistent across column families as long as no other
 // goroutine writes to d meanwhile: the task calls it from its own goroutine
@@ -41,15 +42,20 @@ func (d *DB) CreateCheckpoint(dir string) error {
 	if err := fileutil.CreateDirAllFS(d.fs, parent); err != nil {
 		return fmt.Errorf("state: create checkpoint: %w", err)
 	}
-	// Any RocksDB error here marks d failed: the flush inside the
-	// checkpoint writes through the DB's own file writers.
+	// The flush writes through the DB's own file writers: an error marks d
+	// failed. After it, RocksDB's checkpoint has nothing to flush (no
+	// other goroutine writes meanwhile), and what it writes are new files
+	// in the checkpoint directory; its errors fail the checkpoint only.
+	if err := d.flush(); err != nil {
+		return err
+	}
 	cp, err := d.db.NewCheckpoint()
 	if err != nil {
-		return d.fail(fmt.Errorf("state: create checkpoint object: %w", err))
+		return fmt.Errorf("state: create checkpoint object: %w", err)
 	}
 	defer cp.Destroy()
 	if err := cp.CreateCheckpoint(dir, 0); err != nil {
-		return d.fail(fmt.Errorf("state: create checkpoint %s: %w", dir, err))
+		return fmt.Errorf("state: create checkpoint %s: %w", dir, err)
 	}
 	if err := d.fs.SyncDir(parent); err != nil {
 		return fmt.Errorf("state: create checkpoint: %w", err)
