@@ -1,11 +1,13 @@
 package daemon
 
 import (
+	"errors"
 	"fmt"
 	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/oklog/run"
@@ -182,4 +184,10 @@ func humanBytes(n uint64) string {
 		i++
 	}
 	return fmt.Sprintf("%.1f%s", v, []string{"KiB", "MiB", "GiB", "TiB", "PiB"}[i])
+}
+
+// noSpace reports whether err is for lack of space: ENOSPC, or a RocksDB
+// status saying so (RocksDB's errors are text).
+func noSpace(err error) bool {
+	return errors.Is(err, syscall.ENOSPC) || strings.Contains(strings.ToLower(err.Error()), "no space left on device")
 }

@@ -425,7 +425,18 @@ func (d *Daemon) supervise(r *runState) error {
 			if errors.Is(err, errStopped) {
 				return nil
 			}
-			return err
+			if !d.disk.isLow() && !noSpace(err) {
+				return err
+			}
+			// A restore on a full disk: wait for room, then try again,
+			// rather than exit into a restart loop.
+			d.log.Error("starting the job failed on a full disk; retrying when it has room", "err", err, "in", backoff)
+			d.setPhase(fmt.Sprintf("recovery failed: %s; retrying when the disk has room", err))
+			if !d.disk.waitRoom(ctx.Done(), d.stop) || !d.sleep(ctx, backoff) {
+				return nil
+			}
+			backoff = min(backoff*2, time.Minute)
+			continue
 		}
 		err = d.runJob(ctx, job)
 		d.mu.Lock()
@@ -486,6 +497,20 @@ func (d *Daemon) supervise(r *runState) error {
 		case <-t.C:
 		}
 		backoff = min(backoff*2, time.Minute)
+	}
+}
+
+// sleep waits for d, false if ctx is done or Stop is called first.
+func (d *Daemon) sleep(ctx context.Context, dur time.Duration) bool {
+	t := time.NewTimer(dur)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-d.stop:
+		return false
+	case <-t.C:
+		return true
 	}
 }
 
