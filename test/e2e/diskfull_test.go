@@ -22,12 +22,13 @@ const diskFullSize = 128 << 20
 
 // newDiskFullEddy is newEddy with data_dir (and so the file sinks, whose
 // paths are relative to it) on a fresh tmpfs of diskFullSize, disk.min_free
-// 8 MiB, and a second results sink "rotated" rotating every 4 KiB.
-func newDiskFullEddy(t *testing.T, b *mqtttest.Broker) (*eddy, string) {
+// 8 MiB, and a second results sink "rotated" rotating every 4 KiB, in
+// rotatedDir ("": data_dir).
+func newDiskFullEddy(t *testing.T, b *mqtttest.Broker, rotatedDir string) (*eddy, string) {
 	t.Helper()
 	fsDir := diskfull.Tmpfs(t, diskFullSize)
 	c := restartConfig()
-	c.ExtraSinks = "  - name: rotated\n    from: per_device\n    file:\n      path: rotated.jsonl\n      max_size: 4KiB\n      max_files: 1000\n"
+	c.ExtraSinks = "  - name: rotated\n    from: per_device\n    file:\n      path: " + filepath.Join(rotatedDir, "rotated.jsonl") + "\n      max_size: 4KiB\n      max_files: 1000\n"
 	in := eddytest.New(t, eddytest.Config{})
 	in.DataDir = filepath.Join(fsDir, "data")
 	in.WriteConfig(c.render(in.DataDir, b.URL(), in.HTTPAddr) + "disk:\n  min_free: 8MiB\n")
@@ -51,15 +52,21 @@ func (e *eddy) waitResumed() {
 	})
 }
 
-// rotatedLines reads every file of the rotating sink, oldest first.
-func (e *eddy) rotatedLines(t *testing.T) []string {
+// rotatedLines reads every file of the rotating sink in dir ("":
+// data_dir), oldest first.
+func (e *eddy) rotatedLines(t *testing.T, dir string) []string {
 	t.Helper()
-	files, err := filepath.Glob(e.Path("rotated.jsonl*"))
+	if dir == "" {
+		dir = e.DataDir
+	}
+	files, err := filepath.Glob(filepath.Join(dir, "rotated.jsonl*"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	// rotated.jsonl.N are older for larger N; rotated.jsonl is the newest.
-	sort.Slice(files, func(i, j int) bool { return len(files[i]) > len(files[j]) || (len(files[i]) == len(files[j]) && files[i] > files[j]) })
+	sort.Slice(files, func(i, j int) bool {
+		return len(files[i]) > len(files[j]) || (len(files[i]) == len(files[j]) && files[i] > files[j])
+	})
 	var all []string
 	for _, f := range files {
 		lines, _, err := readLines(f)
@@ -84,7 +91,7 @@ func TestDiskFull(t *testing.T) {
 	third := len(body) / 3
 	b := startBroker(t)
 	f := newFeeder(t, b, "e2e-feeder")
-	e, fsDir := newDiskFullEddy(t, b)
+	e, fsDir := newDiskFullEddy(t, b, "")
 	p := e.StartReady()
 	e.Probe(f)
 	f.MustSend(t, body[:third])
@@ -114,17 +121,28 @@ func TestDiskFull(t *testing.T) {
 	got := e.waitResults("per_device", []string{"site", "device"}, want)
 	compareResults(t, "results after a full disk", got, want, windowAggs)
 	e.WaitFor("the rotating sink to have every window", resultsTimeout, func() bool {
-		return collectResults(e.rotatedLines(t), e.appliance(), "per_device", []string{"site", "device"}).missing(want) == 0
+		return collectResults(e.rotatedLines(t, ""), e.appliance(), "per_device", []string{"site", "device"}).missing(want) == 0
 	})
-	compareResults(t, "rotating sink after a full disk", collectResults(e.rotatedLines(t), e.appliance(), "per_device", []string{"site", "device"}), want, windowAggs)
+	compareResults(t, "rotating sink after a full disk", collectResults(e.rotatedLines(t, ""), e.appliance(), "per_device", []string{"site", "device"}), want, windowAggs)
 	if p.Exited() || len(e.Runs()) != 1 {
 		t.Fatalf("eddy did not survive the full disk in one process (exited %v, runs %d)", p.Exited(), len(e.Runs()))
 	}
+	var noSpaceCP, dbFailed, sinkFailed int
 	for _, l := range e.Logs() {
 		if strings.Contains(l.Raw, "Assertion") {
 			t.Errorf("RocksDB assertion in the log: %s", l.Raw)
 		}
+		switch {
+		case l.Msg() == "checkpoint failed" && strings.Contains(l.Str("reason"), "no space left on device"):
+			noSpaceCP++
+		case strings.HasPrefix(l.Msg(), "state store failed"):
+			dbFailed++
+		case strings.HasPrefix(l.Msg(), "releasing staged output failed"):
+			sinkFailed++
+		}
 	}
+	t.Logf("%d checkpoints failed for lack of space, %d state store failures, %d sink failure reports; %d windows, %d lines",
+		noSpaceCP, dbFailed, sinkFailed, len(want), got.lines)
 }
 
 // TestDiskFullRestore stops eddy cleanly, fills its file system and starts
@@ -137,7 +155,7 @@ func TestDiskFullRestore(t *testing.T) {
 	half := len(body) / 2
 	b := startBroker(t)
 	f := newFeeder(t, b, "e2e-feeder")
-	e, fsDir := newDiskFullEddy(t, b)
+	e, fsDir := newDiskFullEddy(t, b, "")
 	e.StartReady()
 	e.Probe(f)
 	f.MustSend(t, body[:half])
@@ -172,7 +190,60 @@ func TestDiskFullRestore(t *testing.T) {
 	if p.Exited() {
 		t.Fatalf("eddy exited: %v", p.ExitErr())
 	}
+	retries := 0
+	for _, l := range p.Logs() {
+		if strings.HasPrefix(l.Msg(), "starting the job failed on a full disk") {
+			retries++
+		}
+	}
 	if _, err := os.Stat(e.Path("checkpoints")); err != nil {
 		t.Fatal(err)
 	}
+	t.Logf("%d recoveries failed on the full disk before it had room; %d windows, %d lines", retries, len(want), got.lines)
+}
+
+// TestDiskFullSinkRotation fills only the file system of the rotating
+// sink (4 KiB files) while readings flow and checkpoints complete: the
+// release of their output fails at a write or a rotation, the sink backs
+// off instead of spinning, the intake pauses (the sink's directory is
+// watched), and when the hog is removed the sink reopens, cuts what was
+// not confirmed, and every window is in its files; the process lives.
+func TestDiskFullSinkRotation(t *testing.T) {
+	s := restartStream(t, 47)
+	body := s.body()
+	third := len(body) / 3
+	b := startBroker(t)
+	f := newFeeder(t, b, "e2e-feeder")
+	sinkFS := diskfull.Tmpfs(t, 16<<20)
+	e, _ := newDiskFullEddy(t, b, sinkFS)
+	p := e.StartReady()
+	e.Probe(f)
+	f.MustSend(t, body[:third])
+	e.waitCaughtUp(map[string]int64{"readings": int64(third)})
+
+	hog := diskfull.FillHog(t, sinkFS)
+	f.MustSend(t, body[third:2*third])
+	e.waitPaused()
+	e.WaitFor("the rotating sink to fail for lack of space", resultsTimeout, func() bool {
+		return slices.ContainsFunc(e.Logs(), func(l eddytest.LogLine) bool {
+			return strings.HasPrefix(l.Msg(), "releasing staged output failed") && strings.Contains(l.Str("err"), "no space left on device")
+		})
+	})
+	hog.Release()
+	e.waitResumed()
+	f.MustSend(t, body[2*third:])
+	f.MustSend(t, s.end())
+	want := oracle.Compute(toOracle(s.good), oracle.Window{Type: "tumbling", Size: 10000}, windowAggs, closeAt(s.endTS, restartOOO))
+	got := e.waitResults("per_device", []string{"site", "device"}, want)
+	compareResults(t, "results file", got, want, windowAggs)
+	e.WaitFor("the rotating sink to have every window", resultsTimeout, func() bool {
+		return collectResults(e.rotatedLines(t, sinkFS), e.appliance(), "per_device", []string{"site", "device"}).missing(want) == 0
+	})
+	rot := collectResults(e.rotatedLines(t, sinkFS), e.appliance(), "per_device", []string{"site", "device"})
+	compareResults(t, "rotating sink on a disk that was full", rot, want, windowAggs)
+	if p.Exited() || len(e.Runs()) != 1 {
+		t.Fatalf("eddy did not survive in one process (exited %v, runs %d)", p.Exited(), len(e.Runs()))
+	}
+	files, _ := filepath.Glob(filepath.Join(sinkFS, "rotated.jsonl*"))
+	t.Logf("%d windows, rotating sink: %d files, %d lines, %d duplicates", len(want), len(files), rot.lines, rot.dups)
 }
