@@ -62,6 +62,21 @@ func (s *diskState) waitRoom(done, stop <-chan struct{}) bool {
 	}
 }
 
+// setLow records whether a watched path is below disk.min_free, waking
+// waitRoom when none is any more.
+func (s *diskState) setLow(low bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	switch {
+	case low && !s.low:
+		s.room = make(chan struct{})
+	case !low && s.low:
+		close(s.room)
+		s.room = nil
+	}
+	s.low = low
+}
+
 // isLow reports whether a watched path is below disk.min_free.
 func (s *diskState) isLow() bool {
 	s.mu.Lock()
@@ -109,16 +124,7 @@ func (d *Daemon) addDisk(g *run.Group, r *runState) {
 
 // setDiskLow pauses or resumes every ingest log for PauseDiskFull.
 func (d *Daemon) setDiskLow(low bool) {
-	d.disk.mu.Lock()
-	switch {
-	case low && !d.disk.low:
-		d.disk.room = make(chan struct{})
-	case !low && d.disk.low:
-		close(d.disk.room)
-		d.disk.room = nil
-	}
-	d.disk.low = low
-	d.disk.mu.Unlock()
+	d.disk.setLow(low)
 	for _, l := range d.logs {
 		if low {
 			l.Pause(PauseDiskFull)
