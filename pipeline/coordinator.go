@@ -345,21 +345,24 @@ func (c *coordinator) failErr(p *pendingCheckpoint, err error) {
 		c.fail(p, err.Error())
 		return
 	}
-	n := c.failures
-	c.fail(p, "no space left on device: "+err.Error())
-	c.failures = n
+	c.failCounted(p, "no space left on device: "+err.Error(), false)
 }
 
-func (c *coordinator) fail(p *pendingCheckpoint, msg string) {
+func (c *coordinator) fail(p *pendingCheckpoint, msg string) { c.failCounted(p, msg, true) }
+
+// failCounted fails p with msg; counted: toward tolerable_failures.
+func (c *coordinator) failCounted(p *pendingCheckpoint, msg string, counted bool) {
 	delete(c.pending, p.id)
 	c.discarded[p.id] = true
 	if err := c.store.Abort(p.id); err != nil {
 		c.log.Warn("removing failed checkpoint", "checkpoint", p.id, "err", err)
 	}
 	c.stats.failed(p.id, time.Now().UnixMilli(), msg)
-	c.failures++
+	if counted {
+		c.failures++
+	}
 	c.lastDone = time.Now()
-	c.log.Warn("checkpoint failed", "checkpoint", p.id, "reason", msg, "consecutive_failures", c.failures)
+	c.log.Warn("checkpoint failed", "checkpoint", p.id, "reason", msg, "consecutive_failures", c.failures, "counted", counted)
 	for _, w := range p.waiters {
 		w <- triggerResult{ID: p.id, Err: errors.New(msg)}
 	}
