@@ -1,11 +1,13 @@
 package daemon
 
 import (
+	"errors"
 	"fmt"
 	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/oklog/run"
@@ -36,6 +38,50 @@ type diskState struct {
 
 	mu      sync.Mutex
 	watcher *diskspace.Watcher // set by the disk actor
+	low     bool               // a watched path is below disk.min_free
+	room    chan struct{}      // closed when low turns false; nil while not low
+}
+
+// waitRoom returns true at once if no watched path is below
+// disk.min_free, or when none is any more; false if done or stop closes
+// first.
+func (s *diskState) waitRoom(done, stop <-chan struct{}) bool {
+	s.mu.Lock()
+	room := s.room
+	s.mu.Unlock()
+	if room == nil {
+		return true
+	}
+	select {
+	case <-room:
+		return true
+	case <-done:
+		return false
+	case <-stop:
+		return false
+	}
+}
+
+// setLow records whether a watched path is below disk.min_free, waking
+// waitRoom when none is any more.
+func (s *diskState) setLow(low bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	switch {
+	case low && !s.low:
+		s.room = make(chan struct{})
+	case !low && s.low:
+		close(s.room)
+		s.room = nil
+	}
+	s.low = low
+}
+
+// isLow reports whether a watched path is below disk.min_free.
+func (s *diskState) isLow() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.low
 }
 
 // diskPaths returns data_dir and the directory of every file sink, once
@@ -78,6 +124,7 @@ func (d *Daemon) addDisk(g *run.Group, r *runState) {
 
 // setDiskLow pauses or resumes every ingest log for PauseDiskFull.
 func (d *Daemon) setDiskLow(low bool) {
+	d.disk.setLow(low)
 	for _, l := range d.logs {
 		if low {
 			l.Pause(PauseDiskFull)
@@ -143,4 +190,10 @@ func humanBytes(n uint64) string {
 		i++
 	}
 	return fmt.Sprintf("%.1f%s", v, []string{"KiB", "MiB", "GiB", "TiB", "PiB"}[i])
+}
+
+// noSpace reports whether err is for lack of space: ENOSPC, or a RocksDB
+// status saying so (RocksDB's errors are text).
+func noSpace(err error) bool {
+	return errors.Is(err, syscall.ENOSPC) || strings.Contains(strings.ToLower(err.Error()), "no space left on device")
 }

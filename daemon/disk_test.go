@@ -147,3 +147,35 @@ func TestDiskBudgetPausesIntake(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestDiskStateWaitRoom: waitRoom returns at once while the disk has room,
+// blocks while it is low until setLow(false), and gives up on done or stop.
+func TestDiskStateWaitRoom(t *testing.T) {
+	var s diskState
+	never := make(chan struct{})
+	if !s.waitRoom(never, never) {
+		t.Fatal("waitRoom with room: false")
+	}
+	s.setLow(true)
+	s.setLow(true) // no new channel: the waiter below still wakes
+	if !s.isLow() {
+		t.Fatal("isLow false after setLow(true)")
+	}
+	got := make(chan bool)
+	go func() { got <- s.waitRoom(never, never) }()
+	select {
+	case v := <-got:
+		t.Fatalf("waitRoom returned %v while the disk is low", v)
+	default:
+	}
+	s.setLow(false)
+	if !<-got {
+		t.Fatal("waitRoom: false after room returned")
+	}
+	s.setLow(true)
+	stop := make(chan struct{})
+	close(stop)
+	if s.waitRoom(never, stop) {
+		t.Fatal("waitRoom: true after stop while low")
+	}
+}

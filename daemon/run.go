@@ -18,6 +18,7 @@ import (
 	"github.com/eddy-stream/eddy/pipeline/mqttio"
 	"github.com/eddy-stream/eddy/pipeline/sink"
 	"github.com/eddy-stream/eddy/storage/checkpoint"
+	"github.com/eddy-stream/eddy/storage/state"
 )
 
 // DefaultStopTimeout bounds the final checkpoint of a graceful stop. It is
@@ -427,7 +428,18 @@ func (d *Daemon) supervise(r *runState) error {
 			if errors.Is(err, errStopped) {
 				return nil
 			}
-			return err
+			if !d.disk.isLow() && !noSpace(err) {
+				return err
+			}
+			// A restore on a full disk: wait for room, then try again,
+			// rather than exit into a restart loop.
+			d.log.Error("starting the job failed on a full disk; retrying when it has room", "err", err, "in", backoff)
+			d.setPhase(fmt.Sprintf("recovery failed: %s; retrying when the disk has room", err))
+			if !d.disk.waitRoom(ctx.Done(), d.stop) || !d.sleep(ctx, backoff) {
+				return nil
+			}
+			backoff = min(backoff*2, time.Minute)
+			continue
 		}
 		err = d.runJob(ctx, job)
 		d.mu.Lock()
@@ -455,8 +467,28 @@ func (d *Daemon) supervise(r *runState) error {
 			brokenCheckpoints.Inc()
 			continue
 		}
-		d.log.Error("job failed; restarting from the last completed checkpoint", "err", err, "in", backoff)
-		d.setPhase(fmt.Sprintf("restarting in %s after failure: %s", backoff, err))
+		if errors.Is(err, state.ErrFailed) {
+			// A RocksDB instance that returned an error is never used
+			// again (storage/state): the job is rebuilt from the last
+			// completed checkpoint, once the disk has room again.
+			from := "the start"
+			if ids, lerr := d.store.Completed(); lerr == nil && len(ids) > 0 {
+				from = fmt.Sprintf("checkpoint %d", ids[len(ids)-1])
+			}
+			if d.disk.isLow() {
+				d.log.Error("state store failed; restarting when the disk has room", "err", err, "from", from)
+				d.setPhase(fmt.Sprintf("state store failed: %s; restarting from %s when the disk has room", err, from))
+				ok := d.disk.waitRoom(ctx.Done(), d.stop)
+				if !ok {
+					return nil
+				}
+			}
+			d.log.Error("state store failed; restarting from "+from, "err", err, "in", backoff)
+			d.setPhase(fmt.Sprintf("state store failed: %s; restarting from %s in %s", err, from, backoff))
+		} else {
+			d.log.Error("job failed; restarting from the last completed checkpoint", "err", err, "in", backoff)
+			d.setPhase(fmt.Sprintf("restarting in %s after failure: %s", backoff, err))
+		}
 		t := time.NewTimer(backoff)
 		select {
 		case <-ctx.Done():
@@ -468,6 +500,20 @@ func (d *Daemon) supervise(r *runState) error {
 		case <-t.C:
 		}
 		backoff = min(backoff*2, time.Minute)
+	}
+}
+
+// sleep waits for d, false if ctx is done or Stop is called first.
+func (d *Daemon) sleep(ctx context.Context, dur time.Duration) bool {
+	t := time.NewTimer(dur)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-d.stop:
+		return false
+	case <-t.C:
+		return true
 	}
 }
 

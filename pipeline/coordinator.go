@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
+	"strings"
+	"syscall"
 	"time"
 
 	"github.com/eddy-stream/eddy/internal/failpoint"
@@ -168,7 +170,7 @@ func (c *coordinator) trigger(now time.Time) {
 	}
 	c.stats.started(cs)
 	if err := c.store.Begin(id); err != nil {
-		c.fail(p, fmt.Sprintf("create checkpoint directory: %v", err))
+		c.failErr(p, fmt.Errorf("create checkpoint directory: %w", err))
 		return
 	}
 	b := &Barrier{ID: id, Timestamp: now.UnixMilli()}
@@ -192,7 +194,7 @@ func (c *coordinator) onAck(a taskAck) {
 		return
 	}
 	if a.err != nil {
-		c.fail(p, a.err.Error())
+		c.failErr(p, a.err)
 		return
 	}
 	p.acks[a.task] = a
@@ -249,7 +251,7 @@ func (c *coordinator) complete(p *pendingCheckpoint) {
 		perTask[name] = st.CheckpointedSize
 	}
 	if err := c.store.Commit(md); err != nil {
-		c.fail(p, fmt.Sprintf("commit _metadata: %v", err))
+		c.failErr(p, fmt.Errorf("commit _metadata: %w", err))
 		return
 	}
 	failpoint.Hit(failpoint.AfterMetadata)
@@ -329,16 +331,39 @@ func (c *coordinator) prune() {
 	}
 }
 
-func (c *coordinator) fail(p *pendingCheckpoint, msg string) {
+// noSpace reports whether err is for lack of space: ENOSPC, or a
+// RocksDB status saying so (RocksDB's errors are text).
+func noSpace(err error) bool {
+	return errors.Is(err, syscall.ENOSPC) || strings.Contains(strings.ToLower(err.Error()), "no space left on device")
+}
+
+// failErr fails p for err. A failure for lack of space is reported as
+// "no space left on device: ..." and, being the environment's fault, is
+// not counted toward tolerable_failures: the disk watcher pauses intake
+// meanwhile, and a task whose RocksDB failed ends the job by itself.
+func (c *coordinator) failErr(p *pendingCheckpoint, err error) {
+	if !noSpace(err) {
+		c.fail(p, err.Error())
+		return
+	}
+	c.failCounted(p, "no space left on device: "+err.Error(), false)
+}
+
+func (c *coordinator) fail(p *pendingCheckpoint, msg string) { c.failCounted(p, msg, true) }
+
+// failCounted fails p with msg; counted: toward tolerable_failures.
+func (c *coordinator) failCounted(p *pendingCheckpoint, msg string, counted bool) {
 	delete(c.pending, p.id)
 	c.discarded[p.id] = true
 	if err := c.store.Abort(p.id); err != nil {
 		c.log.Warn("removing failed checkpoint", "checkpoint", p.id, "err", err)
 	}
 	c.stats.failed(p.id, time.Now().UnixMilli(), msg)
-	c.failures++
+	if counted {
+		c.failures++
+	}
 	c.lastDone = time.Now()
-	c.log.Warn("checkpoint failed", "checkpoint", p.id, "reason", msg, "consecutive_failures", c.failures)
+	c.log.Warn("checkpoint failed", "checkpoint", p.id, "reason", msg, "consecutive_failures", c.failures, "counted", counted)
 	for _, w := range p.waiters {
 		w <- triggerResult{ID: p.id, Err: errors.New(msg)}
 	}

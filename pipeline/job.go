@@ -76,9 +76,10 @@ func NewJob(spec JobSpec, start SourceStart, log *slog.Logger) (j *Job, err erro
 		return nil, err
 	}
 	j.ctx, j.cancel = context.WithCancel(context.Background())
+	job := j // "return nil, err" sets j to nil before this runs
 	defer func() {
 		if err != nil {
-			err = errors.Join(err, j.Close())
+			err = errors.Join(err, job.Close())
 		}
 	}()
 	if spec.Parallelism > spec.MaxParallelism || spec.MaxParallelism > 32768 {
@@ -222,7 +223,9 @@ func (j *Job) Close() error {
 		if t.op != nil && t.op.batch != nil {
 			t.op.batch.Close()
 		}
-		errs = append(errs, t.db.Close())
+		if t.db != nil { // nil: its restore failed
+			errs = append(errs, t.db.Close())
+		}
 	}
 	return errors.Join(errs...)
 }

@@ -81,6 +81,8 @@ func (j *Job) release(ctx context.Context, upTo int64) error {
 	}
 	for _, snk := range order {
 		backoff := 100 * time.Millisecond
+		var failures int
+		var last string
 		for {
 			err := snk.Write(ctx, batches[snk])
 			if err == nil {
@@ -88,12 +90,21 @@ func (j *Job) release(ctx context.Context, upTo int64) error {
 				err = snk.Flush(ctx)
 			}
 			if err == nil {
+				if failures > 0 {
+					j.log.Info("releasing staged output succeeded again", "checkpoint", upTo, "failed_attempts", failures)
+				}
 				break
 			}
 			if ctx.Err() != nil {
 				return err
 			}
-			j.log.Warn("releasing staged output failed, retrying", "checkpoint", upTo, "err", err, "retry_in", backoff)
+			// A full disk can last: say so once per distinct error, not
+			// at every attempt.
+			failures++
+			if msg := err.Error(); msg != last {
+				last = msg
+				j.log.Warn("releasing staged output failed, retrying with backoff", "checkpoint", upTo, "err", err, "retry_in", backoff, "no_space", noSpace(err))
+			}
 			select {
 			case <-ctx.Done():
 				return ctx.Err()

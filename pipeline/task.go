@@ -595,6 +595,12 @@ func (t *keyedTask) checkpoint(b *Barrier, first time.Time, alignDur time.Durati
 	base.stats.StartDelay = max(0, first.UnixMilli()-b.Timestamp)
 	base.stats.Alignment = AlignmentFig{Duration: alignDur.Milliseconds(), Processed: processed}
 	t.cp.async(b, snap, base, t0, time.Since(t0), pre)
+	if errors.Is(base.err, state.ErrFailed) {
+		// The checkpoint is reported failed above; the DB is not called
+		// again, so the task ends the job, which the daemon rebuilds from
+		// the last completed checkpoint.
+		return base.err
+	}
 	return nil
 }
 

@@ -20,6 +20,9 @@ import (
 // in dir+".tmp", renames it and syncs dir; the parent is synced here,
 // through the DB's Options.FS.
 //
+// An error flushing the memtables marks d failed (see DB); other errors
+// fail only the checkpoint.
+//
 // The checkpoint is consistent across column families as long as no other
 // goroutine writes to d meanwhile: the task calls it from its own goroutine
 // between records.
@@ -27,8 +30,8 @@ func (d *DB) CreateCheckpoint(dir string) error {
 	start := time.Now()
 	d.mu.RLock()
 	defer d.mu.RUnlock()
-	if d.closed {
-		return ErrClosed
+	if err := d.usable(); err != nil {
+		return err
 	}
 	if _, err := d.fs.Stat(dir); err == nil {
 		return fmt.Errorf("state: create checkpoint: %s already exists", dir)
@@ -38,6 +41,13 @@ func (d *DB) CreateCheckpoint(dir string) error {
 	parent := filepath.Dir(dir)
 	if err := fileutil.CreateDirAllFS(d.fs, parent); err != nil {
 		return fmt.Errorf("state: create checkpoint: %w", err)
+	}
+	// The flush writes through the DB's own file writers: an error marks d
+	// failed. After it, RocksDB's checkpoint has nothing to flush (no
+	// other goroutine writes meanwhile), and what it writes are new files
+	// in the checkpoint directory; its errors fail the checkpoint only.
+	if err := d.flush(); err != nil {
+		return err
 	}
 	cp, err := d.db.NewCheckpoint()
 	if err != nil {

@@ -27,6 +27,10 @@ var (
 	// ErrCrossDevice: a checkpoint and a working directory must share a
 	// filesystem, because restore hard-links the SST files.
 	ErrCrossDevice = errors.New("state: checkpoint and working directory are on different filesystems")
+	// ErrFailed is wrapped by every error of a DB after RocksDB returned an
+	// error from a call that writes (Write, Flush, CreateCheckpoint,
+	// DeleteKeyGroupRange): such a DB is never called again (see DB).
+	ErrFailed = errors.New("state: db failed")
 )
 
 // DefaultColumnFamily always exists; a nil *CF means it.
@@ -126,6 +130,14 @@ func (c *CF) Name() string { return c.name }
 // Writes skip the write-ahead log, as in Flink: a DB is durable only
 // through checkpoints, which flush memtables first (CreateCheckpoint). After
 // a crash the working directory is discarded and rebuilt from a checkpoint.
+//
+// The first error RocksDB returns from a call that writes marks the DB
+// failed: it is sticky, every later call returns it (wrapping ErrFailed
+// and the cause) without touching RocksDB, and Close releases the DB
+// without flushing. RocksDB's file writers must not be used after an I/O
+// error (an assertion aborts the process in builds that keep them), and
+// the page cache of a file whose write or fsync failed can no longer be
+// trusted; the owner reopens the DB from the last checkpoint instead.
 type DB struct {
 	dir    string
 	log    *slog.Logger
@@ -135,6 +147,8 @@ type DB struct {
 
 	mu     sync.RWMutex // read: any call; write: Close
 	closed bool
+	failMu sync.Mutex
+	failed error // sticky, wraps ErrFailed; under failMu
 	db     *grocksdb.DB
 	cfs    []*CF
 	byName map[string]*CF
@@ -202,10 +216,14 @@ func Open(o Options) (_ *DB, err error) {
 	dbOpts.SetCreateIfMissingColumnFamilies(true)
 	dbOpts.SetDbWriteBufferSize(uint64(d.mem.dbWriteBuffer))
 	dbOpts.SetMaxBackgroundJobs(cmp.Or(o.MaxBackgroundJobs, DefaultMaxBackgroundJobs))
-	dbOpts.SetInfoLogLevel(grocksdb.InfoInfoLogLevel) // RocksDB's own LOG, rotated as Flink does
-	dbOpts.SetMaxLogFileSize(8 << 20)
-	dbOpts.SetKeepLogFileNum(2)
+	// RocksDB's LOG in Dir, written by eddy's logger, which survives a
+	// full disk (RocksDB's own aborts after a failed write).
+	setInfoLog(dbOpts, filepath.Join(o.Dir, "LOG"), 8<<20, grocksdb.InfoInfoLogLevel)
 	dbOpts.SetStatsDumpPeriodSec(0)
+	// Close flushes itself, and only a DB that has not failed: RocksDB's
+	// own flush at shutdown would write through file writers that may have
+	// seen an I/O error.
+	setAvoidFlushDuringShutdown(dbOpts)
 
 	names, err := d.columnFamilies(o.ColumnFamilies, dbOpts)
 	if err != nil {
@@ -293,12 +311,43 @@ func (d *DB) handle(cf *CF) *grocksdb.ColumnFamilyHandle {
 	return cf.h
 }
 
+// usable returns nil if d may be called: not closed and not failed. The
+// caller holds d.mu.
+func (d *DB) usable() error {
+	if d.closed {
+		return ErrClosed
+	}
+	return d.Err()
+}
+
+// Err returns the sticky error of a failed DB (wrapping ErrFailed), or nil.
+func (d *DB) Err() error {
+	d.failMu.Lock()
+	defer d.failMu.Unlock()
+	return d.failed
+}
+
+// Failed reports whether d failed (see DB).
+func (d *DB) Failed() bool { return d.Err() != nil }
+
+// fail marks d failed with err, a RocksDB error wrapped by the caller, and
+// returns the sticky error. Only the first error is kept.
+func (d *DB) fail(err error) error {
+	d.failMu.Lock()
+	defer d.failMu.Unlock()
+	if d.failed == nil {
+		d.failed = fmt.Errorf("%w: %w", ErrFailed, err)
+		d.log.Error("state: db failed; it is not used again", "dir", d.dir, "err", err)
+	}
+	return d.failed
+}
+
 // Get returns a copy of the value of key in cf.
 func (d *DB) Get(cf *CF, key []byte) (val []byte, ok bool, err error) {
 	d.mu.RLock()
 	defer d.mu.RUnlock()
-	if d.closed {
-		return nil, false, ErrClosed
+	if err := d.usable(); err != nil {
+		return nil, false, err
 	}
 	s, err := d.db.GetPinnedCF(d.ro, d.handle(cf), key)
 	if err != nil {
@@ -316,8 +365,8 @@ func (d *DB) Get(cf *CF, key []byte) (val []byte, ok bool, err error) {
 func (d *DB) MultiGet(cf *CF, keys ...[]byte) ([][]byte, error) {
 	d.mu.RLock()
 	defer d.mu.RUnlock()
-	if d.closed {
-		return nil, ErrClosed
+	if err := d.usable(); err != nil {
+		return nil, err
 	}
 	vals, err := d.db.MultiGetCF(d.ro, d.handle(cf), keys...)
 	if err != nil {
@@ -337,11 +386,11 @@ func (d *DB) MultiGet(cf *CF, keys ...[]byte) ([][]byte, error) {
 func (d *DB) Write(b *Batch) error {
 	d.mu.RLock()
 	defer d.mu.RUnlock()
-	if d.closed {
-		return ErrClosed
+	if err := d.usable(); err != nil {
+		return err
 	}
 	if err := d.db.Write(d.wo, b.wb); err != nil {
-		return fmt.Errorf("state: write batch: %w", err)
+		return d.fail(fmt.Errorf("state: write batch: %w", err))
 	}
 	return nil
 }
@@ -350,8 +399,8 @@ func (d *DB) Write(b *Batch) error {
 func (d *DB) Flush() error {
 	d.mu.RLock()
 	defer d.mu.RUnlock()
-	if d.closed {
-		return ErrClosed
+	if err := d.usable(); err != nil {
+		return err
 	}
 	return d.flush()
 }
@@ -359,7 +408,7 @@ func (d *DB) Flush() error {
 func (d *DB) flush() error {
 	for _, cf := range d.cfs {
 		if err := d.db.FlushCF(cf.h, d.fo); err != nil {
-			return fmt.Errorf("state: flush column family %s: %w", cf.name, err)
+			return d.fail(fmt.Errorf("state: flush column family %s: %w", cf.name, err))
 		}
 	}
 	return nil
@@ -376,8 +425,8 @@ func (d *DB) DeleteKeyGroupRange(r keygroup.Range) error {
 	}
 	d.mu.RLock()
 	defer d.mu.RUnlock()
-	if d.closed {
-		return ErrClosed
+	if err := d.usable(); err != nil {
+		return err
 	}
 	lower, upper := KeyGroupRangeBounds(r)
 	b := grocksdb.NewWriteBatch()
@@ -385,12 +434,12 @@ func (d *DB) DeleteKeyGroupRange(r keygroup.Range) error {
 	for _, cf := range d.cfs {
 		err := d.db.DeleteFileInRangeCF(cf.h, grocksdb.Range{Start: lower, Limit: upper})
 		if err != nil {
-			return fmt.Errorf("state: delete files of key groups %v: %w", r, err)
+			return d.fail(fmt.Errorf("state: delete files of key groups %v: %w", r, err))
 		}
 		b.DeleteRangeCF(cf.h, lower, upper)
 	}
 	if err := d.db.Write(d.wo, b); err != nil {
-		return fmt.Errorf("state: delete key groups %v: %w", r, err)
+		return d.fail(fmt.Errorf("state: delete key groups %v: %w", r, err))
 	}
 	return nil
 }
@@ -400,7 +449,7 @@ func (d *DB) DeleteKeyGroupRange(r keygroup.Range) error {
 func (d *DB) Property(cf *CF, name string) (uint64, bool) {
 	d.mu.RLock()
 	defer d.mu.RUnlock()
-	if d.closed {
+	if d.usable() != nil {
 		return 0, false
 	}
 	return d.db.GetIntPropertyCF(name, d.handle(cf))
@@ -411,7 +460,7 @@ func (d *DB) sumProperty(name string) int64 {
 	defer d.mu.RUnlock()
 	var n int64
 	for _, cf := range d.cfs {
-		if d.closed {
+		if d.usable() != nil {
 			return 0
 		}
 		v, _ := d.db.GetIntPropertyCF(name, cf.h)
@@ -445,8 +494,8 @@ type SSTFile struct {
 func (d *DB) LiveFiles() ([]SSTFile, error) {
 	d.mu.RLock()
 	defer d.mu.RUnlock()
-	if d.closed {
-		return nil, ErrClosed
+	if err := d.usable(); err != nil {
+		return nil, err
 	}
 	var out []SSTFile
 	for _, f := range d.db.GetLiveFilesMetaData() {
@@ -461,7 +510,9 @@ func (d *DB) LiveFiles() ([]SSTFile, error) {
 
 // Close flushes the memtables (the only way writes survive a clean close,
 // as the WAL is off), then releases the DB, its column family handles,
-// options and open iterators. It is idempotent.
+// options and open iterators. A failed DB is closed without a flush
+// (RocksDB is told not to flush at shutdown either) and Close returns its
+// sticky error. It is idempotent.
 func (d *DB) Close() error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
@@ -469,7 +520,10 @@ func (d *DB) Close() error {
 		return nil
 	}
 	d.closed = true
-	err := d.flush()
+	err := d.Err()
+	if err == nil {
+		err = d.flush()
+	}
 	d.itMu.Lock()
 	for it := range d.iters {
 		it.release(ErrClosed)

@@ -30,8 +30,8 @@ func (d *DB) newIterator(cf *CF, lower, upper []byte, snap *grocksdb.Snapshot) *
 	it := &Iterator{db: d}
 	d.mu.RLock()
 	defer d.mu.RUnlock()
-	if d.closed {
-		it.err = ErrClosed
+	if err := d.usable(); err != nil {
+		it.err = err
 		return it
 	}
 	it.ro = grocksdb.NewDefaultReadOptions()

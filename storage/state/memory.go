@@ -6,6 +6,10 @@ package state
 #include <stddef.h>
 typedef struct rocksdb_cache_t rocksdb_cache_t;
 rocksdb_cache_t* eddy_lru_cache_create(size_t capacity, double high_pri_pool_ratio, int strict_capacity_limit);
+typedef struct rocksdb_options_t rocksdb_options_t;
+void eddy_options_set_avoid_flush_during_shutdown(rocksdb_options_t* o, int v);
+void eddy_options_set_info_log(rocksdb_options_t* o, const char* path, long max, int level);
+#include <stdlib.h>
 */
 import "C"
 
@@ -177,4 +181,21 @@ func (m *Memory) release() {
 	m.mu.Lock()
 	m.numDBs--
 	m.mu.Unlock()
+}
+
+// setAvoidFlushDuringShutdown sets avoid_flush_during_shutdown on o; the
+// C pointer is the first field of grocksdb.Options.
+func setAvoidFlushDuringShutdown(o *grocksdb.Options) {
+	c := *(**C.rocksdb_options_t)(unsafe.Pointer(o))
+	C.eddy_options_set_avoid_flush_during_shutdown(c, 1)
+}
+
+// setInfoLog makes path, written with stdio ignoring errors, the info log
+// (RocksDB's LOG) of the DB opened with o, at level; past max bytes it
+// starts again from empty. See InfoLog in cache.cc for why.
+func setInfoLog(o *grocksdb.Options, path string, max int64, level grocksdb.InfoLogLevel) {
+	c := *(**C.rocksdb_options_t)(unsafe.Pointer(o))
+	p := C.CString(path)
+	defer C.free(unsafe.Pointer(p))
+	C.eddy_options_set_info_log(c, p, C.long(max), C.int(level))
 }

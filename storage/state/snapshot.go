@@ -15,8 +15,8 @@ type Snapshot struct {
 func (d *DB) NewSnapshot() (*Snapshot, error) {
 	d.mu.RLock()
 	defer d.mu.RUnlock()
-	if d.closed {
-		return nil, ErrClosed
+	if err := d.usable(); err != nil {
+		return nil, err
 	}
 	return &Snapshot{db: d, s: d.db.NewSnapshot()}, nil
 }
