@@ -2,8 +2,10 @@ package pipeline
 
 import (
 	"bytes"
+	"cmp"
 	"fmt"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -115,14 +117,17 @@ func (j *Job) newSinkNode(tc *taskCtx, s *SinkSpec, n *stageNode) *sinkNode {
 		sn.names, sn.plan = n.spec.KeyBy, n.plan
 	}
 	if j.spec.exactlyOnce() {
+		// After a rescale snap.Staged holds an entry per old subtask merged
+		// into this one (rescaledState): every one is published.
 		var restored []sink.Epoch
 		if snap := j.restored[tc.m.Name]; snap != nil {
 			for _, st := range snap.Staged {
 				if st.Sink == s.Name {
-					restored = st.Epochs
+					restored = append(restored, st.Epochs...)
 				}
 			}
 		}
+		slices.SortStableFunc(restored, func(a, b sink.Epoch) int { return cmp.Compare(a.ID, b.ID) })
 		sn.stg = sink.NewStager(s.Name, s.Sink, restored)
 		tc.cp.stagers = append(tc.cp.stagers, sn.stg)
 		j.stagers = append(j.stagers, sn.stg)

@@ -52,18 +52,24 @@ func TestEmbeddedListen(t *testing.T) {
 // never sets in; without the back-pressure hook the subscriber's
 // unacknowledged messages pass mochi's limit of 65535 during the hiccup
 // and mochi drops the rest.
+//
+// The hiccup lasts until the broker has held the publisher back (or
+// dropped something), not for a fixed time: on a loaded machine the
+// publisher may not get embeddedHighWater ahead within any given time.
 func TestEmbeddedCarriesLoadToSlowSubscriber(t *testing.T) {
 	n := 200_000
-	hiccup := 3 * time.Second
+	hiccup := true
 	if testing.Short() {
-		n, hiccup = 30_000, 0
+		n, hiccup = 30_000, false
 	}
 	e := startEmbedded(t)
+	ctx := ctxT(t, 3*time.Minute)
 
 	// The "ingest log": the handler appends to a pending list and returns
 	// at once; a writer acks everything pending every 5 ms, like a group
-	// fsync, and once, after 20k messages, stalls for the hiccup (a slow
-	// disk) while messages keep arriving.
+	// fsync, and once, after 20k messages, stalls (a slow disk) while
+	// messages keep arriving, until the subscriber is so far behind that
+	// the broker holds the publisher back.
 	var (
 		mu       sync.Mutex
 		pendingM []Message
@@ -87,9 +93,18 @@ func TestEmbeddedCarriesLoadToSlowSubscriber(t *testing.T) {
 			pendingM = nil
 			mu.Unlock()
 			written += len(group)
-			if hiccup > 0 && written >= 20_000 {
-				time.Sleep(hiccup)
-				hiccup = 0
+			if hiccup && written >= 20_000 {
+				// Wait on the broker's figures: the publisher stalled
+				// (the subscriber has embeddedHighWater unacknowledged
+				// messages), or the broker dropped (the test fails below).
+				for e.Stats().Stalls == 0 && e.Dropped() == 0 && ctx.Err() == nil {
+					select {
+					case <-stopWriter:
+						return
+					case <-time.After(time.Millisecond):
+					}
+				}
+				hiccup = false
 			}
 			for _, m := range group {
 				m.Ack()
@@ -119,7 +134,6 @@ func TestEmbeddedCarriesLoadToSlowSubscriber(t *testing.T) {
 	waitSubscribedT(t, src, e.URL(), "load/probe")
 
 	pub := startPublisher(t, opts(t, e.URL(), "load-pub"))
-	ctx := ctxT(t, 3*time.Minute)
 	body := []byte(strings.Repeat("x", 56))
 	start := time.Now()
 	for i := 0; i < n; i++ {
