@@ -2,8 +2,10 @@ package pipeline
 
 import (
 	"bytes"
+	"cmp"
 	"fmt"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -110,16 +112,24 @@ func (j *Job) newSinkNode(tc *taskCtx, s *SinkSpec, n *stageNode) *sinkNode {
 	}
 	if j.spec.exactlyOnce() {
 		var restored []sink.Epoch
+		confirmed, ok := j.confirmed[s.Name]
 		if snap := j.restored[tc.m.Name]; snap != nil {
-			for _, st := range snap.Staged {
-				if st.Sink == s.Name {
-					restored = st.Epochs
+			for _, st := range snap.Staged { // several after a rescale
+				if st.Sink != s.Name {
+					continue
+				}
+				for _, e := range st.Epochs {
+					if !ok || e.ID > confirmed { // not yet confirmed by this sink
+						restored = append(restored, e)
+					}
 				}
 			}
 		}
+		slices.SortStableFunc(restored, func(a, b sink.Epoch) int { return cmp.Compare(a.ID, b.ID) })
 		sn.stg = sink.NewStager(s.Name, s.Sink, restored)
 		tc.cp.stagers = append(tc.cp.stagers, sn.stg)
-		j.stagers = append(j.stagers, sn.stg)
+		r := j.releaseFor(s.Name, s.Sink)
+		r.stagers = append(r.stagers, sn.stg)
 	}
 	return sn
 }
