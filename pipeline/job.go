@@ -43,9 +43,9 @@ type Job struct {
 	stats     *StatsTracker
 	async     sync.WaitGroup
 	relMu     sync.Mutex
-	rels      []*sinkRelease   // one per sink with stagers, see release.go
-	confirmed map[string]int64 // sink → newest restored checkpoint whose output it confirmed
-	relDoneCh chan struct{}    // closed and replaced when a sink's release advances
+	rels      []*sinkRelease           // one per sink with stagers, see release.go
+	confirmed map[string]int64         // sink → newest restored checkpoint whose output it confirmed
+	relDoneCh chan struct{}            // closed and replaced when a sink's release advances
 	draining  atomic.Bool              // sources stop reading: a final checkpoint is coming
 	restored  map[string]*taskSnapshot // task name → restored non-keyed state
 	lostLogs  []LostLog                // sources restored onto a new, empty ingest log
