@@ -79,7 +79,8 @@
 //     in-band, so a barrier separates exactly the readings before it from
 //     the readings after it.
 //   - Exactly-once output: a sink node stages what it renders per
-//     checkpoint epoch; the release loop hands it to the sink only after
-//     that checkpoint's _metadata is committed, and marks the checkpoint
-//     published (chk-N/_published) only after the sink has confirmed it.
+//     checkpoint epoch; the sink's own release loop (one per sink,
+//     release.go) hands it to the sink only after that checkpoint's
+//     _metadata is committed, and adds the sink to chk-N/_published only
+//     after the sink has confirmed it; one sink down holds no other.
 package pipeline
