@@ -25,6 +25,7 @@ type sinkRelease struct {
 	lastErr   string
 	lastErrAt time.Time
 	retrying  bool
+	releasing int64 // checkpoint whose output is being handed over now, 0: idle
 }
 
 // SinkState is the release state of one sink, for the overview.
@@ -36,10 +37,14 @@ type SinkState struct {
 	// PendingEpochs are the checkpoint ids of output staged and not yet
 	// confirmed, ascending (those above the newest completed checkpoint are
 	// waiting for it).
-	PendingEpochs []int64   `json:"pending_epochs"`
-	Retrying      bool      `json:"retrying"`
-	LastError     string    `json:"last_error,omitempty"`
-	LastErrorAt   time.Time `json:"last_error_at,omitzero"`
+	PendingEpochs []int64 `json:"pending_epochs"`
+	// Releasing is the checkpoint whose output is being handed to the sink
+	// now (0: idle); a sink whose broker is unreachable stays here, its
+	// publisher waiting for the connection or retrying.
+	Releasing   int64     `json:"releasing,omitempty"`
+	Retrying    bool      `json:"retrying"`
+	LastError   string    `json:"last_error,omitempty"`
+	LastErrorAt time.Time `json:"last_error_at,omitzero"`
 }
 
 // releaseFor returns the release state of the sink named name, creating it.
@@ -65,7 +70,7 @@ func (j *Job) SinkStates() []SinkState {
 	defer j.relMu.Unlock()
 	var out []SinkState
 	for _, r := range j.rels {
-		st := SinkState{Name: r.name, PublishedUpTo: r.done, Retrying: r.retrying, LastError: r.lastErr, LastErrorAt: r.lastErrAt}
+		st := SinkState{Name: r.name, PublishedUpTo: r.done, Releasing: r.releasing, Retrying: r.retrying, LastError: r.lastErr, LastErrorAt: r.lastErrAt}
 		st.PendingEpochs = []int64{}
 		for _, s := range r.stagers {
 			for _, e := range s.Pending() {
@@ -157,6 +162,14 @@ func (j *Job) release(ctx context.Context, r *sinkRelease, upTo int64) error {
 	for _, s := range r.stagers {
 		batch = append(batch, s.Peek(upTo)...)
 	}
+	j.relMu.Lock()
+	r.releasing = upTo
+	j.relMu.Unlock()
+	defer func() {
+		j.relMu.Lock()
+		r.releasing = 0
+		j.relMu.Unlock()
+	}()
 	backoff := 100 * time.Millisecond
 	for len(batch) > 0 {
 		err := r.sink.Write(ctx, batch)
