@@ -12,6 +12,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/eddy-stream/eddy/storage/checkpoint"
 	"github.com/eddy-stream/eddy/test/eddytest"
 	"github.com/eddy-stream/eddy/test/mqtttest"
 )
@@ -213,8 +214,9 @@ func (e *eddy) quiesce() {
 	e.WaitFor(fmt.Sprintf("checkpoint %d to be published", id), resultsTimeout, func() bool {
 		for _, n := range completedCheckpoints(e.Path("checkpoints")) {
 			if n >= id {
-				if _, err := os.Stat(filepath.Join(e.Path("checkpoints"), fmt.Sprintf("chk-%d", n), "_published")); err == nil {
-					return true
+				b, err := os.ReadFile(filepath.Join(e.Path("checkpoints"), fmt.Sprintf("chk-%d", n), checkpoint.PublishedFile))
+				if p, perr := checkpoint.ParsePublished(b); err == nil && perr == nil && p.All {
+					return true // every sink confirmed it
 				}
 			}
 		}
