@@ -159,7 +159,7 @@ func (j *Job) Run(ctx context.Context) error {
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	var side sync.WaitGroup // coordinator and release loop
+	var side sync.WaitGroup // coordinator and the release loops
 	if j.coord != nil {
 		side.Go(func() {
 			defer close(j.coordDone)
