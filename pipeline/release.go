@@ -91,6 +91,12 @@ func (j *Job) SinkStates() []SinkState {
 func (j *Job) releaseUpTo(id int64) {
 	j.relMu.Lock()
 	defer j.relMu.Unlock()
+	if len(j.rels) == 0 { // nothing staged (at_least_once): all of it is out
+		if err := j.spec.Checkpoints.MarkPublished(id); err != nil {
+			j.log.Warn("marking checkpoint published failed", "checkpoint", id, "err", err)
+		}
+		return
+	}
 	for _, r := range j.rels {
 		if id > r.want {
 			r.want = id
