@@ -89,6 +89,10 @@ type Overview struct {
 	LastError     string                  `json:"last_error,omitempty"`
 	Tasks         []pipeline.TaskOverview `json:"tasks"`
 	Ingest        []IngestOverview        `json:"ingest"`
+	// Sinks is the release state of every sink in exactly_once mode: the
+	// newest checkpoint it confirmed, the checkpoints it still holds staged
+	// output of, and its last error while it retries.
+	Sinks []pipeline.SinkState `json:"sinks,omitempty"`
 	// IntakePaused lists why input is not acknowledged now (disk_full,
 	// ingest_log_full, ingest_log_error); IntakePausedReason says where.
 	IntakePaused       []string `json:"intake_paused,omitempty"`
@@ -132,6 +136,7 @@ func (d *Daemon) overview() Overview {
 		o.Running = true
 		o.Tasks = job.Overview()
 		offsets = job.SourceOffsets()
+		o.Sinks = job.SinkStates()
 		for _, t := range o.Tasks {
 			o.DeadLetters += t.DeadLetters
 			o.LateEvents += t.LateEvents

@@ -43,10 +43,10 @@ type Daemon struct {
 	httpRemote bool        // the access policy admits remote clients
 
 	// Started by Run (run.go) once the broker is up, stopped by it.
-	broker    *mqttio.Embedded
-	brokerURL string
-	publisher *mqttio.Publisher
-	ingests   map[string]*ingest.Bridge // guarded by mu
+	broker     *mqttio.Embedded
+	brokerURL  string
+	publishers []*mqttio.Publisher       // one per distinct sink connection, see startPublisher
+	ingests    map[string]*ingest.Bridge // guarded by mu
 
 	mu       sync.RWMutex
 	job      *pipeline.Job // the running job; nil between jobs
@@ -218,21 +218,27 @@ func (d *Daemon) prepareDataDir() error {
 }
 
 func (d *Daemon) clientOptions(suffix string) (mqttio.ClientOptions, error) {
-	m := d.cfg.MQTT
+	o, err := connOptions(d.cfg.MQTT, suffix, "mqtt", d.log)
+	if d.brokerURL != "" {
+		o.Broker = d.brokerURL
+	}
+	return o, err
+}
+
+// connOptions are the client options of connection m, configured under
+// key k (mqtt, or sinks[i].mqtt.connection).
+func connOptions(m config.MQTT, suffix, k string, log *slog.Logger) (mqttio.ClientOptions, error) {
 	o := mqttio.ClientOptions{
 		Broker: m.Broker, ClientID: m.ClientID + suffix, Username: m.Username, Password: m.Password,
 		CAFile: m.TLS.CAFile, CertFile: m.TLS.CertFile, KeyFile: m.TLS.KeyFile,
 		InsecureSkipVerify: m.TLS.InsecureSkipVerify, CleanSession: m.CleanSession,
 		KeepAlive: m.KeepAlive, ConnectTimeout: m.ConnectTimeout, ReconnectMaxInterval: m.ReconnectMaxInterval,
-		Logger: d.log.With("component", "mqtt", "client", m.ClientID+suffix),
-	}
-	if d.brokerURL != "" {
-		o.Broker = d.brokerURL
+		Logger: log.With("component", "mqtt", "client", m.ClientID+suffix),
 	}
 	if m.PasswordFile != "" {
 		b, err := os.ReadFile(m.PasswordFile)
 		if err != nil {
-			return o, fmt.Errorf("mqtt.password_file: %w", err)
+			return o, fmt.Errorf("%s.password_file: %w", k, err)
 		}
 		o.Password = strings.TrimSpace(string(b))
 	}
@@ -430,8 +436,8 @@ func (d *Daemon) closeAll() error {
 	for _, in := range ingests {
 		errs = append(errs, in.Close())
 	}
-	if d.publisher != nil {
-		errs = append(errs, d.publisher.Close())
+	for _, p := range d.publishers {
+		errs = append(errs, p.Close())
 	}
 	if d.broker != nil {
 		errs = append(errs, d.broker.Close())

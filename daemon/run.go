@@ -352,33 +352,51 @@ func (d *Daemon) addPublisher(g *run.Group, r *runState) {
 		}
 		close(r.sinksUp)
 		<-r.supervised
-		if d.publisher != nil {
-			return d.publisher.Close()
+		var errs []error
+		for _, p := range d.publishers {
+			errs = append(errs, p.Close())
 		}
-		return nil
+		return errors.Join(errs...)
 	}, func(error) {})
 }
 
-// startPublisher creates the MQTT sinks and their one publisher.
+// startPublisher creates the MQTT sinks and their publishers: one for the
+// sinks on the default connection (mqtt:), one per distinct
+// sinks[].mqtt.connection. Each publisher reconnects on its own, so a sink
+// whose broker is down holds no other.
 func (d *Daemon) startPublisher(ctx context.Context) error {
-	for _, s := range d.cfg.Sinks {
+	byConn := map[string]*mqttio.Publisher{}
+	for i, s := range d.cfg.Sinks {
 		if s.MQTT == nil {
 			continue
 		}
-		if d.publisher == nil {
-			o, err := d.clientOptions("-pub")
-			if err != nil {
-				return err
-			}
+		var (
+			o   mqttio.ClientOptions
+			err error
+			key string // "" is the default connection
+		)
+		if c := s.MQTT.Connection; c != nil {
+			key = fmt.Sprintf("%#v", *c)
+			o, err = connOptions(*c, "-pub", fmt.Sprintf("sinks[%d].mqtt.connection", i), d.log)
+		} else {
+			o, err = d.clientOptions("-pub")
+		}
+		if err != nil {
+			return fmt.Errorf("sink %s: %w", s.Name, err)
+		}
+		pub := byConn[key]
+		if pub == nil {
 			// No paho file store: staged output stays in the checkpoints
 			// until the broker confirms it (a file per message costs more
 			// than the whole pipeline).
-			d.publisher = mqttio.NewPublisher(o)
-			if err := d.publisher.Start(ctx); err != nil {
+			pub = mqttio.NewPublisher(o)
+			if err := pub.Start(ctx); err != nil {
 				return fmt.Errorf("sink %s: %w", s.Name, err)
 			}
+			byConn[key] = pub
+			d.publishers = append(d.publishers, pub)
 		}
-		d.sinks[s.Name] = sink.NewMQTT(d.publisher, byte(*s.MQTT.QoS), s.MQTT.Retain)
+		d.sinks[s.Name] = sink.NewMQTT(pub, byte(*s.MQTT.QoS), s.MQTT.Retain)
 	}
 	return nil
 }

@@ -119,8 +119,8 @@ func TestNewStartsNothing(t *testing.T) {
 		goleak.IgnoreTopFunction("github.com/eddy-stream/eddy/storage/ingestlog.(*Log).background")); err != nil {
 		t.Errorf("New left goroutines running: %v", err)
 	}
-	if d.broker != nil || d.publisher != nil || len(d.ingests) != 0 {
-		t.Errorf("New started broker %v, publisher %v, ingests %v", d.broker, d.publisher, d.ingests)
+	if d.broker != nil || len(d.publishers) != 0 || len(d.ingests) != 0 {
+		t.Errorf("New started broker %v, publishers %v, ingests %v", d.broker, d.publishers, d.ingests)
 	}
 	if d.HTTPAddr() == "" {
 		t.Error("New did not open the HTTP listener")

@@ -120,17 +120,24 @@ func (j *Job) newSinkNode(tc *taskCtx, s *SinkSpec, n *stageNode) *sinkNode {
 		// After a rescale snap.Staged holds an entry per old subtask merged
 		// into this one (rescaledState): every one is published.
 		var restored []sink.Epoch
+		confirmed, ok := j.confirmed[s.Name]
 		if snap := j.restored[tc.m.Name]; snap != nil {
-			for _, st := range snap.Staged {
-				if st.Sink == s.Name {
-					restored = append(restored, st.Epochs...)
+			for _, st := range snap.Staged { // several after a rescale
+				if st.Sink != s.Name {
+					continue
+				}
+				for _, e := range st.Epochs {
+					if !ok || e.ID > confirmed { // not yet confirmed by this sink
+						restored = append(restored, e)
+					}
 				}
 			}
 		}
 		slices.SortStableFunc(restored, func(a, b sink.Epoch) int { return cmp.Compare(a.ID, b.ID) })
 		sn.stg = sink.NewStager(s.Name, s.Sink, restored)
 		tc.cp.stagers = append(tc.cp.stagers, sn.stg)
-		j.stagers = append(j.stagers, sn.stg)
+		r := j.releaseFor(s.Name, s.Sink)
+		r.stagers = append(r.stagers, sn.stg)
 	}
 	return sn
 }

@@ -60,7 +60,7 @@ func (j *Job) StopWithCheckpoint(ctx context.Context) (int64, error) {
 	}
 	for {
 		j.relMu.Lock()
-		done, ch := j.relDone, j.relDoneCh
+		done, ch := j.relDoneLocked(), j.relDoneCh
 		j.relMu.Unlock()
 		if done >= id {
 			return id, nil

@@ -40,7 +40,7 @@
 //	taskstate.go     the non-keyed task state stored in every checkpoint
 //	async.go         a task's asynchronous checkpoint phase and its ack
 //	coordinator.go   triggering, collecting acks, committing _metadata, pruning
-//	release.go       the release loop: staged output out once its checkpoint completed
+//	release.go       the release loops, one per sink: staged output out once its checkpoint completed
 //	checkpointing.go the Job's checkpoint API (trigger, timing, stop with checkpoint)
 //	cpstats.go       Flink-shaped checkpoint statistics
 //	metrics.go       per-task counters; figures.go: RocksDB figures
@@ -52,7 +52,7 @@
 // measurement parsed from a message, with its fields; a Result is what a
 // window stage emits for one key and window; an Output (pipeline/sink) is a
 // rendered result, reading or dead letter on its way to a sink. "Publish"
-// means handing output to a sink and having it confirmed; the release loop
+// means handing output to a sink and having it confirmed; a sink's release loop
 // does that for exactly-once output, and mqttio.Publisher is the MQTT
 // client it may go through. (The uploader's record of what the remote
 // store holds is the upload package's business.)
@@ -79,7 +79,8 @@
 //     in-band, so a barrier separates exactly the readings before it from
 //     the readings after it.
 //   - Exactly-once output: a sink node stages what it renders per
-//     checkpoint epoch; the release loop hands it to the sink only after
-//     that checkpoint's _metadata is committed, and marks the checkpoint
-//     published (chk-N/_published) only after the sink has confirmed it.
+//     checkpoint epoch; the sink's own release loop (one per sink,
+//     release.go) hands it to the sink only after that checkpoint's
+//     _metadata is committed, and adds the sink to chk-N/_published only
+//     after the sink has confirmed it; one sink down holds no other.
 package pipeline

@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/eddy-stream/eddy/pipeline/lang"
-	"github.com/eddy-stream/eddy/pipeline/sink"
 )
 
 type stageNode struct {
@@ -43,12 +42,10 @@ type Job struct {
 	coordDone chan struct{}
 	stats     *StatsTracker
 	async     sync.WaitGroup
-	stagers   []*sink.Stager
 	relMu     sync.Mutex
-	relWant   int64
-	relDone   int64         // newest checkpoint whose staged output is released (published)
-	relDoneCh chan struct{} // closed and replaced when relDone advances
-	relWake   chan struct{}
+	rels      []*sinkRelease           // one per sink with stagers, see release.go
+	confirmed map[string]int64         // sink → newest restored checkpoint whose output it confirmed
+	relDoneCh chan struct{}            // closed and replaced when a sink's release advances
 	draining  atomic.Bool              // sources stop reading: a final checkpoint is coming
 	restored  map[string]*taskSnapshot // task name → restored non-keyed state
 	lostLogs  []LostLog                // sources restored onto a new, empty ingest log
@@ -68,8 +65,7 @@ func NewJob(spec JobSpec, start SourceStart, log *slog.Logger) (j *Job, err erro
 	}
 	j = &Job{
 		spec: spec, log: log, byName: map[string]*stageNode{}, abort: make(chan struct{}),
-		coordDone: make(chan struct{}), relWake: make(chan struct{}, 1), relWant: -1,
-		relDone: -1, relDoneCh: make(chan struct{}),
+		coordDone: make(chan struct{}), relDoneCh: make(chan struct{}),
 		restored: map[string]*taskSnapshot{},
 	}
 	if err := j.checkRestore(); err != nil {
@@ -164,7 +160,7 @@ func (j *Job) Run(ctx context.Context) error {
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	var side sync.WaitGroup // coordinator and release loop
+	var side sync.WaitGroup // coordinator and the release loops
 	if j.coord != nil {
 		side.Go(func() {
 			defer close(j.coordDone)
@@ -172,9 +168,11 @@ func (j *Job) Run(ctx context.Context) error {
 				fail(err)
 			}
 		})
-		side.Go(func() { j.releaseLoop(ctx) })
-		if md := j.spec.Restore; md != nil && !j.spec.Checkpoints.Published(md.ID) {
-			j.releaseUpTo(md.ID)
+		for _, r := range j.rels {
+			side.Go(func() { j.releaseLoop(ctx, r) })
+		}
+		if md := j.spec.Restore; md != nil {
+			j.releaseUpTo(md.ID) // to the sinks that had not confirmed it
 		}
 	} else {
 		close(j.coordDone)

@@ -66,7 +66,7 @@ func (j *Job) checkRestore() error {
 		return fmt.Errorf("pipeline: checkpoint %d was taken with max_parallelism %d, the configuration says %d; "+
 			"max_parallelism is fixed for the life of the state", md.ID, md.MaxParallelism, j.spec.MaxParallelism)
 	}
-	published := j.spec.Checkpoints.Published(md.ID)
+	j.confirmed = j.confirmedSinks(md.ID)
 	old := map[string]*taskSnapshot{}
 	for name := range md.Tasks {
 		data, err := checkpoint.ReadTaskStateFS(j.spec.FS, filepath.Join(j.spec.Checkpoints.TaskDir(md.ID, name), checkpoint.TaskStateFile))
@@ -76,9 +76,6 @@ func (j *Job) checkRestore() error {
 		snap := &taskSnapshot{}
 		if err := json.Unmarshal(data, snap); err != nil {
 			return fmt.Errorf("pipeline: restore %s: decode task state: %w", name, err)
-		}
-		if published {
-			snap.Staged = nil
 		}
 		old[name] = snap
 	}
@@ -133,4 +130,30 @@ func (j *Job) openState(name, stage string, kgs keygroup.Range, opts state.Optio
 		return nil, errors.Join(err, db.Close())
 	}
 	return db, nil
+}
+
+// confirmedSinks returns, per sink, the newest checkpoint <= upTo whose
+// staged output that sink confirmed (chk-N/_published; a sink confirms in
+// checkpoint order, so it has every older one too). A sink missing from
+// the map confirmed none that is still retained: it gets everything the
+// restored checkpoint holds staged for it again.
+func (j *Job) confirmedSinks(upTo int64) map[string]int64 {
+	out := map[string]int64{}
+	ids, err := j.spec.Checkpoints.Completed()
+	if err != nil {
+		j.log.Warn("cannot list checkpoints for their published markers; staged output will be published again", "err", err)
+		return out
+	}
+	for _, id := range ids {
+		if id > upTo {
+			continue
+		}
+		p := j.spec.Checkpoints.PublishedSinks(id)
+		for i := range j.spec.Sinks {
+			if n := j.spec.Sinks[i].Name; p.Has(n) {
+				out[n] = max(out[n], id)
+			}
+		}
+	}
+	return out
 }

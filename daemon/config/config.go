@@ -228,6 +228,18 @@ type MQTTSink struct {
 	// QoS overrides mqtt.qos; nil before Derive means "inherit".
 	QoS    *int `mapstructure:"qos"`
 	Retain bool `mapstructure:"retain"`
+	// Connection is the sink's own broker (the shape of mqtt:, without
+	// embedded; its qos is unused, the sink's qos applies); nil: the default
+	// connection (mqtt:). Its client_id defaults to mqtt.client_id + "-" +
+	// the sink's name.
+	Connection *MQTT `mapstructure:"connection"`
+}
+
+// defaultConnection is what an unset key of sinks[].mqtt.connection is.
+func defaultConnection() MQTT {
+	m := Default().MQTT
+	m.Broker, m.Embedded = "", EmbeddedMQTT{}
+	return m
 }
 
 // FileSink appends JSON lines to a file, rotating it at MaxSize and keeping
@@ -452,7 +464,8 @@ func defaultFileSink() FileSink {
 
 // Derive fills in the values that default to other values:
 // mqtt.client_id ("eddy-" + appliance_id), sources[].qos and
-// sinks[].mqtt.qos (mqtt.qos). Load calls it; call it on a Config built in
+// sinks[].mqtt.qos (mqtt.qos), sinks[].mqtt.connection.client_id
+// (mqtt.client_id + "-" + the sink's name). Load calls it; call it on a Config built in
 // code before use.
 func (c *Config) Derive() {
 	if c.MQTT.ClientID == "" && c.ApplianceID != "" {
@@ -468,6 +481,9 @@ func (c *Config) Derive() {
 		if m := c.Sinks[i].MQTT; m != nil && m.QoS == nil {
 			q := c.MQTT.QoS
 			m.QoS = &q
+		}
+		if m := c.Sinks[i].MQTT; m != nil && m.Connection != nil && m.Connection.ClientID == "" && c.MQTT.ClientID != "" {
+			m.Connection.ClientID = c.MQTT.ClientID + "-" + c.Sinks[i].Name
 		}
 	}
 }

@@ -107,6 +107,12 @@ func prefill(raw map[string]any, c *Config) {
 					fs := defaultFileSink()
 					c.Sinks[i].File = &fs
 				}
+				if mq, ok := m["mqtt"].(map[string]any); ok {
+					if _, ok := mq["connection"].(map[string]any); ok {
+						conn := defaultConnection()
+						c.Sinks[i].MQTT = &MQTTSink{Connection: &conn}
+					}
+				}
 			}
 		}
 	}

@@ -143,9 +143,14 @@ func (c *Config) Validate() error {
 var brokerSchemes = []string{"tcp", "ssl", "tls", "ws", "wss"}
 
 func (c *Config) validateMQTT(ck *checker) {
-	m := &c.MQTT
+	validateConnection(ck, "mqtt", &c.MQTT, true)
+}
+
+// validateConnection checks a broker connection under key k (mqtt, or a
+// sink's mqtt.connection, which cannot be the embedded broker).
+func validateConnection(ck *checker, k string, m *MQTT, embeddedOK bool) {
 	scheme := ""
-	if m.Broker != BrokerEmbedded {
+	if m.Broker != BrokerEmbedded || !embeddedOK {
 		u, err := url.Parse(m.Broker)
 		ok := err == nil && u.Host != "" && slices.Contains(brokerSchemes, u.Scheme)
 		if ok && (u.Scheme == "tcp" || u.Scheme == "ssl" || u.Scheme == "tls") && u.Port() == "" {
@@ -153,38 +158,42 @@ func (c *Config) validateMQTT(ck *checker) {
 			if u.Scheme == "tcp" {
 				port = 1883
 			}
-			ck.add("mqtt.broker", "needs a port, e.g. %s://%s:%d (got %q)", u.Scheme, u.Hostname(), port, m.Broker)
+			ck.add(k+".broker", "needs a port, e.g. %s://%s:%d (got %q)", u.Scheme, u.Hostname(), port, m.Broker)
+		} else if !ok && embeddedOK {
+			ck.add(k+".broker", `must be a tcp://, ssl://, tls://, ws:// or wss:// URL, or "embedded" (got %q)`, m.Broker)
 		} else if !ok {
-			ck.add("mqtt.broker", `must be a tcp://, ssl://, tls://, ws:// or wss:// URL, or "embedded" (got %q)`, m.Broker)
+			ck.add(k+".broker", `must be a tcp://, ssl://, tls://, ws:// or wss:// URL (got %q)`, m.Broker)
 		} else {
 			scheme = u.Scheme
 		}
 	}
-	if err := checkHostPort(m.Embedded.Listen); err != nil {
-		ck.add("mqtt.embedded.listen", "%v", err)
+	if embeddedOK {
+		if err := checkHostPort(m.Embedded.Listen); err != nil {
+			ck.add(k+".embedded.listen", "%v", err)
+		}
 	}
 	if m.Password != "" && m.PasswordFile != "" {
-		ck.add("mqtt.password_file", "set mqtt.password or mqtt.password_file, not both")
+		ck.add(k+".password_file", "set %s.password or %s.password_file, not both", k, k)
 	}
-	ck.intRange("mqtt.qos", m.QoS, 0, 2)
-	ck.durNonNeg("mqtt.keep_alive", m.KeepAlive)
+	ck.intRange(k+".qos", m.QoS, 0, 2)
+	ck.durNonNeg(k+".keep_alive", m.KeepAlive)
 	if m.KeepAlive > 0 && m.KeepAlive%time.Second != 0 {
-		ck.add("mqtt.keep_alive", "must be whole seconds, 0 = off (got %s)", m.KeepAlive)
+		ck.add(k+".keep_alive", "must be whole seconds, 0 = off (got %s)", m.KeepAlive)
 	}
-	ck.durPositive("mqtt.connect_timeout", m.ConnectTimeout)
-	ck.durPositive("mqtt.reconnect_max_interval", m.ReconnectMaxInterval)
+	ck.durPositive(k+".connect_timeout", m.ConnectTimeout)
+	ck.durPositive(k+".reconnect_max_interval", m.ReconnectMaxInterval)
 	if m.TLS.CertFile != "" && m.TLS.KeyFile == "" {
-		ck.add("mqtt.tls.key_file", "required when mqtt.tls.cert_file is set")
+		ck.add(k+".tls.key_file", "required when %s.tls.cert_file is set", k)
 	}
 	if m.TLS.KeyFile != "" && m.TLS.CertFile == "" {
-		ck.add("mqtt.tls.cert_file", "required when mqtt.tls.key_file is set")
+		ck.add(k+".tls.cert_file", "required when %s.tls.key_file is set", k)
 	}
 	if m.TLS.isSet() {
 		switch {
 		case m.Broker == BrokerEmbedded:
-			ck.add("mqtt.tls", "has no effect with the embedded broker; remove it")
+			ck.add(k+".tls", "has no effect with the embedded broker; remove it")
 		case scheme == "tcp" || scheme == "ws":
-			ck.add("mqtt.tls", "has no effect with a %s:// broker; use ssl://, tls:// or wss:// (got %q)", scheme, m.Broker)
+			ck.add(k+".tls", "has no effect with a %s:// broker; use ssl://, tls:// or wss:// (got %q)", scheme, m.Broker)
 		}
 	}
 }
@@ -505,6 +514,9 @@ func (c *Config) validateSinks(ck *checker) {
 		if s.MQTT != nil {
 			validateSinkTopic(ck, k+".mqtt.topic", s, from)
 			ck.qos(k+".mqtt.qos", s.MQTT.QoS)
+			if s.MQTT.Connection != nil {
+				validateConnection(ck, k+".mqtt.connection", s.MQTT.Connection, false)
+			}
 		}
 		if f := s.File; f != nil {
 			if strings.TrimSpace(f.Path) == "" {

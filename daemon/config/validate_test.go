@@ -238,3 +238,45 @@ func TestValidateDefaultNamesWhatIsMissing(t *testing.T) {
 		}
 	}
 }
+
+const cloudSinks = `sinks:
+  - {name: archive, from: per_device_minute, file: {path: results.jsonl}}
+  - {name: dead, dead_letters: true, file: {path: dead-letters.jsonl}}
+  - name: cloud
+    from: per_device_minute
+    mqtt:
+      topic: cloud/{site}/{device}
+      connection: `
+
+func TestSinkConnection(t *testing.T) {
+	t.Run("own broker", func(t *testing.T) {
+		c := mustLoad(t, withSections(t, cloudSinks+`
+        broker: ssl://cloud.example:8883
+        username: eddy
+        tls: {ca_file: /etc/ca.pem, cert_file: /etc/c.pem, key_file: /etc/k.pem}
+`))
+		conn := c.Sinks[2].MQTT.Connection
+		if conn == nil || conn.Broker != "ssl://cloud.example:8883" || conn.ClientID != "eddy-line-3-cloud" ||
+			conn.KeepAlive != 30*time.Second || conn.TLS.CertFile != "/etc/c.pem" || c.Sinks[2].MQTT.Topic != "cloud/{site}/{device}" {
+			t.Fatalf("connection %+v", conn)
+		}
+	})
+	for _, tc := range []struct{ yaml, key string }{
+		{"{broker: embedded}", "sinks[2].mqtt.connection.broker"},
+		{"{broker: 'tcp://cloud'}", "sinks[2].mqtt.connection.broker"},
+		{"{broker: 'ssl://c:8883', tls: {cert_file: /c.pem}}", "sinks[2].mqtt.connection.tls.key_file"},
+		{"{broker: 'tcp://c:1883', tls: {ca_file: /c.pem}}", "sinks[2].mqtt.connection.tls"},
+		{"{broker: 'tcp://c:1883', password: x, password_file: /p}", "sinks[2].mqtt.connection.password_file"},
+		{"{broker: 'tcp://c:1883', tls: {ca: /c.pem}}", "sinks[2].mqtt.connection.tls.ca"},
+	} {
+		t.Run(tc.key, func(t *testing.T) {
+			_, err := loadYAML(t, withSections(t, cloudSinks+tc.yaml+"\n"))
+			if err == nil {
+				t.Fatal("loaded")
+			}
+			if _, ok := findProblem(problemsOf(t, err), tc.key); !ok {
+				t.Fatalf("err %v, want a problem at %s", err, tc.key)
+			}
+		})
+	}
+}

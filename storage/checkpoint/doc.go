@@ -7,7 +7,7 @@
 //	    per_device_minute-1/
 //	    source-readings/       _task only
 //	    _metadata              written last: the commit point
-//	    _published             staged sink output of checkpoint 7 went out
+//	    _published             the sinks that confirmed checkpoint 7's staged output
 //	  chk-8/                   in progress: no _metadata yet
 //	  chk-5.broken/            failed verification, kept for a person
 //
@@ -35,7 +35,7 @@
 //     first, so a crash in the middle of the removal never leaves a
 //     _metadata that names missing files. Open removes *.tmp leftovers.
 //  5. Nothing in this package rewrites a file in place: _metadata,
-//     _published and _task are each written once, atomically.
+//     _task is written once, atomically; _published is rewritten atomically as each sink confirms.
 //  6. Open, Prune and Latest never touch an existing *.broken directory,
 //     except that Prune deletes all but the newest three of them.
 //

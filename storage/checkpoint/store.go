@@ -461,33 +461,138 @@ func (s *Store) Prune(keep int, protect func(id int64) bool) ([]int64, error) {
 	return removed, nil
 }
 
-// MarkPublished records, durably, that the staged sink output of
-// completed checkpoint id has been published: it writes chk-N/_published
-// atomically.
+// MarkPublished records, durably, that the staged output of every sink of
+// completed checkpoint id has been published (the legacy, all-sinks form
+// of chk-N/_published).
 func (s *Store) MarkPublished(id int64) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	p := s.CheckpointDir(id)
-	done, err := s.exists(filepath.Join(p, MetadataFile))
-	if err != nil {
+	if err := s.completed(id); err != nil {
 		return fmt.Errorf("checkpoint: mark %d published: %w", id, err)
 	}
-	if !done {
-		return fmt.Errorf("checkpoint: mark %d published: not a completed checkpoint", id)
-	}
 	data := []byte("published " + time.Now().UTC().Format(time.RFC3339Nano) + "\n")
-	if err := fileutil.WriteFileAtomicFS(s.fs, filepath.Join(p, PublishedFile), data, defaultPerm); err != nil {
+	if err := fileutil.WriteFileAtomicFS(s.fs, filepath.Join(s.CheckpointDir(id), PublishedFile), data, defaultPerm); err != nil {
 		return fmt.Errorf("checkpoint: mark %d published: %w", id, err)
 	}
 	return nil
 }
 
-// Published reports whether MarkPublished(id) completed. It reports false
-// when it cannot tell, so that the output is published again (under its
-// stable result id) rather than lost.
+// MarkSinkPublished records, durably, that sink has confirmed the staged
+// output of every checkpoint <= id. It rewrites chk-N/_published
+// atomically with one `sink <quoted name>` line per sink confirmed so far,
+// and a last line `complete` once every name in all is listed.
+func (s *Store) MarkSinkPublished(id int64, sink string, all []string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := s.completed(id); err != nil {
+		return fmt.Errorf("checkpoint: mark %d published to %s: %w", id, sink, err)
+	}
+	p, err := s.readPublished(id)
+	if err != nil {
+		return fmt.Errorf("checkpoint: mark %d published to %s: %w", id, sink, err)
+	}
+	if p.All {
+		return nil
+	}
+	if !slices.Contains(p.Sinks, sink) {
+		p.Sinks = append(p.Sinks, sink)
+	}
+	var b strings.Builder
+	for _, n := range p.Sinks {
+		b.WriteString("sink " + strconv.Quote(n) + "\n")
+	}
+	complete := true
+	for _, n := range all {
+		complete = complete && slices.Contains(p.Sinks, n)
+	}
+	if complete {
+		b.WriteString("complete\n")
+	}
+	if err := fileutil.WriteFileAtomicFS(s.fs, filepath.Join(s.CheckpointDir(id), PublishedFile), []byte(b.String()), defaultPerm); err != nil {
+		return fmt.Errorf("checkpoint: mark %d published to %s: %w", id, sink, err)
+	}
+	return nil
+}
+
+// Published is what chk-N/_published says: All when every sink confirmed
+// the checkpoint's output (the legacy form, or `complete`), else the names
+// of the sinks that did.
+type Published struct {
+	All   bool
+	Sinks []string
+}
+
+// Has reports whether sink confirmed the output.
+func (p Published) Has(sink string) bool { return p.All || slices.Contains(p.Sinks, sink) }
+
+// Published reports whether every sink confirmed the output of checkpoint
+// id. It reports false when it cannot tell, so that the output is
+// published again (under its stable result id) rather than lost.
 func (s *Store) Published(id int64) bool {
-	ok, err := s.exists(filepath.Join(s.CheckpointDir(id), PublishedFile))
-	return ok && err == nil
+	return s.PublishedSinks(id).All
+}
+
+// PublishedSinks reports which sinks confirmed the output of checkpoint id;
+// when the file cannot be read or parsed it reports none, so that the
+// output is published again rather than lost.
+func (s *Store) PublishedSinks(id int64) Published {
+	p, err := s.readPublished(id)
+	if err != nil {
+		s.log.Warn("cannot read published marker; its output will be published again", "checkpoint", id, "err", err)
+		return Published{}
+	}
+	return p
+}
+
+func (s *Store) readPublished(id int64) (Published, error) {
+	f, err := s.fs.OpenFile(filepath.Join(s.CheckpointDir(id), PublishedFile), os.O_RDONLY, 0)
+	if errors.Is(err, fs.ErrNotExist) {
+		return Published{}, nil
+	}
+	if err != nil {
+		return Published{}, err
+	}
+	data, err := io.ReadAll(f)
+	f.Close()
+	if err != nil {
+		return Published{}, err
+	}
+	return ParsePublished(data)
+}
+
+// ParsePublished decodes the content of a _published file.
+func ParsePublished(data []byte) (Published, error) {
+	var p Published
+	for i, line := range strings.Split(strings.TrimSuffix(string(data), "\n"), "\n") {
+		switch {
+		case i == 0 && strings.HasPrefix(line, "published "):
+			return Published{All: true}, nil
+		case line == "complete":
+			p.All = true
+		case strings.HasPrefix(line, "sink "):
+			n, err := strconv.Unquote(strings.TrimPrefix(line, "sink "))
+			if err != nil {
+				return Published{}, fmt.Errorf("%s line %d: bad sink name: %w", PublishedFile, i+1, err)
+			}
+			p.Sinks = append(p.Sinks, n)
+		case line == "" && i == 0:
+		default:
+			return Published{}, fmt.Errorf("%s line %d: unknown line %q", PublishedFile, i+1, line)
+		}
+	}
+	return p, nil
+}
+
+// completed returns an error unless id is a completed checkpoint.
+func (s *Store) completed(id int64) error {
+	done, err := s.exists(filepath.Join(s.CheckpointDir(id), MetadataFile))
+	if err != nil {
+		return err
+	}
+	if !done {
+		return errors.New("not a completed checkpoint")
+	}
+	return nil
 }
 
 // exists reports whether path exists; an error other than "does not

@@ -368,3 +368,23 @@ func TestParseNames(t *testing.T) {
 		}
 	}
 }
+
+func TestPublishedPerSink(t *testing.T) {
+	for _, tc := range []struct {
+		in   string
+		want Published
+		bad  bool
+	}{
+		{in: "published 2026-01-01T00:00:00Z\n", want: Published{All: true}},
+		{in: "sink \"a\"\n", want: Published{Sinks: []string{"a"}}},
+		{in: "sink \"a\"\nsink \"b c\"\ncomplete\n", want: Published{All: true, Sinks: []string{"a", "b c"}}},
+		{in: "", want: Published{}},
+		{in: "sink a\n", bad: true},
+		{in: "what\n", bad: true},
+	} {
+		got, err := ParsePublished([]byte(tc.in))
+		if (err != nil) != tc.bad || (!tc.bad && (got.All != tc.want.All || !slices.Equal(got.Sinks, tc.want.Sinks))) {
+			t.Errorf("ParsePublished(%q) = %+v, %v; want %+v, bad %v", tc.in, got, err, tc.want, tc.bad)
+		}
+	}
+}

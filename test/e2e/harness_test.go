@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/eddy-stream/eddy/storage/checkpoint"
 	"github.com/eddy-stream/eddy/test/eddytest"
 	"github.com/eddy-stream/eddy/test/mqtttest"
 )
@@ -181,7 +182,7 @@ func (e *eddy) waitCaughtUp(want map[string]int64) {
 // quiesce makes sure that everything eddy has read is published: it waits
 // until the sources have caught up, takes two checkpoints (the second one
 // covers the watermark the first one's batch produced) and waits until
-// the second is published.
+// the results file sink confirmed the second.
 func (e *eddy) quiesce() {
 	e.t.Helper()
 	e.waitCaughtUp(nil)
@@ -190,8 +191,9 @@ func (e *eddy) quiesce() {
 	e.WaitFor(fmt.Sprintf("checkpoint %d to be published", id), resultsTimeout, func() bool {
 		for _, n := range completedCheckpoints(e.Path("checkpoints")) {
 			if n >= id {
-				if _, err := os.Stat(filepath.Join(e.Path("checkpoints"), fmt.Sprintf("chk-%d", n), "_published")); err == nil {
-					return true
+				b, err := os.ReadFile(filepath.Join(e.Path("checkpoints"), fmt.Sprintf("chk-%d", n), checkpoint.PublishedFile))
+				if p, perr := checkpoint.ParsePublished(b); err == nil && perr == nil && p.Has("results") {
+					return true // the results file sink confirmed it
 				}
 			}
 		}

@@ -390,12 +390,35 @@ func (s *Subscriber) WaitResults(appliance, stage string, keyFields []string, wa
 	var rs *ResultSet
 	// By the deadline, rs is what arrived: the caller compares it.
 	Poll(60*time.Second, PollEvery, func() bool {
-		var lines []string
-		for _, m := range s.Messages() {
-			lines = append(lines, m.Payload)
-		}
-		rs = CollectResults(lines, appliance, stage, keyFields)
+		rs = s.Results(appliance, stage, keyFields)
 		return rs.Missing(want) == 0
 	})
 	return rs
+}
+
+// Results decodes the results received so far.
+func (s *Subscriber) Results(appliance, stage string, keyFields []string) *ResultSet {
+	var lines []string
+	for _, m := range s.Messages() {
+		lines = append(lines, m.Payload)
+	}
+	return CollectResults(lines, appliance, stage, keyFields)
+}
+
+// WaitProbe waits until a probe published through f comes back: the
+// subscription is in place again (after its broker was restarted).
+func (s *Subscriber) WaitProbe(tb testing.TB, f *Feeder) {
+	tb.Helper()
+	deadline := time.Now().Add(ReadyTimeout)
+	for {
+		_ = f.Send([]simulate.Message{{Topic: subscriberProbe, Payload: []byte("probe")}}) // fails while reconnecting
+		select {
+		case <-s.probed:
+			return
+		case <-time.After(200 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			tb.Fatalf("subscription not in place again within %v", ReadyTimeout)
+		}
+	}
 }

@@ -1,0 +1,206 @@
+package e2e
+
+import (
+	"fmt"
+	"io"
+	"net"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/eddy-stream/eddy/pipeline"
+	"github.com/eddy-stream/eddy/simulate"
+	"github.com/eddy-stream/eddy/test/eddytest"
+	"github.com/eddy-stream/eddy/test/oracle"
+)
+
+// uplink is eddy's way to the cloud broker: a TCP relay on 127.0.0.1 the
+// test cuts (every connection closed, the port refusing) and restores, so
+// that the test's own subscriber, connected to the cloud broker directly,
+// is subscribed again after a broker restart before eddy can reach it.
+type uplink struct {
+	t      *testing.T
+	target string
+	addr   string
+	mu     sync.Mutex
+	ln     net.Listener
+	conns  map[net.Conn]bool
+	wg     sync.WaitGroup
+}
+
+func newUplink(t *testing.T, target string) *uplink {
+	u := &uplink{t: t, target: target, addr: "127.0.0.1:0", conns: map[net.Conn]bool{}}
+	u.up()
+	t.Cleanup(u.down)
+	return u
+}
+
+func (u *uplink) up() {
+	u.t.Helper()
+	var ln net.Listener
+	var err error
+	eddytest.Poll(10*time.Second, eddytest.PollEvery, func() bool {
+		ln, err = net.Listen("tcp", u.addr) // the same port again
+		return err == nil
+	})
+	if err != nil {
+		u.t.Fatalf("uplink: %v", err)
+	}
+	u.mu.Lock()
+	u.ln, u.addr = ln, ln.Addr().String()
+	u.mu.Unlock()
+	u.wg.Go(func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			u.relay(c)
+		}
+	})
+}
+
+func (u *uplink) relay(c net.Conn) {
+	s, err := net.Dial("tcp", u.target)
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if err != nil || u.ln == nil {
+		c.Close()
+		if s != nil {
+			s.Close()
+		}
+		return
+	}
+	u.conns[c], u.conns[s] = true, true
+	pipe := func(dst, src net.Conn) {
+		io.Copy(dst, src)
+		dst.Close()
+		src.Close()
+	}
+	u.wg.Go(func() { pipe(s, c) })
+	u.wg.Go(func() { pipe(c, s) })
+}
+
+// down closes the listener and every relayed connection, and waits for the
+// relay goroutines.
+func (u *uplink) down() {
+	u.mu.Lock()
+	if u.ln != nil {
+		u.ln.Close()
+		u.ln = nil
+	}
+	for c := range u.conns {
+		c.Close()
+	}
+	clear(u.conns)
+	u.mu.Unlock()
+	u.wg.Wait()
+}
+
+func sinkOf(o []pipeline.SinkState, name string) pipeline.SinkState {
+	for _, s := range o {
+		if s.Name == name {
+			return s
+		}
+	}
+	return pipeline.SinkState{Name: name, PublishedUpTo: -1}
+}
+
+// TestCloudSinkOutage: readings come from the plant broker, the results
+// file is one sink, and an MQTT sink with its own connection publishes to
+// a cloud broker. The cloud broker is killed (and eddy's uplink to it cut)
+// for the second half of the stream: the file sink keeps getting every
+// checkpoint's results while the cloud sink retries; eddy is killed (-9)
+// during the outage and again while the cloud sink catches up. In the end
+// both have every window, each result id once or repeated identically.
+func TestCloudSinkOutage(t *testing.T) {
+	s := newStream(t, simulate.Options{
+		Devices: 8, Sites: 2, Count: 9000, Interval: 10 * time.Millisecond, Start: streamStart,
+		Disorder: 500 * time.Millisecond, Seed: 101, EndMarker: true,
+	})
+	const ooo = 2 * time.Second
+	plant, cloud := startBroker(t), startBroker(t)
+	link := newUplink(t, cloud.Addr())
+	f := newFeeder(t, plant, "e2e-feeder")
+	cf := newFeeder(t, cloud, "e2e-cloud-feeder")
+	sub := subscribe(t, cloud, cf, "cloud/#")
+	e := newEddy(t, plant, config{
+		Parallelism: 2, Stages: windowStages("{type: tumbling, size: 5s}"), ResultsFrom: "per_device",
+		Sources: []source{{Name: "readings", OOO: ooo.String()}},
+		ExtraSinks: fmt.Sprintf(`  - name: cloud
+    from: per_device
+    mqtt:
+      topic: "cloud/{site}/{device}"
+      qos: 1
+      connection:
+        broker: "tcp://%s"
+        client_id: e2e-cloud
+        keep_alive: 2s
+        connect_timeout: 2s
+        reconnect_max_interval: 500ms
+`, link.addr),
+	})
+	want := oracle.Compute(toOracle(s.good), oracle.Window{Type: "tumbling", Size: 5000}, windowAggs, closeAt(s.endTS, ooo))
+	body := s.body()
+	third := len(body) / 3
+
+	e.StartReady()
+	e.Probe(f)
+	f.MustSend(t, body[:third])
+	e.WaitFor("results in the file and on the cloud broker", resultsTimeout, func() bool {
+		return len(e.readResults("per_device", []string{"site", "device"}).Final) > 0 && len(sub.Results(e.appliance(), "per_device", []string{"site", "device"}).Final) > 0
+	})
+
+	// Outage.
+	link.down()
+	cloud.Stop()
+	atOutage := len(e.readResults("per_device", []string{"site", "device"}).Final)
+	f.MustSend(t, body[third:2*third])
+	var last []pipeline.SinkState
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("sinks, last seen: %+v", last)
+		}
+	})
+	e.WaitFor("the file sink to get more results while the cloud sink is stuck", resultsTimeout, func() bool {
+		o := e.Overview()
+		last = o.Sinks
+		c, r := sinkOf(o.Sinks, "cloud"), sinkOf(o.Sinks, "results")
+		return len(e.readResults("per_device", []string{"site", "device"}).Final) > atOutage &&
+			c.Releasing > 0 && len(c.PendingEpochs) > 0 && r.PublishedUpTo > c.PublishedUpTo
+	})
+	e.Kill() // -9 during the outage
+	e.StartReady()
+	f.MustSend(t, body[2*third:])
+	f.MustSend(t, s.end())
+	got := e.waitResults("per_device", []string{"site", "device"}, want)
+	compareResults(t, "results file during the cloud outage", got, want, windowAggs)
+	o := e.Overview()
+	if c := sinkOf(o.Sinks, "cloud"); len(c.PendingEpochs) == 0 || c.Releasing == 0 {
+		t.Errorf("cloud sink during the outage: %+v", c)
+	}
+	if n := len(sub.Results(e.appliance(), "per_device", []string{"site", "device"}).Final); n >= len(want) {
+		t.Fatalf("the cloud subscriber has %d of %d windows while its broker was down", n, len(want))
+	}
+
+	// The cloud comes back: subscribe again, then restore the uplink.
+	cloud.Restart()
+	before := len(sub.Messages())
+	sub.WaitProbe(t, newFeeder(t, cloud, "e2e-cloud-feeder-2"))
+	link.up()
+	e.WaitFor("the cloud sink to start catching up", resultsTimeout, func() bool { return len(sub.Messages()) > before })
+	e.Kill() // -9 while it catches up
+	e.StartReady()
+	viaCloud := sub.WaitResults(e.appliance(), "per_device", []string{"site", "device"}, want)
+	compareResults(t, "results on the cloud broker", viaCloud, want, windowAggs)
+	eddytest.CrossCheck(t, got, viaCloud)
+	e.WaitFor("the cloud sink to have nothing pending", resultsTimeout, func() bool {
+		c := sinkOf(e.Overview().Sinks, "cloud")
+		last = e.Overview().Sinks
+		return len(c.PendingEpochs) == 0 && c.Releasing == 0
+	})
+	final := e.readResults("per_device", []string{"site", "device"})
+	compareResults(t, "results file at the end", final, want, windowAggs)
+	t.Logf("%d windows; file %d lines (%d duplicates); cloud %d messages (%d duplicates)",
+		len(want), final.Lines, final.Dups, viaCloud.Lines, viaCloud.Dups)
+}
