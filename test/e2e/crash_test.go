@@ -153,21 +153,13 @@ func runCrashLoop(t *testing.T, v crashVariant, seed uint64) {
 			p.WaitReady()
 			e.Probe(f)
 		}
-		sent := make(chan error, 1)
+		var sent <-chan error
 		if st.whileDown {
-			sent <- nil
+			done := make(chan error, 1)
+			done <- nil
+			sent = done
 		} else {
-			// Trickle the chunk, so that kills land while eddy reads it.
-			go func() {
-				for j := 0; j < len(chunk); j += 100 {
-					if err := f.Send(chunk[j:min(j+100, len(chunk))]); err != nil {
-						sent <- err
-						return
-					}
-					time.Sleep(20 * time.Millisecond)
-				}
-				sent <- nil
-			}()
+			sent = f.Trickle(chunk) // so that kills land while eddy reads it
 		}
 		how := ""
 		switch {

@@ -1,18 +1,16 @@
 package service
 
 import (
-	"bytes"
-	"context"
 	"fmt"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
+
+	chromiumtest "github.com/eddy-stream/eddy/test/chromium"
 
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
@@ -26,32 +24,10 @@ import (
 // (gitignored).
 const artifacts = "../artifacts"
 
-// chromium runs Debian's chromium headless on url with extra flags
-// (--dump-dom or --screenshot=…) and returns its standard output. The
-// whole process group is killed when it returns.
+// chromium loads url in headless Chromium (test/chromium).
 func chromium(t *testing.T, url string, flags ...string) string {
 	t.Helper()
-	bin, err := exec.LookPath("chromium")
-	if err != nil {
-		t.Fatal("chromium is not installed: run `make test-deps` (apt-get install chromium)")
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	args := append([]string{"--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-		"--disable-background-networking", "--disable-component-update", "--disable-sync",
-		"--disable-dev-shm-usage", "--user-data-dir=" + t.TempDir(), "--window-size=1280,2000",
-		"--virtual-time-budget=5000"}, flags...)
-	cmd := exec.CommandContext(ctx, bin, append(args, url)...)
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
-	var out, errb bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &errb
-	err = cmd.Run()
-	_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) // helpers left behind, if any
-	if err != nil {
-		t.Fatalf("chromium %s: %v\n%s", url, err, errb.String())
-	}
-	return out.String()
+	return chromiumtest.Run(t, url, flags...)
 }
 
 // TestWebPage loads the page in headless Chromium once checkpoints have

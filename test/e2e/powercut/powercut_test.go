@@ -182,21 +182,13 @@ func runCuts(t *testing.T, c cutCase, seed uint64) int {
 			p.WaitReady()
 			p.Probe(f)
 		}
-		sent := make(chan error, 1)
+		var sent <-chan error
 		if whileDown {
-			sent <- nil
+			done := make(chan error, 1)
+			done <- nil
+			sent = done
 		} else {
-			// Trickle the chunk, so that cuts land while eddy reads it.
-			go func() {
-				for j := 0; j < len(chunk); j += 100 {
-					if err := f.Send(chunk[j:min(j+100, len(chunk))]); err != nil {
-						sent <- err
-						return
-					}
-					time.Sleep(20 * time.Millisecond)
-				}
-				sent <- nil
-			}()
+			sent = f.Trickle(chunk) // so that cuts land while eddy reads it
 		}
 		var how string
 		if i > 0 && rng.IntN(5) == 0 {
