@@ -124,9 +124,7 @@ func (d *Daemon) addBrokerWatch(g *run.Group, r *runState) {
 	r.clients.Add(1)
 	g.Add(func() error {
 		defer r.clients.Done()
-		select {
-		case <-r.brokerUp:
-		case <-ctx.Done():
+		if !r.awaitBroker(ctx) {
 			return nil
 		}
 		b := &d.brokerDrops

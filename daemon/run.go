@@ -110,6 +110,17 @@ type runState struct {
 	clients    sync.WaitGroup // ingests and the publisher: the broker closes after them
 }
 
+// awaitBroker waits until the broker is up (the actors that connect to
+// it start then); false when ctx ended first.
+func (r *runState) awaitBroker(ctx context.Context) bool {
+	select {
+	case <-r.brokerUp:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
+
 // actorContext returns a context that the actor's interrupt cancels.
 func (r *runState) actorContext() (context.Context, func(error)) {
 	ctx, cancel := context.WithCancel(r.ctx)
@@ -157,9 +168,7 @@ func (d *Daemon) addHTTP(g *run.Group, r *runState) {
 	}
 	ctx, cancel := context.WithCancel(r.ctx)
 	g.Add(func() error {
-		select {
-		case <-r.brokerUp:
-		case <-ctx.Done():
+		if !r.awaitBroker(ctx) {
 			return nil
 		}
 		d.log.Info("HTTP API listening", "url", "http://"+d.http.Addr(), "token", d.token != "", "remote", d.httpRemote)
@@ -195,9 +204,7 @@ func (d *Daemon) addIngest(g *run.Group, r *runState, s config.Source) {
 	r.clients.Add(1)
 	g.Add(func() error {
 		defer r.clients.Done()
-		select {
-		case <-r.brokerUp:
-		case <-ctx.Done():
+		if !r.awaitBroker(ctx) {
 			return nil
 		}
 		o, err := d.clientOptions("-" + s.Name)
