@@ -120,14 +120,13 @@ func (j *Job) newSinkNode(tc *taskCtx, s *SinkSpec, n *stageNode) *sinkNode {
 		// After a rescale snap.Staged holds an entry per old subtask merged
 		// into this one (rescaledState): every one is published.
 		var restored []sink.Epoch
-		confirmed, ok := j.confirmed[s.Name]
 		if snap := j.restored[tc.m.Name]; snap != nil {
 			for _, st := range snap.Staged { // several after a rescale
 				if st.Sink != s.Name {
 					continue
 				}
 				for _, e := range st.Epochs {
-					if !ok || e.ID > confirmed { // not yet confirmed by this sink
+					if j.restoredEpoch(s.Name, e.ID) { // not yet spooled or confirmed
 						restored = append(restored, e)
 					}
 				}

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/eddy-stream/eddy/pipeline/lang"
+	"github.com/eddy-stream/eddy/pipeline/sink"
 )
 
 type stageNode struct {
@@ -47,6 +48,11 @@ type Job struct {
 	confirmed map[string]int64         // sink → newest restored checkpoint whose output it confirmed
 	relDoneCh chan struct{}            // closed and replaced when a sink's release advances
 	draining  atomic.Bool              // sources stop reading: a final checkpoint is coming
+	// spools (spool.go): per sink with one, and the newest restored epoch it holds
+	spools      map[string]*sink.Spool
+	spoolDedupe map[string]int64
+	spoolHold   atomic.Bool   // some spool is full: sources stop reading
+	spoolResume chan struct{} // closed and replaced when spoolHold turns false
 	restored  map[string]*taskSnapshot // task name → restored non-keyed state
 	lostLogs  []LostLog                // sources restored onto a new, empty ingest log
 }
@@ -78,6 +84,9 @@ func NewJob(spec JobSpec, start SourceStart, log *slog.Logger) (j *Job, err erro
 			err = errors.Join(err, job.Close())
 		}
 	}()
+	if err := j.openSpools(); err != nil {
+		return nil, err
+	}
 	if spec.Parallelism > spec.MaxParallelism || spec.MaxParallelism > 32768 {
 		return nil, fmt.Errorf("pipeline: need 1 <= parallelism (%d) <= max_parallelism (%d) <= 32768",
 			spec.Parallelism, spec.MaxParallelism)
@@ -168,7 +177,16 @@ func (j *Job) Run(ctx context.Context) error {
 				fail(err)
 			}
 		})
+		names := make([]string, len(j.rels))
+		for i, r := range j.rels {
+			names[i] = r.name
+		}
 		for _, r := range j.rels {
+			if r.spool != nil {
+				side.Go(func() { j.spoolLoop(ctx, r) })
+				side.Go(func() { j.publishLoop(ctx, r, names) })
+				continue
+			}
 			side.Go(func() { j.releaseLoop(ctx, r) })
 		}
 		if md := j.spec.Restore; md != nil {
@@ -225,6 +243,7 @@ func (j *Job) Close() error {
 			errs = append(errs, t.db.Close())
 		}
 	}
+	errs = append(errs, j.closeSpools())
 	return errors.Join(errs...)
 }
 

@@ -26,6 +26,13 @@ type sinkRelease struct {
 	lastErrAt time.Time
 	retrying  bool
 	releasing int64 // checkpoint whose output is being handed over now, 0: idle
+	full      bool  // the spool is full
+
+	// With a spool (spool.go): spoolLoop moves staged output into it,
+	// publishLoop publishes from it.
+	spool   *sink.Spool
+	pub     chan struct{} // wakes publishLoop
+	drained chan struct{} // wakes spoolLoop: publishLoop confirmed some
 }
 
 // SinkState is the release state of one sink, for the overview.
@@ -45,6 +52,22 @@ type SinkState struct {
 	Retrying    bool      `json:"retrying"`
 	LastError   string    `json:"last_error,omitempty"`
 	LastErrorAt time.Time `json:"last_error_at,omitzero"`
+	// Spool is the sink's on-disk spool of output waiting for it (nil:
+	// none, at_least_once).
+	Spool *SpoolState `json:"spool,omitempty"`
+}
+
+// SpoolState is the state of a sink's spool, for the overview.
+type SpoolState struct {
+	Dir     string `json:"dir"`
+	Bytes   int64  `json:"bytes"`
+	MaxSize int64  `json:"max_size"`
+	// Full: the sources stop reading and input is not acknowledged until
+	// the sink drains the spool.
+	Full bool `json:"full"`
+	// SpooledUpTo is the newest checkpoint whose output is in the spool
+	// (or published); PublishedUpTo the newest the sink confirmed.
+	SpooledUpTo int64 `json:"spooled_up_to"`
 }
 
 // releaseFor returns the release state of the sink named name, creating it.
@@ -58,7 +81,11 @@ func (j *Job) releaseFor(name string, s sink.Sink) *sinkRelease {
 	if c, ok := j.confirmed[name]; ok {
 		done = c
 	}
-	r := &sinkRelease{name: name, sink: s, wake: make(chan struct{}, 1), want: -1, done: done}
+	r := &sinkRelease{name: name, sink: s, wake: make(chan struct{}, 1), want: -1, done: done,
+		spool: j.spools[name], pub: make(chan struct{}, 1), drained: make(chan struct{}, 1)}
+	if r.spool != nil {
+		r.done = max(r.done, r.spool.Confirmed())
+	}
 	j.rels = append(j.rels, r)
 	return r
 }
@@ -80,6 +107,9 @@ func (j *Job) SinkStates() []SinkState {
 			}
 		}
 		slices.Sort(st.PendingEpochs)
+		if sp := r.spool; sp != nil {
+			st.Spool = &SpoolState{Dir: sp.Dir(), Bytes: sp.Size(), MaxSize: sp.MaxSize(), Full: r.full, SpooledUpTo: sp.Spooled()}
+		}
 		out = append(out, st)
 	}
 	return out
@@ -168,6 +198,19 @@ func (j *Job) release(ctx context.Context, r *sinkRelease, upTo int64) error {
 	for _, s := range r.stagers {
 		batch = append(batch, s.Peek(upTo)...)
 	}
+	if err := j.deliver(ctx, r, upTo, batch); err != nil {
+		return err
+	}
+	for _, s := range r.stagers {
+		s.Drop(upTo)
+	}
+	return nil
+}
+
+// deliver hands batch, the output of checkpoints up to upTo, to the sink
+// of r and waits until the sink has it, retrying with backoff for as long
+// as it takes. It returns an error only when ctx is done.
+func (j *Job) deliver(ctx context.Context, r *sinkRelease, upTo int64, batch []sink.Output) error {
 	j.relMu.Lock()
 	r.releasing = upTo
 	j.relMu.Unlock()
@@ -211,9 +254,6 @@ func (j *Job) release(ctx context.Context, r *sinkRelease, upTo int64) error {
 		case <-time.After(backoff):
 		}
 		backoff = min(backoff*2, 5*time.Second)
-	}
-	for _, s := range r.stagers {
-		s.Drop(upTo)
 	}
 	return nil
 }

@@ -49,6 +49,9 @@ type JobSpec struct {
 	// ProtectCheckpoint, if set, keeps a completed checkpoint from being
 	// pruned (the uploader may still be sending it).
 	ProtectCheckpoint func(id int64) bool
+	// OnSpoolFull, if set, is called with the sinks whose spool is full
+	// whenever that changes (nil or empty: none is).
+	OnSpoolFull func(full []string)
 	// OnCheckpoint, if set, is called after checkpoint N is committed and
 	// its staged output handed to the sinks (the uploader hooks in here).
 	OnCheckpoint func(md *checkpoint.Metadata)
@@ -177,6 +180,10 @@ type SinkSpec struct {
 	// for sinks that have no topic.
 	Topic string
 	Sink  sink.Sink
+	// Spool, in exactly-once mode, keeps the sink's output of completed
+	// checkpoints on disk until the sink has it; nil: in memory, in every
+	// checkpoint (tests).
+	Spool *SpoolSpec
 }
 
 // StateSpec configures keyed state.

@@ -167,7 +167,7 @@ func (t *sourceTask) run(ctx context.Context) (err error) {
 	for {
 		// Take the notification channel before reading: a sync that lands
 		// after the last read below closes it, so the wait cannot miss it.
-		notify, sibling := t.spec.Log.Notify(), t.progress.wait()
+		notify, sibling, resumed := t.spec.Log.Notify(), t.progress.wait(), t.cp.j.spoolResumed()
 		n := 0
 		for ; n < readBatch && t.mayRead(r.Offset()); n++ {
 			err := r.Next(&rec)
@@ -250,6 +250,7 @@ func (t *sourceTask) run(ctx context.Context) (err error) {
 			}
 		case <-notify:
 		case <-sibling:
+		case <-resumed:
 		}
 	}
 }
@@ -260,6 +261,9 @@ func (t *sourceTask) run(ctx context.Context) (err error) {
 func (t *sourceTask) mayRead(off uint64) bool {
 	if t.limit != nil && off >= t.limit.Load() {
 		return false
+	}
+	if t.cp.j.spoolHold.Load() && off >= t.settle {
+		return false // a sink's spool is full (spool.go)
 	}
 	return !t.cp.j.draining.Load() || off < t.settle
 }

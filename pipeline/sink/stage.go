@@ -67,6 +67,18 @@ func (s *Stager) Peek(upTo int64) []Output {
 	return out
 }
 
+// PeekEpochs returns, in order, every epoch <= upTo; they stay staged
+// until Drop.
+func (s *Stager) PeekEpochs(upTo int64) []Epoch {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	i := 0
+	for i < len(s.epochs) && s.epochs[i].ID <= upTo {
+		i++
+	}
+	return slices.Clone(s.epochs[:i])
+}
+
 // Drop forgets every epoch <= upTo, once its output is confirmed.
 func (s *Stager) Drop(upTo int64) {
 	s.mu.Lock()
