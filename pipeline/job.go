@@ -44,17 +44,17 @@ type Job struct {
 	stats     *StatsTracker
 	async     sync.WaitGroup
 	relMu     sync.Mutex
-	rels      []*sinkRelease           // one per sink with stagers, see release.go
-	confirmed map[string]int64         // sink → newest restored checkpoint whose output it confirmed
-	relDoneCh chan struct{}            // closed and replaced when a sink's release advances
-	draining  atomic.Bool              // sources stop reading: a final checkpoint is coming
+	rels      []*sinkRelease   // one per sink with stagers, see release.go
+	confirmed map[string]int64 // sink → newest restored checkpoint whose output it confirmed
+	relDoneCh chan struct{}    // closed and replaced when a sink's release advances
+	draining  atomic.Bool      // sources stop reading: a final checkpoint is coming
 	// spools (spool.go): per sink with one, and the newest restored epoch it holds
 	spools      map[string]*sink.Spool
 	spoolDedupe map[string]int64
-	spoolHold   atomic.Bool   // some spool is full: sources stop reading
-	spoolResume chan struct{} // closed and replaced when spoolHold turns false
-	restored  map[string]*taskSnapshot // task name → restored non-keyed state
-	lostLogs  []LostLog                // sources restored onto a new, empty ingest log
+	spoolHold   atomic.Bool              // some spool is full: sources stop reading
+	spoolResume chan struct{}            // closed and replaced when spoolHold turns false
+	restored    map[string]*taskSnapshot // task name → restored non-keyed state
+	lostLogs    []LostLog                // sources restored onto a new, empty ingest log
 }
 
 // SourceStart gives the ingest-log offset each source starts reading at.

@@ -48,8 +48,8 @@ type SpoolOptions struct {
 	// SegmentSize of the spool's log; 0: MaxSize/8 within 64 KiB … 64 MiB,
 	// so that draining frees space in steps.
 	SegmentSize int64
-	FS      fileutil.FS
-	Logger  *slog.Logger
+	FS          fileutil.FS
+	Logger      *slog.Logger
 }
 
 // spoolPos is the content of the confirmed file.
