@@ -81,6 +81,7 @@ type Daemon struct {
 
 	notify      *notifier
 	disk        diskState   // daemon/disk.go
+	spool       spoolState  // daemon/spool.go
 	brokerDrops brokerDrops // the broker's own drop counter (broker.go)
 	uploadHooks
 	upl *uploadState // daemon/upload.go
@@ -280,7 +281,7 @@ func (d *Daemon) jobSpec() pipeline.JobSpec {
 	c := d.running()
 	spec := pipeline.JobSpec{
 		Name: c.ApplianceID, Parallelism: c.Pipeline.EffectiveParallelism(), MaxParallelism: c.Pipeline.MaxParallelism,
-		FS: d.fs,
+		FS: d.fs, OnSpoolFull: d.setSpoolFull,
 		State: pipeline.StateSpec{
 			Dir: d.layout.State(), Memory: d.memory, Timers: c.State.Timers,
 			WriteCacheEntries: c.State.WriteCacheEntries, MaxBackgroundJobs: c.State.MaxBackgroundJobs,
@@ -320,7 +321,8 @@ func (d *Daemon) jobSpec() pipeline.JobSpec {
 		spec.Stages = append(spec.Stages, ps)
 	}
 	for _, s := range c.Sinks {
-		ss := pipeline.SinkSpec{Name: s.Name, From: s.From, DeadLetters: s.DeadLetters, Sink: d.sinks[s.Name]}
+		ss := pipeline.SinkSpec{Name: s.Name, From: s.From, DeadLetters: s.DeadLetters, Sink: d.sinks[s.Name],
+			Spool: d.spoolSpec(s.Name, int64(s.Spool.MaxSize))}
 		if s.MQTT != nil {
 			ss.Topic = s.MQTT.Topic
 		}

@@ -29,7 +29,7 @@ import (
 const PauseDiskFull = "disk_full"
 
 // pauseReasons are the values of eddy_intake_paused's reason label.
-var pauseReasons = []string{PauseDiskFull, ingestlog.PauseFull, ingestlog.PauseError}
+var pauseReasons = []string{PauseDiskFull, ingestlog.PauseFull, ingestlog.PauseError, PauseSpoolFull}
 
 // diskState is the daemon's disk watcher and the hooks tests inject.
 type diskState struct {
@@ -173,6 +173,9 @@ func (d *Daemon) intakePaused() (reasons []string, detail string) {
 					p.Path, humanBytes(p.Free), humanBytes(p.MinFree)))
 			}
 		}
+	}
+	if slices.Contains(reasons, PauseSpoolFull) {
+		parts = append(parts, d.spoolPaused()...)
 	}
 	slices.Sort(reasons)
 	return reasons, strings.Join(parts, "; ")

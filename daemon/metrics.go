@@ -73,7 +73,9 @@ var (
 	descAcked       = desc("eddy_ingest_messages_acknowledged_total", "MQTT messages acknowledged after they were durable in the ingest log.", "source")
 	descFirstOffset = desc("eddy_ingest_log_first_offset", "Oldest offset the ingest log retains.", "source")
 	descNextOffset  = desc("eddy_ingest_log_next_offset", "Offset the next appended message gets.", "source")
-	descPaused      = desc("eddy_intake_paused", "1 while some source does not acknowledge input for this reason: disk_full (below disk.min_free), ingest_log_full, ingest_log_error (recovering from a failed write or fsync).", "reason")
+	descSpoolBytes  = desc("eddy_sink_spool_bytes", "Bytes of the sink's on-disk spool: output of completed checkpoints waiting for the sink (exactly_once).", "sink")
+	descSpoolFull   = desc("eddy_sink_spool_full", "1 while the sink's spool has reached sinks[].spool.max_size: sources stop reading and intake is paused (reason sink_spool_full).", "sink")
+	descPaused      = desc("eddy_intake_paused", "1 while some source does not acknowledge input for this reason: disk_full (below disk.min_free), ingest_log_full, ingest_log_error (recovering from a failed write or fsync), sink_spool_full (a sink's spool reached sinks[].spool.max_size).", "reason")
 	descDiskFree    = desc("eddy_disk_free_bytes", "Free bytes (available to eddy) on the file system of a watched path: data_dir and each file sink's directory.", "path")
 	descDiskMinFree = desc("eddy_disk_min_free_bytes", "disk.min_free in bytes for the file system of a watched path.", "path")
 
@@ -115,7 +117,7 @@ func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descInfo, descReady, descRunning, descStalled,
 		descRecordsIn, descRecordsOut, descBackPress, descWatermark, descWMLag, descDeadLetters, descLate, descMessagesIn,
 		descLogSize, descLogLag, descLogFull, descConnected, descReceived, descAcked, descFirstOffset, descNextOffset,
-		descPaused, descDiskFree, descDiskMinFree,
+		descPaused, descDiskFree, descDiskMinFree, descSpoolBytes, descSpoolFull,
 		descCPTotal, descCPCompleted, descCPFailed, descCPInProgress, descCPRestored, descCPRestoredID, descCPRestoreDur,
 		descLastID, descLastTime, descLastDuration, descLastState, descLastCkpt,
 		descLastDelay, descLastAlign, descLastSync, descLastAsync, descLastTaskSize,
@@ -179,6 +181,12 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	}
 	for _, r := range pauseReasons {
 		gauge(ch, descPaused, b2f(slices.Contains(o.IntakePaused, r)), r)
+	}
+	for _, s := range o.Sinks {
+		if sp := s.Spool; sp != nil {
+			gauge(ch, descSpoolBytes, float64(sp.Bytes), s.Name)
+			gauge(ch, descSpoolFull, b2f(sp.Full), s.Name)
+		}
 	}
 	for _, p := range o.Disk {
 		gauge(ch, descDiskFree, float64(p.Free), p.Path)

@@ -220,7 +220,24 @@ type Sink struct {
 	DeadLetters bool      `mapstructure:"dead_letters"`
 	MQTT        *MQTTSink `mapstructure:"mqtt"`
 	File        *FileSink `mapstructure:"file"`
+	// Spool bounds the sink's on-disk spool of output waiting for it
+	// (exactly_once mode); see docs/data-dir.md.
+	Spool SinkSpool `mapstructure:"spool"`
 }
+
+// SinkSpool configures a sink's spool. When it reaches MaxSize the sources
+// stop reading and input is not acknowledged until the sink drains it.
+type SinkSpool struct {
+	MaxSize Size `mapstructure:"max_size"`
+}
+
+// DefaultSpoolMaxSize is sinks[].spool.max_size when unset; the allowed
+// range is MinSpoolMaxSize … MaxSpoolMaxSize.
+const (
+	DefaultSpoolMaxSize = 1 * GiB
+	MinSpoolMaxSize     = 1 * MiB
+	MaxSpoolMaxSize     = 1024 * GiB
+)
 
 // MQTTSink publishes to a topic template such as "results/{site}/{device}".
 type MQTTSink struct {
@@ -478,6 +495,9 @@ func (c *Config) Derive() {
 		}
 	}
 	for i := range c.Sinks {
+		if c.Sinks[i].Spool.MaxSize == 0 {
+			c.Sinks[i].Spool.MaxSize = DefaultSpoolMaxSize
+		}
 		if m := c.Sinks[i].MQTT; m != nil && m.QoS == nil {
 			q := c.MQTT.QoS
 			m.QoS = &q

@@ -532,6 +532,9 @@ func (c *Config) validateSinks(ck *checker) {
 			ck.sizeMin(k+".file.max_size", f.MaxSize, 0)
 			ck.intMin(k+".file.max_files", f.MaxFiles, 1)
 		}
+		if m := s.Spool.MaxSize; m != 0 && (m < MinSpoolMaxSize || m > MaxSpoolMaxSize) {
+			ck.add(k+".spool.max_size", "must be between %s and %s (got %s)", MinSpoolMaxSize, MaxSpoolMaxSize, m)
+		}
 	}
 	if outputs == 0 {
 		ck.add("sinks", "at least one sink that is not the dead-letter sink is required")

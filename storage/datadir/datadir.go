@@ -22,6 +22,13 @@ func (l Layout) IngestRoot() string { return filepath.Join(l.Root, "ingest") }
 // Ingest is the ingest log of one source.
 func (l Layout) Ingest(source string) string { return filepath.Join(l.IngestRoot(), source) }
 
+// SpoolRoot holds one spool per sink (exactly_once mode).
+func (l Layout) SpoolRoot() string { return filepath.Join(l.Root, "spool") }
+
+// Spool is the spool of one sink: the output of completed checkpoints
+// waiting for it (see docs/data-dir.md).
+func (l Layout) Spool(sink string) string { return filepath.Join(l.SpoolRoot(), sink) }
+
 // State holds the working RocksDB instances, state/<stage>-<i>/.
 func (l Layout) State() string { return filepath.Join(l.Root, "state") }
 
