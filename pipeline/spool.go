@@ -91,6 +91,7 @@ func (j *Job) spoolLoop(ctx context.Context, r *sinkRelease) {
 		if want > r.spool.Spooled() {
 			if r.spool.Full() {
 				j.setSpoolFull(r, true)
+				wake(r.pub) // what is in the spool is the way out
 			} else if err := j.spoolUpTo(r, want); err != nil {
 				j.relMu.Lock()
 				r.lastErr, r.lastErrAt = err.Error(), time.Now()

@@ -257,10 +257,16 @@ func (s *Spool) Size() int64 { return s.log.Size() }
 // MaxSize is the configured bound.
 func (s *Spool) MaxSize() int64 { return s.opts.MaxSize }
 
-// Full reports whether the spool has reached its bound: Append may still
-// take a batch (it is never refused half way), but the caller holds new
-// output until the sink drains it.
-func (s *Spool) Full() bool { return s.log.Size() >= s.opts.MaxSize }
+// Full reports whether the spool has reached its bound and holds output
+// the sink has not confirmed: Append may still take a batch (it is never
+// refused half way), but the caller holds new output until the sink
+// drains it. Confirmed output frees whole segments, the active one last.
+func (s *Spool) Full() bool {
+	s.mu.Lock()
+	pending := s.confirmed.Offset < s.end
+	s.mu.Unlock()
+	return pending && s.log.Size() >= s.opts.MaxSize
+}
 
 // Dir is the spool's directory.
 func (s *Spool) Dir() string { return s.opts.Dir }
