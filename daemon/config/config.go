@@ -235,7 +235,7 @@ type SinkSpool struct {
 // range is MinSpoolMaxSize … MaxSpoolMaxSize.
 const (
 	DefaultSpoolMaxSize = 1 * GiB
-	MinSpoolMaxSize     = 1 * MiB
+	MinSpoolMaxSize     = 16 * KiB
 	MaxSpoolMaxSize     = 1024 * GiB
 )
 

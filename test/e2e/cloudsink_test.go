@@ -4,6 +4,10 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -138,6 +142,8 @@ func TestCloudSinkOutage(t *testing.T) {
         keep_alive: 2s
         connect_timeout: 2s
         reconnect_max_interval: 500ms
+    spool:
+      max_size: 16KiB
 `, link.addr),
 	})
 	want := oracle.Compute(toOracle(s.good), oracle.Window{Type: "tumbling", Size: 5000}, windowAggs, closeAt(s.endTS, ooo))
@@ -150,6 +156,7 @@ func TestCloudSinkOutage(t *testing.T) {
 	e.WaitFor("results in the file and on the cloud broker", resultsTimeout, func() bool {
 		return len(e.readResults("per_device", []string{"site", "device"}).Final) > 0 && len(sub.Results(e.appliance(), "per_device", []string{"site", "device"}).Final) > 0
 	})
+	rssBefore := rssOf(t, e.Pid())
 
 	// Outage.
 	link.down()
@@ -167,18 +174,31 @@ func TestCloudSinkOutage(t *testing.T) {
 		last = o.Sinks
 		c, r := sinkOf(o.Sinks, "cloud"), sinkOf(o.Sinks, "results")
 		return len(e.readResults("per_device", []string{"site", "device"}).Final) > atOutage &&
-			c.Releasing > 0 && len(c.PendingEpochs) > 0 && r.PublishedUpTo > c.PublishedUpTo
+			c.Releasing > 0 && c.Spool != nil && c.Spool.Bytes > 0 && c.Spool.SpooledUpTo > c.PublishedUpTo &&
+			r.PublishedUpTo > c.PublishedUpTo
 	})
 	e.Kill() // -9 during the outage
 	e.StartReady()
 	f.MustSend(t, body[2*third:])
 	f.MustSend(t, s.end())
-	got := e.waitResults("per_device", []string{"site", "device"}, want)
-	compareResults(t, "results file during the cloud outage", got, want, windowAggs)
-	o := e.Overview()
-	if c := sinkOf(o.Sinks, "cloud"); len(c.PendingEpochs) == 0 || c.Releasing == 0 {
-		t.Errorf("cloud sink during the outage: %+v", c)
+	// The cloud spool (16 KiB) fills: input back-pressures (the plant
+	// broker holds it), and checkpoints go on.
+	var full pipeline.SinkState
+	e.WaitFor("the cloud spool to be full and intake paused", resultsTimeout, func() bool {
+		o := e.Overview()
+		last = o.Sinks
+		full = sinkOf(o.Sinks, "cloud")
+		return full.Spool != nil && full.Spool.Full && slices.Contains(o.IntakePaused, "sink_spool_full")
+	})
+	if full.Spool.Bytes > 16<<10+256<<10 {
+		t.Errorf("cloud spool %d bytes with max_size 16KiB: not bounded by max_size plus one checkpoint's output", full.Spool.Bytes)
 	}
+	if m := e.Metrics(); !strings.Contains(m, `eddy_sink_spool_full{sink="cloud"} 1`) || !strings.Contains(m, `eddy_intake_paused{reason="sink_spool_full"} 1`) {
+		t.Errorf("metrics while the cloud spool is full lack eddy_sink_spool_full / eddy_intake_paused")
+	}
+	cp := e.LatestCompleted()
+	e.WaitFor("checkpoints to go on while the spool is full", resultsTimeout, func() bool { return e.LatestCompleted() > cp+1 })
+	rssDuring := rssOf(t, e.Pid())
 	if n := len(sub.Results(e.appliance(), "per_device", []string{"site", "device"}).Final); n >= len(want) {
 		t.Fatalf("the cloud subscriber has %d of %d windows while its broker was down", n, len(want))
 	}
@@ -193,14 +213,44 @@ func TestCloudSinkOutage(t *testing.T) {
 	e.StartReady()
 	viaCloud := sub.WaitResults(e.appliance(), "per_device", []string{"site", "device"}, want)
 	compareResults(t, "results on the cloud broker", viaCloud, want, windowAggs)
+	got := e.waitResults("per_device", []string{"site", "device"}, want)
+	compareResults(t, "results file after the cloud outage", got, want, windowAggs)
 	eddytest.CrossCheck(t, got, viaCloud)
-	e.WaitFor("the cloud sink to have nothing pending", resultsTimeout, func() bool {
-		c := sinkOf(e.Overview().Sinks, "cloud")
-		last = e.Overview().Sinks
-		return len(c.PendingEpochs) == 0 && c.Releasing == 0
+	e.WaitFor("the cloud sink to have nothing pending and intake to resume", resultsTimeout, func() bool {
+		o := e.Overview()
+		c := sinkOf(o.Sinks, "cloud")
+		last = o.Sinks
+		return len(c.PendingEpochs) == 0 && c.Releasing == 0 && c.Spool != nil && !c.Spool.Full &&
+			c.Spool.SpooledUpTo == c.PublishedUpTo && !slices.Contains(o.IntakePaused, "sink_spool_full")
 	})
+	rssAfter := rssOf(t, e.Pid())
 	final := e.readResults("per_device", []string{"site", "device"})
 	compareResults(t, "results file at the end", final, want, windowAggs)
 	t.Logf("%d windows; file %d lines (%d duplicates); cloud %d messages (%d duplicates)",
 		len(want), final.Lines, final.Dups, viaCloud.Lines, viaCloud.Dups)
+	t.Logf("eddy RSS: before the outage %d MiB, during (spool full) %d MiB, after the drain %d MiB (other processes, since kill -9)",
+		rssBefore>>20, rssDuring>>20, rssAfter>>20)
+	if rssDuring > rssBefore+150<<20 {
+		t.Errorf("RSS during the outage %d MiB > before %d MiB + 150 MiB", rssDuring>>20, rssBefore>>20)
+	}
+}
+
+// rssOf is the resident set size of process pid in bytes (/proc).
+func rssOf(t *testing.T, pid int) int64 {
+	t.Helper()
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		t.Fatalf("rss: %v", err)
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		if v, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+			kb, err := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
+			if err != nil {
+				t.Fatalf("rss: %q: %v", line, err)
+			}
+			return kb << 10
+		}
+	}
+	t.Fatalf("rss: no VmRSS in /proc/%d/status", pid)
+	return 0
 }
