@@ -117,9 +117,21 @@ func sinkOf(o []pipeline.SinkState, name string) pipeline.SinkState {
 // checkpoint's results while the cloud sink retries; eddy is killed (-9)
 // during the outage and again while the cloud sink catches up. In the end
 // both have every window, each result id once or repeated identically.
+//
+// The cloud spool is small (16 KiB): during the outage it fills, eddy
+// pauses its intake (the plant broker holds the input) and checkpoints go
+// on; after the outage it drains and intake resumes. eddy's RSS is logged
+// before, during and after. EDDY_LONG=1 runs the long variant: 20 times
+// the readings, a 1 MiB spool, and the outage held for 10 minutes once the
+// spool is full, RSS sampled every 30 s.
 func TestCloudSinkOutage(t *testing.T) {
+	long := os.Getenv("EDDY_LONG") == "1"
+	count, spoolSize, hold := 9000, "16KiB", time.Duration(0)
+	if long {
+		count, spoolSize, hold = 180000, "1MiB", 10*time.Minute
+	}
 	s := newStream(t, simulate.Options{
-		Devices: 8, Sites: 2, Count: 9000, Interval: 10 * time.Millisecond, Start: streamStart,
+		Devices: 8, Sites: 2, Count: count, Interval: 10 * time.Millisecond, Start: streamStart,
 		Disorder: 500 * time.Millisecond, Seed: 101, EndMarker: true,
 	})
 	const ooo = 2 * time.Second
@@ -143,8 +155,8 @@ func TestCloudSinkOutage(t *testing.T) {
         connect_timeout: 2s
         reconnect_max_interval: 500ms
     spool:
-      max_size: 16KiB
-`, link.addr),
+      max_size: %s
+`, link.addr, spoolSize),
 	})
 	want := oracle.Compute(toOracle(s.good), oracle.Window{Type: "tumbling", Size: 5000}, windowAggs, closeAt(s.endTS, ooo))
 	body := s.body()
@@ -190,8 +202,8 @@ func TestCloudSinkOutage(t *testing.T) {
 		full = sinkOf(o.Sinks, "cloud")
 		return full.Spool != nil && full.Spool.Full && slices.Contains(o.IntakePaused, "sink_spool_full")
 	})
-	if full.Spool.Bytes > 16<<10+256<<10 {
-		t.Errorf("cloud spool %d bytes with max_size 16KiB: not bounded by max_size plus one checkpoint's output", full.Spool.Bytes)
+	if full.Spool.Bytes > full.Spool.MaxSize+256<<10 {
+		t.Errorf("cloud spool %d bytes with max_size %s: not bounded by max_size plus one checkpoint's output", full.Spool.Bytes, spoolSize)
 	}
 	if m := e.Metrics(); !strings.Contains(m, `eddy_sink_spool_full{sink="cloud"} 1`) || !strings.Contains(m, `eddy_intake_paused{reason="sink_spool_full"} 1`) {
 		t.Errorf("metrics while the cloud spool is full lack eddy_sink_spool_full / eddy_intake_paused")
@@ -199,6 +211,17 @@ func TestCloudSinkOutage(t *testing.T) {
 	cp := e.LatestCompleted()
 	e.WaitFor("checkpoints to go on while the spool is full", resultsTimeout, func() bool { return e.LatestCompleted() > cp+1 })
 	rssDuring := rssOf(t, e.Pid())
+	if hold > 0 { // the long variant: the outage lasts, the scenario's length, not a wait for a condition
+		for end := time.Now().Add(hold); time.Now().Before(end); {
+			time.Sleep(30 * time.Second)
+			o := e.Overview()
+			c := sinkOf(o.Sinks, "cloud")
+			rss := rssOf(t, e.Pid())
+			rssDuring = max(rssDuring, rss)
+			t.Logf("outage: RSS %d MiB, cloud spool %d bytes, full %v, intake paused %v, newest checkpoint %d",
+				rss>>20, c.Spool.Bytes, c.Spool.Full, o.IntakePaused, e.LatestCompleted())
+		}
+	}
 	if n := len(sub.Results(e.appliance(), "per_device", []string{"site", "device"}).Final); n >= len(want) {
 		t.Fatalf("the cloud subscriber has %d of %d windows while its broker was down", n, len(want))
 	}

@@ -187,15 +187,22 @@ function renderOverview(o, cps) {
 // A warning under the status line, on every view, while the broker's own
 // counter of dropped messages is above 0: those readings never reached eddy.
 
-function renderBrokerDrops(o) {
-  let el = document.getElementById("broker-drops");
+// banner returns the warning element with this id under the status line,
+// creating it.
+function banner(id) {
+  let el = document.getElementById(id);
   if (!el) {
     el = document.createElement("div");
-    el.id = "broker-drops";
+    el.id = id;
     el.className = "banner";
     el.setAttribute("role", "alert");
     $("status-line").after(el);
   }
+  return el;
+}
+
+function renderBrokerDrops(o) {
+  const el = banner("broker-drops");
   const b = o.broker;
   if (!b || !b.drops_reported || !(b.messages_dropped > 0)) { el.hidden = true; return; }
   const seen = b.messages_dropped_seen > 0
@@ -206,6 +213,21 @@ function renderBrokerDrops(o) {
       "/etc/mosquitto/conf.d/eddy.conf and restart mosquitto (see /usr/share/doc/eddy/broker.md).";
   el.textContent = `The MQTT broker${b.version ? " (" + b.version + ")" : ""} has dropped ` +
     `${num(b.messages_dropped)} messages since it started${seen}: readings were lost before they reached eddy. ${fix}`;
+  el.hidden = false;
+}
+
+// ---- full sink spools (GET /api/v1/overview → sinks[].spool; docs/configuration.md) --
+// A warning under the status line while some sink's spool has reached
+// sinks[].spool.max_size: intake is paused until that sink drains it.
+
+function renderSpoolFull(o) {
+  const el = banner("spool-full");
+  const full = (o.sinks || []).filter(s => s.spool && s.spool.full);
+  if (full.length === 0) { el.hidden = true; return; }
+  el.textContent = "Intake paused: the spool of sink " + full.map(s =>
+    `${s.name} (${bytes(s.spool.bytes)} of ${bytes(s.spool.max_size)}, published up to checkpoint ${s.published_up_to}` +
+    (s.last_error ? `, last error: ${s.last_error.slice(0, 80)}` : "") + ")").join(", ") +
+    " is full (sinks[].spool.max_size). The broker holds new input; it resumes by itself when the sink takes its output.";
   el.hidden = false;
 }
 
@@ -559,6 +581,7 @@ async function refresh() {
       charted ? api("api/v1/history") : null]);
     renderHeader(o);
     renderBrokerDrops(o);
+    renderSpoolFull(o);
     if (view === "overview") {
       renderOverview(o, cps);
       renderLastHour(hist);
