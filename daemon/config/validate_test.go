@@ -58,6 +58,8 @@ func TestBrokenConfigs(t *testing.T) {
 		// Ranges and enums.
 		{name: "bad disk.min_free", yaml: `disk: {min_free: lots}`, key: "disk.min_free", msg: `invalid size "lots"`},
 		{name: "disk.min_free 100%", yaml: `disk: {min_free: 100%}`, key: "disk.min_free", msg: "from 0 to below 100"},
+		{name: "sink spool too small", yaml: "sinks:\n  - {name: results, from: valid, file: {path: x.jsonl}, spool: {max_size: 1KiB}}", key: "sinks[0].spool.max_size", msg: "must be between 16KiB and 1TiB (got 1KiB)"},
+		{name: "unknown key in sink spool", yaml: "sinks:\n  - {name: results, from: valid, file: {path: x.jsonl}, spool: {size: 1MiB}}", key: "sinks[0].spool.size", msg: "unknown key"},
 		{name: "qos out of range", yaml: `mqtt: {qos: 3}`, key: "mqtt.qos", msg: "must be between 0 and 2 (got 3)"},
 		{name: "max_parallelism out of range", yaml: "pipeline:\n  max_parallelism: 40000\n  stages: [{name: valid, filter: 'true'}]\nsinks:\n  - {name: out, from: valid, file: {path: out.jsonl}}", key: "pipeline.max_parallelism", msg: "must be between 1 and 32768"},
 		{name: "parallelism above max_parallelism", yaml: "pipeline:\n  parallelism: 256\n  max_parallelism: 128\n  stages: [{name: valid, filter: 'true'}]\nsinks:\n  - {name: out, from: valid, file: {path: out.jsonl}}", key: "pipeline.parallelism", msg: "must be <= pipeline.max_parallelism (128) (got 256)"},
