@@ -41,6 +41,7 @@
 //	async.go         a task's asynchronous checkpoint phase and its ack
 //	coordinator.go   triggering, collecting acks, committing _metadata, pruning
 //	release.go       the release loops, one per sink: staged output out once its checkpoint completed
+//	spool.go         with a sink spool: spool loop (staged → disk) and publish loop (disk → sink) per sink
 //	checkpointing.go the Job's checkpoint API (trigger, timing, stop with checkpoint)
 //	cpstats.go       Flink-shaped checkpoint statistics
 //	metrics.go       per-task counters; figures.go: RocksDB figures
@@ -82,5 +83,9 @@
 //     checkpoint epoch; the sink's own release loop (one per sink,
 //     release.go) hands it to the sink only after that checkpoint's
 //     _metadata is committed, and adds the sink to chk-N/_published only
-//     after the sink has confirmed it; one sink down holds no other.
+//     after the sink has confirmed it; one sink down holds no other. With
+//     a spool (SinkSpec.Spool) the staged epochs <= N move into the sink's
+//     on-disk spool when N completes (fsynced before they leave memory) and
+//     are published from there; a full spool holds every source (and so
+//     every sink) until it drains.
 package pipeline
