@@ -1,12 +1,17 @@
 package pipeline
 
 import (
+	"context"
+	"errors"
+	"fmt"
 	"path/filepath"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/eddy-stream/eddy/pipeline/sink"
 	"github.com/eddy-stream/eddy/test/oracle"
 )
 
@@ -110,4 +115,75 @@ func TestSpoolFullHoldsSourcesAndRestoreDrains(t *testing.T) {
 		return len(finals(t, cloud.snapshot())) >= len(want) && sinkState(j, "cloud").Spool.SpooledUpTo > newest
 	})
 	compare(t, finals(t, cloud.snapshot()), want) // finals checks identical content per id
+}
+
+// flappingSink takes output only every other Write, so that the job is
+// killed at varied points of the spool's publish cycle.
+type flappingSink struct {
+	memSink
+	n atomic.Int64
+}
+
+func (s *flappingSink) Write(ctx context.Context, outs []sink.Output) error {
+	if s.n.Add(1)%2 == 0 {
+		return errors.New("link flapping")
+	}
+	return s.memSink.Write(ctx, outs)
+}
+
+// TestSpoolRestoreAtEveryStep kills the job (no final checkpoint) at a
+// series of points — after the spool took a checkpoint's output, after
+// the sink confirmed one, while the spool is full — and restores from
+// the newest checkpoint each time; in the end the cloud sink has every
+// result, each id with one content.
+func TestSpoolRestoreAtEveryStep(t *testing.T) {
+	h := newHarness(t, true)
+	rs := genReadings(12000, 7, 3)
+	end := endMarker(rs[len(rs)-1].ts + 3_600_000)
+	h.appendReadings(append(rs, end))
+	w := WindowSpec{Type: "tumbling", Size: 5 * time.Second}
+	want := oracle.Compute(toOracle(rs), oracle.Window{Type: "tumbling", Size: 5000}, testAggs, end.ts-2000)
+	cloud := &flappingSink{}
+	var spooled, published int64 = -1, -1
+	for step := 0; ; step++ {
+		spec := h.spec(2, w)
+		spec.Sinks = append(spec.Sinks, SinkSpec{Name: "cloud", From: "win", Topic: "cloud/{site}/{device}", Sink: cloud})
+		spec = h.withSpools(spec, map[string]int64{"cloud": 8 << 10})
+		if step > 0 {
+			md, broken, err := h.store.Latest(true)
+			if err != nil || md == nil || len(broken) > 0 {
+				t.Fatalf("step %d: latest: %v %v %v", step, md, broken, err)
+			}
+			spec.Restore = md
+		}
+		done := false
+		runUntil(t, spec, fmt.Sprintf("step %d", step), func(j *Job) bool {
+			c := sinkState(j, "cloud")
+			if step >= 6 && len(finals(t, cloud.snapshot())) >= len(want) && c.Spool.SpooledUpTo == c.PublishedUpTo {
+				done = true
+				return true
+			}
+			switch step % 3 {
+			case 0:
+				return c.Spool.SpooledUpTo > spooled
+			case 1:
+				return c.PublishedUpTo > published
+			default:
+				return c.Spool.Full || c.PublishedUpTo > published+1
+			}
+		})
+		if done || step > 40 {
+			t.Logf("%d kills and restores; spooled %d, published %d before the last", step, spooled, published)
+			break
+		}
+		// what a restore must keep: read from the spool's files, not the dead job
+		s, _, err := sink.OpenSpool(sink.SpoolOptions{Dir: filepath.Join(h.dir, "spool", "cloud"), MaxSize: 8 << 10}, 1<<62)
+		if err != nil {
+			t.Fatalf("step %d: %v", step, err)
+		}
+		spooled, published = s.Spooled(), s.Confirmed()
+		s.Close()
+	}
+	compare(t, finals(t, cloud.snapshot()), want)
+	compare(t, finals(t, h.out.snapshot()), want)
 }
