@@ -181,6 +181,9 @@ func (j *Job) Run(ctx context.Context) error {
 		for i, r := range j.rels {
 			names[i] = r.name
 		}
+		if j.spools != nil && j.spec.OnSpoolFull != nil {
+			j.spec.OnSpoolFull(nil) // none is full yet: a previous job's pause ends
+		}
 		for _, r := range j.rels {
 			if r.spool != nil {
 				side.Go(func() { j.spoolLoop(ctx, r) })
