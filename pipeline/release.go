@@ -4,6 +4,7 @@ import (
 	"context"
 	"math"
 	"slices"
+	"strconv"
 	"time"
 
 	"github.com/eddy-stream/eddy/internal/failpoint"
@@ -223,11 +224,13 @@ func (j *Job) deliver(ctx context.Context, r *sinkRelease, upTo int64, batch []s
 	var failures int
 	var last string
 	for len(batch) > 0 {
+		stop := j.watchBlocked(r, upTo)
 		err := r.sink.Write(ctx, batch)
 		if err == nil {
 			failpoint.Hit(failpoint.MidPublish)
 			err = r.sink.Flush(ctx)
 		}
+		stop()
 		if err == nil {
 			if failures > 0 {
 				j.log.Info("releasing staged output succeeded again", "sink", r.name, "checkpoint", upTo, "failed_attempts", failures)
@@ -256,4 +259,29 @@ func (j *Job) deliver(ctx context.Context, r *sinkRelease, upTo int64, batch []s
 		backoff = min(backoff*2, 5*time.Second)
 	}
 	return nil
+}
+
+// blockedAfter is how long a sink may block in Write or Flush before its
+// state says why (watchBlocked); a variable for tests.
+var blockedAfter = 5 * time.Second
+
+// watchBlocked makes the state of r say so when the sink blocks in Write
+// or Flush for longer than blockedAfter without a connection (a sink that
+// says, sink.Connector): an MQTT sink whose broker is down waits there,
+// retrying by itself, without returning an error. The returned func stops
+// the watch. It only reports; release does not depend on it.
+func (j *Job) watchBlocked(r *sinkRelease, upTo int64) (stop func()) {
+	c, ok := r.sink.(sink.Connector)
+	if !ok {
+		return func() {}
+	}
+	t := time.AfterFunc(blockedAfter, func() {
+		if c.Connected() {
+			return
+		}
+		j.relMu.Lock()
+		r.retrying, r.lastErr, r.lastErrAt = true, "not connected to the broker: waiting to publish checkpoint "+strconv.FormatInt(upTo, 10), time.Now()
+		j.relMu.Unlock()
+	})
+	return func() { t.Stop() }
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -186,4 +187,28 @@ func TestSpoolRestoreAtEveryStep(t *testing.T) {
 	}
 	compare(t, finals(t, cloud.snapshot()), want)
 	compare(t, finals(t, h.out.snapshot()), want)
+}
+
+// blockedSink blocks in Write until its context ends, not connected, like
+// an MQTT sink waiting for its broker.
+type blockedSink struct{}
+
+func (blockedSink) Write(ctx context.Context, _ []sink.Output) error { <-ctx.Done(); return ctx.Err() }
+func (blockedSink) Flush(context.Context) error                      { return nil }
+func (blockedSink) Close() error                                     { return nil }
+func (blockedSink) Connected() bool                                  { return false }
+
+func TestBlockedSinkShowsLastError(t *testing.T) {
+	defer func(d time.Duration) { blockedAfter = d }(blockedAfter)
+	blockedAfter = 20 * time.Millisecond
+	h := newHarness(t, true)
+	rs := genReadings(2000, 5, 2)
+	h.appendReadings(append(rs, endMarker(rs[len(rs)-1].ts+3_600_000)))
+	spec := h.spec(2, WindowSpec{Type: "tumbling", Size: 5 * time.Second})
+	spec.Sinks = append(spec.Sinks, SinkSpec{Name: "cloud", From: "win", Sink: blockedSink{}})
+	spec = h.withSpools(spec, nil)
+	runUntil(t, spec, "the blocked sink's state names why", func(j *Job) bool {
+		c := sinkState(j, "cloud")
+		return c.Retrying && c.Releasing > 0 && strings.Contains(c.LastError, "not connected to the broker")
+	})
 }

@@ -33,5 +33,8 @@ func (s *MQTT) Write(ctx context.Context, outs []Output) error {
 // Flush waits until the broker has acknowledged everything published.
 func (s *MQTT) Flush(ctx context.Context) error { return s.pub.Flush(ctx) }
 
+// Connected reports whether the publisher's connection is up.
+func (s *MQTT) Connected() bool { return s.pub.Connected() }
+
 // Close does nothing: the publisher is shared and closed by its owner.
 func (s *MQTT) Close() error { return nil }

@@ -26,3 +26,9 @@ type Output struct {
 	ID      string `json:"id,omitempty"`    // stable result id; "" for readings and dead letters
 	Payload []byte `json:"payload"`
 }
+
+// Connector is implemented by a sink with a connection (MQTT): Connected
+// reports whether it is up now, for the sink's state while Write blocks.
+type Connector interface {
+	Connected() bool
+}
