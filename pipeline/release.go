@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/eddy-stream/eddy/internal/failpoint"
+	"github.com/eddy-stream/eddy/pipeline/clock"
 	"github.com/eddy-stream/eddy/pipeline/sink"
 )
 
@@ -254,7 +255,7 @@ func (j *Job) deliver(ctx context.Context, r *sinkRelease, upTo int64, batch []s
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
-		case <-time.After(backoff):
+		case <-j.relClock().After(backoff):
 		}
 		backoff = min(backoff*2, 5*time.Second)
 	}
@@ -284,4 +285,13 @@ func (j *Job) watchBlocked(r *sinkRelease, upTo int64) (stop func()) {
 		j.relMu.Unlock()
 	})
 	return func() { t.Stop() }
+}
+
+// relClock is the clock the release backoffs wait on: the box's (a fake
+// one in tests).
+func (j *Job) relClock() clock.Clock {
+	if j.spec.Clock != nil {
+		return j.spec.Clock
+	}
+	return clock.SystemClock()
 }

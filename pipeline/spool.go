@@ -100,7 +100,7 @@ func (j *Job) spoolLoop(ctx context.Context, r *sinkRelease) {
 				select {
 				case <-ctx.Done():
 					return
-				case <-time.After(backoff):
+				case <-j.relClock().After(backoff):
 				}
 				backoff = min(backoff*2, 5*time.Second)
 				continue

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/eddy-stream/eddy/pipeline/clock"
 	"github.com/eddy-stream/eddy/pipeline/sink"
 	"github.com/eddy-stream/eddy/test/oracle"
 )
@@ -211,4 +212,40 @@ func TestBlockedSinkShowsLastError(t *testing.T) {
 		c := sinkState(j, "cloud")
 		return c.Retrying && c.Releasing > 0 && strings.Contains(c.LastError, "not connected to the broker")
 	})
+}
+
+// The release backoff of a failing sink runs on the box's clock: 100 ms,
+// doubling, at most 5 s. On a fake clock a retry happens exactly when the
+// backoff has passed.
+func TestReleaseBackoffOnFakeClock(t *testing.T) {
+	h := newHarness(t, true)
+	rs := genReadings(2000, 5, 2)
+	h.appendReadings(append(rs, endMarker(rs[len(rs)-1].ts+3_600_000)))
+	spec := h.spec(1, WindowSpec{Type: "tumbling", Size: 5 * time.Second})
+	down := &downSink{}
+	spec.Sinks = append(spec.Sinks, SinkSpec{Name: "cloud", From: "win", Sink: down})
+	spec = h.withSpools(spec, nil)
+	fc := clock.NewFakeClock(time.Now())
+	spec.Clock = fc
+	backoffs := []time.Duration{100 * time.Millisecond, 200 * time.Millisecond, 400 * time.Millisecond, 800 * time.Millisecond}
+	step := 0
+	runUntil(t, spec, "the backoffs on the fake clock", func(j *Job) bool {
+		if step == len(backoffs) {
+			return true
+		}
+		// the release loop waits on the clock after try step+1
+		if down.tries.Load() != int64(step+1) || fc.Waiters() == 0 {
+			return false
+		}
+		fc.Advance(backoffs[step] - time.Millisecond)
+		if got := down.tries.Load(); got != int64(step+1) {
+			t.Fatalf("after %v of a %v backoff: %d tries, want %d", backoffs[step]-time.Millisecond, backoffs[step], got, step+1)
+		}
+		fc.Advance(time.Millisecond)
+		step++
+		return false
+	})
+	if down.tries.Load() < int64(len(backoffs)+1) {
+		t.Errorf("%d tries after %d backoffs", down.tries.Load(), len(backoffs))
+	}
 }

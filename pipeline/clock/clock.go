@@ -118,6 +118,13 @@ func (f *FakeClock) After(d time.Duration) <-chan time.Time {
 	return ch
 }
 
+// Waiters is the number of After channels not yet fired.
+func (f *FakeClock) Waiters() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return len(f.waiters)
+}
+
 // Advance lets d pass on both clocks and fires the timers due.
 func (f *FakeClock) Advance(d time.Duration) {
 	f.mu.Lock()
