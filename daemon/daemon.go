@@ -25,10 +25,11 @@ import (
 // Daemon is one running eddy: every long-lived component and the job
 // supervisor. Build it with New, run it with Run.
 type Daemon struct {
-	cfg   *config.Config
-	log   *slog.Logger
-	level *slog.LevelVar
-	start time.Time
+	allowNonRestored bool // eddy run --allow-non-restored-state
+	cfg              *config.Config
+	log              *slog.Logger
+	level            *slog.LevelVar
+	start            time.Time
 
 	layout datadir.Layout
 	fs     fileutil.OSFS // every store writes through it (slow-fsync log, fsync histogram)
@@ -294,7 +295,8 @@ func (d *Daemon) jobSpec() pipeline.JobSpec {
 			Incremental: c.Checkpointing.Incremental, Compression: c.Checkpointing.Compression,
 			LocalRecovery: c.Checkpointing.LocalRecovery, History: c.Checkpointing.History,
 		},
-		Checkpoints: d.store,
+		Checkpoints:           d.store,
+		AllowNonRestoredState: c.Checkpointing.AllowNonRestoredState || d.allowNonRestored,
 	}
 	for name, cf := range c.State.ColumnFamilies {
 		spec.State.ColumnFamilies[name] = state.CFOptions{
@@ -313,7 +315,7 @@ func (d *Daemon) jobSpec() pipeline.JobSpec {
 		})
 	}
 	for _, st := range c.Pipeline.Stages {
-		ps := pipeline.StageSpec{Name: st.Name, From: st.From, Filter: st.Filter, Map: st.Map,
+		ps := pipeline.StageSpec{Name: st.Name, UID: st.UID, From: st.From, Filter: st.Filter, Map: st.Map,
 			KeyBy: st.KeyBy, Aggregates: st.Aggregate}
 		if w := st.Window; w != nil {
 			ps.Window = &pipeline.WindowSpec{Type: w.Type, Size: w.Size, Slide: w.Slide, Gap: w.Gap, AllowedLateness: w.AllowedLateness}

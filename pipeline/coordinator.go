@@ -224,6 +224,7 @@ func (c *coordinator) complete(p *pendingCheckpoint) {
 		Mode: c.opts.Mode, Incremental: c.opts.Incremental, Compression: c.opts.Compression,
 		Parallelism: c.j.spec.Parallelism, MaxParallelism: c.j.spec.MaxParallelism,
 		Sources: map[string]checkpoint.SourceState{}, Tasks: map[string]checkpoint.TaskState{},
+		Schemas: c.j.schemas,
 	}
 	newSST := map[string]map[string]bool{}
 	var total, delta int64

@@ -55,6 +55,8 @@ type Job struct {
 	spoolResume chan struct{}            // closed and replaced when spoolHold turns false
 	restored    map[string]*taskSnapshot // task name → restored non-keyed state
 	lostLogs    []LostLog                // sources restored onto a new, empty ingest log
+	schemas     []StageSchema            // recorded in every checkpoint (schema.go)
+	outcomes    map[string]StageOutcome  // stage name → what its restore did (schemarestore.go)
 }
 
 // SourceStart gives the ingest-log offset each source starts reading at.
@@ -74,6 +76,7 @@ func NewJob(spec JobSpec, start SourceStart, log *slog.Logger) (j *Job, err erro
 		coordDone: make(chan struct{}), relDoneCh: make(chan struct{}),
 		restored: map[string]*taskSnapshot{},
 	}
+	j.schemas = Schemas(&j.spec)
 	if err := j.checkRestore(); err != nil {
 		return nil, err
 	}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
+	"strings"
 
 	"github.com/eddy-stream/eddy/storage/checkpoint"
 	"github.com/eddy-stream/eddy/storage/keygroup"
@@ -66,6 +67,9 @@ func (j *Job) checkRestore() error {
 		return fmt.Errorf("pipeline: checkpoint %d was taken with max_parallelism %d, the configuration says %d; "+
 			"max_parallelism is fixed for the life of the state", md.ID, md.MaxParallelism, j.spec.MaxParallelism)
 	}
+	if err := j.checkSchemas(); err != nil {
+		return err
+	}
 	j.confirmed = j.confirmedSinks(md.ID)
 	old := map[string]*taskSnapshot{}
 	for name := range md.Tasks {
@@ -80,6 +84,7 @@ func (j *Job) checkRestore() error {
 		old[name] = snap
 	}
 	if !j.rescaled() {
+		j.renameRestored(old)
 		j.restored = old
 		return nil
 	}
@@ -92,12 +97,13 @@ func (j *Job) checkRestore() error {
 	}
 	for i := range j.spec.Stages {
 		s := &j.spec.Stages[i]
-		if !s.Keyed() {
+		was, ok := j.oldStage(s.Name)
+		if !s.Keyed() || !ok {
 			continue
 		}
 		for k := range j.spec.Parallelism {
 			kgs := keygroup.RangeFor(k, j.spec.MaxParallelism, j.spec.Parallelism)
-			j.restored[fmt.Sprintf("%s-%d", s.Name, k)] = j.rescaledState(old, s.Name, k, kgs)
+			j.restored[fmt.Sprintf("%s-%d", s.Name, k)] = j.rescaledState(old, was, k, kgs)
 		}
 	}
 	return nil
@@ -111,9 +117,14 @@ func (j *Job) openState(name, stage string, kgs keygroup.Range, opts state.Optio
 	if md == nil {
 		return state.Open(opts)
 	}
-	if j.rescaled() {
-		return j.openRescaled(stage, kgs, opts)
+	was, ok := j.oldStage(stage)
+	if !ok { // new in the configuration (checkSchemas)
+		return state.Open(opts)
 	}
+	if j.rescaled() {
+		return j.openRescaled(was, kgs, opts)
+	}
+	name = was + strings.TrimPrefix(name, stage) // <stage>-<i> under its name in the checkpoint
 	ts, ok := md.Tasks[name]
 	if !ok {
 		return nil, fmt.Errorf("checkpoint %d has no state for %s", md.ID, name)

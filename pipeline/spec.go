@@ -44,6 +44,10 @@ type JobSpec struct {
 	// No checkpoint is triggered before it reports success; a failure ends
 	// the job with *ErrCorruptRestore. Nil: nothing to wait for.
 	RestoreVerified <-chan error
+	// AllowNonRestoredState lets a restore drop the state of stages the
+	// configuration no longer has instead of refusing it (Flink's
+	// allowNonRestoredState).
+	AllowNonRestoredState bool
 	// RestoreSource says where Restore came from: local or remote.
 	RestoreSource string
 	// ProtectCheckpoint, if set, keeps a completed checkpoint from being
@@ -148,7 +152,10 @@ type EventTimeSpec struct {
 // StageSpec is one stage: exactly one of Filter, Map, or a keyed window
 // (KeyBy + Window + Aggregates).
 type StageSpec struct {
-	Name   string
+	Name string
+	// UID names the stage's state across configuration changes (see
+	// StateUID); "" means Name.
+	UID    string
 	From   string // source or earlier stage; "" = previous stage, or every source for the first
 	Filter string
 	Map    map[string]string

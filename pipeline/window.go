@@ -415,9 +415,15 @@ func (op *windowOp) flush() error {
 
 // State value of a key (cfWindows), little-endian varints:
 //
+//	byte 0x00; byte version (StateEncoding, 1)
 //	uvarint n; n × { varint start; uvarint end-start; uvarint firings; acc... }
 //	uvarint m; m × varint timer timestamp
+//
+// Values written before versions (encoding 0) have no header: they start
+// with n, which is at least 1 (a key without windows is deleted), so their
+// first byte is never 0x00.
 func (op *windowOp) encodeEntry(dst []byte, e *keyEntry) []byte {
+	dst = append(dst, 0, StateEncoding)
 	dst = binary.AppendUvarint(dst, uint64(len(e.wins)))
 	for _, w := range e.wins {
 		dst = binary.AppendVarint(dst, w.start)
@@ -435,6 +441,10 @@ func (op *windowOp) encodeEntry(dst []byte, e *keyEntry) []byte {
 }
 
 func (op *windowOp) decodeEntry(e *keyEntry, b []byte) error {
+	b, err := stripEncoding(b)
+	if err != nil {
+		return err
+	}
 	uv := func() (uint64, error) {
 		v, n := binary.Uvarint(b)
 		if n <= 0 {

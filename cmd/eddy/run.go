@@ -16,7 +16,10 @@ import (
 const defaultConfig = "/etc/eddy/config.yaml"
 
 func runCmd() *cobra.Command {
-	var path string
+	var (
+		path             string
+		allowNonRestored bool
+	)
 	c := &cobra.Command{
 		Use:   "run",
 		Short: "Run the pipeline (as a service: systemctl start eddy)",
@@ -30,7 +33,10 @@ STATUS= lines and watchdog pings.
 
 A second eddy on the same data_dir exits at once: data_dir/LOCK names the
 running one's PID. A configuration that does not load or validate exits
-with status 78 (EX_CONFIG).`,
+with status 78 (EX_CONFIG). A checkpoint whose state does not fit the
+configured pipeline (a keyed stage removed, its key_by, window or aggregates
+changed) is refused with a log line naming the stage and what to do, and
+eddy exits with status 65 (EX_DATAERR); neither is restarted by the unit.`,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg, err := config.Load(path)
 			if err != nil {
@@ -45,15 +51,23 @@ with status 78 (EX_CONFIG).`,
 				return err
 			}
 			d.SetConfigFile(path)
+			if allowNonRestored {
+				d.AllowNonRestoredState()
+			}
 			runErr := d.Run(context.Background())
 			closeErr := d.Close()
 			if runErr == nil && closeErr == nil {
 				log.Info("stopped")
 			}
+			if daemon.IsStateIncompatible(runErr) {
+				return exitError{code: daemon.ExitStateIncompatible, err: errors.Join(runErr, closeErr)}
+			}
 			return errors.Join(runErr, closeErr)
 		},
 	}
 	c.Flags().StringVarP(&path, "config", "c", defaultConfig, "configuration file")
+	c.Flags().BoolVar(&allowNonRestored, "allow-non-restored-state", false,
+		"drop the state of keyed stages the configuration no longer has instead of refusing to start")
 	return c
 }
 

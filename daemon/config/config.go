@@ -148,6 +148,10 @@ func (s *Source) EffectiveParallelism() int {
 // (KeyBy + Window + Aggregate).
 type Stage struct {
 	Name string `mapstructure:"name"`
+	// UID names a keyed stage's state across configuration changes
+	// (Flink's operator uid): restores match state to stages by uid.
+	// "" = the stage's name; set it to keep a renamed stage's state.
+	UID string `mapstructure:"uid"`
 	// From is a source name or an earlier stage; "" = the previous stage,
 	// or every source for the first stage.
 	From string `mapstructure:"from"`
@@ -354,6 +358,9 @@ type Checkpointing struct {
 	Compression       string        `mapstructure:"compression"` // none | snappy
 	LocalRecovery     bool          `mapstructure:"local_recovery"`
 	History           int           `mapstructure:"history"`
+	// AllowNonRestoredState: a restore drops the state of keyed stages the
+	// configuration no longer has instead of refusing to start.
+	AllowNonRestoredState bool `mapstructure:"allow_non_restored_state"`
 }
 
 // Checkpointing modes.

@@ -1,6 +1,7 @@
 package config
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"net"
@@ -309,6 +310,7 @@ func (c *Config) validatePipeline(ck *checker) {
 		}
 	}
 	var earlier []string
+	uids := map[string]int{}
 	for i := range p.Stages {
 		s := &p.Stages[i]
 		k := fmt.Sprintf("pipeline.stages[%d]", i)
@@ -324,10 +326,35 @@ func (c *Config) validatePipeline(ck *checker) {
 			}
 		}
 		validateStage(ck, k, s)
+		validateUID(ck, k, s, uids, i)
 		if s.Name != "" {
 			earlier = append(earlier, s.Name)
 		}
 	}
+}
+
+// validateUID checks a stage's uid: only keyed stages have state to name,
+// and no two keyed stages share a uid (a uid, or the name of one without).
+func validateUID(ck *checker, k string, s *Stage, uids map[string]int, i int) {
+	keyed := len(s.KeyBy) > 0
+	if s.UID != "" {
+		if !keyed {
+			ck.add(k+".uid", "only a keyed window stage (key_by) has state and a uid")
+			return
+		}
+		if !nameRe.MatchString(s.UID) {
+			ck.add(k+".uid", "must match [a-z][a-z0-9_]* (got %q)", s.UID)
+		}
+	}
+	uid := cmp.Or(s.UID, s.Name)
+	if !keyed || uid == "" {
+		return
+	}
+	if j, dup := uids[uid]; dup {
+		ck.add(k+".uid", "uid %q is also the uid of pipeline.stages[%d] (a stage without uid: has its name as uid)", uid, j)
+		return
+	}
+	uids[uid] = i
 }
 
 func validateStage(ck *checker, k string, s *Stage) {

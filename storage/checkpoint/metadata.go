@@ -82,6 +82,10 @@ type Metadata struct {
 	// Tasks maps a task name, which is also its directory name
 	// ("per_device_minute-0", "source-readings"), to its state.
 	Tasks map[string]TaskState `json:"tasks"`
+	// Schemas is the state schema of every keyed stage, in ascending uid
+	// order. Absent in checkpoints written before schemas were recorded:
+	// their schema is unknown.
+	Schemas []StageSchema `json:"schemas,omitempty"`
 }
 
 // StateSize returns the total size of all tasks' files.
@@ -164,6 +168,7 @@ func (md *Metadata) Validate() error {
 			add("task %s: checkpointed_size %d outside [0, state_size %d]", name, t.CheckpointedSize, t.StateSize)
 		}
 	}
+	md.validateSchemas(add)
 	if len(probs) > 0 {
 		return fmt.Errorf("%w: %s", ErrInvalidMetadata, strings.Join(probs, "; "))
 	}
