@@ -345,3 +345,17 @@ func (t *StatsTracker) LatestCompleted() (id int64, at int64, ok bool) {
 	}
 	return 0, 0, false
 }
+
+// savepoint records that completed checkpoint id was copied to the
+// savepoint at path: latest.savepoint is it, with that external path.
+func (t *StatsTracker) savepoint(id int64, path string) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	c, ok := t.byID[id]
+	if !ok {
+		return
+	}
+	cc := *c
+	cc.ExternalPath = path
+	t.counts.Latest.Savepoint = &cc
+}

@@ -40,6 +40,7 @@ type Job struct {
 	// checkpointing; coord is nil when checkpoints are off
 	coord     *coordinator
 	coordDone chan struct{}
+	spPins    savepointPins // checkpoints of kind savepoint not yet copied
 	stats     *StatsTracker
 	async     sync.WaitGroup
 	relMu     sync.Mutex
