@@ -85,7 +85,8 @@ type Daemon struct {
 	uploadHooks
 	upl *uploadState // daemon/upload.go
 
-	history history // the charts' last hour (history.go)
+	history history        // the charts' last hour (history.go)
+	sp      savepointState // daemon/savepoints.go
 }
 
 // New locks data_dir (data_dir/LOCK; a second eddy on the same directory
@@ -293,7 +294,7 @@ func (d *Daemon) jobSpec() pipeline.JobSpec {
 			Incremental: c.Checkpointing.Incremental, Compression: c.Checkpointing.Compression,
 			LocalRecovery: c.Checkpointing.LocalRecovery, History: c.Checkpointing.History,
 		},
-		Checkpoints: d.store,
+		Checkpoints: d.store, Savepoints: d.savepointStore(), StageSchema: stageSchema,
 	}
 	for name, cf := range c.State.ColumnFamilies {
 		spec.State.ColumnFamilies[name] = state.CFOptions{
@@ -342,6 +343,12 @@ func (d *Daemon) buildJob() (*pipeline.Job, error) {
 	}
 	if d.store != nil {
 		t0 := time.Now()
+		if ok, err := d.savepointRestore(&spec); err != nil || ok {
+			if err != nil {
+				return nil, err
+			}
+			return pipeline.NewJob(spec, nil, d.log.With("component", "pipeline"))
+		}
 		md, broken, err := d.store.Latest(false)
 		if err != nil {
 			return nil, fmt.Errorf("find checkpoint to restore: %w", err)

@@ -16,7 +16,7 @@ import (
 const defaultConfig = "/etc/eddy/config.yaml"
 
 func runCmd() *cobra.Command {
-	var path string
+	var path, fromSavepoint string
 	c := &cobra.Command{
 		Use:   "run",
 		Short: "Run the pipeline (as a service: systemctl start eddy)",
@@ -30,7 +30,12 @@ STATUS= lines and watchdog pings.
 
 A second eddy on the same data_dir exits at once: data_dir/LOCK names the
 running one's PID. A configuration that does not load or validate exits
-with status 78 (EX_CONFIG).`,
+with status 78 (EX_CONFIG).
+
+--from-savepoint NAME|PATH starts from a savepoint (eddy savepoint) instead
+of the newest checkpoint, at any parallelism; a stage the savepoint does not
+hold starts empty. Once the job has completed a checkpoint, a restart
+restores that checkpoint.`,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg, err := config.Load(path)
 			if err != nil {
@@ -45,6 +50,9 @@ with status 78 (EX_CONFIG).`,
 				return err
 			}
 			d.SetConfigFile(path)
+			if fromSavepoint != "" {
+				d.SetFromSavepoint(fromSavepoint)
+			}
 			runErr := d.Run(context.Background())
 			closeErr := d.Close()
 			if runErr == nil && closeErr == nil {
@@ -54,6 +62,7 @@ with status 78 (EX_CONFIG).`,
 		},
 	}
 	c.Flags().StringVarP(&path, "config", "c", defaultConfig, "configuration file")
+	c.Flags().StringVar(&fromSavepoint, "from-savepoint", "", "start from this savepoint (a name under data_dir/savepoints, or a path)")
 	return c
 }
 
