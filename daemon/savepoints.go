@@ -10,9 +10,12 @@ import (
 	"sync"
 	"time"
 
+	"github.com/eddy-stream/eddy/daemon/config"
 	"github.com/eddy-stream/eddy/pipeline"
 	"github.com/eddy-stream/eddy/storage/checkpoint"
+	"github.com/eddy-stream/eddy/storage/datadir"
 	"github.com/eddy-stream/eddy/storage/savepoint"
+	"github.com/eddy-stream/eddy/upload"
 )
 
 // savepointState is the daemon's part in savepoints: the one to restore
@@ -79,8 +82,8 @@ func (d *Daemon) savepointRestore(spec *pipeline.JobSpec) (bool, error) {
 // SavepointInfo is one savepoint of GET /api/v1/savepoints.
 type SavepointInfo struct {
 	Name               string   `json:"name"`
-	Path               string   `json:"path"`
-	Location           string   `json:"location"` // local
+	Path               string   `json:"path"`     // directory, or remote key
+	Location           string   `json:"location"` // local | remote
 	CheckpointID       int64    `json:"checkpoint_id,omitempty"`
 	CompletedTimestamp int64    `json:"completed_timestamp,omitempty"`
 	Size               int64    `json:"size"`
@@ -88,6 +91,49 @@ type SavepointInfo struct {
 	Stopped            bool     `json:"stopped"`
 	Stages             []string `json:"stages"`
 	Error              string   `json:"error,omitempty"`
+}
+
+func info(si SavepointInfo, md *savepoint.Metadata, err error) SavepointInfo {
+	if err != nil {
+		si.Error = err.Error()
+	}
+	if md != nil {
+		si.CheckpointID, si.CompletedTimestamp = md.CheckpointID, md.CompletedTimestamp
+		si.Parallelism, si.Stopped, si.Stages = md.Parallelism, md.Stopped, md.StageUIDs()
+	}
+	return si
+}
+
+// ListRemoteSavepoints lists the savepoints of appliance in the remote st.
+func ListRemoteSavepoints(ctx context.Context, st upload.Store, appliance string) ([]SavepointInfo, error) {
+	rs, err := upload.ListSavepoints(ctx, st, upload.Layout{Appliance: appliance})
+	if err != nil {
+		return nil, err
+	}
+	out := []SavepointInfo{}
+	for _, r := range rs {
+		out = append(out, info(SavepointInfo{Name: r.Name, Path: st.String() + "/" + r.Key, Location: "remote",
+			Size: r.Size, Stages: []string{}}, r.Metadata, r.Err))
+	}
+	return out, nil
+}
+
+// ListAllSavepoints lists the savepoints of cfg's data_dir and, when
+// upload.remote is set, those in the remote (an unreachable remote is
+// returned as remoteErr, the local list still).
+func ListAllSavepoints(ctx context.Context, cfg *config.Config) (list []SavepointInfo, remoteErr error, err error) {
+	if list, err = ListSavepoints(savepoint.Open(datadir.New(cfg.DataDir).Savepoints(), nil)); err != nil {
+		return nil, nil, err
+	}
+	if cfg.Upload.Remote == "" {
+		return list, nil, nil
+	}
+	st, err := openRemote(cfg.Upload, nil)
+	if err != nil {
+		return list, err, nil
+	}
+	rl, err := ListRemoteSavepoints(ctx, st, cfg.ApplianceID)
+	return append(list, rl...), err, nil
 }
 
 // ListSavepoints lists the savepoints in st.
@@ -98,26 +144,53 @@ func ListSavepoints(st *savepoint.Store) ([]SavepointInfo, error) {
 	}
 	out := []SavepointInfo{}
 	for _, e := range es {
-		si := SavepointInfo{Name: e.Name, Path: e.Path, Location: "local", Size: e.Size, Stages: []string{}}
-		if e.Err != nil {
-			si.Error = e.Err.Error()
-		}
-		if md := e.Metadata; md != nil {
-			si.CheckpointID, si.CompletedTimestamp = md.CheckpointID, md.CompletedTimestamp
-			si.Parallelism, si.Stopped, si.Stages = md.Parallelism, md.Stopped, md.StageUIDs()
-		}
-		out = append(out, si)
+		out = append(out, info(SavepointInfo{Name: e.Name, Path: e.Path, Location: "local", Size: e.Size, Stages: []string{}}, e.Metadata, e.Err))
 	}
 	return out, nil
 }
 
-func (d *Daemon) handleSavepoints(w http.ResponseWriter, _ *http.Request) {
+// handleSavepoints lists the local savepoints and, with a remote, the
+// remote ones (remote_error says why they are missing).
+func (d *Daemon) handleSavepoints(w http.ResponseWriter, r *http.Request) {
 	list, err := ListSavepoints(d.savepointStore())
 	if err != nil {
 		writeJSON(w, http.StatusInternalServerError, map[string]string{"error": err.Error()})
 		return
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"savepoints": list})
+	resp := map[string]any{"savepoints": list}
+	if st := d.remoteStore(); st != nil {
+		ctx, cancel := context.WithTimeout(r.Context(), time.Minute)
+		defer cancel()
+		rl, err := ListRemoteSavepoints(ctx, st, d.cfg.ApplianceID)
+		if err != nil {
+			resp["remote_error"] = err.Error()
+		}
+		resp["savepoints"] = append(list, rl...)
+	}
+	writeJSON(w, http.StatusOK, resp)
+}
+
+func (d *Daemon) remoteStore() upload.Store {
+	if d.upl == nil {
+		return nil
+	}
+	return d.upl.store
+}
+
+// uploadSavepoint puts a written savepoint to the remote, if one is
+// configured; an error is logged and returned for the answer.
+func (d *Daemon) uploadSavepoint(ctx context.Context, res pipeline.SavepointResult) (bool, error) {
+	st := d.remoteStore()
+	if st == nil {
+		return false, nil
+	}
+	err := upload.UploadSavepoint(ctx, st, upload.Layout{Appliance: d.cfg.ApplianceID}, res.Path, res.Metadata)
+	if err != nil {
+		d.log.Error("savepoint not uploaded; it is kept locally", "savepoint", res.Name, "remote", st.String(), "err", err)
+		return false, err
+	}
+	d.log.Info("savepoint uploaded", "savepoint", res.Name, "remote", st.String())
+	return true, nil
 }
 
 // SavepointTriggerResult is the answer to POST /api/v1/savepoints.
@@ -125,6 +198,9 @@ type SavepointTriggerResult struct {
 	pipeline.SavepointResult
 	Status string `json:"status"` // COMPLETED | FAILED
 	Error  string `json:"error,omitempty"`
+	// Uploaded: put to upload.remote; UploadError says why not.
+	Uploaded    bool   `json:"uploaded"`
+	UploadError string `json:"upload_error,omitempty"`
 }
 
 // handleTriggerSavepoint takes a savepoint (?name=N, ?stop=true: stop
@@ -161,9 +237,13 @@ func (d *Daemon) handleTriggerSavepoint(w http.ResponseWriter, r *http.Request) 
 		writeJSON(w, code, SavepointTriggerResult{SavepointResult: res, Status: "FAILED", Error: err.Error()})
 		return
 	}
+	out := SavepointTriggerResult{SavepointResult: res, Status: "COMPLETED"}
+	if out.Uploaded, err = d.uploadSavepoint(ctx, res); err != nil {
+		out.UploadError = err.Error()
+	}
 	if stop {
 		d.log.Info("stop with savepoint: savepoint written and its output published; stopping", "savepoint", res.Name)
 		d.Stop()
 	}
-	writeJSON(w, http.StatusOK, SavepointTriggerResult{SavepointResult: res, Status: "COMPLETED"})
+	writeJSON(w, http.StatusOK, out)
 }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -14,8 +15,6 @@ import (
 
 	"github.com/eddy-stream/eddy/daemon"
 	"github.com/eddy-stream/eddy/daemon/config"
-	"github.com/eddy-stream/eddy/storage/datadir"
-	"github.com/eddy-stream/eddy/storage/savepoint"
 )
 
 func savepointCmd() *cobra.Command {
@@ -54,6 +53,12 @@ stop-with-savepoint).`,
 				return err
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "savepoint %s %s (checkpoint %d, %s) at %s\n", r.Name, r.Status, r.Checkpoint, humanBytes(r.Size), r.Path)
+			switch {
+			case r.Uploaded:
+				fmt.Fprintln(cmd.OutOrStdout(), "uploaded to the remote")
+			case r.UploadError != "":
+				fmt.Fprintf(cmd.OutOrStdout(), "not uploaded to the remote: %s\n", r.UploadError)
+			}
 			if stop {
 				fmt.Fprintln(cmd.OutOrStdout(), "eddy is stopping")
 			}
@@ -70,17 +75,22 @@ func savepointsCmd() *cobra.Command {
 	var path string
 	c := &cobra.Command{
 		Use:   "savepoints",
-		Short: "List the savepoints in data_dir/savepoints with size, age and stages",
+		Short: "List the savepoints in data_dir/savepoints and in upload.remote with size, age and stages",
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg, err := config.Load(path)
 			if err != nil {
 				return exitError{code: daemon.ExitConfigInvalid, err: err}
 			}
-			list, err := daemon.ListSavepoints(savepoint.Open(datadir.New(cfg.DataDir).Savepoints(), nil))
+			ctx, cancel := context.WithTimeout(cmd.Context(), 2*time.Minute)
+			defer cancel()
+			list, remoteErr, err := daemon.ListAllSavepoints(ctx, cfg)
 			if err != nil {
 				return err
 			}
 			printSavepoints(cmd.OutOrStdout(), list, time.Now())
+			if remoteErr != nil {
+				return fmt.Errorf("remote savepoints (%s): %w", cfg.Upload.Remote, remoteErr)
+			}
 			return nil
 		},
 	}
