@@ -97,7 +97,7 @@ func TestSavepointRescaleAddStage(t *testing.T) {
 	c2.Stages += perSiteStage
 	c2.ExtraSinks = sitesSink
 	e.WriteConfig(c2.render(e.DataDir, b.URL(), e.HTTPAddr))
-	e.StartArgs([]string{"--from-savepoint", "before-rescale"}).WaitReady()
+	e.StartArgs([]string{"--from-savepoint", "before-rescale"}, "EDDY_CHECKPOINTING_INTERVAL=300ms").WaitReady()
 	if l, ok := e.FindLog("restoring from savepoint"); !ok || l.Str("savepoint") != "before-rescale" {
 		t.Errorf("no log line restoring from savepoint before-rescale")
 	}
@@ -179,7 +179,7 @@ func TestStopWithSavepoint(t *testing.T) {
 	}
 	before := e.readResults("per_device", []string{"site", "device"}).Lines
 
-	e.StartArgs([]string{"--from-savepoint", "final"}).WaitReady()
+	e.StartArgs([]string{"--from-savepoint", "final"}, "EDDY_CHECKPOINTING_INTERVAL=300ms").WaitReady()
 	if r := e.Checkpoints().Latest.Restored; r == nil || r.ID != md.CheckpointID {
 		t.Errorf("latest.restored = %+v, want checkpoint %d", r, md.CheckpointID)
 	}
