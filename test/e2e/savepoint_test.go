@@ -116,7 +116,22 @@ func TestSavepointRescaleAddStage(t *testing.T) {
 	if got.Dups > 0 {
 		t.Errorf("per_device: %d results published twice", got.Dups)
 	}
-	checkKeyGroups(t, e, 3, 64)
+	// The newest checkpoint has three subtasks of each keyed stage, each
+	// key group owned once per stage.
+	ids := completedCheckpoints(e.Path("checkpoints"))
+	cm := readMetadata(t, filepath.Join(e.Path("checkpoints"), fmt.Sprintf("chk-%d", ids[len(ids)-1]), "_metadata"))
+	for _, stage := range []string{"per_device", "per_site"} {
+		owned, n := 0, 0
+		for _, ts := range cm.Tasks {
+			if ts.Stage == stage && ts.Kind != "none" {
+				n++
+				owned += int(ts.KeyGroupEnd-ts.KeyGroupStart) + 1
+			}
+		}
+		if n != 3 || owned != 64 {
+			t.Errorf("stage %s: %d subtasks owning %d key groups in chk-%d, want 3 owning 64", stage, n, owned, cm.ID)
+		}
+	}
 	wantSite := oracle.Compute(readingsBySite(body[half:]), oracle.Window{Type: "tumbling", Size: 10000}, perSiteAggs, until)
 	gotSite := e.readResultsFrom("sites.jsonl", "per_site", []string{"site"})
 	compareResults(t, "per_site (new, empty at restore)", gotSite, wantSite, perSiteAggs)
