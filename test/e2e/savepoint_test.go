@@ -242,3 +242,48 @@ func TestCorruptSavepoint(t *testing.T) {
 		t.Errorf("the error does not name %s and an offset:\n%s", snap, log)
 	}
 }
+
+// TestSavepointSurvivesRemoteRetention uploads a savepoint to a file://
+// remote with upload.num_retained 1: after more checkpoints have been
+// uploaded and the savepoint's checkpoint is gone from the remote, the
+// savepoint is still there, and eddy savepoints lists it as remote.
+func TestSavepointSurvivesRemoteRetention(t *testing.T) {
+	remote := t.TempDir()
+	c := restartConfig()
+	c.Interval, c.NumRetained = "1h", 1
+	e, _, _, _, _ := firstHalf(t, 64, c)
+	e.Stop()
+	yaml, err := os.ReadFile(e.ConfigPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.WriteConfig(string(yaml) + fmt.Sprintf("upload:\n  remote: \"file://%s\"\n  num_retained: 1\n", remote))
+	e.StartReady()
+	out := e.savepoint("--name", "kept")
+	if !strings.Contains(out, "uploaded to the remote") {
+		t.Fatalf("eddy savepoint said %q", out)
+	}
+	spID := e.Checkpoints().Latest.Savepoint.ID
+	app := filepath.Join(remote, "e2e")
+	if _, err := savepoint.Load(filepath.Join(app, "savepoints", "kept")); err != nil {
+		t.Fatalf("the remote savepoint does not load: %v", err)
+	}
+	chk := filepath.Join(app, fmt.Sprintf("chk-%d", spID), "_metadata")
+	e.WaitFor("the savepoint's checkpoint to leave the remote", resultsTimeout, func() bool {
+		e.Trigger()
+		_, err := os.Stat(chk)
+		return os.IsNotExist(err)
+	})
+	md, err := savepoint.Load(filepath.Join(app, "savepoints", "kept"))
+	if err != nil {
+		t.Fatalf("the savepoint did not survive remote retention: %v", err)
+	}
+	if err := savepoint.Verify(filepath.Join(app, "savepoints", "kept"), md); err != nil {
+		t.Error(err)
+	}
+	list, err := e.Command("savepoints", "--config", e.ConfigPath)
+	if err != nil || strings.Count(list, "kept") != 2 || !strings.Contains(list, "remote") {
+		t.Errorf("eddy savepoints (want kept local and remote): %v\n%s", err, list)
+	}
+	e.Stop()
+}
