@@ -113,7 +113,7 @@ type RestoredStats struct {
 	IsSavepoint      bool   `json:"is_savepoint"`
 	ExternalPath     string `json:"external_path"`
 	DurationMs       int64  `json:"restore_duration"`
-	Source           string `json:"source"` // local | remote
+	Source           string `json:"source"` // local | remote | savepoint
 }
 
 // CheckpointsOverview is GET /api/v1/checkpoints.

@@ -134,11 +134,15 @@ func NewJob(spec JobSpec, start SourceStart, log *slog.Logger) (j *Job, err erro
 	}
 	j.startCheckpointing(spec.RestoreVerified)
 	if j.stats != nil && spec.Restore != nil {
-		j.stats.restored(&RestoredStats{
+		rs := &RestoredStats{
 			ID: spec.Restore.ID, RestoreTimestamp: time.Now().UnixMilli(),
 			ExternalPath: spec.Checkpoints.CheckpointDir(spec.Restore.ID),
 			Source:       spec.RestoreSource, DurationMs: time.Since(built).Milliseconds(),
-		})
+		}
+		if sp := spec.FromSavepoint; sp != nil {
+			rs.IsSavepoint, rs.ExternalPath = true, sp.Dir
+		}
+		j.stats.restored(rs)
 	}
 	return j, nil
 }

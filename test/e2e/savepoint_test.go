@@ -104,8 +104,8 @@ func TestSavepointRescaleAddStage(t *testing.T) {
 	if l, ok := e.FindLog("stage is not in the savepoint: it starts with empty state"); !ok || l.Str("stage") != "per_site" {
 		t.Errorf("the new stage per_site was not logged as starting empty")
 	}
-	if r := e.Checkpoints().Latest.Restored; r == nil || r.ID != spID {
-		t.Errorf("latest.restored = %+v, want checkpoint %d", r, spID)
+	if r := e.Checkpoints().Latest.Restored; r == nil || r.ID != spID || !r.IsSavepoint || r.ExternalPath != dir || r.Source != "savepoint" {
+		t.Errorf("latest.restored = %+v, want checkpoint %d, the savepoint at %s", r, spID, dir)
 	}
 	f.MustSend(t, body[half:])
 	f.MustSend(t, s.end())
