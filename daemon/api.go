@@ -25,6 +25,8 @@ func (d *Daemon) openHTTP() error {
 	mux.HandleFunc("GET /api/v1/overview", d.handleOverview)
 	mux.HandleFunc("GET /api/v1/checkpoints", d.handleCheckpoints)
 	mux.HandleFunc("POST /api/v1/checkpoints", d.handleTrigger)
+	mux.HandleFunc("GET /api/v1/savepoints", d.handleSavepoints)
+	mux.HandleFunc("POST /api/v1/savepoints", d.handleTriggerSavepoint)
 	mux.HandleFunc("GET /api/v1/checkpoints/config", d.handleCheckpointConfig)
 	mux.HandleFunc("GET /api/v1/checkpoints/details/{id}", d.handleCheckpointDetails)
 	mux.HandleFunc("GET /api/v1/config", d.handleConfig)

@@ -87,7 +87,8 @@ type Daemon struct {
 	uploadHooks
 	upl *uploadState // daemon/upload.go
 
-	history history // the charts' last hour (history.go)
+	history history        // the charts' last hour (history.go)
+	sp      savepointState // daemon/savepoints.go
 }
 
 // New locks data_dir (data_dir/LOCK; a second eddy on the same directory
@@ -296,6 +297,7 @@ func (d *Daemon) jobSpec() pipeline.JobSpec {
 			LocalRecovery: c.Checkpointing.LocalRecovery, History: c.Checkpointing.History,
 		},
 		Checkpoints:           d.store,
+		Savepoints:            d.savepointStore(),
 		AllowNonRestoredState: c.Checkpointing.AllowNonRestoredState || d.allowNonRestored,
 	}
 	for name, cf := range c.State.ColumnFamilies {
@@ -346,6 +348,12 @@ func (d *Daemon) buildJob() (*pipeline.Job, error) {
 	}
 	if d.store != nil {
 		t0 := time.Now()
+		if ok, err := d.savepointRestore(&spec); err != nil || ok {
+			if err != nil {
+				return nil, err
+			}
+			return pipeline.NewJob(spec, nil, d.log.With("component", "pipeline"))
+		}
 		md, broken, err := d.store.Latest(false)
 		if err != nil {
 			return nil, fmt.Errorf("find checkpoint to restore: %w", err)

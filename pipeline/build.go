@@ -312,7 +312,7 @@ func (j *Job) startCheckpointing(verified <-chan error) {
 	j.stats = NewStatsTracker(o.History)
 	c := &coordinator{
 		j: j, opts: o, store: j.spec.Checkpoints, stats: j.stats, log: j.log,
-		acks: make(chan taskAck, 64), manual: make(chan chan<- triggerResult),
+		acks: make(chan taskAck, 64), manual: make(chan manualTrigger),
 		settings: make(chan [2]time.Duration), pending: map[int64]*pendingCheckpoint{},
 		numTasks: len(j.sources) + len(j.keyed), retained: map[int64]*checkpoint.Metadata{},
 		verified: verified, interval: o.Interval, minPause: o.MinPause, nextID: 1,

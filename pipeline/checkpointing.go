@@ -12,22 +12,29 @@ import (
 // TriggerCheckpoint asks for a checkpoint now (it still waits for a free
 // max_concurrent slot) and returns once it has completed or failed.
 func (j *Job) TriggerCheckpoint(ctx context.Context) (int64, error) {
+	r, err := j.trigger(ctx, false)
+	return r.ID, err
+}
+
+// trigger asks the coordinator for a checkpoint (of kind savepoint:
+// full snapshots, kept from pruning until unpinned) and waits for it.
+func (j *Job) trigger(ctx context.Context, savepoint bool) (triggerResult, error) {
 	if j.coord == nil {
-		return 0, errors.New("pipeline: checkpointing is not configured")
+		return triggerResult{}, errors.New("pipeline: checkpointing is not configured")
 	}
 	res := make(chan triggerResult, 1)
 	select {
-	case j.coord.manual <- res:
+	case j.coord.manual <- manualTrigger{res: res, savepoint: savepoint}:
 	case <-ctx.Done():
-		return 0, ctx.Err()
+		return triggerResult{}, ctx.Err()
 	case <-j.coordDone:
-		return 0, errors.New("pipeline: job is not running")
+		return triggerResult{}, errors.New("pipeline: job is not running")
 	}
 	select {
 	case r := <-res:
-		return r.ID, r.Err
+		return r, r.Err
 	case <-ctx.Done():
-		return 0, ctx.Err()
+		return triggerResult{}, ctx.Err()
 	}
 }
 
@@ -58,17 +65,23 @@ func (j *Job) StopWithCheckpoint(ctx context.Context) (int64, error) {
 	if err != nil {
 		return id, err
 	}
+	return id, j.waitReleased(ctx, id)
+}
+
+// waitReleased waits until every sink has published the staged output of
+// checkpoint id.
+func (j *Job) waitReleased(ctx context.Context, id int64) error {
 	for {
 		j.relMu.Lock()
 		done, ch := j.relDoneLocked(), j.relDoneCh
 		j.relMu.Unlock()
 		if done >= id {
-			return id, nil
+			return nil
 		}
 		select {
 		case <-ch:
 		case <-ctx.Done():
-			return id, fmt.Errorf("pipeline: final checkpoint %d completed but its output is not all published: %w", id, ctx.Err())
+			return fmt.Errorf("pipeline: checkpoint %d completed but its output is not all published: %w", id, ctx.Err())
 		}
 	}
 }

@@ -39,11 +39,21 @@ type pendingCheckpoint struct {
 	deadline time.Time
 	acks     map[string]taskAck
 	waiters  []chan<- triggerResult
+	// savepoint: of kind savepoint (full snapshots; pinned against pruning
+	// when it completes, until the savepoint copy is written).
+	savepoint bool
 }
 
 type triggerResult struct {
 	ID  int64
 	Err error
+	MD  *checkpoint.Metadata // the completed checkpoint
+}
+
+// manualTrigger is a request for a checkpoint now.
+type manualTrigger struct {
+	res       chan<- triggerResult
+	savepoint bool
 }
 
 // coordinator triggers checkpoints, collects acknowledgements, commits
@@ -55,8 +65,8 @@ type coordinator struct {
 	stats    *StatsTracker
 	log      *slog.Logger
 	acks     chan taskAck
-	manual   chan chan<- triggerResult
-	queued   []chan<- triggerResult
+	manual   chan manualTrigger
+	queued   []manualTrigger
 	pending  map[int64]*pendingCheckpoint
 	nextID   int64
 	numTasks int
@@ -159,21 +169,25 @@ func (c *coordinator) trigger(now time.Time) {
 	c.nextID++
 	c.lastTrig = now
 	p := &pendingCheckpoint{id: id, trigger: now, deadline: now.Add(c.opts.Timeout), acks: map[string]taskAck{}}
-	p.waiters, c.queued = c.queued, nil
+	for _, q := range c.queued {
+		p.waiters = append(p.waiters, q.res)
+		p.savepoint = p.savepoint || q.savepoint
+	}
+	c.queued = nil
 	c.pending[id] = p
 	cs := &CheckpointStats{
 		ID: id, Status: StatusInProgress, CheckpointType: "CHECKPOINT", TriggerTimestamp: now.UnixMilli(),
-		NumSubtasks: c.numTasks, Tasks: c.j.taskStatsSkeleton(),
+		NumSubtasks: c.numTasks, Tasks: c.j.taskStatsSkeleton(), IsSavepoint: p.savepoint,
 	}
-	if c.opts.Mode == "at_least_once" {
-		cs.CheckpointType = "CHECKPOINT" // aligned tracking only; Flink reports the same type
+	if p.savepoint {
+		cs.CheckpointType = "SAVEPOINT"
 	}
 	c.stats.started(cs)
 	if err := c.store.Begin(id); err != nil {
 		c.failErr(p, fmt.Errorf("create checkpoint directory: %w", err))
 		return
 	}
-	b := &Barrier{ID: id, Timestamp: now.UnixMilli()}
+	b := &Barrier{ID: id, Timestamp: now.UnixMilli(), Savepoint: p.savepoint}
 	for _, s := range c.j.sources {
 		select {
 		case s.trigger <- b:
@@ -221,7 +235,7 @@ func (c *coordinator) complete(p *pendingCheckpoint) {
 	md := &checkpoint.Metadata{
 		Version: 1, ID: p.id, Job: c.j.spec.Name,
 		TriggerTimestamp: p.trigger.UnixMilli(), CompletedTimestamp: now.UnixMilli(),
-		Mode: c.opts.Mode, Incremental: c.opts.Incremental, Compression: c.opts.Compression,
+		Mode: c.opts.Mode, Incremental: c.opts.Incremental && !p.savepoint, Compression: c.opts.Compression,
 		Parallelism: c.j.spec.Parallelism, MaxParallelism: c.j.spec.MaxParallelism,
 		Sources: map[string]checkpoint.SourceState{}, Tasks: map[string]checkpoint.TaskState{},
 		Schemas: c.j.schemas,
@@ -285,8 +299,11 @@ func (c *coordinator) complete(p *pendingCheckpoint) {
 		}
 	})
 	c.completions.record(c.log, p.id, now.Sub(p.trigger), c.interval, now, "state_size", total, "checkpointed_size", delta)
+	if p.savepoint {
+		c.j.spPins.set(p.id, true) // until TriggerSavepoint has copied it
+	}
 	for _, w := range p.waiters {
-		w <- triggerResult{ID: p.id}
+		w <- triggerResult{ID: p.id, MD: md}
 	}
 	// A newer checkpoint subsumes older ones still in flight.
 	for id, old := range c.pending {
@@ -304,7 +321,7 @@ func (c *coordinator) complete(p *pendingCheckpoint) {
 // prune keeps num_retained checkpoints and lets each ingest log drop what
 // every retained checkpoint has passed.
 func (c *coordinator) prune() {
-	removed, err := c.store.Prune(c.opts.NumRetained, c.j.spec.ProtectCheckpoint)
+	removed, err := c.store.Prune(c.opts.NumRetained, c.j.protect)
 	if err != nil {
 		c.log.Warn("pruning checkpoints failed", "err", err)
 	}
@@ -388,7 +405,7 @@ func (c *coordinator) abortAll(why string) {
 		}
 	}
 	for _, w := range c.queued {
-		w <- triggerResult{Err: errors.New(why)}
+		w.res <- triggerResult{Err: errors.New(why)}
 	}
 	c.pending = map[int64]*pendingCheckpoint{}
 }

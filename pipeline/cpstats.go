@@ -113,7 +113,7 @@ type RestoredStats struct {
 	IsSavepoint      bool   `json:"is_savepoint"`
 	ExternalPath     string `json:"external_path"`
 	DurationMs       int64  `json:"restore_duration"`
-	Source           string `json:"source"` // local | remote
+	Source           string `json:"source"` // local | remote | savepoint
 }
 
 // CheckpointsOverview is GET /api/v1/checkpoints.
@@ -344,4 +344,18 @@ func (t *StatsTracker) LatestCompleted() (id int64, at int64, ok bool) {
 		return c.ID, c.LatestAckTimestamp, true
 	}
 	return 0, 0, false
+}
+
+// savepoint records that completed checkpoint id was copied to the
+// savepoint at path: latest.savepoint is it, with that external path.
+func (t *StatsTracker) savepoint(id int64, path string) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	c, ok := t.byID[id]
+	if !ok {
+		return
+	}
+	cc := *c
+	cc.ExternalPath = path
+	t.counts.Latest.Savepoint = &cc
 }

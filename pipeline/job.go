@@ -41,6 +41,7 @@ type Job struct {
 	// checkpointing; coord is nil when checkpoints are off
 	coord     *coordinator
 	coordDone chan struct{}
+	spPins    savepointPins // checkpoints of kind savepoint not yet copied
 	stats     *StatsTracker
 	async     sync.WaitGroup
 	relMu     sync.Mutex
@@ -145,11 +146,15 @@ func NewJob(spec JobSpec, start SourceStart, log *slog.Logger) (j *Job, err erro
 	}
 	j.startCheckpointing(spec.RestoreVerified)
 	if j.stats != nil && spec.Restore != nil {
-		j.stats.restored(&RestoredStats{
+		rs := &RestoredStats{
 			ID: spec.Restore.ID, RestoreTimestamp: time.Now().UnixMilli(),
 			ExternalPath: spec.Checkpoints.CheckpointDir(spec.Restore.ID),
 			Source:       spec.RestoreSource, DurationMs: time.Since(built).Milliseconds(),
-		})
+		}
+		if sp := spec.FromSavepoint; sp != nil {
+			rs.IsSavepoint, rs.ExternalPath = true, sp.Dir
+		}
+		j.stats.restored(rs)
 	}
 	return j, nil
 }

@@ -83,6 +83,7 @@ type element struct {
 type Barrier struct {
 	ID        int64
 	Timestamp int64 // trigger time, unix ms
+	Savepoint bool  // of kind savepoint: keyed tasks write full snapshots
 }
 
 const minWatermark = math.MinInt64

@@ -30,7 +30,7 @@ type oldTask struct {
 
 func (j *Job) rescaled() bool {
 	md := j.spec.Restore
-	return md != nil && md.Parallelism != j.spec.Parallelism
+	return md != nil && (md.Parallelism != j.spec.Parallelism || j.spec.FromSavepoint != nil)
 }
 
 // overlapping lists the old subtasks of stage whose key groups overlap kgs,
@@ -85,12 +85,11 @@ func (j *Job) rescaledState(old map[string]*taskSnapshot, stage string, index in
 // openRescaled builds the working DB of a new subtask from the overlapping
 // old ones.
 func (j *Job) openRescaled(stage string, kgs keygroup.Range, opts state.Options) (db *state.DB, err error) {
-	md := j.spec.Restore
 	olds := j.overlapping(stage, kgs)
 	if len(olds) == 0 {
 		return state.Open(opts)
 	}
-	dir := func(ot oldTask) string { return j.spec.Checkpoints.TaskDir(md.ID, ot.name) }
+	dir := func(ot oldTask) string { return j.restoreTaskDir(ot.name) }
 	if olds[0].state.Kind == checkpoint.KindFull {
 		if db, err = state.Open(opts); err != nil {
 			return nil, err

@@ -71,9 +71,10 @@ func (j *Job) checkRestore() error {
 		return err
 	}
 	j.confirmed = j.confirmedSinks(md.ID)
+	j.checkSavepointStages()
 	old := map[string]*taskSnapshot{}
 	for name := range md.Tasks {
-		data, err := checkpoint.ReadTaskStateFS(j.spec.FS, filepath.Join(j.spec.Checkpoints.TaskDir(md.ID, name), checkpoint.TaskStateFile))
+		data, err := checkpoint.ReadTaskStateFS(j.spec.FS, filepath.Join(j.restoreTaskDir(name), checkpoint.TaskStateFile))
 		if err != nil {
 			return fmt.Errorf("pipeline: restore %s: %w", name, err)
 		}
@@ -129,7 +130,7 @@ func (j *Job) openState(name, stage string, kgs keygroup.Range, opts state.Optio
 	if !ok {
 		return nil, fmt.Errorf("checkpoint %d has no state for %s", md.ID, name)
 	}
-	dir := j.spec.Checkpoints.TaskDir(md.ID, name)
+	dir := j.restoreTaskDir(name)
 	if ts.Kind != checkpoint.KindFull {
 		return state.OpenFromCheckpoint(dir, opts.Dir, opts)
 	}
@@ -150,19 +151,26 @@ func (j *Job) openState(name, stage string, kgs keygroup.Range, opts state.Optio
 // restored checkpoint holds staged for it again.
 func (j *Job) confirmedSinks(upTo int64) map[string]int64 {
 	out := map[string]int64{}
+	if sp := j.spec.FromSavepoint; sp != nil {
+		for _, n := range sp.Published {
+			out[n] = upTo
+		}
+	}
 	ids, err := j.spec.Checkpoints.Completed()
 	if err != nil {
 		j.log.Warn("cannot list checkpoints for their published markers; staged output will be published again", "err", err)
 		return out
 	}
 	for _, id := range ids {
-		if id > upTo {
+		if id > upTo && j.spec.FromSavepoint == nil {
 			continue
 		}
 		p := j.spec.Checkpoints.PublishedSinks(id)
 		for i := range j.spec.Sinks {
 			if n := j.spec.Sinks[i].Name; p.Has(n) {
-				out[n] = max(out[n], id)
+				// A later checkpoint of the same job confirmed the
+				// savepoint's output too (sinks confirm in order).
+				out[n] = max(out[n], min(id, upTo))
 			}
 		}
 	}

@@ -10,6 +10,7 @@ import (
 	"github.com/eddy-stream/eddy/storage/checkpoint"
 	"github.com/eddy-stream/eddy/storage/fileutil"
 	"github.com/eddy-stream/eddy/storage/ingestlog"
+	"github.com/eddy-stream/eddy/storage/savepoint"
 	"github.com/eddy-stream/eddy/storage/state"
 )
 
@@ -48,8 +49,14 @@ type JobSpec struct {
 	// configuration no longer has instead of refusing it (Flink's
 	// allowNonRestoredState).
 	AllowNonRestoredState bool
-	// RestoreSource says where Restore came from: local or remote.
+	// RestoreSource says where Restore came from: local, remote or savepoint.
 	RestoreSource string
+	// FromSavepoint, when set, says Restore is the savepoint there: it is
+	// restored by key-group ranges at any parallelism, a keyed stage it
+	// does not hold starts empty.
+	FromSavepoint *SavepointRestore
+	// Savepoints is where TriggerSavepoint writes; nil: no savepoints.
+	Savepoints *savepoint.Store
 	// ProtectCheckpoint, if set, keeps a completed checkpoint from being
 	// pruned (the uploader may still be sending it).
 	ProtectCheckpoint func(id int64) bool

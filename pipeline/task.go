@@ -565,7 +565,7 @@ func (t *keyedTask) checkpoint(b *Barrier, first time.Time, alignDur time.Durati
 		return err // the cache could not be written: the task's state is in doubt
 	}
 	var pre func(dir string) error
-	if opts.Incremental {
+	if opts.Incremental && !b.Savepoint {
 		if err := t.db.CreateCheckpoint(t.cp.j.spec.Checkpoints.TaskDir(b.ID, t.name)); err != nil {
 			base.err = fmt.Errorf("task %s: native checkpoint: %w", t.name, err)
 		}

@@ -18,6 +18,7 @@ const defaultConfig = "/etc/eddy/config.yaml"
 func runCmd() *cobra.Command {
 	var (
 		path             string
+		fromSavepoint    string
 		allowNonRestored bool
 	)
 	c := &cobra.Command{
@@ -36,7 +37,12 @@ running one's PID. A configuration that does not load or validate exits
 with status 78 (EX_CONFIG). A checkpoint whose state does not fit the
 configured pipeline (a keyed stage removed, its key_by, window or aggregates
 changed) is refused with a log line naming the stage and what to do, and
-eddy exits with status 65 (EX_DATAERR); neither is restarted by the unit.`,
+eddy exits with status 65 (EX_DATAERR); neither is restarted by the unit.
+
+--from-savepoint NAME|PATH starts from a savepoint (eddy savepoint) instead
+of the newest checkpoint, at any parallelism; a stage the savepoint does not
+hold starts empty. Once the job has completed a checkpoint, a restart
+restores that checkpoint.`,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg, err := config.Load(path)
 			if err != nil {
@@ -54,6 +60,9 @@ eddy exits with status 65 (EX_DATAERR); neither is restarted by the unit.`,
 			if allowNonRestored {
 				d.AllowNonRestoredState()
 			}
+			if fromSavepoint != "" {
+				d.SetFromSavepoint(fromSavepoint)
+			}
 			runErr := d.Run(context.Background())
 			closeErr := d.Close()
 			if runErr == nil && closeErr == nil {
@@ -68,6 +77,7 @@ eddy exits with status 65 (EX_DATAERR); neither is restarted by the unit.`,
 	c.Flags().StringVarP(&path, "config", "c", defaultConfig, "configuration file")
 	c.Flags().BoolVar(&allowNonRestored, "allow-non-restored-state", false,
 		"drop the state of keyed stages the configuration no longer has instead of refusing to start")
+	c.Flags().StringVar(&fromSavepoint, "from-savepoint", "", "start from this savepoint (a name under data_dir/savepoints, or a path)")
 	return c
 }
 

@@ -217,18 +217,22 @@ func EncodeMetadata(md *Metadata) ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("checkpoint: encode metadata: %w", err)
 	}
-	body = append(body, '\n')
-	return fmt.Appendf(body, "%s%08x\n", trailerPrefix, crc32.Checksum(body, castagnoli)), nil
+	return AppendTrailer(append(body, '\n')), nil
 }
 
-// DecodeMetadata parses and checks a _metadata encoding (see
-// EncodeMetadata). A missing or wrong trailer, JSON that does not parse,
-// and metadata that fails Validate are a *fileutil.CorruptionError whose
-// Path is MetadataFile (Load replaces it with the full path); a version
-// other than Version is ErrUnsupportedVersion.
-func DecodeMetadata(data []byte) (*Metadata, error) {
+// AppendTrailer appends to body, which ends in a newline, the trailer line
+// "crc32c <8 lowercase hex digits>\n" holding the CRC32C of body: the
+// checksum of _metadata, also used by savepoints' _metadata.
+func AppendTrailer(body []byte) []byte {
+	return fmt.Appendf(body, "%s%08x\n", trailerPrefix, crc32.Checksum(body, castagnoli))
+}
+
+// CheckTrailer checks the trailer line of data (see AppendTrailer) and
+// returns the bytes before it. Damage is a *fileutil.CorruptionError with
+// Path name.
+func CheckTrailer(name string, data []byte) ([]byte, error) {
 	corrupt := func(off int, format string, args ...any) error {
-		return &fileutil.CorruptionError{Path: MetadataFile, Offset: int64(off), Reason: fmt.Sprintf(format, args...)}
+		return &fileutil.CorruptionError{Path: name, Offset: int64(off), Reason: fmt.Sprintf(format, args...)}
 	}
 	if len(data) < trailerLen || data[len(data)-1] != '\n' {
 		return nil, corrupt(len(data), "no trailer line (truncated?)")
@@ -246,6 +250,22 @@ func DecodeMetadata(data []byte) (*Metadata, error) {
 	want := uint32(sum[0])<<24 | uint32(sum[1])<<16 | uint32(sum[2])<<8 | uint32(sum[3])
 	if got := crc32.Checksum(body, castagnoli); got != want {
 		return nil, corrupt(-1, "checksum mismatch: trailer says %08x, content has %08x", want, got)
+	}
+	return body, nil
+}
+
+// DecodeMetadata parses and checks a _metadata encoding (see
+// EncodeMetadata). A missing or wrong trailer, JSON that does not parse,
+// and metadata that fails Validate are a *fileutil.CorruptionError whose
+// Path is MetadataFile (Load replaces it with the full path); a version
+// other than Version is ErrUnsupportedVersion.
+func DecodeMetadata(data []byte) (*Metadata, error) {
+	corrupt := func(off int, format string, args ...any) error {
+		return &fileutil.CorruptionError{Path: MetadataFile, Offset: int64(off), Reason: fmt.Sprintf(format, args...)}
+	}
+	body, err := CheckTrailer(MetadataFile, data)
+	if err != nil {
+		return nil, err
 	}
 	// The version first, so that a newer format is reported as such and
 	// not as whatever decoding error its other fields would cause.

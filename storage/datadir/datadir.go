@@ -46,3 +46,7 @@ func (l Layout) UploadRecord() string { return filepath.Join(l.Upload(), "remote
 func (l Layout) RestoredMarker() string {
 	return filepath.Join(l.Upload(), "restored-from-remote.json")
 }
+
+// Savepoints holds the savepoints, savepoints/<name>/; checkpoint
+// retention never touches it.
+func (l Layout) Savepoints() string { return filepath.Join(l.Root, "savepoints") }

@@ -194,6 +194,81 @@ func Restore(path string, db *state.DB, want keygroup.Range) (int64, error) {
 // those named in the file. It returns the number of keys loaded. Damage is
 // a *fileutil.CorruptionError naming path and the byte offset.
 func RestoreFS(fsys fileutil.FS, path string, db *state.DB, want keygroup.Range) (int64, error) {
+	var (
+		cfs []*state.CF
+		b   = db.NewBatch()
+	)
+	defer b.Close()
+	keys, err := scan(fsys, path, want, func(names []string) error {
+		cfs = make([]*state.CF, len(names))
+		for i, n := range names {
+			if cfs[i] = db.CF(n); cfs[i] == nil {
+				return fmt.Errorf("snapshot: %s holds column family %q, which the DB lacks", path, n)
+			}
+		}
+		return nil
+	}, func(ci int, k, v []byte) error {
+		b.Put(cfs[ci], k, v)
+		if b.Size() >= 4<<20 {
+			if err := db.Write(b); err != nil {
+				return err
+			}
+			b.Clear()
+		}
+		return nil
+	})
+	if err != nil {
+		return keys, err
+	}
+	if b.Len() > 0 {
+		if err := db.Write(b); err != nil {
+			return keys, err
+		}
+	}
+	return keys, nil
+}
+
+// Info describes a snapshot file checked by VerifyFS.
+type Info struct {
+	KeyGroups      keygroup.Range
+	ColumnFamilies []string
+	Keys           int64
+}
+
+// VerifyFS reads the whole snapshot at path through fsys and checks every
+// checksum and record, without loading it anywhere. Damage is a
+// *fileutil.CorruptionError naming path and the byte offset; a file whose
+// key count differs from its trailer's is damage too.
+func VerifyFS(fsys fileutil.FS, path string) (Info, error) {
+	var info Info
+	keys, err := scan(fsys, path, keygroup.Range{Start: 0, End: ^uint16(0)}, func(names []string) error {
+		info.ColumnFamilies = names
+		return nil
+	}, nil)
+	info.Keys = keys
+	if err != nil {
+		return info, err
+	}
+	data, err := fileutil.ReadFileFS(fsys, path)
+	if err != nil {
+		return info, fmt.Errorf("snapshot: %w", err)
+	}
+	hdr := data[len(magic)+2:]
+	s, n1 := binary.Uvarint(hdr)
+	e, _ := binary.Uvarint(hdr[n1:])
+	info.KeyGroups = keygroup.Range{Start: uint16(s), End: uint16(e)}
+	// The trailer ends: u64 keys, u32 CRC, u32 length (checked by scan).
+	if want := int64(binary.LittleEndian.Uint64(data[len(data)-16:])); want != keys {
+		return info, &fileutil.CorruptionError{Path: path, Offset: int64(len(data) - 16),
+			Reason: fmt.Sprintf("trailer says %d keys, the blocks hold %d", want, keys)}
+	}
+	return info, nil
+}
+
+// scan checks the snapshot at path and calls fn for every record of the
+// key groups in want (fn nil: only check), after cfs with the column
+// family names of the header.
+func scan(fsys fileutil.FS, path string, want keygroup.Range, cfs func(names []string) error, fn func(ci int, k, v []byte) error) (int64, error) {
 	data, err := fileutil.ReadFileFS(fsys, path)
 	if err != nil {
 		return 0, fmt.Errorf("snapshot: %w", err)
@@ -214,9 +289,15 @@ func RestoreFS(fsys fileutil.FS, path string, db *state.DB, want keygroup.Range)
 	uv := func() uint64 { v, _ := binary.ReadUvarint(r); return v }
 	start, end := uint16(uv()), uint16(uv())
 	ncf := int(uv())
+	if ncf > len(data) {
+		return 0, corrupt(p, "bad header")
+	}
 	names := make([]string, ncf)
 	for i := range names {
 		l := int(uv())
+		if l > len(data) {
+			return 0, corrupt(p, "bad header")
+		}
 		b := make([]byte, l)
 		if _, err := io.ReadFull(r, b); err != nil {
 			return 0, corrupt(p, "truncated header")
@@ -227,11 +308,8 @@ func RestoreFS(fsys fileutil.FS, path string, db *state.DB, want keygroup.Range)
 	if len(data) < hlen+4 || crc32.Checksum(data[:hlen], castagnoli) != binary.LittleEndian.Uint32(data[hlen:]) {
 		return 0, corrupt(0, "header checksum mismatch")
 	}
-	cfs := make([]*state.CF, ncf)
-	for i, n := range names {
-		if cfs[i] = db.CF(n); cfs[i] == nil {
-			return 0, fmt.Errorf("snapshot: %s holds column family %q, which the DB lacks", path, n)
-		}
+	if err := cfs(names); err != nil {
+		return 0, err
 	}
 	// Trailer.
 	if len(data) < 4 {
@@ -256,8 +334,9 @@ func RestoreFS(fsys fileutil.FS, path string, db *state.DB, want keygroup.Range)
 	if hi < end {
 		stop = int(binary.LittleEndian.Uint64(tr[int(hi-start+1)*8:]))
 	}
-	b := db.NewBatch()
-	defer b.Close()
+	if pos < hlen+4 || stop > ts-12 || pos > stop {
+		return 0, corrupt(ts, "key-group index points outside the blocks")
+	}
 	var (
 		keys int64
 		raw  []byte
@@ -301,21 +380,14 @@ func RestoreFS(fsys fileutil.FS, path string, db *state.DB, want keygroup.Range)
 			}
 			v := block[n3 : n3+int(vl)]
 			block = block[n3+int(vl):]
-			b.Put(cfs[ci], k, v)
+			if fn != nil {
+				if err := fn(int(ci), k, v); err != nil {
+					return keys, err
+				}
+			}
 			keys++
 		}
-		if b.Size() >= 4<<20 {
-			if err := db.Write(b); err != nil {
-				return keys, err
-			}
-			b.Clear()
-		}
 		pos += 12 + stLen
-	}
-	if b.Len() > 0 {
-		if err := db.Write(b); err != nil {
-			return keys, err
-		}
 	}
 	return keys, nil
 }

@@ -104,6 +104,12 @@ func (in *Instance) Runs() []*Process { return in.runs }
 // variables (EDDY_FAILPOINTS=..., NOTIFY_SOCKET=...). It does not wait.
 func (in *Instance) Start(env ...string) *Process {
 	in.TB.Helper()
+	return in.StartArgs(nil, env...)
+}
+
+// StartArgs is Start with more arguments of eddy run (--from-savepoint N).
+func (in *Instance) StartArgs(args []string, env ...string) *Process {
+	in.TB.Helper()
 	if p := in.Process; p != nil && !p.Exited() {
 		in.TB.Fatalf("eddy is already running (pid %d)", p.Pid())
 	}
@@ -113,7 +119,7 @@ func (in *Instance) Start(env ...string) *Process {
 		in.TB.Fatal(err)
 	}
 	defer f.Close()
-	cmd := exec.Command(Binary(in.TB), "run", "--config", in.ConfigPath)
+	cmd := exec.Command(Binary(in.TB), append([]string{"run", "--config", in.ConfigPath}, args...)...)
 	cmd.Dir = in.Dir
 	cmd.Stdout, cmd.Stderr = f, f
 	cmd.Env = append(append(CleanEnv(), in.Env...), env...)
