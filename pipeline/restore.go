@@ -71,7 +71,6 @@ func (j *Job) checkRestore() error {
 		return err
 	}
 	j.confirmed = j.confirmedSinks(md.ID)
-	j.checkSavepointStages()
 	old := map[string]*taskSnapshot{}
 	for name := range md.Tasks {
 		data, err := checkpoint.ReadTaskStateFS(j.spec.FS, filepath.Join(j.restoreTaskDir(name), checkpoint.TaskStateFile))

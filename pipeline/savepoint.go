@@ -4,9 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"maps"
 	"path/filepath"
-	"slices"
 	"sync"
 	"time"
 
@@ -181,32 +179,4 @@ func (j *Job) restoreTaskDir(task string) string {
 		return filepath.Join(sp.Dir, task)
 	}
 	return j.spec.Checkpoints.TaskDir(j.spec.Restore.ID, task)
-}
-
-// checkSavepointStages logs the stages a savepoint restore starts empty and
-// those in the savepoint the job no longer has.
-func (j *Job) checkSavepointStages() {
-	sp, md := j.spec.FromSavepoint, j.spec.Restore
-	if sp == nil || md == nil {
-		return
-	}
-	had := map[string]bool{}
-	for _, ts := range md.Tasks {
-		if ts.Kind != checkpoint.KindNone {
-			had[ts.Stage] = true
-		}
-	}
-	have := map[string]bool{}
-	for i := range j.spec.Stages {
-		s := &j.spec.Stages[i]
-		have[s.Name] = true
-		if s.Keyed() && !had[s.Name] {
-			j.log.Info("stage is not in the savepoint: it starts with empty state", "stage", s.Name, "savepoint", sp.Name)
-		}
-	}
-	for _, name := range slices.Sorted(maps.Keys(had)) {
-		if !have[name] {
-			j.log.Warn("the savepoint holds state of a stage the pipeline no longer has; it is not restored", "stage", name, "savepoint", sp.Name)
-		}
-	}
 }

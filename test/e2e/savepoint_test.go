@@ -101,7 +101,7 @@ func TestSavepointRescaleAddStage(t *testing.T) {
 	if l, ok := e.FindLog("restoring from savepoint"); !ok || l.Str("savepoint") != "before-rescale" {
 		t.Errorf("no log line restoring from savepoint before-rescale")
 	}
-	if l, ok := e.FindLog("stage is not in the savepoint: it starts with empty state"); !ok || l.Str("stage") != "per_site" {
+	if l, ok := e.FindLog("stage is new in the configuration: it starts with empty state"); !ok || l.Str("stage") != "per_site" {
 		t.Errorf("the new stage per_site was not logged as starting empty")
 	}
 	if r := e.Checkpoints().Latest.Restored; r == nil || r.ID != spID || !r.IsSavepoint || r.ExternalPath != dir || r.Source != "savepoint" {
