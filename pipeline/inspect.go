@@ -236,7 +236,7 @@ func (in *Inspection) inspectTask(taskDir, scratch, name string, ts checkpoint.T
 			tmap[k] = append(tmap[k], t.Timestamp)
 			s := size(t.KeyGroup)
 			s.Timers++
-			n := int64(2 + 8 + len(t.Key) + len(t.Namespace)) // as the RocksDB service would store it
+			n := int64(2 + 8 + uvarintLen(uint64(len(t.Key))) + len(t.Key) + len(t.Namespace)) // its RocksDB key
 			s.TimerBytes += n
 			s.Bytes += n
 		}
@@ -374,4 +374,9 @@ func decodeKeyAny(k string) ([]string, error) {
 		n++
 	}
 	return decodeKey(k, n)
+}
+
+func uvarintLen(v uint64) int {
+	var b [binary.MaxVarintLen64]byte
+	return binary.PutUvarint(b[:], v)
 }
