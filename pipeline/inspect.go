@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"math"
 	"os"
 	"path/filepath"
@@ -145,7 +146,7 @@ func InspectCheckpointDir(dir string, o InspectOptions) (*Inspection, error) {
 		plans[s.Name] = p
 	}
 	if o.Stage != "" && plans[o.Stage] == nil {
-		return nil, fmt.Errorf("no keyed stage named %q in the configuration (keyed stages: %s)", o.Stage, strings.Join(slices.Sorted(mapsKeys(plans)), ", "))
+		return nil, fmt.Errorf("no keyed stage named %q in the configuration (keyed stages: %s)", o.Stage, strings.Join(slices.Sorted(maps.Keys(plans)), ", "))
 	}
 	scratch, err := os.MkdirTemp(o.Scratch, "eddy-inspect-")
 	if err != nil {
@@ -168,16 +169,6 @@ func InspectCheckpointDir(dir string, o InspectOptions) (*Inspection, error) {
 		}
 	}
 	return in, nil
-}
-
-func mapsKeys[V any](m map[string]V) func(func(string) bool) {
-	return func(yield func(string) bool) {
-		for k := range m {
-			if !yield(k) {
-				return
-			}
-		}
-	}
 }
 
 func (in *Inspection) inspectTask(taskDir, scratch, name string, ts checkpoint.TaskState, plan *aggPlan, o InspectOptions) error {
@@ -298,13 +289,7 @@ func (in *Inspection) inspectTask(taskDir, scratch, name string, ts checkpoint.T
 	if err := it.Err(); err != nil {
 		return err
 	}
-	for _, kg := range slices.Sorted(func(yield func(uint16) bool) {
-		for k := range sizes {
-			if !yield(k) {
-				return
-			}
-		}
-	}) {
+	for _, kg := range slices.Sorted(maps.Keys(sizes)) {
 		in.KeyGroups = append(in.KeyGroups, *sizes[kg])
 	}
 	in.Tasks = append(in.Tasks, ti)

@@ -110,7 +110,7 @@ func TestStateInspect(t *testing.T) {
 			}
 
 			e.Stop()
-			stopped := e.inspect(t, "--checkpoint", fmt.Sprint(id))
+			stopped := e.inspect(t, "--checkpoint", fmt.Sprint(id), "--data-dir", e.DataDir)
 			a, _ := json.Marshal(running)
 			b, _ := json.Marshal(stopped)
 			if string(a) != string(b) {
