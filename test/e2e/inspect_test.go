@@ -105,6 +105,7 @@ func TestStateInspect(t *testing.T) {
 			if err != nil || !strings.Contains(table, one) || !strings.Contains(table, "WINDOW START") {
 				t.Errorf("table for --key %s: %v\n%s", one, err, table)
 			}
+			t.Logf("eddy state inspect --key %s:\n%s", one, table)
 			if out, err := e.Command("state", "inspect", "--config", e.ConfigPath, "--savepoint", "nope"); err == nil || !strings.Contains(out, `no savepoint named "nope"`) {
 				t.Errorf("--savepoint nope: %v, %q; want an error naming it", err, out)
 			}
