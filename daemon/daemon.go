@@ -316,14 +316,7 @@ func (d *Daemon) jobSpec() pipeline.JobSpec {
 			Receiving: d.receiving(s.Name),
 		})
 	}
-	for _, st := range c.Pipeline.Stages {
-		ps := pipeline.StageSpec{Name: st.Name, UID: st.UID, From: st.From, Filter: st.Filter, Map: st.Map,
-			KeyBy: st.KeyBy, Aggregates: st.Aggregate}
-		if w := st.Window; w != nil {
-			ps.Window = &pipeline.WindowSpec{Type: w.Type, Size: w.Size, Slide: w.Slide, Gap: w.Gap, AllowedLateness: w.AllowedLateness}
-		}
-		spec.Stages = append(spec.Stages, ps)
-	}
+	spec.Stages = StageSpecs(c)
 	for _, s := range c.Sinks {
 		ss := pipeline.SinkSpec{Name: s.Name, From: s.From, DeadLetters: s.DeadLetters, Sink: d.sinks[s.Name],
 			Spool: d.spoolSpec(s.Name, int64(s.Spool.MaxSize))}
@@ -468,4 +461,18 @@ func (d *Daemon) closeAll() error {
 	}
 	errs = append(errs, d.lock.Release())
 	return errors.Join(errs...)
+}
+
+// StageSpecs translates the configured stages into pipeline stages.
+func StageSpecs(c *config.Config) []pipeline.StageSpec {
+	var out []pipeline.StageSpec
+	for _, st := range c.Pipeline.Stages {
+		ps := pipeline.StageSpec{Name: st.Name, UID: st.UID, From: st.From, Filter: st.Filter, Map: st.Map,
+			KeyBy: st.KeyBy, Aggregates: st.Aggregate}
+		if w := st.Window; w != nil {
+			ps.Window = &pipeline.WindowSpec{Type: w.Type, Size: w.Size, Slide: w.Slide, Gap: w.Gap, AllowedLateness: w.AllowedLateness}
+		}
+		out = append(out, ps)
+	}
+	return out
 }

@@ -139,11 +139,12 @@ func (c *CF) Name() string { return c.name }
 // the page cache of a file whose write or fsync failed can no longer be
 // trusted; the owner reopens the DB from the last checkpoint instead.
 type DB struct {
-	dir    string
-	log    *slog.Logger
-	fs     fileutil.FS
-	mem    *Memory
-	ownMem bool
+	dir      string
+	log      *slog.Logger
+	fs       fileutil.FS
+	mem      *Memory
+	ownMem   bool
+	readOnly bool // OpenCheckpointReadOnly: Close does not flush
 
 	mu     sync.RWMutex // read: any call; write: Close
 	closed bool
@@ -521,7 +522,7 @@ func (d *DB) Close() error {
 	}
 	d.closed = true
 	err := d.Err()
-	if err == nil {
+	if err == nil && !d.readOnly {
 		err = d.flush()
 	}
 	d.itMu.Lock()

@@ -126,12 +126,29 @@ func (h *heapService) Restore(r io.Reader) error {
 	if err != nil {
 		return fmt.Errorf("timers: read snapshot: %w", err)
 	}
+	ts, err := DecodeSnapshot(data)
+	if err != nil {
+		return err
+	}
+	for _, t := range ts {
+		if h.q.r.Contains(t.KeyGroup) {
+			h.q.add(string(appendKey(nil, t)))
+		}
+	}
+	return nil
+}
+
+// DecodeSnapshot returns every timer of a heap snapshot (what Snapshot
+// writes), in its order: key groups ascending, each in firing order. It
+// checks magic, checksum and structure (ErrCorrupt) and only reads data;
+// Key and Namespace point into it. eddy state inspect uses it.
+func DecodeSnapshot(data []byte) ([]Timer, error) {
 	if len(data) < len(magic)+4 || string(data[:len(magic)]) != string(magic) {
-		return fmt.Errorf("%w: bad header", ErrCorrupt)
+		return nil, fmt.Errorf("%w: bad header", ErrCorrupt)
 	}
 	body, sum := data[:len(data)-4], binary.BigEndian.Uint32(data[len(data)-4:])
 	if crc32.Checksum(body, castagnoli) != sum {
-		return fmt.Errorf("%w: checksum mismatch", ErrCorrupt)
+		return nil, fmt.Errorf("%w: checksum mismatch", ErrCorrupt)
 	}
 	d := decoder{b: body[len(magic):]}
 	var ts []Timer
@@ -151,14 +168,9 @@ func (h *heapService) Restore(r io.Reader) error {
 		}
 	}
 	if d.bad || len(d.b) != 0 {
-		return fmt.Errorf("%w: malformed body", ErrCorrupt)
+		return nil, fmt.Errorf("%w: malformed body", ErrCorrupt)
 	}
-	for _, t := range ts {
-		if h.q.r.Contains(t.KeyGroup) {
-			h.q.add(string(appendKey(nil, t)))
-		}
-	}
-	return nil
+	return ts, nil
 }
 
 // decoder reads a snapshot body; bad sticks on the first error.

@@ -118,6 +118,11 @@ func parseKey(k string) (Timer, error) {
 	}, nil
 }
 
+// DecodeKey decodes a key of the RocksDB timer column family (the
+// encoded timer, docs/state-layout.md); Key and Namespace are fresh
+// copies. eddy state inspect uses it.
+func DecodeKey(k []byte) (Timer, error) { return parseKey(string(k)) }
+
 // less orders encoded timers: timestamp, key group, rest.
 func less(a, b string) bool {
 	if c := strings.Compare(a[2:headLen], b[2:headLen]); c != 0 {
