@@ -292,6 +292,7 @@ func (d *Daemon) jobSpec() pipeline.JobSpec {
 			TolerableFailures: c.Checkpointing.TolerableFailures, NumRetained: c.Checkpointing.NumRetained,
 			Incremental: c.Checkpointing.Incremental, Compression: c.Checkpointing.Compression,
 			LocalRecovery: c.Checkpointing.LocalRecovery, History: c.Checkpointing.History,
+			Unaligned: c.Checkpointing.Unaligned, AlignedTimeout: c.Checkpointing.AlignedTimeout,
 		},
 		Checkpoints: d.store,
 	}

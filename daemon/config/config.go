@@ -337,6 +337,13 @@ type Checkpointing struct {
 	Compression       string        `mapstructure:"compression"` // none | snappy
 	LocalRecovery     bool          `mapstructure:"local_recovery"`
 	History           int           `mapstructure:"history"`
+	// Unaligned: barriers overtake queued batches (Flink's
+	// execution.checkpointing.unaligned.enabled); exactly_once only.
+	Unaligned bool `mapstructure:"unaligned"`
+	// AlignedTimeout: with Unaligned, start aligned and switch to
+	// unaligned after this long (0 = always unaligned; Flink's
+	// aligned-checkpoint-timeout).
+	AlignedTimeout time.Duration `mapstructure:"aligned_timeout"`
 }
 
 // Checkpointing modes.
