@@ -28,6 +28,9 @@ type JobSpec struct {
 	// readings per batch (default 512).
 	ChannelCapacity int
 	BatchSize       int
+	// BatchCost is an artificial cost every keyed subtask pays per batch it
+	// takes in, for benchmarks and tests of back-pressure only (0: none).
+	BatchCost time.Duration
 	// MaxMessageSize: larger payloads are dead-lettered (default 1 MiB).
 	MaxMessageSize int
 	Checkpointing  CheckpointOptions

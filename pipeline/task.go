@@ -494,6 +494,9 @@ func (t *keyedTask) processBatch(b *batch) error {
 	if err := t.op.processBatch(b.events, t.err); err != nil {
 		return err
 	}
+	if c := t.cp.j.spec.BatchCost; c > 0 {
+		time.Sleep(c) // a slow stage, for back-pressure benchmarks
+	}
 	t.m.RecordsIn.Add(int64(len(b.events)))
 	for _, a := range t.align {
 		a.processed += int64(len(b.events))
