@@ -286,6 +286,7 @@ func (d *Daemon) jobSpec() pipeline.JobSpec {
 			WriteCacheEntries: c.State.WriteCacheEntries, MaxBackgroundJobs: c.State.MaxBackgroundJobs,
 			ColumnFamilies: map[string]state.CFOptions{},
 		},
+		BatchCost: testBatchCost(),
 		Checkpointing: pipeline.CheckpointOptions{
 			Interval: c.Checkpointing.Interval, Mode: c.Checkpointing.Mode, Timeout: c.Checkpointing.Timeout,
 			MinPause: c.Checkpointing.MinPause, MaxConcurrent: c.Checkpointing.MaxConcurrent,

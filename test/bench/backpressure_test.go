@@ -33,6 +33,9 @@ func BenchmarkCheckpointBackPressure(b *testing.B) {
 		r := e.start(e.newJob(spec))
 		time.Sleep(measure) // the measured phase: a fixed stretch of back-pressure
 		readings = r.figures().keyedIn
+		for _, t := range r.job.Overview() {
+			b.Logf("unaligned=%v: %s records in %d out %d", unaligned, t.Name, t.RecordsIn, t.RecordsOut)
+		}
 		st := r.job.Stats()
 		r.stop()
 		for _, h := range st.Overview().History {

@@ -34,6 +34,8 @@ type crashVariant struct {
 	forced   []string // failpoints, each forced on one run
 	mqtt     bool     // results over MQTT too (exactly_once only)
 	endKills int      // kills after the end marker
+	stages   string   // more stages after the window stage
+	env      []string // environment of every run
 }
 
 // TestExactlyOnceUnderCrashes publishes a stream in chunks while eddy is
@@ -103,6 +105,26 @@ func TestExactlyOnceUnderCrashes(t *testing.T) {
 		window: "{type: sliding, size: 10s, slide: 5s}", ow: oracle.Window{Type: "sliding", Size: 10000, Slide: 5000}, ooo: 2 * time.Second,
 		cfg:    config{Parallelism: 2, Interval: "300ms", MinPause: "50ms", Mode: "at_least_once"},
 		chunks: 10, endKills: 1,
+	}, {
+		// Unaligned checkpoints under sustained back-pressure: both keyed
+		// stages are slower than the input (EDDY_TEST_BATCH_COST), so
+		// barriers overtake full channels and checkpoints carry in-flight
+		// data, into the first stage and from it into the second.
+		name: "tumbling unaligned two keyed stages back-pressured",
+		opts: simulate.Options{
+			Devices: 16, Sites: 4, Count: 16000, Interval: 10 * time.Millisecond, Start: streamStart,
+			Disorder: time.Second, Seed: int64(seed) + 3, EndMarker: true,
+		},
+		window: "{type: tumbling, size: 5s}", ow: oracle.Window{Type: "tumbling", Size: 5000}, ooo: 2 * time.Second,
+		cfg: config{
+			Parallelism: 2, MaxParallelism: 32, Interval: "200ms", MinPause: "50ms",
+			Checkpointing: "  unaligned: true\n",
+			ExtraSinks:    "  - name: sites\n    from: per_site\n    file:\n      path: site-results.jsonl\n      max_size: 0\n",
+		},
+		stages: "    - name: per_site\n      from: per_device\n      key_by: [site]\n      window: {type: tumbling, size: 15s}\n      aggregate:\n        total: \"sum(count)\"\n",
+		env:    []string{"EDDY_TEST_BATCH_COST=3ms"},
+		chunks: 10, endKills: 1,
+		forced: []string{"checkpoint-sync=3", "after-metadata=2"},
 	}}
 	for _, v := range variants {
 		t.Run(v.name, func(t *testing.T) { runCrashLoop(t, v, seed) })
@@ -114,7 +136,7 @@ func runCrashLoop(t *testing.T, v crashVariant, seed uint64) {
 	b := startBroker(t)
 	f := newFeeder(t, b, "e2e-feeder")
 	c := v.cfg
-	c.Stages, c.ResultsFrom = windowStages(v.window), "per_device"
+	c.Stages, c.ResultsFrom = windowStages(v.window)+v.stages, "per_device"
 	c.Sources = []source{{Name: "readings", OOO: v.ooo.String()}}
 	e := newEddy(t, b, c)
 	var sub *subscriber
@@ -144,7 +166,7 @@ func runCrashLoop(t *testing.T, v crashVariant, seed uint64) {
 		if st.whileDown {
 			f.MustSend(t, chunk)
 		}
-		var env []string
+		env := v.env
 		if st.failpoint != "" {
 			env = append(env, "EDDY_FAILPOINTS="+st.failpoint)
 		}
@@ -214,7 +236,7 @@ func runCrashLoop(t *testing.T, v crashVariant, seed uint64) {
 	// and publishes them, then let the last run finish.
 	f.MustSend(t, s.end())
 	for i := range v.endKills {
-		p := e.StartReady()
+		p := e.StartReady(v.env...)
 		d := time.Duration(rng.IntN(400)) * time.Millisecond
 		time.Sleep(d)
 		if p.Exited() {
@@ -224,7 +246,7 @@ func runCrashLoop(t *testing.T, v crashVariant, seed uint64) {
 		kills++
 		t.Logf("end marker run %d: killed %v after ready", i+1, d)
 	}
-	e.StartReady()
+	e.StartReady(v.env...)
 	want := oracle.Compute(toOracle(s.good), v.ow, windowAggs, closeAt(s.endTS, v.ooo))
 	got := e.waitResults("per_device", []string{"site", "device"}, want)
 	compareResults(t, "results file", got, want, windowAggs)
