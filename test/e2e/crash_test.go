@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/eddy-stream/eddy/daemon"
+	"github.com/eddy-stream/eddy/pipeline"
 	"github.com/eddy-stream/eddy/simulate"
 	"github.com/eddy-stream/eddy/test/eddytest"
 	"github.com/eddy-stream/eddy/test/oracle"
@@ -36,6 +37,9 @@ type crashVariant struct {
 	endKills int      // kills after the end marker
 	stages   string   // more stages after the window stage
 	env      []string // environment of every run
+	// persisted: some checkpoint must have stored in-flight data
+	// (unaligned, back-pressured).
+	persisted bool
 }
 
 // TestExactlyOnceUnderCrashes publishes a stream in chunks while eddy is
@@ -122,8 +126,8 @@ func TestExactlyOnceUnderCrashes(t *testing.T) {
 			ExtraSinks:    "  - name: sites\n    from: per_site\n    file:\n      path: site-results.jsonl\n      max_size: 0\n",
 		},
 		stages: "    - name: per_site\n      from: per_device\n      key_by: [site]\n      window: {type: tumbling, size: 15s}\n      aggregate:\n        total: \"sum(count)\"\n",
-		env:    []string{"EDDY_TEST_BATCH_COST=3ms"},
-		chunks: 10, endKills: 1,
+		env:    []string{"EDDY_TEST_BATCH_COST=10ms"},
+		chunks: 10, endKills: 1, persisted: true,
 		forced: []string{"checkpoint-sync=3", "after-metadata=2"},
 	}}
 	for _, v := range variants {
@@ -161,6 +165,7 @@ func runCrashLoop(t *testing.T, v crashVariant, seed uint64) {
 	body := s.body()
 	fired := map[string]int{}
 	kills := 0
+	var persisted int64 // the most in-flight bytes a checkpoint stored
 	for i, st := range steps {
 		chunk := body[i*len(body)/v.chunks : (i+1)*len(body)/v.chunks]
 		if st.whileDown {
@@ -218,6 +223,7 @@ func runCrashLoop(t *testing.T, v crashVariant, seed uint64) {
 		if p.Exited() && st.failpoint == "" {
 			t.Fatalf("run %d ended by itself: %v\n%s", i+1, p.ExitErr(), eddytest.Tail(p.LogPath, 40))
 		}
+		persisted = max(persisted, e.persistedData())
 		e.Kill()
 		kills++
 		if err := <-sent; err != nil {
@@ -251,6 +257,12 @@ func runCrashLoop(t *testing.T, v crashVariant, seed uint64) {
 	got := e.waitResults("per_device", []string{"site", "device"}, want)
 	compareResults(t, "results file", got, want, windowAggs)
 	summary := fmt.Sprintf("results file: %d lines, %d duplicates", got.Lines, got.Dups)
+	if v.persisted {
+		if persisted = max(persisted, e.persistedData()); persisted == 0 {
+			t.Errorf("no checkpoint stored in-flight data: not back-pressured, or unaligned checkpoints not taken")
+		}
+		summary += fmt.Sprintf("; at most %d in-flight bytes persisted by a checkpoint", persisted)
+	}
 
 	if sub != nil {
 		// MQTT delivery is at least once: the same ids, identical contents.
@@ -265,4 +277,14 @@ func runCrashLoop(t *testing.T, v crashVariant, seed uint64) {
 		t.Errorf("%d dead letters, want none; the first: %+v", len(dead), dead[0])
 	}
 	t.Logf("%d kills (failpoints fired: %v); %d readings, %d windows; %s", kills, fired, len(s.good), len(want), summary)
+}
+
+// persistedData is the most in-flight data (bytes) a checkpoint of the
+// running eddy persisted; 0 when it does not answer.
+func (e *eddy) persistedData() int64 {
+	var o pipeline.CheckpointsOverview
+	if err := e.GetJSON("/api/v1/checkpoints", &o); err != nil {
+		return 0
+	}
+	return o.Summary.PersistedData.Max
 }
