@@ -190,7 +190,7 @@ func (t *keyedTask) goUnaligned(a *alignState, cases []reflect.SelectCase, ended
 	for i, ch := range t.inputs {
 		a.persist[i] = !ended[i] && !a.seen[i]
 		a.inWM[i] = minWatermark
-		if !ended[i] {
+		if !ended[i] && !t.alignedBlocks(i, a) {
 			cases[i].Chan = reflect.ValueOf(ch) // blocked while aligning
 		}
 	}
@@ -200,6 +200,17 @@ func (t *keyedTask) goUnaligned(a *alignState, cases []reflect.SelectCase, ended
 	}
 	a.pend = s
 	return t.tryAlign(a.barrier, a, cases, ended)
+}
+
+// alignedBlocks reports whether another alignment than a, still aligned,
+// holds input i blocked (more than one checkpoint in flight).
+func (t *keyedTask) alignedBlocks(i int, a *alignState) bool {
+	for _, o := range t.align {
+		if o != a && !o.snapped && o.seen[i] {
+			return true
+		}
+	}
+	return false
 }
 
 // inFlight accounts element e of input in to the alignments in progress:

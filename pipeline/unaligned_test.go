@@ -168,3 +168,24 @@ func TestChannelStateFile(t *testing.T) {
 		})
 	}
 }
+
+// TestAlignedTimeoutNotReached: with an aligned_timeout that is never
+// reached, checkpoints under back-pressure stay aligned.
+func TestAlignedTimeoutNotReached(t *testing.T) {
+	h := newHarness(t, true)
+	h.appendReadings(genReadings(4000, 13, 5))
+	spec := h.spec(2, WindowSpec{Type: "tumbling", Size: 5 * time.Second})
+	spec.Checkpointing.Unaligned, spec.Checkpointing.AlignedTimeout = true, time.Hour
+	spec.Checkpointing.History, spec.Checkpointing.NumRetained = 1000, 1000
+	spec.Sources[0].Parallelism = 2
+	spec.BatchCost, spec.ChannelCapacity = 2*time.Millisecond, 2
+	job := h.run(spec, func() bool { ids, _ := h.store.Completed(); return len(ids) >= 3 })
+	if n := len(withChannelState(h.store)); n > 0 {
+		t.Errorf("%d checkpoints stored in-flight data", n)
+	}
+	for _, c := range job.Stats().Overview().History {
+		if c.Status == StatusCompleted && (c.CheckpointType != "CHECKPOINT" || c.PersistedData != 0) {
+			t.Errorf("checkpoint %d: type %s, persisted %d", c.ID, c.CheckpointType, c.PersistedData)
+		}
+	}
+}
