@@ -268,6 +268,7 @@ func (d *Daemon) handleCheckpointConfig(w http.ResponseWriter, _ *http.Request) 
 		CheckpointStorage:          "FileSystemCheckpointStorage:" + d.layout.Checkpoints(),
 		TolerableFailedCheckpoints: c.TolerableFailures, Incremental: c.Incremental,
 		LocalRecovery: c.LocalRecovery, Compression: c.Compression, NumRetained: c.NumRetained,
+		UnalignedCheckpoints: c.Unaligned, AlignedCheckpointTimeout: c.AlignedTimeout.Milliseconds(),
 	})
 }
 

@@ -63,6 +63,9 @@ func (j *Job) openSubtasks(n *stageNode) error {
 			// (1489 outputs) in about 1 run of 3, for a reason not found yet.
 			noPreAgg: true,
 		}
+		if err := j.restoreChannelState(t); err != nil {
+			return err
+		}
 		if snap := j.restored[name]; snap != nil {
 			t.wm, t.op.wm = snap.Watermark, snap.Watermark
 			t.m.Watermark.Store(snap.Watermark)
@@ -94,6 +97,7 @@ type taskCtx struct {
 	m  *TaskMetrics
 	dl *deadLetters
 	cp *cpTask
+	ov *overtake // source tasks in unaligned mode
 }
 
 func (j *Job) newTaskCtx(m *TaskMetrics, vertex string, index int) *taskCtx {
@@ -166,6 +170,9 @@ func (j *Job) buildSource(s *SourceSpec, start SourceStart) error {
 		name := "source-" + strings.ReplaceAll(key, "/", "-")
 		m := newTaskMetrics(name, "source")
 		tc := j.newTaskCtx(m, "source-"+s.Name, sub)
+		if j.unalignedMode() {
+			tc.ov = &overtake{}
+		}
 		kids, err := j.children(tc, s.Name, true)
 		if err != nil {
 			return err
@@ -175,7 +182,7 @@ func (j *Job) buildSource(s *SourceSpec, start SourceStart) error {
 			ps: newParser(s, j.spec.MaxMessageSize), maxTS: minWatermark, wm: minWatermark,
 			ooo: s.EventTime.MaxOutOfOrderness.Milliseconds(), abort: j.abort, cp: tc.cp,
 			idleAfter: s.EventTime.IdleTimeout, progress: progress,
-			box: clock.NewBoxClock(j.spec.Clock), advance: s.EventTime.IdleAdvance,
+			box: clock.NewBoxClock(j.spec.Clock), advance: s.EventTime.IdleAdvance, ov: tc.ov,
 		}
 		var ok bool
 		if t.from, ok = start[s.Name]; !ok {
@@ -277,8 +284,15 @@ func (j *Job) newShuffle(tc *taskCtx, n *stageNode) *shuffleNode {
 	}
 	for _, t := range n.tasks {
 		ch := make(chan element, j.spec.ChannelCapacity)
+		if j.unalignedMode() {
+			sh.addLane(t, len(t.inputs))
+		}
 		t.inputs = append(t.inputs, ch)
 		sh.outs = append(sh.outs, ch)
+	}
+	if tc.ov != nil {
+		sh.ov = tc.ov
+		tc.ov.shuffles = append(tc.ov.shuffles, sh)
 	}
 	return sh
 }

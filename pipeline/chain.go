@@ -173,6 +173,7 @@ type shuffleNode struct {
 	keyParts  []string
 	keyBuf    []byte
 	lastKey   string // the previous reading's key: readings of one device come in runs
+	announcer
 }
 
 func (n *shuffleNode) collect(r *Reading) error {
@@ -242,11 +243,19 @@ func (n *shuffleNode) send(i int, e element) error {
 	}
 	t := time.Now()
 	defer func() { n.m.BackPressuredNanos.Add(time.Since(t).Nanoseconds()) }()
-	select {
-	case n.outs[i] <- e:
-		return nil
-	case <-n.abort:
-		return errAborted
+	trig := n.ov.armed()
+	for {
+		select {
+		case n.outs[i] <- e:
+			return nil
+		case b := <-trig:
+			trig = nil
+			if err := n.ov.fire(b); err != nil {
+				return err
+			}
+		case <-n.abort:
+			return errAborted
+		}
 	}
 }
 
@@ -273,6 +282,9 @@ func (n *shuffleNode) idle(wm int64) error {
 }
 
 func (n *shuffleNode) barrier(b *Barrier) error {
+	if err := n.announce(b, n.abort); err != nil {
+		return err
+	}
 	return n.broadcast(element{kind: elemBarrier, barrier: b})
 }
 

@@ -294,6 +294,11 @@ func (c *coordinator) complete(p *pendingCheckpoint) {
 				ts.MaxAsyncDuration = max(ts.MaxAsyncDuration, sub.Checkpoint.Async)
 				ts.ProcessedData += sub.Alignment.Processed
 				cs.ProcessedData += sub.Alignment.Processed
+				ts.PersistedData += sub.Alignment.Persisted
+				cs.PersistedData += sub.Alignment.Persisted
+				if sub.Unaligned {
+					cs.CheckpointType = "UNALIGNED_CHECKPOINT"
+				}
 			}
 			ts.EndToEndDuration = ts.LatestAckTimestamp - cs.TriggerTimestamp
 		}

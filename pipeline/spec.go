@@ -29,6 +29,9 @@ type JobSpec struct {
 	// readings per batch (default 512).
 	ChannelCapacity int
 	BatchSize       int
+	// BatchCost is an artificial cost every keyed subtask pays per batch it
+	// takes in, for benchmarks and tests of back-pressure only (0: none).
+	BatchCost time.Duration
 	// MaxMessageSize: larger payloads are dead-lettered (default 1 MiB).
 	MaxMessageSize int
 	Checkpointing  CheckpointOptions
@@ -110,6 +113,15 @@ type CheckpointOptions struct {
 	Compression       string // none | snappy (full snapshots only)
 	LocalRecovery     bool
 	History           int
+	// Unaligned: barriers overtake the batches queued in the channels
+	// between tasks; what they overtake is stored with the checkpoint as
+	// channel state (docs/checkpoint-format.md) and processed first on
+	// restore. Exactly-once only.
+	Unaligned bool
+	// AlignedTimeout, with Unaligned: a keyed task starts aligning and
+	// switches to unaligned once this long has passed since the trigger
+	// (0: unaligned from the start).
+	AlignedTimeout time.Duration
 }
 
 // exactlyOnce reports whether sinks stage output until checkpoints complete.

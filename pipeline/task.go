@@ -74,6 +74,9 @@ type sourceTask struct {
 	// the box's clock allows (idle_advance).
 	advance bool
 	box     *clock.BoxClock
+	// ov, in unaligned mode, lets a trigger reach the source while it is
+	// blocked on a full channel (unaligned.go).
+	ov *overtake
 }
 
 // idleTick is how often an idle source with idle_advance passes on the
@@ -168,6 +171,9 @@ func (t *sourceTask) run(ctx context.Context) (err error) {
 		// Take the notification channel before reading: a sync that lands
 		// after the last read below closes it, so the wait cannot miss it.
 		notify, sibling, resumed := t.spec.Log.Notify(), t.progress.wait(), t.cp.j.spoolResumed()
+		if t.ov != nil && r.Offset() >= t.settle {
+			t.ov.trigger = t.trigger
+		}
 		n := 0
 		for ; n < readBatch && t.mayRead(r.Offset()); n++ {
 			err := r.Next(&rec)
@@ -184,6 +190,16 @@ func (t *sourceTask) run(ctx context.Context) (err error) {
 			if err := t.ps.parse(&rec, t.emit, t.dl); err != nil {
 				return err
 			}
+			if t.ov != nil && t.ov.pending != nil {
+				b := t.ov.pending
+				t.ov.pending, t.ov.trigger = nil, nil
+				if err := t.checkpoint(b, r.Offset()); err != nil {
+					return err
+				}
+			}
+		}
+		if t.ov != nil {
+			t.ov.trigger = nil
 		}
 		t.m.Offset.Store(int64(r.Offset()))
 		trigger := t.trigger
@@ -348,6 +364,7 @@ type keyedTask struct {
 	cp       *cpTask
 	align    map[int64]*alignState
 	heap     bool // timers on the heap: snapshot them in the sync phase
+	unaligned
 }
 
 // alignState tracks barrier id across the inputs of a keyed task.
@@ -356,7 +373,8 @@ type alignState struct {
 	first     time.Time
 	seen      []bool
 	count     int
-	processed int64
+	processed int64 // bytes taken in during the alignment
+	unalignedCP
 }
 
 func (t *keyedTask) onResult(res *Result) {
@@ -423,11 +441,15 @@ func (t *keyedTask) forEachDownstream(f func(c collector) error) error {
 func (t *keyedTask) run(ctx context.Context) error {
 	ended := make([]bool, len(t.inputs))
 	live := len(t.inputs)
-	cases := make([]reflect.SelectCase, len(t.inputs)+1)
+	cases := make([]reflect.SelectCase, len(t.inputs)+3)
 	for i, ch := range t.inputs {
 		cases[i] = reflect.SelectCase{Dir: reflect.SelectRecv, Chan: reflect.ValueOf(ch)}
 	}
 	cases[len(t.inputs)] = reflect.SelectCase{Dir: reflect.SelectRecv, Chan: reflect.ValueOf(t.abort)}
+	cases[len(t.inputs)+1] = reflect.SelectCase{Dir: reflect.SelectRecv, Chan: reflect.ValueOf(t.prio)}
+	if err := t.replayChannelState(); err != nil {
+		return err
+	}
 	t.idleWM = make([]int64, len(t.inputs))
 	for i := range t.idleWM {
 		t.idleWM[i] = minWatermark
@@ -437,18 +459,53 @@ func (t *keyedTask) run(ctx context.Context) error {
 			e  element
 			in int
 		)
+		if t.prio != nil {
+			select { // announced barriers overtake queued batches
+			case p := <-t.prio:
+				if err := t.announced(p, cases, ended); err != nil {
+					return err
+				}
+				continue
+			default:
+			}
+		}
 		if len(t.inputs) == 1 {
 			select {
 			case e = <-t.inputs[0]:
 			case <-t.abort:
 				return errAborted
+			case p := <-t.prio:
+				if err := t.announced(p, cases, ended); err != nil {
+					return err
+				}
+				continue
+			case <-t.timerC:
+				if err := t.alignTimeout(cases, ended); err != nil {
+					return err
+				}
+				continue
 			}
 		} else {
+			cases[len(t.inputs)+2] = reflect.SelectCase{Dir: reflect.SelectRecv, Chan: reflect.ValueOf(t.timerC)}
 			i, v, _ := reflect.Select(cases)
-			if i == len(t.inputs) {
+			switch i {
+			case len(t.inputs):
 				return errAborted
+			case len(t.inputs) + 1:
+				if err := t.announced(v.Interface().(prioBarrier), cases, ended); err != nil {
+					return err
+				}
+				continue
+			case len(t.inputs) + 2:
+				if err := t.alignTimeout(cases, ended); err != nil {
+					return err
+				}
+				continue
 			}
 			in, e = i, v.Interface().(element)
+		}
+		if len(t.align) > 0 {
+			t.inFlight(in, &e)
 		}
 		switch e.kind {
 		case elemData:
@@ -498,10 +555,10 @@ func (t *keyedTask) processBatch(b *batch) error {
 	if err := t.op.processBatch(b.events, t.err); err != nil {
 		return err
 	}
-	t.m.RecordsIn.Add(int64(len(b.events)))
-	for _, a := range t.align {
-		a.processed += int64(len(b.events))
+	if c := t.cp.j.spec.BatchCost; c > 0 {
+		time.Sleep(c) // a slow stage, for back-pressure benchmarks
 	}
+	t.m.RecordsIn.Add(int64(len(b.events)))
 	t.pool.put(b)
 	return nil
 }
@@ -518,6 +575,13 @@ func (t *keyedTask) onBarrier(in int, b *Barrier, cases []reflect.SelectCase, en
 	if !a.seen[in] {
 		a.seen[in] = true
 		a.count++
+	}
+	if a.snapped {
+		a.persist[in] = false // what follows is after the upstream's snapshot
+		return t.tryAlign(b, a, cases, ended)
+	}
+	if t.unalignedNow(a) {
+		return t.goUnaligned(a, cases, ended)
 	}
 	exactly := t.cp.j.spec.Checkpointing.Mode != "at_least_once"
 	if exactly && len(t.inputs) > 1 {
@@ -537,7 +601,11 @@ func (t *keyedTask) tryAlign(b *Barrier, a *alignState, cases []reflect.SelectCa
 	}
 	exactly := t.cp.j.spec.Checkpointing.Mode != "at_least_once"
 	delete(t.align, b.ID)
+	t.doneID = max(t.doneID, b.ID)
 	alignDur := time.Since(a.first)
+	if a.snapped {
+		return t.finishUnaligned(b, a, alignDur)
+	}
 	if exactly {
 		for i, ch := range t.inputs {
 			if !ended[i] {
@@ -554,6 +622,37 @@ func (t *keyedTask) tryAlign(b *Barrier, a *alignState, cases []reflect.SelectCa
 // The file listing, checksums and the task state file are written in the
 // asynchronous phase.
 func (t *keyedTask) checkpoint(b *Barrier, first time.Time, alignDur time.Duration, processed int64) error {
+	s, err := t.syncSnapshot(b)
+	if err != nil {
+		return err
+	}
+	s.base.stats.StartDelay = max(0, first.UnixMilli()-b.Timestamp)
+	s.base.stats.Alignment = AlignmentFig{Duration: alignDur.Milliseconds(), Processed: processed}
+	return t.snapshotAsync(b, s)
+}
+
+// syncSnap is a synchronous phase done, its asynchronous phase to come.
+type syncSnap struct {
+	snap *taskSnapshot
+	base taskAck
+	t0   time.Time
+	sync time.Duration
+	pre  func(dir string) error
+}
+
+func (t *keyedTask) snapshotAsync(b *Barrier, s *syncSnap) error {
+	t.cp.async(b, s.snap, s.base, s.t0, s.sync, s.pre)
+	if errors.Is(s.base.err, state.ErrFailed) {
+		// The checkpoint is reported failed above; the DB is not called
+		// again, so the task ends the job, which the daemon rebuilds from
+		// the last completed checkpoint.
+		return s.base.err
+	}
+	return nil
+}
+
+// syncSnapshot is the synchronous phase; it passes the barrier on.
+func (t *keyedTask) syncSnapshot(b *Barrier) (*syncSnap, error) {
 	t0 := time.Now()
 	opts := &t.cp.j.spec.Checkpointing
 	base := taskAck{state: checkpoint.TaskState{
@@ -562,7 +661,7 @@ func (t *keyedTask) checkpoint(b *Barrier, first time.Time, alignDur time.Durati
 	snap := &taskSnapshot{Watermark: t.wm, InputWatermarks: slices.Clone(t.inWM)}
 	err := t.op.flush()
 	if err != nil {
-		return err // the cache could not be written: the task's state is in doubt
+		return nil, err // the cache could not be written: the task's state is in doubt
 	}
 	var pre func(dir string) error
 	if opts.Incremental && !b.Savepoint {
@@ -593,19 +692,10 @@ func (t *keyedTask) checkpoint(b *Barrier, first time.Time, alignDur time.Durati
 		snap.HeapTimers = buf.Bytes()
 	}
 	if err := t.forEachDownstream(func(c collector) error { return c.barrier(b) }); err != nil {
-		return err
+		return nil, err
 	}
 	snap.Staged = t.cp.stagedState()
-	base.stats.StartDelay = max(0, first.UnixMilli()-b.Timestamp)
-	base.stats.Alignment = AlignmentFig{Duration: alignDur.Milliseconds(), Processed: processed}
-	t.cp.async(b, snap, base, t0, time.Since(t0), pre)
-	if errors.Is(base.err, state.ErrFailed) {
-		// The checkpoint is reported failed above; the DB is not called
-		// again, so the task ends the job, which the daemon rebuilds from
-		// the last completed checkpoint.
-		return base.err
-	}
-	return nil
+	return &syncSnap{snap: snap, base: base, t0: t0, sync: time.Since(t0), pre: pre}, nil
 }
 
 // onWatermark takes input in's watermark; the task's watermark is the

@@ -361,6 +361,13 @@ type Checkpointing struct {
 	// AllowNonRestoredState: a restore drops the state of keyed stages the
 	// configuration no longer has instead of refusing to start.
 	AllowNonRestoredState bool `mapstructure:"allow_non_restored_state"`
+	// Unaligned: barriers overtake queued batches (Flink's
+	// execution.checkpointing.unaligned.enabled); exactly_once only.
+	Unaligned bool `mapstructure:"unaligned"`
+	// AlignedTimeout: with Unaligned, start aligned and switch to
+	// unaligned after this long (0 = always unaligned; Flink's
+	// aligned-checkpoint-timeout).
+	AlignedTimeout time.Duration `mapstructure:"aligned_timeout"`
 }
 
 // Checkpointing modes.

@@ -19,6 +19,8 @@ func TestEnvOverrides(t *testing.T) {
 	t.Setenv("EDDY_MQTT_BROKER", "embedded")
 	t.Setenv("EDDY_MQTT_TLS_INSECURE_SKIP_VERIFY", "") // empty = unset
 	t.Setenv("EDDY_UPLOAD_BANDWIDTH", "1048576")
+	t.Setenv("EDDY_CHECKPOINTING_UNALIGNED", "true")
+	t.Setenv("EDDY_CHECKPOINTING_ALIGNED_TIMEOUT", "3s")
 
 	c := mustLoad(t, withSections(t, "pipeline:\n  parallelism: 2\n  stages:\n    - {name: v, filter: 'true'}\nsinks:\n  - {name: out, from: v, file: {path: out.jsonl}}"))
 	checks := []struct {
@@ -33,6 +35,8 @@ func TestEnvOverrides(t *testing.T) {
 		{"state.memory.write_buffer_ratio", c.State.Memory.WriteBufferRatio, 0.25},
 		{"mqtt.broker", c.MQTT.Broker, "embedded"},
 		{"upload.bandwidth", c.Upload.Bandwidth, MiB},
+		{"checkpointing.unaligned", c.Checkpointing.Unaligned, true},
+		{"checkpointing.aligned_timeout", c.Checkpointing.AlignedTimeout, 3 * time.Second},
 		{"pipeline.parallelism (file, untouched)", c.Pipeline.Parallelism, 2},
 	}
 	for _, ck := range checks {

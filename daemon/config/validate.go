@@ -674,6 +674,13 @@ func (c *Config) validateCheckpointing(ck *checker) {
 	ck.intMin("checkpointing.num_retained", p.NumRetained, 1)
 	ck.oneOf("checkpointing.compression", p.Compression, "none", "snappy")
 	ck.intMin("checkpointing.history", p.History, 1)
+	if p.Unaligned && p.Mode == AtLeastOnce {
+		ck.add("checkpointing.unaligned", "must be false with checkpointing.mode: at_least_once (unaligned checkpoints are exactly_once only, as in Flink)")
+	}
+	ck.durNonNeg("checkpointing.aligned_timeout", p.AlignedTimeout)
+	if p.AlignedTimeout > 0 && !p.Unaligned {
+		ck.add("checkpointing.aligned_timeout", "must be 0 unless checkpointing.unaligned is true (got %s)", p.AlignedTimeout)
+	}
 }
 
 func (c *Config) validateUpload(ck *checker) {

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/eddy-stream/eddy/daemon"
+	"github.com/eddy-stream/eddy/pipeline"
 	"github.com/eddy-stream/eddy/simulate"
 	"github.com/eddy-stream/eddy/test/eddytest"
 	"github.com/eddy-stream/eddy/test/oracle"
@@ -34,6 +35,11 @@ type crashVariant struct {
 	forced   []string // failpoints, each forced on one run
 	mqtt     bool     // results over MQTT too (exactly_once only)
 	endKills int      // kills after the end marker
+	stages   string   // more stages after the window stage
+	env      []string // environment of every run
+	// persisted: some checkpoint must have stored in-flight data
+	// (unaligned, back-pressured).
+	persisted bool
 }
 
 // TestExactlyOnceUnderCrashes publishes a stream in chunks while eddy is
@@ -103,6 +109,26 @@ func TestExactlyOnceUnderCrashes(t *testing.T) {
 		window: "{type: sliding, size: 10s, slide: 5s}", ow: oracle.Window{Type: "sliding", Size: 10000, Slide: 5000}, ooo: 2 * time.Second,
 		cfg:    config{Parallelism: 2, Interval: "300ms", MinPause: "50ms", Mode: "at_least_once"},
 		chunks: 10, endKills: 1,
+	}, {
+		// Unaligned checkpoints under sustained back-pressure: both keyed
+		// stages are slower than the input (EDDY_TEST_BATCH_COST), so
+		// barriers overtake full channels and checkpoints carry in-flight
+		// data, into the first stage and from it into the second.
+		name: "tumbling unaligned two keyed stages back-pressured",
+		opts: simulate.Options{
+			Devices: 16, Sites: 4, Count: 16000, Interval: 10 * time.Millisecond, Start: streamStart,
+			Disorder: time.Second, Seed: int64(seed) + 3, EndMarker: true,
+		},
+		window: "{type: tumbling, size: 5s}", ow: oracle.Window{Type: "tumbling", Size: 5000}, ooo: 2 * time.Second,
+		cfg: config{
+			Parallelism: 2, MaxParallelism: 32, Interval: "200ms", MinPause: "50ms",
+			Checkpointing: "  unaligned: true\n",
+			ExtraSinks:    "  - name: sites\n    from: per_site\n    file:\n      path: site-results.jsonl\n      max_size: 0\n",
+		},
+		stages: "    - name: per_site\n      from: per_device\n      key_by: [site]\n      window: {type: tumbling, size: 15s}\n      aggregate:\n        total: \"sum(count)\"\n",
+		env:    []string{"EDDY_TEST_BATCH_COST=10ms"},
+		chunks: 10, endKills: 1, persisted: true,
+		forced: []string{"checkpoint-sync=3", "after-metadata=2"},
 	}}
 	for _, v := range variants {
 		t.Run(v.name, func(t *testing.T) { runCrashLoop(t, v, seed) })
@@ -114,7 +140,7 @@ func runCrashLoop(t *testing.T, v crashVariant, seed uint64) {
 	b := startBroker(t)
 	f := newFeeder(t, b, "e2e-feeder")
 	c := v.cfg
-	c.Stages, c.ResultsFrom = windowStages(v.window), "per_device"
+	c.Stages, c.ResultsFrom = windowStages(v.window)+v.stages, "per_device"
 	c.Sources = []source{{Name: "readings", OOO: v.ooo.String()}}
 	e := newEddy(t, b, c)
 	var sub *subscriber
@@ -139,12 +165,13 @@ func runCrashLoop(t *testing.T, v crashVariant, seed uint64) {
 	body := s.body()
 	fired := map[string]int{}
 	kills := 0
+	var persisted int64 // the most in-flight bytes a checkpoint stored
 	for i, st := range steps {
 		chunk := body[i*len(body)/v.chunks : (i+1)*len(body)/v.chunks]
 		if st.whileDown {
 			f.MustSend(t, chunk)
 		}
-		var env []string
+		env := v.env
 		if st.failpoint != "" {
 			env = append(env, "EDDY_FAILPOINTS="+st.failpoint)
 		}
@@ -196,6 +223,7 @@ func runCrashLoop(t *testing.T, v crashVariant, seed uint64) {
 		if p.Exited() && st.failpoint == "" {
 			t.Fatalf("run %d ended by itself: %v\n%s", i+1, p.ExitErr(), eddytest.Tail(p.LogPath, 40))
 		}
+		persisted = max(persisted, e.persistedData())
 		e.Kill()
 		kills++
 		if err := <-sent; err != nil {
@@ -214,7 +242,7 @@ func runCrashLoop(t *testing.T, v crashVariant, seed uint64) {
 	// and publishes them, then let the last run finish.
 	f.MustSend(t, s.end())
 	for i := range v.endKills {
-		p := e.StartReady()
+		p := e.StartReady(v.env...)
 		d := time.Duration(rng.IntN(400)) * time.Millisecond
 		time.Sleep(d)
 		if p.Exited() {
@@ -224,11 +252,20 @@ func runCrashLoop(t *testing.T, v crashVariant, seed uint64) {
 		kills++
 		t.Logf("end marker run %d: killed %v after ready", i+1, d)
 	}
-	e.StartReady()
+	e.StartReady(v.env...)
 	want := oracle.Compute(toOracle(s.good), v.ow, windowAggs, closeAt(s.endTS, v.ooo))
 	got := e.waitResults("per_device", []string{"site", "device"}, want)
 	compareResults(t, "results file", got, want, windowAggs)
 	summary := fmt.Sprintf("results file: %d lines, %d duplicates", got.Lines, got.Dups)
+	if v.stages != "" {
+		summary += "; " + checkSiteStage(t, e, want, closeAt(s.endTS, v.ooo))
+	}
+	if v.persisted {
+		if persisted = max(persisted, e.persistedData()); persisted == 0 {
+			t.Errorf("no checkpoint stored in-flight data: not back-pressured, or unaligned checkpoints not taken")
+		}
+		summary += fmt.Sprintf("; at most %d in-flight bytes persisted by a checkpoint", persisted)
+	}
 
 	if sub != nil {
 		// MQTT delivery is at least once: the same ids, identical contents.
@@ -243,4 +280,35 @@ func runCrashLoop(t *testing.T, v crashVariant, seed uint64) {
 		t.Errorf("%d dead letters, want none; the first: %+v", len(dead), dead[0])
 	}
 	t.Logf("%d kills (failpoints fired: %v); %d readings, %d windows; %s", kills, fired, len(s.good), len(want), summary)
+}
+
+// persistedData is the most in-flight data (bytes) a checkpoint of the
+// running eddy persisted; 0 when it does not answer.
+func (e *eddy) persistedData() int64 {
+	var o pipeline.CheckpointsOverview
+	if err := e.GetJSON("/api/v1/checkpoints", &o); err != nil {
+		return 0
+	}
+	return o.Summary.PersistedData.Max
+}
+
+// checkSiteStage checks the second keyed stage of the unaligned variant
+// (per_site: 15 s tumbling sums of per_device counts, in site-results.jsonl)
+// against the oracle over the oracle's per_device results.
+func checkSiteStage(t *testing.T, e *eddy, first map[string]oracle.Result, until int64) string {
+	t.Helper()
+	var in2 []oracle.Reading
+	for _, r := range first {
+		site, _, _ := strings.Cut(r.Key, "|")
+		in2 = append(in2, oracle.Reading{Key: site, TS: r.End - 1, Vals: r.Values})
+	}
+	aggs := []oracle.Agg{{Name: "total", Fn: "sum", Field: "count"}}
+	want := oracle.Compute(in2, oracle.Window{Type: "tumbling", Size: 15000}, aggs, until)
+	var got *resultSet
+	eddytest.Poll(resultsTimeout, 50*time.Millisecond, func() bool {
+		got = e.readResultsFrom("site-results.jsonl", "per_site", []string{"site"})
+		return got.Missing(want) == 0
+	})
+	compareResults(t, "per_site", got, want, aggs)
+	return fmt.Sprintf("per_site: %d windows, %d lines", len(want), got.Lines)
 }
