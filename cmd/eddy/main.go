@@ -21,7 +21,7 @@ func main() {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(runCmd(), validateCmd(), simulateCmd(), versionCmd(), reloadCmd(), checkpointCmd(), checkpointsCmd(), restoreCmd())
+	root.AddCommand(runCmd(), validateCmd(), simulateCmd(), versionCmd(), reloadCmd(), checkpointCmd(), checkpointsCmd(), restoreCmd(), planCmd())
 	if err := root.Execute(); err != nil {
 		code := 1
 		var ec interface{ ExitCode() int }
