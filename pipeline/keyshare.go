@@ -21,4 +21,3 @@ func KeyGroup(fields map[string]any, keyBy []string, maxP int) (uint16, bool) {
 	}
 	return keygroup.Of(encodeKey(nil, parts), maxP), true
 }
-

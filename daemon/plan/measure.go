@@ -103,8 +103,8 @@ func (s *resultSink) Write(_ context.Context, outs []sink.Output) error {
 		if kg, ok := pipeline.KeyGroup(m, s.keyBy, s.maxP); ok {
 			s.kgs[kg]++
 		}
-		if w, ok := m["window_end"]; ok {
-			s.windows[fmt.Sprint(w)]++
+		if w, ok := m["window_end"].(float64); ok {
+			s.windows[strconv.FormatFloat(w, 'f', -1, 64)]++
 		}
 	}
 	return nil
@@ -238,20 +238,34 @@ func Measure(ctx context.Context, o Options) (*Report, error) {
 		return nil, err
 	}
 	rep.Max = maxFigures(el, f, tasks)
-	rep.Skew = skew(cfg, tasks, results)
-	rep.Windows = windows(results)
 	if st := job.Stats(); st != nil {
 		rep.Checkpointing.Completed = st.Overview().Counts.Completed
 	}
-	var md *checkpoint.Metadata
 	if store != nil {
+		// A checkpoint of everything replayed, for phase 2; in exactly-once
+		// mode it also releases the last results to the sinks.
 		sctx, cancel := context.WithTimeout(ctx, time.Minute)
-		_, cerr := job.StopWithCheckpoint(sctx)
+		id, cerr := job.TriggerCheckpoint(sctx)
 		cancel()
 		if cerr != nil {
-			o.Log.Warn("plan: final checkpoint failed", "err", cerr)
+			o.Log.Warn("plan: checkpoint failed", "err", cerr)
+		} else {
+			t := time.NewTicker(20 * time.Millisecond)
+			for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); <-t.C {
+				done := true
+				for _, ss := range job.SinkStates() {
+					done = done && ss.PublishedUpTo >= id
+				}
+				if done {
+					break
+				}
+			}
+			t.Stop()
 		}
 	}
+	rep.Windows = windows(results)
+	rep.Skew = skew(cfg, tasks, results)
+	var md *checkpoint.Metadata
 	if err := r.Stop(); err != nil {
 		return nil, err
 	}
