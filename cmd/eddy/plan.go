@@ -44,7 +44,7 @@ live headroom (unless --no-save).`,
 			o.Config, o.Input, o.Scratch, o.Keep = cfg, input, scratch, keep
 			if sim > 0 {
 				o.Simulate = &simulate.Options{Devices: 500, Sites: 10, Batch: perMsg, Count: sim,
-					Interval: 400 * time.Microsecond, Seed: 1}
+					Interval: 40 * time.Microsecond, Seed: 1}
 				// Event times end now, as a live stream's would: with
 				// event_time.idle_advance an old stream would all be late.
 				o.Simulate.Start = time.Now().Add(-time.Duration(sim) * o.Simulate.Interval).Truncate(time.Millisecond)
