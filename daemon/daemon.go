@@ -322,7 +322,7 @@ func (d *Daemon) buildJob() (*pipeline.Job, error) {
 		if err != nil {
 			return nil, err
 		}
-		restoreSeconds.Set(time.Since(t0).Seconds())
+		observeRestore(time.Since(t0))
 		return job, nil
 	}
 	return pipeline.NewJob(spec, nil, d.log.With("component", "pipeline"))

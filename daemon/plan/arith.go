@@ -50,9 +50,9 @@ func DiskFull(free int64, bytesPerSecond float64) float64 {
 	return math.Max(0, float64(free)) / bytesPerSecond
 }
 
-// finite turns +Inf into -1 for JSON, which has no infinity: -1 reads
+// Finite turns +Inf into -1 for JSON, which has no infinity: -1 reads
 // "never" in the report, the API and /metrics.
-func finite(v float64) float64 {
+func Finite(v float64) float64 {
 	if math.IsInf(v, 0) || math.IsNaN(v) {
 		return -1
 	}

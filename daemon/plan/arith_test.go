@@ -43,7 +43,7 @@ func TestHeadroomRideOutDiskFull(t *testing.T) {
 	if got := DiskFull(1<<20, 1024); got != 1024 {
 		t.Errorf("DiskFull = %v", got)
 	}
-	if finite(math.Inf(1)) != -1 || finite(3) != 3 {
+	if Finite(math.Inf(1)) != -1 || Finite(3) != 3 {
 		t.Error("finite")
 	}
 }

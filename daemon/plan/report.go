@@ -120,10 +120,10 @@ func (r *Report) derive() {
 		r.Live.ReadingsPerSecond = r.Live.MessagesPerSecond * float64(r.Max.Readings) / float64(r.Max.Messages)
 	}
 	max, live := r.Max.ReadingsPerSecond, r.Live.ReadingsPerSecond
-	r.Headroom = finite(Headroom(max, live))
-	r.CatchUpSeconds = finite(CatchUp(r.Recovery.RestoreSeconds, r.Checkpointing.IntervalSeconds, max, live))
-	r.IngestLog.RideOutSeconds = finite(RideOut(r.IngestLog.MaxSize, r.IngestLog.Used, r.Live.BytesPerSecond))
-	r.Disk.FullInSeconds = finite(DiskFull(r.Disk.Free, r.Live.BytesPerSecond))
+	r.Headroom = Finite(Headroom(max, live))
+	r.CatchUpSeconds = Finite(CatchUp(r.Recovery.RestoreSeconds, r.Checkpointing.IntervalSeconds, max, live))
+	r.IngestLog.RideOutSeconds = Finite(RideOut(r.IngestLog.MaxSize, r.IngestLog.Used, r.Live.BytesPerSecond))
+	r.Disk.FullInSeconds = Finite(DiskFull(r.Disk.Free, r.Live.BytesPerSecond))
 	add := func(fig string, ok bool, change string) {
 		a := Advice{Figure: fig, OK: ok}
 		if !ok {
