@@ -139,4 +139,3 @@ func TestWebCharts(t *testing.T) {
 		}
 	}
 }
-
