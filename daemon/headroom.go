@@ -19,7 +19,10 @@ import (
 
 // lastRestore is the restore time of this eddy's last start, in ns (0:
 // none yet); observeRestore sets it with eddy_restore_duration_seconds.
-var lastRestore atomic.Int64
+// startToReady is the time from New to READY=1 of this process (the
+// notifier sets it), which holds the restore and everything before it:
+// the recovery a crash now would cost, but for the exec.
+var lastRestore, startToReady atomic.Int64
 
 func observeRestore(d time.Duration) {
 	restoreSeconds.Set(d.Seconds())
@@ -35,8 +38,9 @@ type HeadroomOverview struct {
 	LiveReadingsPerSecond float64   `json:"live_readings_per_second"`
 	LiveBytesPerSecond    float64   `json:"live_bytes_per_second"`
 	Ratio                 float64   `json:"ratio"`
-	// RestoreSeconds is this eddy's restore at its last start
-	// (RestoreFrom "this start"), else the plan's ("plan").
+	// RestoreSeconds is this eddy's recovery at its start: from New to
+	// READY=1, restore included (RestoreFrom "this start"), else the
+	// plan's restore ("plan").
 	RestoreSeconds       float64 `json:"restore_seconds"`
 	RestoreFrom          string  `json:"restore_from"`
 	CatchUpSeconds       float64 `json:"predicted_catchup_seconds"`
@@ -79,7 +83,7 @@ func (d *Daemon) headroom() *HeadroomOverview {
 	}
 	h := &HeadroomOverview{PlanTime: rep.Time, MaxReadingsPerSecond: rep.Max.ReadingsPerSecond,
 		RestoreSeconds: rep.Recovery.RestoreSeconds, RestoreFrom: "plan"}
-	if ns := lastRestore.Load(); ns > 0 {
+	if ns := max(startToReady.Load(), lastRestore.Load()); ns > 0 {
 		h.RestoreSeconds, h.RestoreFrom = time.Duration(ns).Seconds(), "this start"
 	}
 	h.LiveReadingsPerSecond = d.notify.health().Rate

@@ -35,7 +35,7 @@ func TestHeadroomFromLatestPlan(t *testing.T) {
 	if h == nil || h.MaxReadingsPerSecond != 5000 || h.Ratio != -1 || h.IngestRideOutSeconds != -1 || h.DiskFullInSeconds != -1 {
 		t.Fatalf("headroom: %+v", h)
 	}
-	if lastRestore.Load() == 0 && (h.RestoreFrom != "plan" || h.CatchUpSeconds != 1.5) {
+	if lastRestore.Load() == 0 && startToReady.Load() == 0 && (h.RestoreFrom != "plan" || h.CatchUpSeconds != 1.5) {
 		t.Errorf("catch-up without input: %+v", h)
 	}
 	rec = httptest.NewRecorder()

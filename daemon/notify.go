@@ -111,6 +111,7 @@ func (n *notifier) statusNow() {
 }
 
 func (n *notifier) ready() {
+	startToReady.Store(int64(time.Since(n.d.start)))
 	n.send(sd.SdNotifyReady, "STATUS="+n.statusLine())
 }
 

@@ -51,7 +51,10 @@ type Options struct {
 	// LiveRate is the live input in messages/s, overriding what the
 	// ingest log's timestamps say (0: from the log).
 	LiveRate float64
-	Log      *slog.Logger
+	// LiveReadings is the live input in readings/s as the running eddy
+	// reports it (GET /api/v1/overview), used when LiveRate is 0.
+	LiveReadings float64
+	Log          *slog.Logger
 }
 
 // Nice lowers the priority of every thread of this process to nice 10:
@@ -150,7 +153,7 @@ func Measure(ctx context.Context, o Options) (*Report, error) {
 	if len(rec) == 0 {
 		return nil, errors.New("plan: nothing to replay (the ingest log is empty; use --input or --simulate)")
 	}
-	liveFromLog(rep, rec, o.LiveRate)
+	liveFromLog(rep, rec, o.LiveRate, o.LiveReadings)
 
 	layout := datadir.New(filepath.Join(scratch, "data"))
 	lg, err := ingestlog.Open(ingestlog.Options{Dir: layout.Ingest(src.Name), SegmentSize: 64 << 20, MaxSize: 1 << 40,
@@ -465,10 +468,16 @@ func appendAll(lg *ingestlog.Log, rs []ingestlog.Record) error {
 
 // liveFromLog sets the live input rate from the arrival timestamps of the
 // recorded messages (or from override, in messages/s).
-func liveFromLog(rep *Report, rec []ingestlog.Record, override float64) {
+func liveFromLog(rep *Report, rec []ingestlog.Record, override, readings float64) {
 	var bytes int64
 	for _, r := range rec {
 		bytes += int64(len(r.Topic) + len(r.Payload) + 16)
+	}
+	rep.bytesPerMsg = float64(bytes) / float64(len(rec))
+	if override <= 0 && readings > 0 {
+		rep.Live.Source = "running eddy (GET /api/v1/overview)"
+		rep.Live.ReadingsPerSecond = readings
+		return // messages/s and bytes/s follow in derive
 	}
 	if override > 0 {
 		rep.Live.Source = "--live-rate"

@@ -57,6 +57,8 @@ type Report struct {
 	Skew    Skew     `json:"skew"`
 	Windows Windows  `json:"windows"`
 	Advice  []Advice `json:"advice"`
+
+	bytesPerMsg float64 // of the replayed input, with framing
 }
 
 // Max is the highest sustainable input: the replay flat out.
@@ -116,8 +118,13 @@ type Advice struct {
 // derive computes the figures that follow from the measured ones and the
 // advice.
 func (r *Report) derive() {
-	if r.Max.Messages > 0 {
+	switch {
+	case r.Max.Readings <= 0 || r.Max.Messages <= 0:
+	case r.Live.MessagesPerSecond > 0:
 		r.Live.ReadingsPerSecond = r.Live.MessagesPerSecond * float64(r.Max.Readings) / float64(r.Max.Messages)
+	case r.Live.ReadingsPerSecond > 0:
+		r.Live.MessagesPerSecond = r.Live.ReadingsPerSecond * float64(r.Max.Messages) / float64(r.Max.Readings)
+		r.Live.BytesPerSecond = r.Live.MessagesPerSecond * r.bytesPerMsg
 	}
 	max, live := r.Max.ReadingsPerSecond, r.Live.ReadingsPerSecond
 	r.Headroom = Finite(Headroom(max, live))
