@@ -33,6 +33,7 @@ func (d *Daemon) openHTTP() error {
 	mux.HandleFunc("GET /api/v1/upload", d.handleUpload)
 	mux.HandleFunc("POST /api/v1/reload", d.handleReload)
 	mux.HandleFunc("GET /api/v1/history", d.handleHistory)
+	mux.HandleFunc("GET /api/v1/plan", d.handlePlan)
 	mux.Handle("GET /metrics", promhttp.HandlerFor(d.registry(), promhttp.HandlerOpts{}))
 	mux.Handle("GET /", web.Handler())
 	policy := newAccessPolicy(d.cfg.HTTP.Listen, d.token)
@@ -122,6 +123,9 @@ type Overview struct {
 	// Broker is the MQTT broker's own count of dropped messages
 	// (daemon/broker.go); absent until Run watches it.
 	Broker *BrokerOverview `json:"broker,omitempty"`
+	// Headroom is the latest `eddy plan` against the live input
+	// (daemon/headroom.go); absent before the first plan.
+	Headroom *HeadroomOverview `json:"headroom,omitempty"`
 }
 
 func (d *Daemon) overview() Overview {
@@ -179,6 +183,7 @@ func (d *Daemon) handleOverview(w http.ResponseWriter, _ *http.Request) {
 	h := d.notify.health()
 	o.Stalled, o.RecordsPerSecond, o.BackPressure, o.TaskRates = h.Stalled, h.Rate, h.BackPressure, h.Tasks
 	o.Status = d.notify.statusLine()
+	o.Headroom = d.headroom()
 	writeJSON(w, http.StatusOK, o)
 }
 

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/eddy-stream/eddy/daemon/config"
+	"github.com/eddy-stream/eddy/daemon/plan"
 	"github.com/eddy-stream/eddy/pipeline"
 	"github.com/eddy-stream/eddy/pipeline/ingest"
 	"github.com/eddy-stream/eddy/pipeline/mqttio"
@@ -276,56 +277,22 @@ func (d *Daemon) receiving(name string) func() bool {
 	}
 }
 
-// jobSpec translates the configuration into a pipeline.JobSpec.
-// Checkpoint timing comes from the running configuration, so that values
-// applied by a reload survive a job restart.
+// jobSpec translates the configuration into a pipeline.JobSpec
+// (plan.JobSpec, shared with `eddy plan`). Checkpoint timing comes from the
+// running configuration, so that values applied by a reload survive a job
+// restart.
 func (d *Daemon) jobSpec() pipeline.JobSpec {
 	c := d.running()
-	spec := pipeline.JobSpec{
-		Name: c.ApplianceID, Parallelism: c.Pipeline.EffectiveParallelism(), MaxParallelism: c.Pipeline.MaxParallelism,
-		FS: d.fs, OnSpoolFull: d.setSpoolFull,
-		State: pipeline.StateSpec{
-			Dir: d.layout.State(), Memory: d.memory, Timers: c.State.Timers,
-			WriteCacheEntries: c.State.WriteCacheEntries, MaxBackgroundJobs: c.State.MaxBackgroundJobs,
-			ColumnFamilies: map[string]state.CFOptions{},
-		},
-		BatchCost: testBatchCost(),
-		Checkpointing: pipeline.CheckpointOptions{
-			Interval: c.Checkpointing.Interval, Mode: c.Checkpointing.Mode, Timeout: c.Checkpointing.Timeout,
-			MinPause: c.Checkpointing.MinPause, MaxConcurrent: c.Checkpointing.MaxConcurrent,
-			TolerableFailures: c.Checkpointing.TolerableFailures, NumRetained: c.Checkpointing.NumRetained,
-			Incremental: c.Checkpointing.Incremental, Compression: c.Checkpointing.Compression,
-			LocalRecovery: c.Checkpointing.LocalRecovery, History: c.Checkpointing.History,
-			Unaligned: c.Checkpointing.Unaligned, AlignedTimeout: c.Checkpointing.AlignedTimeout,
-		},
-		Checkpoints:           d.store,
-		Savepoints:            d.savepointStore(),
-		AllowNonRestoredState: c.Checkpointing.AllowNonRestoredState || d.allowNonRestored,
-	}
-	for name, cf := range c.State.ColumnFamilies {
-		spec.State.ColumnFamilies[name] = state.CFOptions{
-			WriteBufferSize: int64(cf.WriteBufferSize), MaxWriteBufferNumber: cf.MaxWriteBufferNumber,
-			ArenaBlockSize: int64(cf.ArenaBlockSize), Compression: cf.Compression,
-		}
-	}
-	for _, s := range c.Sources {
-		spec.Sources = append(spec.Sources, pipeline.SourceSpec{
-			Name: s.Name, Parallelism: s.EffectiveParallelism(), Log: d.logs[s.Name], TopicFields: s.TopicFields,
-			EventTime: pipeline.EventTimeSpec{
-				Field: s.EventTime.Field, Format: s.EventTime.Format, MaxOutOfOrderness: s.EventTime.MaxOutOfOrderness,
-				IdleTimeout: s.EventTime.IdleTimeout, IdleAdvance: s.EventTime.IdleAdvance, MaxFuture: s.EventTime.MaxFuture,
-			},
-			Receiving: d.receiving(s.Name),
-		})
-	}
-	spec.Stages = StageSpecs(c)
-	for _, s := range c.Sinks {
-		ss := pipeline.SinkSpec{Name: s.Name, From: s.From, DeadLetters: s.DeadLetters, Sink: d.sinks[s.Name],
-			Spool: d.spoolSpec(s.Name, int64(s.Spool.MaxSize))}
-		if s.MQTT != nil {
-			ss.Topic = s.MQTT.Topic
-		}
-		spec.Sinks = append(spec.Sinks, ss)
+	spec := plan.JobSpec(c, plan.Resources{
+		StateDir: d.layout.State(), Memory: d.memory, Store: d.store, FS: d.fs,
+		Logs: d.logs, Sinks: d.sinks, Receiving: d.receiving,
+	})
+	spec.OnSpoolFull = d.setSpoolFull
+	spec.BatchCost = testBatchCost()
+	spec.Savepoints = d.savepointStore()
+	spec.AllowNonRestoredState = c.Checkpointing.AllowNonRestoredState || d.allowNonRestored
+	for i, s := range c.Sinks {
+		spec.Sinks[i].Spool = d.spoolSpec(s.Name, int64(s.Spool.MaxSize))
 	}
 	return spec
 }
@@ -373,7 +340,7 @@ func (d *Daemon) buildJob() (*pipeline.Job, error) {
 		if err != nil {
 			return nil, err
 		}
-		restoreSeconds.Set(time.Since(t0).Seconds())
+		observeRestore(time.Since(t0))
 		return job, nil
 	}
 	return pipeline.NewJob(spec, nil, d.log.With("component", "pipeline"))
@@ -466,15 +433,4 @@ func (d *Daemon) closeAll() error {
 }
 
 // StageSpecs translates the configured stages into pipeline stages.
-func StageSpecs(c *config.Config) []pipeline.StageSpec {
-	var out []pipeline.StageSpec
-	for _, st := range c.Pipeline.Stages {
-		ps := pipeline.StageSpec{Name: st.Name, UID: st.UID, From: st.From, Filter: st.Filter, Map: st.Map,
-			KeyBy: st.KeyBy, Aggregates: st.Aggregate}
-		if w := st.Window; w != nil {
-			ps.Window = &pipeline.WindowSpec{Type: w.Type, Size: w.Size, Slide: w.Slide, Gap: w.Gap, AllowedLateness: w.AllowedLateness}
-		}
-		out = append(out, ps)
-	}
-	return out
-}
+func StageSpecs(c *config.Config) []pipeline.StageSpec { return plan.StageSpecs(c) }

@@ -30,6 +30,8 @@ type historyPoint struct {
 	in, out      float64 // records/s read by the sources, emitted by the keyed tasks
 	backPressure float64 // busiest task's share of time waiting on a full channel, 0..1
 	wmLagMs      float64 // now − the lowest task watermark
+	headroom     float64 // the latest plan's maximum ÷ the live input (headroom.go)
+	hasHeadroom  bool
 	running      bool
 	hasWatermark bool
 }
@@ -76,8 +78,11 @@ type History struct {
 	BackPressure []*float64 `json:"back_pressure"`
 	// WatermarkLag is the wall clock minus the lowest task watermark, in
 	// milliseconds, never below 0.
-	WatermarkLag []*float64       `json:"watermark_lag_ms"`
-	Checkpoints  CheckpointSeries `json:"checkpoints"`
+	WatermarkLag []*float64 `json:"watermark_lag_ms"`
+	// Headroom is the latest `eddy plan` maximum ÷ the live input rate;
+	// null before a plan or without input.
+	Headroom    []*float64       `json:"headroom"`
+	Checkpoints CheckpointSeries `json:"checkpoints"`
 }
 
 // CheckpointSeries holds the completed checkpoints of the statistics
@@ -102,7 +107,8 @@ func (h *history) snapshot() History {
 	defer h.mu.Unlock()
 	out := History{StepMs: historyStep.Milliseconds(), SpanMs: historySpan.Milliseconds(),
 		Time: make([]int64, 0, h.n), RecordsIn: make([]*float64, 0, h.n), RecordsOut: make([]*float64, 0, h.n),
-		BackPressure: make([]*float64, 0, h.n), WatermarkLag: make([]*float64, 0, h.n)}
+		BackPressure: make([]*float64, 0, h.n), WatermarkLag: make([]*float64, 0, h.n),
+		Headroom: make([]*float64, 0, h.n)}
 	val := func(ok bool, v float64) *float64 {
 		if !ok {
 			return nil
@@ -117,6 +123,7 @@ func (h *history) snapshot() History {
 		out.RecordsOut = append(out.RecordsOut, val(p.running, p.out))
 		out.BackPressure = append(out.BackPressure, val(p.running, p.backPressure))
 		out.WatermarkLag = append(out.WatermarkLag, val(p.running && p.hasWatermark, p.wmLagMs))
+		out.Headroom = append(out.Headroom, val(p.running && p.hasHeadroom, p.headroom))
 	}
 	return out
 }
@@ -171,6 +178,9 @@ func (d *Daemon) sampleHistory(now time.Time) historyPoint {
 		if t.Watermark != nil && (!p.hasWatermark || *t.Watermark < lowest) {
 			lowest, p.hasWatermark = *t.Watermark, true
 		}
+	}
+	if hr := d.headroom(); hr != nil && hr.Ratio >= 0 {
+		p.headroom, p.hasHeadroom = hr.Ratio, true
 	}
 	if p.hasWatermark {
 		p.wmLagMs = float64(max(0, now.UnixMilli()-lowest))

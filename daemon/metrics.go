@@ -36,7 +36,7 @@ func (d *Daemon) registry() *prometheus.Registry {
 	r.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	r.MustRegister(jobRestarts, brokenCheckpoints, restoreSeconds, fsyncSeconds)
 	r.MustRegister(&collector{d: d})
-	r.MustRegister(brokerCollector{d: d})
+	r.MustRegister(brokerCollector{d: d}, headroomCollector{d: d})
 	if d.uploadCollector != nil {
 		r.MustRegister(d.uploadCollector)
 	}

@@ -111,6 +111,7 @@ func (n *notifier) statusNow() {
 }
 
 func (n *notifier) ready() {
+	startToReady.Store(int64(time.Since(n.d.start)))
 	n.send(sd.SdNotifyReady, "STATUS="+n.statusLine())
 }
 
@@ -241,6 +242,9 @@ func (n *notifier) snapshot(now time.Time, o Overview) statusSnapshot {
 		h := n.health()
 		s.Stalled, s.StalledFor, s.Waiting = h.Stalled, h.StalledFor, h.Waiting
 		s.Rate, s.BackPressure = h.Rate, h.BackPressure
+		if hr := d.headroom(); hr != nil && hr.Ratio > 0 {
+			s.Headroom = hr.Ratio
+		}
 		if st := job.Stats(); st != nil {
 			s.Checkpointing = true
 			if id, at, ok := st.LatestCompleted(); ok {

@@ -15,7 +15,7 @@ import (
 //
 //	STALLED for 45s with 12k messages waiting · …
 //	ingest log failed: readings · MQTT disconnected · ingest log full, intake paused · uplink down ·
-//	checkpoint 46 2s ago · backlog 0 · 950 rec/s · back-pressure 12% · remote 45 lag 5s
+//	checkpoint 46 2s ago · backlog 0 · 950 rec/s · back-pressure 12% · headroom 4.2× · remote 45 lag 5s
 
 // statusSnapshot is everything the STATUS= line says, read at one instant.
 type statusSnapshot struct {
@@ -53,6 +53,9 @@ type statusSnapshot struct {
 	Backlog      int64
 	Rate         float64 // records per second read by the sources (5 s average)
 	BackPressure float64 // 0..1, the largest share of time a task waited on a full channel
+	// Headroom is the latest plan's maximum ÷ the live input
+	// (daemon/headroom.go); 0: no plan or no input.
+	Headroom float64
 
 	Uplink *uplinkStatus // nil: upload is off
 }
@@ -143,6 +146,9 @@ func composeStatus(s statusSnapshot) string {
 		if bp := s.BackPressure * 100; bp >= 1 {
 			add("back-pressure %.0f%%", bp)
 		}
+		if s.Headroom > 0 {
+			add("headroom %.1f×", s.Headroom)
+		}
 	}
 	if u := s.Uplink; u != nil {
 		switch {
@@ -162,7 +168,7 @@ func composeStatus(s statusSnapshot) string {
 // of a backlog): a change of s.stable() is a change that matters, sent at
 // once; the rest is refreshed every statusEvery.
 func (s statusSnapshot) stable() string {
-	s.StalledFor, s.CheckpointAge, s.RestoredAge, s.Rate, s.BackPressure = 0, 0, 0, 0, 0
+	s.StalledFor, s.CheckpointAge, s.RestoredAge, s.Rate, s.BackPressure, s.Headroom = 0, 0, 0, 0, 0, 0
 	s.Waiting = min(s.Waiting, 1)
 	s.Backlog = min(s.Backlog, 1)
 	if s.Uplink != nil {

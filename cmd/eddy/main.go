@@ -22,7 +22,7 @@ func main() {
 		SilenceErrors: true,
 	}
 	root.AddCommand(runCmd(), validateCmd(), simulateCmd(), versionCmd(), reloadCmd(), checkpointCmd(), checkpointsCmd(), restoreCmd(),
-		savepointCmd(), savepointsCmd(), stateCmd())
+		savepointCmd(), savepointsCmd(), stateCmd(), planCmd())
 	if err := root.Execute(); err != nil {
 		code := 1
 		var ec interface{ ExitCode() int }

@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/eddy-stream/eddy/daemon/plan"
 	"github.com/eddy-stream/eddy/pipeline"
 	"github.com/eddy-stream/eddy/pipeline/sink"
 	"github.com/eddy-stream/eddy/simulate"
@@ -22,7 +23,6 @@ import (
 	"github.com/eddy-stream/eddy/storage/fileutil"
 	"github.com/eddy-stream/eddy/storage/ingestlog"
 	"github.com/eddy-stream/eddy/storage/state"
-	"github.com/eddy-stream/eddy/test/eddytest"
 )
 
 // countSink is the in-process sink of the replay benchmarks: it counts what
@@ -220,13 +220,12 @@ func (e *env) appendRaw(topic string, payloads [][]byte) {
 	}
 }
 
-// running is a started job.
+// running is a started job: the pipeline replay of daemon/plan, which
+// `eddy plan` measures with.
 type running struct {
-	e      *env
-	job    *pipeline.Job
-	cancel context.CancelFunc
-	done   chan error
-	start  time.Time
+	e *env
+	*plan.Replay
+	job *pipeline.Job
 }
 
 func (e *env) newJob(spec pipeline.JobSpec) *pipeline.Job {
@@ -239,50 +238,20 @@ func (e *env) newJob(spec pipeline.JobSpec) *pipeline.Job {
 }
 
 func (e *env) start(job *pipeline.Job) *running {
-	ctx, cancel := context.WithCancel(context.Background())
-	r := &running{e: e, job: job, cancel: cancel, done: make(chan error, 1), start: time.Now()}
-	go func() { r.done <- job.Run(ctx) }()
+	r := &running{e: e, Replay: plan.StartReplay(job), job: job}
 	e.b.Cleanup(r.stopQuiet)
 	return r
 }
 
-// figures sums task counters.
-type figures struct {
-	srcMsgs, srcRecords, keyedIn, dead, late int64
-}
-
-func (r *running) figures() figures {
-	var f figures
-	for _, t := range r.job.Overview() {
-		switch t.Kind {
-		case "source":
-			f.srcMsgs += t.MessagesIn
-			f.srcRecords += t.RecordsIn
-		case "keyed":
-			f.keyedIn += t.RecordsIn
-		}
-		f.dead += t.DeadLetters
-		f.late += t.LateEvents
-	}
-	return f
-}
+func (r *running) figures() plan.Figures { return r.Figures() }
 
 // waitKeyed waits until the keyed tasks have taken in want readings (late
 // and dead-lettered ones count as taken) and returns the time since start.
 func (r *running) waitKeyed(want int64, timeout time.Duration) time.Duration {
 	r.e.b.Helper()
-	ok := eddytest.Poll(timeout, 2*time.Millisecond, func() bool {
-		select {
-		case err := <-r.done:
-			r.e.b.Fatalf("job ended early: %v", err)
-		default:
-		}
-		f := r.figures()
-		return f.keyedIn+f.dead+f.late >= want
-	})
-	el := time.Since(r.start)
-	if !ok {
-		r.e.b.Fatalf("keyed tasks took in %+v of %d readings within %v", r.figures(), want, timeout)
+	el, err := r.Wait(timeout, 2*time.Millisecond, func(f plan.Figures) bool { return f.Processed() >= want })
+	if err != nil {
+		r.e.b.Fatalf("keyed tasks took in %+v of %d readings: %v", r.figures(), want, err)
 	}
 	return el
 }
@@ -290,28 +259,12 @@ func (r *running) waitKeyed(want int64, timeout time.Duration) time.Duration {
 // stop cancels the job, waits for it to drain, and closes it.
 func (r *running) stop() {
 	r.e.b.Helper()
-	if r.cancel == nil {
-		return
-	}
-	r.cancel()
-	r.cancel = nil
-	if err := <-r.done; err != nil {
+	if err := r.Stop(); err != nil {
 		r.e.b.Fatalf("job: %v", err)
-	}
-	if err := r.job.Close(); err != nil {
-		r.e.b.Fatalf("close job: %v", err)
 	}
 }
 
-func (r *running) stopQuiet() {
-	if r.cancel == nil {
-		return
-	}
-	r.cancel()
-	r.cancel = nil
-	<-r.done
-	r.job.Close()
-}
+func (r *running) stopQuiet() { r.Stop() }
 
 // dirSize is the total size of the regular files under dir.
 func dirSize(dir string) int64 {

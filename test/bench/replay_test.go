@@ -53,7 +53,7 @@ func BenchmarkPipelineReplay(b *testing.B) {
 			b.ReportMetric(float64(msgs)/el.Seconds(), "msgs/s")
 			b.ReportMetric(float64(readings), "readings")
 			b.ReportMetric(peakRSSMiB(b, "self"), "peak_rss_MiB")
-			b.ReportMetric(float64(f.dead+f.late), "dead+late")
+			b.ReportMetric(float64(f.Dead+f.Late), "dead+late")
 			b.ReportMetric(float64(e.out.n.Load()), "results")
 			reportLoad(b)
 		})

@@ -183,10 +183,10 @@ func BenchmarkCheckpointSync(b *testing.B) {
 	prof := phaseProfile(b)
 	t0 := time.Now()
 	r.job.SetCheckpointTiming(time.Second, 0)
-	target := f0.keyedIn + updates
+	target := f0.KeyedIn + updates
 	ok := eddytest.Poll(20*time.Minute, 5*time.Millisecond, func() bool {
 		f := r.figures()
-		return f.keyedIn+f.dead+f.late >= target
+		return f.Processed() >= target
 	})
 	el := time.Since(t0)
 	r.job.SetCheckpointTiming(0, 0)
@@ -264,7 +264,7 @@ func BenchmarkCheckpointSize(b *testing.B) {
 				f0 := r.figures()
 				keys := sampleKeys(keysMedium, int(share*keysMedium), uint64(100+i))
 				e.appendUpdates(keys, uint64(i+1)<<32)
-				r.waitKeyed(f0.keyedIn+int64(len(keys)), 10*time.Minute)
+				r.waitKeyed(f0.KeyedIn+int64(len(keys)), 10*time.Minute)
 				d := r.trigger()
 				ck = append(ck, float64(d.CheckpointedSize))
 				st = append(st, float64(d.StateSize))
@@ -350,7 +350,7 @@ func BenchmarkRecovery(b *testing.B) {
 			job := e.newJob(spec)
 			tNew := time.Since(t0)
 			r2 := e.start(job)
-			r2.start = t0
+			r2.Start = t0
 			firstEl := r2.waitKeyed(1, 5*time.Minute)
 			tFirst := time.Now()
 			r2.waitKeyed(tail, 20*time.Minute)

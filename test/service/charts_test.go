@@ -2,17 +2,15 @@ package service
 
 import (
 	"image"
-	"image/color"
-	"image/png"
 	"os"
 	"path/filepath"
-	"regexp"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/eddy-stream/eddy/daemon"
+	page "github.com/eddy-stream/eddy/test/chromium"
 )
 
 // chartColor is a series colour of daemon/web/static/ui/app.js (COLOR).
@@ -100,21 +98,21 @@ func TestWebCharts(t *testing.T) {
 		var boxes map[string]image.Rectangle
 		p.WaitFor(v.frag+" charts drawn with data", 60*time.Second, func() bool {
 			dom := chromium(t, url, "--force-device-scale-factor=1", "--dump-dom", "--screenshot="+path)
-			boxes = chartBoxes(dom)
+			boxes = page.ChartBoxes(dom)
 			for _, c := range v.charts {
 				b, ok := boxes[c.id]
-				if !ok || b.Dx() < 100 || b.Dy() < 50 || chartPoints(dom, c.id) < 2 {
+				if !ok || b.Dx() < 100 || b.Dy() < 50 || page.ChartPoints(dom, c.id) < 2 {
 					return false
 				}
 			}
 			return true
 		})
 		t.Logf("screenshot: %s", path)
-		img := decodePNG(t, path)
+		img := page.DecodePNG(t, path)
 		for _, c := range v.charts {
 			box := boxes[c.id]
 			for _, col := range c.all {
-				n := countColor(img, box, col.rgb)
+				n := page.CountColor(img, box, col.rgb)
 				t.Logf("%s: %s: %d pixels of %s", v.frag, c.id, n, col.name)
 				if n < minSeriesPixels {
 					t.Errorf("%s: %s has %d pixels of the %s series colour in its plotting area %v, want ≥ %d",
@@ -124,7 +122,7 @@ func TestWebCharts(t *testing.T) {
 			if len(c.any) > 0 {
 				total, seen := 0, []string{}
 				for _, col := range c.any {
-					n := countColor(img, box, col.rgb)
+					n := page.CountColor(img, box, col.rgb)
 					total += n
 					seen = append(seen, col.name+"="+strconv.Itoa(n))
 				}
@@ -140,71 +138,4 @@ func TestWebCharts(t *testing.T) {
 			}
 		}
 	}
-}
-
-var (
-	boxRe    = regexp.MustCompile(`id="(chart-[a-z-]+)"[^>]*?data-box="(\d+),(\d+),(\d+),(\d+)"`)
-	pointsRe = regexp.MustCompile(`id="(chart-[a-z-]+)"[^>]*?data-points="(\d+)"`)
-)
-
-// chartBoxes reads each chart's plotting area (page pixels) from the DOM.
-func chartBoxes(dom string) map[string]image.Rectangle {
-	out := map[string]image.Rectangle{}
-	for _, m := range boxRe.FindAllStringSubmatch(dom, -1) {
-		var v [4]int
-		for i := range v {
-			v[i], _ = strconv.Atoi(m[2+i])
-		}
-		out[m[1]] = image.Rect(v[0], v[1], v[0]+v[2], v[1]+v[3])
-	}
-	return out
-}
-
-func chartPoints(dom, id string) int {
-	for _, m := range pointsRe.FindAllStringSubmatch(dom, -1) {
-		if m[1] == id {
-			n, _ := strconv.Atoi(m[2])
-			return n
-		}
-	}
-	return 0
-}
-
-func decodePNG(t *testing.T, path string) image.Image {
-	t.Helper()
-	f, err := os.Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	img, err := png.Decode(f)
-	if err != nil {
-		t.Fatalf("decode %s: %v", path, err)
-	}
-	return img
-}
-
-// countColor counts the pixels inside box within a small distance of rgb
-// (antialiased edges blend into the background; the cores of lines, dots
-// and bars keep the colour).
-func countColor(img image.Image, box image.Rectangle, rgb [3]uint8) int {
-	const tol = 28
-	n := 0
-	box = box.Intersect(img.Bounds())
-	for y := box.Min.Y; y < box.Max.Y; y++ {
-		for x := box.Min.X; x < box.Max.X; x++ {
-			c := color.NRGBAModel.Convert(img.At(x, y)).(color.NRGBA)
-			if absDiff(c.R, rgb[0]) <= tol && absDiff(c.G, rgb[1]) <= tol && absDiff(c.B, rgb[2]) <= tol {
-				n++
-			}
-		}
-	}
-	return n
-}
-
-func absDiff(a, b uint8) int {
-	if a > b {
-		return int(a - b)
-	}
-	return int(b - a)
 }

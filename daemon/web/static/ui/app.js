@@ -419,7 +419,7 @@ function renderConfig(c, cc) {
 const COLOR = {
   in: "#0f766e", out: "#7c3aed", bp: "#d97706", lag: "#2563eb",
   e2e: "#0f766e", start: "#2563eb", align: "#d97706", sync: "#7c3aed", async: "#db2777",
-  ckpt: "#0f766e", full: "#64748b",
+  ckpt: "#0f766e", full: "#64748b", headroom: "#16a34a", replay: "#0891b2",
 };
 const CHART_H = 170;
 const charts = {}; // element id → uPlot
@@ -497,6 +497,19 @@ const CHARTS = {
     series: [timeX, line("Lag", COLOR.lag, ms, true)],
     axes: [timeAxis, axis(ms)],
   }),
+  "chart-headroom": () => ({
+    scales: { y: fromZero(2) },
+    series: [timeX, steps("Headroom", COLOR.headroom, (v) => v.toFixed(1) + "×", true)],
+    axes: [timeAxis, axis((v) => v + "×", 44)],
+  }),
+  "chart-capacity": () => ({
+    scales: { x: { time: false, range: [-0.6, 2.6] }, y: fromZero(1) },
+    series: [{ label: "Rate", value: (u, v) => (v == null ? "" : ["maximum", "after restore", "live"][v]) },
+      bars("Maximum (checkpointing on)", COLOR.headroom, (v) => count(v) + " rec/s"),
+      bars("Replay after restore", COLOR.replay, (v) => count(v) + " rec/s"),
+      bars("Live", COLOR.in, (v) => count(v) + " rec/s")],
+    axes: [axis((v) => ["maximum", "after restore", "live"][v] || "", 30, { incrs: [1] }), axis(count, 56)],
+  }),
   "chart-cp-duration": () => ({
     scales: { x: idScale, y: fromZero(10) },
     series: [idX, bars("End to end", COLOR.e2e, ms)],
@@ -547,6 +560,44 @@ function renderLastHour(h) {
   draw("chart-throughput", [t, h.records_in_per_second, h.records_out_per_second], 2);
   draw("chart-backpressure", [t, h.back_pressure], 2);
   draw("chart-wmlag", [t, h.watermark_lag_ms], 2);
+  draw("chart-headroom", [t, h.headroom || []], 2);
+}
+
+function secs(v) { return v == null ? "–" : v < 0 ? "never" : ms(v * 1000); }
+
+// The Capacity view: GET /api/v1/plan, the latest `eddy plan` and the live
+// headroom on it.
+function renderCapacity(p) {
+  $("cap-none").hidden = !!p;
+  $("cap-block").hidden = !p;
+  if (!p) { $("cap-kpis").innerHTML = ""; return; }
+  const r = p.plan, l = p.live || {};
+  const hr = l.ratio;
+  $("cap-kpis").innerHTML = [
+    kpi("Headroom", hr == null || hr < 0 ? "–" : hr.toFixed(1) + "<small>×</small>", "maximum ÷ live input",
+      hr != null && hr >= 0 && hr < 1.5 ? "bad" : hr != null && hr >= 0 && hr < 2 ? "warn" : "ok"),
+    kpi("Catch-up after a crash", secs(l.predicted_catchup_seconds), "restore " + secs(l.restore_seconds) + " (" + esc(l.restore_from || "") + ")"),
+    kpi("Outage ridden out", secs(l.ingest_outage_ride_out_seconds), "until the ingest log is full"),
+    kpi("Disk full in", secs(l.disk_full_in_seconds), "at the live input"),
+  ].join("");
+  // Three bars, one series each, at x = 0, 1, 2.
+  const max = r.max.readings_per_second, rep = r.recovery.replay_readings_per_second, live = l.live_readings_per_second || 0;
+  draw("chart-capacity", [[0, 1, 2], [max, null, null], [null, rep, null], [null, null, live]], 1);
+  kv($("cap-figures"), [
+    ["Measured", esc(clock(Date.parse(r.time))) + " · " + esc(r.input) + " · " + r.cores + " cores"],
+    ["Maximum (checkpointing on)", count(max) + " readings/s · " + count(r.max.messages_per_second) + " msgs/s"],
+    ["Bottleneck", esc(r.max.bottleneck) + " · upstream back-pressure " + pct(r.max.upstream_back_pressure)],
+    ["Restore (local)", secs(r.recovery.restore_seconds) + " · checkpoint " + r.recovery.checkpoint + " · " + bytes(r.recovery.checkpoint_bytes)],
+    ["Restore (remote)", esc(r.recovery.remote)],
+    ["Replay after restore", count(rep) + " readings/s (cold cache)"],
+    ["Skew", "busiest subtask " + esc(r.skew.busiest_subtask) + " " + pct(r.skew.subtask_share) + " of " + r.skew.subtasks +
+      " · busiest key group " + r.skew.busiest_key_group + " " + pct(r.skew.key_group_share)],
+    ["max_parallelism", r.skew.max_parallelism + " (cores × 4 = " + r.skew.scale_target + ")" + (r.skew.room_to_scale ? "" : " · no room to scale")],
+    ["Window firings", r.windows.firings + " · " + count(r.windows.results_per_firing) + " results each · burst " +
+      secs(r.windows.burst_seconds) + " at up to " + count(r.windows.peak_output_per_second) + " results/s"],
+  ]);
+  table($("cap-advice"), ["Figure", "", "Change"], (r.advice || []).map((a) =>
+    `<tr><td>${esc(a.figure)}</td><td>${a.ok ? "ok" : "<b>bad</b>"}</td><td>${esc(a.change || "")}</td></tr>`), "nothing to change");
 }
 
 function renderCheckpointCharts(h, cps) {
@@ -565,7 +616,7 @@ function renderCheckpointCharts(h, cps) {
 // #overview, #checkpoints, #checkpoints/<id> (details open), #config
 function route() {
   const [h, id] = (location.hash || "#overview").slice(1).split("/");
-  view = ["overview", "checkpoints", "config"].includes(h) ? h : "overview";
+  view = ["overview", "checkpoints", "capacity", "config"].includes(h) ? h : "overview";
   selected = view === "checkpoints" && id && /^[0-9]+$/.test(id) ? Number(id) : null;
   document.querySelectorAll("nav a").forEach((a) => a.classList.toggle("active", a.dataset.view === view));
   document.querySelectorAll(".view").forEach((s) => { s.hidden = s.id !== "view-" + view; });
@@ -591,6 +642,9 @@ async function refresh() {
       renderCheckpoints(cps, remote);
       renderCheckpointCharts(hist, cps);
       await renderDetails();
+    }
+    if (view === "capacity") {
+      renderCapacity(await api("api/v1/plan").catch(() => null));
     }
     if (view === "config") {
       const [c, cc] = await Promise.all([api("api/v1/config"), api("api/v1/checkpoints/config")]);
