@@ -32,7 +32,7 @@ func BenchmarkCheckpointBackPressure(b *testing.B) {
 		spec.State.Dir = stateDir
 		r := e.start(e.newJob(spec))
 		time.Sleep(measure) // the measured phase: a fixed stretch of back-pressure
-		readings = r.figures().keyedIn
+		readings = r.figures().KeyedIn
 		for _, t := range r.job.Overview() {
 			b.Logf("unaligned=%v: %s records in %d out %d", unaligned, t.Name, t.RecordsIn, t.RecordsOut)
 		}
