@@ -313,7 +313,7 @@ func Measure(ctx context.Context, o Options) (*Report, error) {
 
 	live := datadir.New(cfg.DataDir)
 	rep.IngestLog.MaxSize = int64(cfg.IngestLog.MaxSize)
-	rep.IngestLog.Used = dirBytes(live.Ingest(src.Name))
+	rep.IngestLog.Used = DirBytes(live.Ingest(src.Name))
 	if u, err := diskspace.Statfs(cfg.DataDir); err == nil {
 		rep.Disk.Free = int64(u.Free)
 	}
@@ -495,7 +495,8 @@ func liveFromLog(rep *Report, rec []ingestlog.Record, override, readings float64
 	rep.Live.BytesPerSecond = float64(bytes) / span
 }
 
-func dirBytes(dir string) int64 {
+// DirBytes is the total size of the regular files under dir.
+func DirBytes(dir string) int64 {
 	var n int64
 	filepath.Walk(dir, func(_ string, fi os.FileInfo, err error) error {
 		if err == nil && fi.Mode().IsRegular() {

@@ -267,16 +267,7 @@ func (r *running) stop() {
 func (r *running) stopQuiet() { r.Stop() }
 
 // dirSize is the total size of the regular files under dir.
-func dirSize(dir string) int64 {
-	var n int64
-	filepath.Walk(dir, func(_ string, fi os.FileInfo, err error) error {
-		if err == nil && fi.Mode().IsRegular() {
-			n += fi.Size()
-		}
-		return nil
-	})
-	return n
-}
+func dirSize(dir string) int64 { return plan.DirBytes(dir) }
 
 // phaseProfile writes a CPU profile of the measured phase of a benchmark
 // to $EDDY_BENCH_PROFILE/<benchmark>.cpu.prof when that variable names a
