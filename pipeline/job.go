@@ -54,6 +54,7 @@ type Job struct {
 	spoolDedupe map[string]int64
 	spoolHold   atomic.Bool              // some spool is full: sources stop reading
 	spoolResume chan struct{}            // closed and replaced when spoolHold turns false
+	spoolCbMu   sync.Mutex               // serializes OnSpoolFull calls (setSpoolFull)
 	restored    map[string]*taskSnapshot // task name → restored non-keyed state
 	lostLogs    []LostLog                // sources restored onto a new, empty ingest log
 	schemas     []StageSchema            // recorded in every checkpoint (schema.go)

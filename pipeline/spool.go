@@ -228,7 +228,20 @@ func (j *Job) setSpoolFull(r *sinkRelease, full bool) {
 		j.log.Info("sink spool has room again: input resumes", "sink", r.name, "spool_bytes", r.spool.Size())
 	}
 	if j.spec.OnSpoolFull != nil {
-		j.spec.OnSpoolFull(names)
+		// Calls from the spool and the publish loops are serialized, and
+		// each reports the state as it is when it runs: the last call
+		// always tells the current one, even when two changes race.
+		j.spoolCbMu.Lock()
+		defer j.spoolCbMu.Unlock()
+		j.relMu.Lock()
+		names = names[:0]
+		for _, o := range j.rels {
+			if o.full {
+				names = append(names, o.name)
+			}
+		}
+		j.relMu.Unlock()
+		j.spec.OnSpoolFull(slices.Clone(names))
 	}
 }
 
