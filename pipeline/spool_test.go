@@ -93,13 +93,14 @@ func TestSpoolFullHoldsSourcesAndRestoreDrains(t *testing.T) {
 	spec.OnSpoolFull = onFull
 	spec.Restore = md
 	runUntil(t, spec, "cloud caught up after restore", func(j *Job) bool {
+		full, _ := lastCall() // the daemon's view: intake must resume while the job runs
 		return len(finals(t, cloud.snapshot())) >= len(want) && len(finals(t, h.out.snapshot())) >= len(want) &&
-			len(j.FullSpools()) == 0
+			len(j.FullSpools()) == 0 && len(full) == 0
 	})
 	compare(t, finals(t, cloud.snapshot()), want)
 	compare(t, finals(t, h.out.snapshot()), want)
-	if full, n := lastCall(); len(full) != 0 || n < 2 {
-		t.Errorf("OnSpoolFull last called with %v (%d calls), want empty after the drain", full, n)
+	if _, n := lastCall(); n < 2 {
+		t.Errorf("OnSpoolFull called %d times, want at least full and drained", n)
 	}
 
 	ids, _ := h.store.Completed()
