@@ -431,6 +431,3 @@ func (d *Daemon) closeAll() error {
 	errs = append(errs, d.lock.Release())
 	return errors.Join(errs...)
 }
-
-// StageSpecs translates the configured stages into pipeline stages.
-func StageSpecs(c *config.Config) []pipeline.StageSpec { return plan.StageSpecs(c) }

@@ -208,12 +208,7 @@ func (j *Job) setSpoolFull(r *sinkRelease, full bool) {
 		return
 	}
 	r.full = full
-	var names []string
-	for _, o := range j.rels {
-		if o.full {
-			names = append(names, o.name)
-		}
-	}
+	names := j.fullSpoolsLocked()
 	was := j.spoolHold.Load()
 	j.spoolHold.Store(len(names) > 0)
 	if was && len(names) == 0 {
@@ -233,15 +228,7 @@ func (j *Job) setSpoolFull(r *sinkRelease, full bool) {
 		// always tells the current one, even when two changes race.
 		j.spoolCbMu.Lock()
 		defer j.spoolCbMu.Unlock()
-		j.relMu.Lock()
-		names = names[:0]
-		for _, o := range j.rels {
-			if o.full {
-				names = append(names, o.name)
-			}
-		}
-		j.relMu.Unlock()
-		j.spec.OnSpoolFull(slices.Clone(names))
+		j.spec.OnSpoolFull(j.FullSpools())
 	}
 }
 
@@ -256,6 +243,11 @@ func (j *Job) spoolResumed() <-chan struct{} {
 func (j *Job) FullSpools() []string {
 	j.relMu.Lock()
 	defer j.relMu.Unlock()
+	return j.fullSpoolsLocked()
+}
+
+// fullSpoolsLocked is FullSpools with j.relMu held.
+func (j *Job) fullSpoolsLocked() []string {
 	var names []string
 	for _, r := range j.rels {
 		if r.full {

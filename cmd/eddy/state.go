@@ -14,8 +14,8 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/eddy-stream/eddy/daemon"
 	"github.com/eddy-stream/eddy/daemon/config"
+	"github.com/eddy-stream/eddy/daemon/plan"
 	"github.com/eddy-stream/eddy/pipeline"
 	"github.com/eddy-stream/eddy/storage/checkpoint"
 	"github.com/eddy-stream/eddy/storage/datadir"
@@ -110,7 +110,7 @@ func savepointDir(layout datadir.Layout, name string) (string, *checkpoint.Metad
 // or a savepoint with its metadata md) with the stages of cfg.
 func inspectDir(dir string, md *checkpoint.Metadata, cfg *config.Config, stage, key, scratch string) (*pipeline.Inspection, error) {
 	return pipeline.InspectCheckpointDir(dir, pipeline.InspectOptions{
-		Stages: daemon.StageSpecs(cfg), Stage: stage, Key: key, Scratch: scratch, Metadata: md,
+		Stages: plan.StageSpecs(cfg), Stage: stage, Key: key, Scratch: scratch, Metadata: md,
 	})
 }
 

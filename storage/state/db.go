@@ -241,16 +241,8 @@ func Open(o Options) (_ *DB, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("state: open db %s: %w", o.Dir, err)
 	}
-	d.db = db
-	for i, h := range handles {
-		cf := &CF{name: names[i], h: h}
-		d.cfs = append(d.cfs, cf)
-		d.byName[cf.name] = cf
-	}
-	d.ro = grocksdb.NewDefaultReadOptions()
-	d.wo = grocksdb.NewDefaultWriteOptions()
+	d.attach(db, names, handles)
 	d.wo.DisableWAL(true)
-	d.fo = grocksdb.NewDefaultFlushOptions()
 	d.fo.SetWait(true)
 	d.log.Info("state: opened db", "dir", o.Dir, "column_families", names,
 		"db_write_buffer_size", d.mem.dbWriteBuffer)
@@ -552,4 +544,18 @@ func (d *DB) destroyOptions() {
 		o.Destroy()
 	}
 	d.opts = nil
+}
+
+// attach makes the opened db and its column families (names[i] is
+// handles[i]) d's, with default read, write and flush options.
+func (d *DB) attach(db *grocksdb.DB, names []string, handles []*grocksdb.ColumnFamilyHandle) {
+	d.db = db
+	for i, h := range handles {
+		cf := &CF{name: names[i], h: h}
+		d.cfs = append(d.cfs, cf)
+		d.byName[cf.name] = cf
+	}
+	d.ro = grocksdb.NewDefaultReadOptions()
+	d.wo = grocksdb.NewDefaultWriteOptions()
+	d.fo = grocksdb.NewDefaultFlushOptions()
 }

@@ -98,14 +98,6 @@ func openReadOnly(dir string, log *slog.Logger) (_ *DB, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("state: open db read-only %s: %w", dir, err)
 	}
-	d.db = db
-	for i, h := range handles {
-		cf := &CF{name: names[i], h: h}
-		d.cfs = append(d.cfs, cf)
-		d.byName[cf.name] = cf
-	}
-	d.ro = grocksdb.NewDefaultReadOptions()
-	d.wo = grocksdb.NewDefaultWriteOptions()
-	d.fo = grocksdb.NewDefaultFlushOptions()
+	d.attach(db, names, handles)
 	return d, nil
 }
