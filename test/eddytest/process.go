@@ -56,7 +56,9 @@ func (p *Process) Signaled(sig syscall.Signal) bool {
 	return ok && ws.Signaled() && ws.Signal() == sig
 }
 
-// WaitReady waits until /healthz answers 200 (recovery done); it fails the
+// WaitReady waits until recovery is done: /healthz answers 200, or 503
+// "degraded" (intake paused, which a restart into a full disk or spool is
+// at once); it fails the
 // test if eddy exits first or is not ready within ReadyTimeout.
 func (p *Process) WaitReady() {
 	p.in.TB.Helper()
@@ -67,9 +69,13 @@ func (p *Process) WaitReady() {
 		}
 		resp, err := p.in.client.Get(p.in.URL() + "/healthz")
 		if err == nil {
-			io.Copy(io.Discard, resp.Body)
+			var h struct{ Status string }
+			json.NewDecoder(resp.Body).Decode(&h)
 			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
+			// Ready is recovery done (READY=1): healthy, or degraded
+			// because intake is paused (a full disk or spool) — a box
+			// restarted into a sink outage is ready and paused at once.
+			if resp.StatusCode == http.StatusOK || h.Status == "degraded" {
 				return
 			}
 		}
