@@ -65,6 +65,10 @@ type acc struct {
 	v   float64 // sum, min, max, first or last value
 	ts  int64   // event time of first/last
 	set bool
+	// partial: the aggregate did not see the whole window. It was added
+	// by an aggregate migration (aggmigrate.go) while the window was open,
+	// so readings before the restore are missing from it.
+	partial bool
 }
 
 func (a *acc) add(fn lang.Func, v float64, ts int64) {
@@ -96,11 +100,16 @@ func (a *acc) add(fn lang.Func, v float64, ts int64) {
 
 // merge folds b into a (session windows that grow together).
 func (a *acc) merge(fn lang.Func, b acc) {
+	if b.partial {
+		a.partial = true
+	}
 	if !b.set {
 		return
 	}
 	if !a.set {
+		p := a.partial
 		*a = b
+		a.partial = p
 		return
 	}
 	switch fn {
@@ -124,24 +133,43 @@ func (a *acc) merge(fn lang.Func, b acc) {
 	}
 }
 
+// result is the aggregate's value. Count and sum of nothing are 0; the
+// others of nothing have no value (NaN, null in a result): only an
+// aggregate added by a migration to a window that saw no reading since
+// fires unset.
 func (a *acc) result(fn lang.Func) float64 {
 	switch fn {
 	case lang.Count:
 		return float64(a.n)
+	case lang.Sum:
+		return a.v
 	case lang.Avg:
 		if a.n == 0 {
 			return math.NaN()
 		}
 		return a.v / float64(a.n)
 	}
+	if !a.set {
+		return math.NaN()
+	}
 	return a.v
 }
 
+// Flags byte of an encoded accumulator.
+const (
+	accSet     = 1 // the fields follow
+	accPartial = 2 // acc.partial (encoding 2)
+)
+
 func appendAcc(dst []byte, fn lang.Func, a *acc) []byte {
-	if !a.set {
-		return append(dst, 0)
+	var flags byte
+	if a.partial {
+		flags |= accPartial
 	}
-	dst = append(dst, 1)
+	if !a.set {
+		return append(dst, flags)
+	}
+	dst = append(dst, flags|accSet)
 	switch fn {
 	case lang.Count:
 		dst = binary.AppendUvarint(dst, a.n)
@@ -163,7 +191,10 @@ func readAcc(b []byte, fn lang.Func, a *acc) ([]byte, error) {
 	if len(b) < 1 {
 		return nil, errShortValue
 	}
-	*a = acc{set: b[0] == 1}
+	if b[0]&^(accSet|accPartial) != 0 {
+		return nil, fmt.Errorf("pipeline: state value has accumulator flags %#x", b[0])
+	}
+	*a = acc{set: b[0]&accSet != 0, partial: b[0]&accPartial != 0}
 	b = b[1:]
 	if !a.set {
 		return b, nil

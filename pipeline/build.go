@@ -63,6 +63,9 @@ func (j *Job) openSubtasks(n *stageNode) error {
 			// (1489 outputs) in about 1 run of 3, for a reason not found yet.
 			noPreAgg: true,
 		}
+		if err := t.op.setLayouts(j.schemaOf(n.spec.Name)); err != nil {
+			return fmt.Errorf("pipeline: %s: %w", name, err)
+		}
 		if err := j.restoreChannelState(t); err != nil {
 			return err
 		}

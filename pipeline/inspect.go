@@ -46,6 +46,9 @@ type AccState struct {
 	Timestamp int64 `json:"timestamp,omitempty"`
 	// Result is what the window would emit now; null for avg of nothing.
 	Result *float64 `json:"result"`
+	// Partial: the aggregate was added by a migration while the window
+	// was open; it has not seen the readings before that restore.
+	Partial bool `json:"partial,omitempty"`
 }
 
 // WindowState is one open window of a key.
@@ -109,7 +112,7 @@ type Inspection struct {
 
 // InspectOptions select what InspectCheckpointDir looks at.
 type InspectOptions struct {
-	Stages  []StageSpec // the configured stages: the layout of their values
+	Stages  []StageSpec // the configured stages: the layout of the values of a checkpoint that records no schemas
 	Stage   string      // only this stage; "" every keyed stage
 	Key     string      // only this key, fields joined by KeySeparator; "" every key
 	Scratch string      // parent of the scratch directory (default os.TempDir())
@@ -122,8 +125,10 @@ type InspectOptions struct {
 // InspectCheckpointDir reads the keyed state of the completed checkpoint
 // (or anything with the same layout, such as a checkpoint restored from the
 // remote) in dir, read-only: nothing under dir is opened for writing.
-// Values are decoded with the aggregate lists of o.Stages, which must be
-// those the checkpoint was written with.
+// Values are decoded with the aggregate lists (and their old layouts) of
+// the checkpoint's recorded schemas; a checkpoint that records none (taken
+// before schemas) with those of o.Stages, which must be the ones it was
+// written with.
 func InspectCheckpointDir(dir string, o InspectOptions) (*Inspection, error) {
 	md := o.Metadata
 	if md == nil {
@@ -138,23 +143,34 @@ func InspectCheckpointDir(dir string, o InspectOptions) (*Inspection, error) {
 			return nil, fmt.Errorf("%s: %w", filepath.Join(dir, checkpoint.MetadataFile), err)
 		}
 	}
-	if err := sameAggregates(md.Schemas, o.Stages); err != nil {
-		return nil, fmt.Errorf("%s: %w", dir, err)
-	}
-	plans := map[string]*aggPlan{}
-	for i := range o.Stages {
-		s := &o.Stages[i]
-		if !s.Keyed() {
-			continue
-		}
-		p, err := compileAggregates(s.Aggregates)
+	plans := map[string]*windowOp{} // stage → its decoder
+	for i := range md.Schemas {
+		sc := &md.Schemas[i]
+		p, err := planOfSchema(sc.Aggregates)
 		if err != nil {
-			return nil, fmt.Errorf("stage %s: %w", s.Name, err)
+			return nil, fmt.Errorf("%s: schema of stage %s: %w", dir, sc.Stage, err)
 		}
-		plans[s.Name] = p
+		op := &windowOp{plan: p}
+		if err := op.setLayouts(sc); err != nil {
+			return nil, fmt.Errorf("%s: %w", dir, err)
+		}
+		plans[sc.Stage] = op
+	}
+	if md.Schemas == nil { // taken before schemas: the configuration's lists
+		for i := range o.Stages {
+			s := &o.Stages[i]
+			if !s.Keyed() {
+				continue
+			}
+			p, err := compileAggregates(s.Aggregates)
+			if err != nil {
+				return nil, fmt.Errorf("stage %s: %w", s.Name, err)
+			}
+			plans[s.Name] = &windowOp{plan: p}
+		}
 	}
 	if o.Stage != "" && plans[o.Stage] == nil {
-		return nil, fmt.Errorf("no keyed stage named %q in the configuration (keyed stages: %s)", o.Stage, strings.Join(slices.Sorted(maps.Keys(plans)), ", "))
+		return nil, fmt.Errorf("no keyed stage named %q in the checkpoint (keyed stages: %s)", o.Stage, strings.Join(slices.Sorted(maps.Keys(plans)), ", "))
 	}
 	scratch, err := os.MkdirTemp(o.Scratch, "eddy-inspect-")
 	if err != nil {
@@ -170,7 +186,7 @@ func InspectCheckpointDir(dir string, o InspectOptions) (*Inspection, error) {
 		}
 		plan := plans[ts.Stage]
 		if plan == nil {
-			return nil, fmt.Errorf("checkpoint %d holds state of stage %q, which the configuration does not have: its values cannot be decoded", md.ID, ts.Stage)
+			return nil, fmt.Errorf("checkpoint %d holds state of stage %q, which neither its schemas nor the configuration describe: its values cannot be decoded", md.ID, ts.Stage)
 		}
 		if err := in.inspectTask(filepath.Join(dir, name), filepath.Join(scratch, name), name, ts, plan, o); err != nil {
 			return nil, fmt.Errorf("task %s: %w", name, err)
@@ -179,7 +195,7 @@ func InspectCheckpointDir(dir string, o InspectOptions) (*Inspection, error) {
 	return in, nil
 }
 
-func (in *Inspection) inspectTask(taskDir, scratch, name string, ts checkpoint.TaskState, plan *aggPlan, o InspectOptions) error {
+func (in *Inspection) inspectTask(taskDir, scratch, name string, ts checkpoint.TaskState, plan *windowOp, o InspectOptions) error {
 	raw, err := checkpoint.ReadTaskState(filepath.Join(taskDir, checkpoint.TaskStateFile))
 	if err != nil {
 		return err
@@ -320,16 +336,16 @@ func DecodeWindowEntry(s *StageSpec, key string, value []byte) (*KeyState, error
 	if err != nil {
 		return nil, err
 	}
-	return decodeWindowEntry(p, key, value)
+	return decodeWindowEntry(&windowOp{plan: p}, key, value)
 }
 
-// decodeWindowEntry decodes value with the aggregate list p.
-func decodeWindowEntry(p *aggPlan, key string, value []byte) (*KeyState, error) {
+// decodeWindowEntry decodes value with op's aggregate list and layouts.
+func decodeWindowEntry(op *windowOp, key string, value []byte) (*KeyState, error) {
 	fields, err := decodeKeyAny(key)
 	if err != nil {
 		return nil, err
 	}
-	op := windowOp{plan: p}
+	p := op.plan
 	var e keyEntry
 	if err := op.decodeEntry(&e, value); err != nil {
 		return nil, err
@@ -340,7 +356,7 @@ func decodeWindowEntry(p *aggPlan, key string, value []byte) (*KeyState, error) 
 		ws := WindowState{Start: w.start, End: w.end, Firings: w.firings}
 		for i, a := range p.aggs {
 			ac := &w.accs[i]
-			st := AccState{Name: a.name, Func: a.fn.String(), Set: ac.set, Count: ac.n, Value: ac.v}
+			st := AccState{Name: a.name, Func: a.fn.String(), Set: ac.set, Count: ac.n, Value: ac.v, Partial: ac.partial}
 			if a.fn == lang.First || a.fn == lang.Last {
 				st.Timestamp = ac.ts
 			}
@@ -372,20 +388,4 @@ func decodeKeyAny(k string) ([]string, error) {
 func uvarintLen(v uint64) int {
 	var b [binary.MaxVarintLen64]byte
 	return binary.PutUvarint(b[:], v)
-}
-
-// sameAggregates refuses to decode the values of a stage whose aggregates
-// (the layout of its values) differ from those the state was written with,
-// as far as the state records its schemas (none: unchecked).
-func sameAggregates(recorded []StageSchema, stages []StageSpec) error {
-	cur := Schemas(&JobSpec{Stages: stages})
-	for _, c := range cur {
-		for _, r := range recorded {
-			if r.Stage == c.Stage && !slices.Equal(r.Aggregates, c.Aggregates) {
-				return fmt.Errorf("stage %s: the state was written with aggregates %v, the configuration has %v; "+
-					"inspect it with the configuration it was written with", c.Stage, r.Aggregates, c.Aggregates)
-			}
-		}
-	}
-	return nil
 }

@@ -1,7 +1,9 @@
 package pipeline
 
 import (
+	"encoding/binary"
 	"fmt"
+	"math"
 	"slices"
 	"strings"
 	"time"
@@ -15,7 +17,9 @@ type StageSchema = checkpoint.StageSchema
 
 // StateEncoding is the version of the state value encoding this build
 // writes (window.go, encodeEntry). It reads every version up to it.
-const StateEncoding = 1
+// Version 2 added the aggregate layout to the header and the partial flag
+// to each accumulator (aggmigrate.go).
+const StateEncoding = 2
 
 // StateUID returns the uid the stage's state is known by: UID, or Name
 // when UID is empty.
@@ -72,8 +76,10 @@ type Outcome string
 const (
 	// OutcomeRestore: same schema (or schema unknown): the state is restored.
 	OutcomeRestore Outcome = "restore"
-	// OutcomeMigrate: a compatible change (allowed_lateness): the state is
-	// restored and the change applies from now on.
+	// OutcomeMigrate: a compatible change (allowed_lateness; aggregates
+	// added, removed or changed): the state is restored and the change
+	// applies from now on; added aggregates start from their identity in
+	// the windows open at the restore (aggmigrate.go).
 	OutcomeMigrate Outcome = "migrate"
 	// OutcomeEmpty: a stage new in the configuration starts with no state.
 	OutcomeEmpty Outcome = "empty"
@@ -162,9 +168,6 @@ func compareStage(o, n *StageSchema) StageOutcome {
 	case ow.SizeMs != nw.SizeMs || ow.SlideMs != nw.SlideMs || ow.GapMs != nw.GapMs:
 		refuse("window changed from %s to %s", ow, nw)
 	}
-	if !slices.Equal(o.Aggregates, n.Aggregates) {
-		refuse("aggregates changed from [%s] to [%s]", aggList(o.Aggregates), aggList(n.Aggregates))
-	}
 	if o.Timers != n.Timers {
 		refuse("state.timers changed from %s to %s (timers are kept in the state)", o.Timers, n.Timers)
 	}
@@ -176,6 +179,10 @@ func compareStage(o, n *StageSchema) StageOutcome {
 	if ol, nl := ow.AllowedLatenessMs, nw.AllowedLatenessMs; ol != nl {
 		so.Outcome = OutcomeMigrate
 		so.Changes = append(so.Changes, fmt.Sprintf("allowed_lateness %s → %s", msString(ol), msString(nl)))
+	}
+	if ch := aggregateChanges(o.Aggregates, n.Aggregates); len(ch) > 0 {
+		so.Outcome = OutcomeMigrate
+		so.Changes = append(so.Changes, ch...)
 	}
 	return so
 }
@@ -218,21 +225,30 @@ func (e *IncompatibleStateError) Error() string {
 }
 
 // stripEncoding checks the encoding header of a state value (see
-// encodeEntry) and returns the body. Versions 0 (no header) and
-// StateEncoding are read; any other is an error naming it: bytes are never
-// decoded under a layout they were not written with.
-func stripEncoding(b []byte) ([]byte, error) {
+// encodeEntry) and returns the body and the aggregate layout the value was
+// written with. Versions 0 (no header) and 1 are layout 0; version 2
+// names its layout. Any other version is an error naming it: bytes are
+// never decoded under a layout they were not written with.
+func stripEncoding(b []byte) (body []byte, layout int, err error) {
 	if len(b) == 0 {
-		return nil, errShortValue
+		return nil, 0, errShortValue
 	}
 	if b[0] != 0 {
-		return b, nil // encoding 0
+		return b, 0, nil // encoding 0
 	}
 	if len(b) < 2 {
-		return nil, errShortValue
+		return nil, 0, errShortValue
 	}
-	if v := b[1]; v != StateEncoding {
-		return nil, fmt.Errorf("pipeline: state value has encoding version %d; this eddy reads versions 0 to %d", v, StateEncoding)
+	switch v := b[1]; v {
+	case 1:
+		return b[2:], 0, nil
+	case 2:
+		l, n := binary.Uvarint(b[2:])
+		if n <= 0 || l > math.MaxInt32 {
+			return nil, 0, errShortValue
+		}
+		return b[2+n:], int(l), nil
+	default:
+		return nil, 0, fmt.Errorf("pipeline: state value has encoding version %d; this eddy reads versions 0 to %d", v, StateEncoding)
 	}
-	return b[2:], nil
 }

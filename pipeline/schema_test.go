@@ -31,6 +31,8 @@ func TestCompareEdits(t *testing.T) {
 		allow bool
 		want  map[string]Outcome // uid → outcome
 		msg   []string           // in the refusal
+		// changes: each a prefix of one of the stage's Changes
+		changes []string
 	}{
 		{name: "unchanged", want: map[string]Outcome{"win": OutcomeRestore}},
 		{name: "filter changed (stateless)", edit: func(s *JobSpec) { s.Stages[0].Filter = "false" }, want: map[string]Outcome{"win": OutcomeRestore}},
@@ -58,11 +60,28 @@ func TestCompareEdits(t *testing.T) {
 		{name: "aggregate added", edit: func(s *JobSpec) {
 			win(s).Aggregates = map[string]string{"n": "count()", "hi": "max(t)", "lo": "min(t)"}
 		},
-			want: map[string]Outcome{"win": OutcomeRefuse}, msg: []string{"aggregates changed from [hi: max(t), n: count()] to [hi: max(t), lo: min(t), n: count()]"}},
+			want: map[string]Outcome{"win": OutcomeMigrate}, changes: []string{"aggregate lo: min(t) added: it starts from its identity in the windows open at the restore, whose results list it in partial"}},
 		{name: "aggregate removed", edit: func(s *JobSpec) { win(s).Aggregates = map[string]string{"n": "count()"} },
-			want: map[string]Outcome{"win": OutcomeRefuse}, msg: []string{"aggregates changed"}},
-		{name: "aggregate function changed", edit: func(s *JobSpec) { win(s).Aggregates = map[string]string{"n": "count()", "hi": "min(t)"} },
-			want: map[string]Outcome{"win": OutcomeRefuse}, msg: []string{"hi: min(t)"}},
+			want: map[string]Outcome{"win": OutcomeMigrate}, changes: []string{"aggregate hi: max(t) removed: its accumulators are dropped"}},
+		{name: "aggregate added and one removed", edit: func(s *JobSpec) { win(s).Aggregates = map[string]string{"n": "count()", "lo": "min(t)"} },
+			want: map[string]Outcome{"win": OutcomeMigrate}, changes: []string{"aggregate hi: max(t) removed", "aggregate lo: min(t) added"}},
+		{name: "aggregate renamed (removed and added)", edit: func(s *JobSpec) { win(s).Aggregates = map[string]string{"n": "count()", "max_t": "max(t)"} },
+			want: map[string]Outcome{"win": OutcomeMigrate}, changes: []string{"aggregate hi: max(t) removed", "aggregate max_t: max(t) added"}},
+		{name: "aggregate function changed (removed and added)", edit: func(s *JobSpec) { win(s).Aggregates = map[string]string{"n": "count()", "hi": "min(t)"} },
+			want: map[string]Outcome{"win": OutcomeMigrate}, changes: []string{"aggregate hi changed from max(t) to min(t): the old accumulators are dropped"}},
+		{name: "aggregate field changed (removed and added)", edit: func(s *JobSpec) { win(s).Aggregates = map[string]string{"n": "count()", "hi": "max(u)"} },
+			want: map[string]Outcome{"win": OutcomeMigrate}, changes: []string{"aggregate hi changed from max(t) to max(u)"}},
+		{name: "aggregate map reordered in the configuration", edit: func(s *JobSpec) {
+			win(s).Aggregates = map[string]string{"hi": "max(t)", "n": "count()"}
+		}, want: map[string]Outcome{"win": OutcomeRestore}},
+		{name: "aggregate added and allowed_lateness", edit: func(s *JobSpec) {
+			win(s).Aggregates = map[string]string{"n": "count()", "hi": "max(t)", "lo": "min(t)"}
+			win(s).Window = &WindowSpec{Type: "tumbling", Size: time.Minute, AllowedLateness: 30 * time.Second}
+		}, want: map[string]Outcome{"win": OutcomeMigrate}, changes: []string{"allowed_lateness 0s → 30s", "aggregate lo: min(t) added"}},
+		{name: "aggregate added and key_by changed", edit: func(s *JobSpec) {
+			win(s).Aggregates = map[string]string{"n": "count()", "hi": "max(t)", "lo": "min(t)"}
+			win(s).KeyBy = []string{"site"}
+		}, want: map[string]Outcome{"win": OutcomeRefuse}, msg: []string{"key_by changed"}},
 		{name: "allowed_lateness", edit: func(s *JobSpec) {
 			win(s).Window = &WindowSpec{Type: "tumbling", Size: time.Minute, AllowedLateness: 30 * time.Second}
 		},
@@ -84,6 +103,17 @@ func TestCompareEdits(t *testing.T) {
 					reasons = append(reasons, o.Reason)
 				}
 			}
+			for _, c := range tc.changes {
+				found := false
+				for _, o := range got {
+					for _, oc := range o.Changes {
+						found = found || strings.HasPrefix(oc, c)
+					}
+				}
+				if !found {
+					t.Errorf("no change starts with %q: %+v", c, got)
+				}
+			}
 			all := strings.Join(reasons, "; ")
 			for _, m := range tc.msg {
 				if !strings.Contains(all, m) {
@@ -98,7 +128,7 @@ func TestCompareNewerEncoding(t *testing.T) {
 	old := schemaSpec(nil)
 	old[0].Encoding = StateEncoding + 1
 	o := Compare(old, schemaSpec(nil), false)
-	if o[0].Outcome != OutcomeRefuse || !strings.Contains(o[0].Reason, "encoding version 2") {
+	if o[0].Outcome != OutcomeRefuse || !strings.Contains(o[0].Reason, "encoding version 3") {
 		t.Fatalf("%+v", o)
 	}
 }
@@ -112,12 +142,15 @@ func TestStateValueEncodingVersion(t *testing.T) {
 	}{
 		{"version 0 (no header)", []byte{1, 2}, []byte{1, 2}, ""},
 		{"version 1", []byte{0, 1, 5}, []byte{5}, ""},
+		{"version 2, layout 0", []byte{0, 2, 0, 5}, []byte{5}, ""},
+		{"version 2, layout 300", []byte{0, 2, 0xac, 0x02, 5}, []byte{5}, ""},
+		{"version 2, truncated layout", []byte{0, 2, 0x80}, nil, "truncated"},
 		{"unknown version", []byte{0, 9, 5}, nil, "encoding version 9"},
 		{"truncated header", []byte{0}, nil, "truncated"},
 		{"empty", nil, nil, "truncated"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			b, err := stripEncoding(tc.in)
+			b, _, err := stripEncoding(tc.in)
 			if tc.err != "" {
 				if err == nil || !strings.Contains(err.Error(), tc.err) {
 					t.Fatalf("err %v, want %q", err, tc.err)

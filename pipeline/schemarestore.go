@@ -22,9 +22,18 @@ func (j *Job) checkSchemas() error {
 	}
 	j.outcomes = map[string]StageOutcome{}
 	var refused []StageOutcome
+	byUID := map[string]*StageSchema{}
+	for i := range old {
+		byUID[old[i].UID] = &old[i]
+	}
 	for _, o := range Compare(old, j.schemas, j.spec.AllowNonRestoredState) {
 		if o.Stage != "" {
 			j.outcomes[o.Stage] = o
+		}
+		if o.Outcome == OutcomeRestore || o.Outcome == OutcomeMigrate {
+			if prev, cur := byUID[o.UID], j.schemaOf(o.Stage); prev != nil && cur != nil {
+				migrateSchema(prev, cur) // the layouts the restored values carry
+			}
 		}
 		args := []any{"checkpoint", md.ID, "uid", o.UID, "stage", o.Stage, "outcome", string(o.Outcome)}
 		if len(o.Changes) > 0 {

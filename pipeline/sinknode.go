@@ -174,7 +174,8 @@ func resultField(r *Result, names []string, p *aggPlan, f string) string {
 }
 
 // appendResultJSON renders a result as a flat JSON object: id, stage, the
-// key fields, window_start and window_end (unix ms), the aggregates, firing.
+// key fields, window_start and window_end (unix ms), the aggregates, firing,
+// and partial when some aggregates did not see the whole window.
 func appendResultJSON(dst []byte, id string, r *Result, names []string, p *aggPlan) []byte {
 	dst = append(dst, `{"id":`...)
 	dst = strconv.AppendQuote(dst, id)
@@ -198,6 +199,16 @@ func appendResultJSON(dst []byte, id string, r *Result, names []string, p *aggPl
 	}
 	dst = append(dst, `,"firing":`...)
 	dst = strconv.AppendUint(dst, uint64(r.Firing), 10)
+	if len(r.Partial) > 0 { // aggregates added while the window was open (aggmigrate.go)
+		dst = append(dst, `,"partial":[`...)
+		for i, n := range r.Partial {
+			if i > 0 {
+				dst = append(dst, ',')
+			}
+			dst = strconv.AppendQuote(dst, n)
+		}
+		dst = append(dst, ']')
+	}
 	return append(dst, '}')
 }
 

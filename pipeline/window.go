@@ -98,12 +98,16 @@ type keyEntry struct {
 
 // Result is one firing of a window for a key.
 type Result struct {
-	Stage   string
-	Key     []string // key field values, in key_by order
-	Start   int64
-	End     int64
-	Values  []float64 // in aggPlan order
-	Firing  uint32    // 1 for the on-time firing, 2.. for late updates
+	Stage  string
+	Key    []string // key field values, in key_by order
+	Start  int64
+	End    int64
+	Values []float64 // in aggPlan order
+	Firing uint32    // 1 for the on-time firing, 2.. for late updates
+	// Partial names the aggregates that did not see the whole window
+	// (added by a migration while it was open, aggmigrate.go); nil when
+	// every aggregate did.
+	Partial []string
 	rawKey  string
 	stageIx int
 }
@@ -131,6 +135,9 @@ type windowOp struct {
 	batch    *state.Batch
 	valBuf   []byte
 	resVals  []float64
+	resPart  []string
+	layout   int                   // aggregate layout of the values it writes (aggmigrate.go)
+	layouts  map[int]*layoutReader // old layouts the state may hold
 	lateSeen uint64
 	pre      preAgg
 	noPreAgg bool // every reading on its own: the default (see build.go) and the pre-aggregation test's reference
@@ -277,11 +284,18 @@ func (op *windowOp) ensureTimer(e *keyEntry, ts int64) {
 
 func (op *windowOp) fire(e *keyEntry, w *win) {
 	w.firings++
-	op.resVals = op.resVals[:0]
+	op.resVals, op.resPart = op.resVals[:0], op.resPart[:0]
 	for i, a := range op.plan.aggs {
 		op.resVals = append(op.resVals, w.accs[i].result(a.fn))
+		if w.accs[i].partial {
+			op.resPart = append(op.resPart, a.name)
+		}
 	}
-	op.out(&Result{Stage: op.stage, Start: w.start, End: w.end, Values: op.resVals, Firing: w.firings, rawKey: e.key})
+	r := &Result{Stage: op.stage, Start: w.start, End: w.end, Values: op.resVals, Firing: w.firings, rawKey: e.key}
+	if len(op.resPart) > 0 {
+		r.Partial = op.resPart
+	}
+	op.out(r)
 }
 
 // advance moves the watermark and fires every window whose time has come.
@@ -415,15 +429,18 @@ func (op *windowOp) flush() error {
 
 // State value of a key (cfWindows), little-endian varints:
 //
-//	byte 0x00; byte version (StateEncoding, 1)
+//	byte 0x00; byte version (StateEncoding, 2); uvarint layout
 //	uvarint n; n × { varint start; uvarint end-start; uvarint firings; acc... }
 //	uvarint m; m × varint timer timestamp
 //
-// Values written before versions (encoding 0) have no header: they start
-// with n, which is at least 1 (a key without windows is deleted), so their
-// first byte is never 0x00.
+// The accumulators are those of the layout's aggregate list, in its order;
+// each starts with a flags byte (accSet, accPartial). Version 1 had no
+// layout (layout 0) and no partial flag. Values written before versions
+// (encoding 0) have no header: they start with n, which is at least 1 (a
+// key without windows is deleted), so their first byte is never 0x00.
 func (op *windowOp) encodeEntry(dst []byte, e *keyEntry) []byte {
 	dst = append(dst, 0, StateEncoding)
+	dst = binary.AppendUvarint(dst, uint64(op.layout))
 	dst = binary.AppendUvarint(dst, uint64(len(e.wins)))
 	for _, w := range e.wins {
 		dst = binary.AppendVarint(dst, w.start)
@@ -441,9 +458,15 @@ func (op *windowOp) encodeEntry(dst []byte, e *keyEntry) []byte {
 }
 
 func (op *windowOp) decodeEntry(e *keyEntry, b []byte) error {
-	b, err := stripEncoding(b)
+	b, layout, err := stripEncoding(b)
 	if err != nil {
 		return err
+	}
+	var lr *layoutReader // nil: the current layout
+	if layout != op.layout {
+		if lr = op.layouts[layout]; lr == nil {
+			return fmt.Errorf("pipeline: state value has aggregate layout %d; the stage's schema records layouts %s", layout, layoutList(op))
+		}
 	}
 	uv := func() (uint64, error) {
 		v, n := binary.Uvarint(b)
@@ -481,9 +504,24 @@ func (op *windowOp) decodeEntry(e *keyEntry, b []byte) error {
 			return err
 		}
 		w.firings = uint32(f)
-		for i, a := range op.plan.aggs {
-			if b, err = readAcc(b, a.fn, &w.accs[i]); err != nil {
-				return err
+		if lr == nil {
+			for i, a := range op.plan.aggs {
+				if b, err = readAcc(b, a.fn, &w.accs[i]); err != nil {
+					return err
+				}
+			}
+		} else {
+			for i, fn := range lr.fns {
+				var a acc
+				if b, err = readAcc(b, fn, &a); err != nil {
+					return err
+				}
+				if j := lr.to[i]; j >= 0 {
+					w.accs[j] = a
+				}
+			}
+			for _, j := range lr.added {
+				w.accs[j].partial = true
 			}
 		}
 		e.wins = append(e.wins, w)

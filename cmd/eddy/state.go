@@ -38,8 +38,9 @@ func stateCmd() *cobra.Command {
 		Long: "inspect reads the keyed state of a completed checkpoint in data_dir/checkpoints, read-only:\n" +
 			"nothing under checkpoints/ is opened for writing (native checkpoints are opened through a\n" +
 			"scratch copy of hard links, full snapshots are read into a scratch RocksDB). It takes no\n" +
-			"lock, so it works while eddy runs. Values are decoded with the configuration's aggregate\n" +
-			"lists, which must be those the checkpoint was written with. See docs/state-inspect.md.",
+			"lock, so it works while eddy runs. Values are decoded with the aggregate lists the\n" +
+			"checkpoint records (a checkpoint older than schemas: the configuration's, which must be\n" +
+			"those it was written with). See docs/state-inspect.md.",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if (id > 0) == (spName != "") {
@@ -165,8 +166,13 @@ func printInspection(w io.Writer, in *pipeline.Inspection) {
 	tw.Flush()
 }
 
-// fmtAcc prints an accumulator as name=fn(state)=result.
+// fmtAcc prints an accumulator as name=fn(state)=result, with "(partial)"
+// when it was added by a migration while the window was open.
 func fmtAcc(a pipeline.AccState) string {
+	if a.Partial {
+		a.Partial = false
+		return fmtAcc(a) + "(partial)"
+	}
 	if !a.Set {
 		return a.Name + "=" + a.Func + "(empty)"
 	}

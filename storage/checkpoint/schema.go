@@ -29,6 +29,23 @@ type StageSchema struct {
 	// Encoding is the version of the state value encoding (see
 	// docs/state-layout.md, "State values").
 	Encoding int `json:"encoding"`
+	// Layout numbers the aggregate list Aggregates. Values of encoding 2
+	// carry the layout they were written with in their header; values of
+	// encodings 0 and 1 are layout 0. It changes when an aggregate
+	// migration changes the list (added, removed or changed aggregates).
+	Layout int `json:"layout,omitempty"`
+	// OldLayouts are the earlier aggregate lists whose values the state
+	// may still hold: written before an aggregate migration and not
+	// rewritten since (a value is rewritten in Layout when its key is next
+	// written). A value is decoded under the list of the layout it names,
+	// never under another.
+	OldLayouts []AggregateLayout `json:"old_layouts,omitempty"`
+}
+
+// AggregateLayout is one earlier aggregate list of a stage.
+type AggregateLayout struct {
+	Layout     int               `json:"layout"`
+	Aggregates []AggregateSchema `json:"aggregates"`
 }
 
 // KeyField is one key field: its name and the type of its values.
@@ -85,13 +102,28 @@ func (md *Metadata) validateSchemas(add func(format string, args ...any)) {
 		if s.Encoding < 1 {
 			add("schema %s: encoding %d, want >= 1", s.UID, s.Encoding)
 		}
-		names := make([]string, len(s.Aggregates))
-		for i, a := range s.Aggregates {
-			names[i] = a.Name
+		validAggregates(s.UID, s.Aggregates, add)
+		layouts := map[int]bool{s.Layout: true}
+		if s.Layout < 0 {
+			add("schema %s: layout %d, want >= 0", s.UID, s.Layout)
 		}
-		if !slices.IsSorted(names) || len(slices.Compact(slices.Clone(names))) != len(names) {
-			add("schema %s: aggregates %s are not distinct and in ascending order", s.UID, strings.Join(names, ","))
+		for _, l := range s.OldLayouts {
+			if l.Layout < 0 || layouts[l.Layout] {
+				add("schema %s: old layout %d is negative or listed twice", s.UID, l.Layout)
+			}
+			layouts[l.Layout] = true
+			validAggregates(s.UID, l.Aggregates, add)
 		}
+	}
+}
+
+func validAggregates(uid string, as []AggregateSchema, add func(format string, args ...any)) {
+	names := make([]string, len(as))
+	for i, a := range as {
+		names[i] = a.Name
+	}
+	if !slices.IsSorted(names) || len(slices.Compact(slices.Clone(names))) != len(names) {
+		add("schema %s: aggregates %s are not distinct and in ascending order", uid, strings.Join(names, ","))
 	}
 }
 
