@@ -12,7 +12,8 @@ func TestSchemasRoundTripAndValidate(t *testing.T) {
 		UID: "per_device", Stage: "per_device_v2", KeyBy: []KeyField{{Name: "site", Type: "string"}},
 		Window:     WindowSchema{Type: "tumbling", SizeMs: 60000, AllowedLatenessMs: 1000},
 		Aggregates: []AggregateSchema{{Name: "hi", Kind: "max", Field: "t"}, {Name: "n", Kind: "count"}},
-		Timers:     "rocksdb", Encoding: 1,
+		Timers:     "rocksdb", Encoding: 2, Layout: 3,
+		OldLayouts: []AggregateLayout{{Layout: 1, Aggregates: []AggregateSchema{{Name: "n", Kind: "count"}}}},
 	}}
 	b, err := EncodeMetadata(md)
 	if err != nil {
@@ -33,6 +34,11 @@ func TestSchemasRoundTripAndValidate(t *testing.T) {
 		{"empty uid", func(s *StageSchema) { s.UID = "" }, "empty uid"},
 		{"no encoding", func(s *StageSchema) { s.Encoding = 0 }, "encoding 0"},
 		{"aggregates out of order", func(s *StageSchema) { s.Aggregates[0], s.Aggregates[1] = s.Aggregates[1], s.Aggregates[0] }, "ascending order"},
+		{"old layout is the current one", func(s *StageSchema) { s.OldLayouts = []AggregateLayout{{Layout: 3}} }, "old layout 3 is negative or listed twice"},
+		{"old layout twice", func(s *StageSchema) { s.OldLayouts = []AggregateLayout{{Layout: 1}, {Layout: 1}} }, "old layout 1"},
+		{"old layout aggregates out of order", func(s *StageSchema) {
+			s.OldLayouts = []AggregateLayout{{Layout: 1, Aggregates: []AggregateSchema{{Name: "z"}, {Name: "a"}}}}
+		}, "aggregates z,a are not distinct"},
 	} {
 		m := *md
 		m.Schemas = []StageSchema{md.Schemas[0]}
