@@ -200,7 +200,7 @@ func appendResultJSON(dst []byte, id string, r *Result, names []string, p *aggPl
 	dst = append(dst, `,"firing":`...)
 	dst = strconv.AppendUint(dst, uint64(r.Firing), 10)
 	if len(r.Partial) > 0 { // aggregates added while the window was open (aggmigrate.go)
-		dst = append(dst, `,"partial":[`...)
+		dst = append(dst, `,"`+lang.FieldPartial+`":[`...)
 		for i, n := range r.Partial {
 			if i > 0 {
 				dst = append(dst, ',')
