@@ -144,13 +144,14 @@ func TestStateValueEncodingVersion(t *testing.T) {
 		{"version 1", []byte{0, 1, 5}, []byte{5}, ""},
 		{"version 2, layout 0", []byte{0, 2, 0, 5}, []byte{5}, ""},
 		{"version 2, layout 300", []byte{0, 2, 0xac, 0x02, 5}, []byte{5}, ""},
+		{"version 2, layout 300, empty body", []byte{0, 2, 0xac, 0x02}, []byte{}, ""},
 		{"version 2, truncated layout", []byte{0, 2, 0x80}, nil, "truncated"},
 		{"unknown version", []byte{0, 9, 5}, nil, "encoding version 9"},
 		{"truncated header", []byte{0}, nil, "truncated"},
 		{"empty", nil, nil, "truncated"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			b, _, err := stripEncoding(tc.in)
+			b, layout, err := stripEncoding(tc.in)
 			if tc.err != "" {
 				if err == nil || !strings.Contains(err.Error(), tc.err) {
 					t.Fatalf("err %v, want %q", err, tc.err)
@@ -159,6 +160,9 @@ func TestStateValueEncodingVersion(t *testing.T) {
 			}
 			if err != nil || string(b) != string(tc.body) {
 				t.Fatalf("%v %v", b, err)
+			}
+			if want := map[bool]int{true: 300, false: 0}[strings.Contains(tc.name, "layout 300")]; layout != want {
+				t.Fatalf("layout %d, want %d", layout, want)
 			}
 		})
 	}
