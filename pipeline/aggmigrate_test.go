@@ -52,17 +52,7 @@ func TestRestoreAggregateMigration(t *testing.T) {
 			}
 			oldAggs := map[string]string{"n": "count()", "avg": "avg(temperature)", "hi": "max(temperature)", "lo": "min(temperature)", "first": "first(temperature)"}
 			newAggs := map[string]string{"n": "count()", "avg": "avg(temperature)", "lo": "min(temperature)", "first": "first(temperature)", "last": "last(temperature)"}
-			h.run(spec(3, oldAggs), func() bool {
-				ids, _ := h.store.Completed()
-				return len(ids) >= 2 && len(h.out.snapshot()) > 0
-			})
-			h.appendReadings(rs[2000:])
-			end := endMarker(rs[len(rs)-1].ts + 3_600_000)
-			h.appendReadings([]reading{end})
-			md, _, err := h.store.Latest(true)
-			if err != nil || md == nil {
-				t.Fatalf("latest: %v %v", md, err)
-			}
+			md, end := h.checkpointThenAppend(spec(3, oldAggs), rs[2000:])
 			pos := oldSourcePositions(md, "readings")
 			if len(pos) != 1 {
 				t.Fatalf("source positions %+v", pos)
@@ -341,4 +331,24 @@ func mustPlan(t *testing.T, m map[string]string) *aggPlan {
 		t.Fatal(err)
 	}
 	return p
+}
+
+// checkpointThenAppend runs spec on what the log holds until two
+// checkpoints are complete and some result is out, then appends rest and
+// an end marker an hour later; it returns the newest checkpoint and the
+// marker.
+func (h *harness) checkpointThenAppend(spec JobSpec, rest []reading) (*checkpoint.Metadata, reading) {
+	h.t.Helper()
+	h.run(spec, func() bool {
+		ids, _ := h.store.Completed()
+		return len(ids) >= 2 && len(h.out.snapshot()) > 0
+	})
+	h.appendReadings(rest)
+	end := endMarker(rest[len(rest)-1].ts + 3_600_000)
+	h.appendReadings([]reading{end})
+	md, _, err := h.store.Latest(true)
+	if err != nil || md == nil {
+		h.t.Fatalf("latest: %v %v", md, err)
+	}
+	return md, end
 }

@@ -204,17 +204,7 @@ func TestRestoreEdits(t *testing.T) {
 			rs := genReadings(4000, 9, 5)
 			h.appendReadings(rs[:2000])
 			w := WindowSpec{Type: "tumbling", Size: 5 * time.Second, AllowedLateness: time.Second}
-			h.run(h.spec(3, w), func() bool {
-				ids, _ := h.store.Completed()
-				return len(ids) >= 2 && len(h.out.snapshot()) > 0
-			})
-			h.appendReadings(rs[2000:])
-			end := endMarker(rs[len(rs)-1].ts + 3_600_000)
-			h.appendReadings([]reading{end})
-			md, _, err := h.store.Latest(true)
-			if err != nil || md == nil {
-				t.Fatalf("latest: %v %v", md, err)
-			}
+			md, end := h.checkpointThenAppend(h.spec(3, w), rs[2000:])
 			if len(md.Schemas) != 1 || md.Schemas[0].UID != "win" || md.Schemas[0].Encoding != StateEncoding {
 				t.Fatalf("schemas in _metadata: %+v", md.Schemas)
 			}
