@@ -44,7 +44,8 @@ type AccState struct {
 	Value float64 `json:"value"`
 	// Timestamp: the event time of the first or last value (Unix ms).
 	Timestamp int64 `json:"timestamp,omitempty"`
-	// Result is what the window would emit now; null for avg of nothing.
+	// Result is what the window would emit now; null for an avg, min,
+	// max, first or last of nothing.
 	Result *float64 `json:"result"`
 	// Partial: the aggregate was added by a migration while the window
 	// was open; it has not seen the readings before that restore.
