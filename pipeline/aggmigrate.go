@@ -33,7 +33,7 @@ import (
 // write of the key writes the current layout. Every key with an open
 // window has a timer, so the old values are rewritten or deleted as their
 // windows fire and expire; no restore has to read and rewrite the whole
-// state (1 GiB on a small box: minutes of I/O before the first reading,
+// state (1 GiB on a small box: a GiB read and written before the first reading,
 // and an incremental checkpoint re-uploading every file) to apply an edit
 // of the aggregate list.
 //
