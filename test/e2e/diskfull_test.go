@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"io"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -8,11 +9,14 @@ import (
 	"sort"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/eddy-stream/eddy/simulate"
 	"github.com/eddy-stream/eddy/storage/diskspace"
 	"github.com/eddy-stream/eddy/test/diskfull"
 	"github.com/eddy-stream/eddy/test/eddytest"
 	"github.com/eddy-stream/eddy/test/mqtttest"
+	"github.com/eddy-stream/eddy/test/notifytest"
 	"github.com/eddy-stream/eddy/test/oracle"
 )
 
@@ -143,6 +147,96 @@ func TestDiskFull(t *testing.T) {
 	}
 	t.Logf("%d checkpoints failed for lack of space, %d state store failures, %d sink failure reports; %d windows, %d lines",
 		noSpaceCP, dbFailed, sinkFailed, len(want), got.Lines)
+}
+
+// TestDiskFullAtFullRate feeds readings continuously at full rate (a
+// QoS 1 stream, eddytest.Feeder.Stream) while a hog fills the file system
+// of data_dir and both file sinks: intake pauses (eddy_intake_paused
+// {reason="disk_full"} 1, STATUS= to systemd and the overview's status say
+// INTAKE PAUSED (disk_full), /healthz 503 degraded), eddy receives messages
+// it does not acknowledge while the stream goes on, the spools retry with
+// backoff instead of spinning, and when the hog is removed intake resumes
+// in the same process; every window is exact against the oracle in both
+// sinks, so nothing acknowledged was lost.
+func TestDiskFullAtFullRate(t *testing.T) {
+	s := newStream(t, simulate.Options{
+		Devices: 10, Sites: 3, Count: 30000, Interval: 20 * time.Millisecond, Start: streamStart,
+		Disorder: 500 * time.Millisecond, Seed: 53, EndMarker: true,
+	})
+	body := s.body()
+	b := startBroker(t)
+	f := newFeeder(t, b, "e2e-feeder")
+	e, fsDir := newDiskFullEddy(t, b, "")
+	ns := notifytest.Listen(t)
+	p := e.StartReady(ns.Env())
+	e.Probe(f)
+	stream := f.Stream(t, body)
+	e.WaitFor("eddy to acknowledge a tenth of the stream", resultsTimeout, func() bool {
+		o := e.Overview()
+		return len(o.Ingest) > 0 && o.Ingest[0].Acked >= int64(len(body)/10)
+	})
+	sentAtFill := stream.Sent()
+	filled := time.Now()
+	hog := diskfull.FillHog(t, fsDir)
+	e.waitPaused()
+	if m := p.Metrics(); !strings.Contains(m, `eddy_intake_paused{reason="disk_full"} 1`) {
+		t.Errorf("/metrics lacks eddy_intake_paused{reason=\"disk_full\"} 1")
+	}
+	ns.WaitFor(0, resultsTimeout, "STATUS=… INTAKE PAUSED (disk_full", func(m notifytest.Msg) bool {
+		return strings.Contains(m.Fields["STATUS"], "INTAKE PAUSED (disk_full")
+	})
+	if code, body := healthz(t, e, p); code != http.StatusServiceUnavailable || !strings.Contains(body, `"status": "degraded"`) ||
+		!strings.Contains(body, "below disk.min_free") || !strings.Contains(body, `"disk_full"`) {
+		t.Errorf("/healthz %d %s, want 503 degraded, disk_full, below disk.min_free", code, body)
+	}
+	if o := e.Overview(); !strings.Contains(o.Status, "INTAKE PAUSED (disk_full") {
+		t.Errorf("overview status %q lacks INTAKE PAUSED (disk_full", o.Status)
+	}
+	e.WaitFor("eddy to receive messages it does not take while paused", resultsTimeout, func() bool {
+		in := e.Overview().Ingest[0]
+		return in.Received > int64(in.NextOffset)
+	})
+	sentAtRelease := stream.Sent()
+	paused := time.Since(filled)
+	if p.Exited() {
+		t.Fatalf("eddy exited on a full disk: %v", p.ExitErr())
+	}
+
+	hog.Release()
+	e.waitResumed()
+	if err := stream.Wait(); err != nil {
+		t.Fatal(err)
+	}
+	f.MustSend(t, s.end())
+	want := oracle.Compute(toOracle(s.good), oracle.Window{Type: "tumbling", Size: 10000}, windowAggs, closeAt(s.endTS, restartOOO))
+	got := e.waitResults("per_device", []string{"site", "device"}, want)
+	compareResults(t, "results after a full disk at full rate", got, want, windowAggs)
+	e.WaitFor("the rotating sink to have every window", resultsTimeout, func() bool {
+		return collectResults(e.rotatedLines(t, ""), e.appliance(), "per_device", []string{"site", "device"}).Missing(want) == 0
+	})
+	compareResults(t, "rotating sink after a full disk at full rate", collectResults(e.rotatedLines(t, ""), e.appliance(), "per_device", []string{"site", "device"}), want, windowAggs)
+	if p.Exited() || len(e.Runs()) != 1 {
+		t.Fatalf("eddy did not survive the full disk in one process (exited %v, runs %d)", p.Exited(), len(e.Runs()))
+	}
+	// A spool that failed to append retries with backoff (100 ms doubling
+	// to 5 s): never more than one retry per 100 ms of the pause.
+	spoolFailures := map[string]int{}
+	for _, l := range e.Logs() {
+		if strings.Contains(l.Raw, "Assertion") {
+			t.Errorf("RocksDB assertion in the log: %s", l.Raw)
+		}
+		if l.Msg() == "spooling staged output failed, retrying" {
+			spoolFailures[l.Str("sink")]++
+		}
+	}
+	limit := int(time.Since(filled)/(100*time.Millisecond)) + 1
+	for sink, n := range spoolFailures {
+		if n > limit {
+			t.Errorf("spool of sink %s failed %d times in %v: it spins instead of backing off", sink, n, time.Since(filled))
+		}
+	}
+	t.Logf("stream: %d sent when the hog filled the disk, %d when it was removed %v later; %d windows, %d lines; spool failures %v",
+		sentAtFill, sentAtRelease, paused.Round(time.Millisecond), len(want), got.Lines, spoolFailures)
 }
 
 // TestDiskFullRestore stops eddy cleanly, removes its working state (as
@@ -334,4 +428,19 @@ func TestDiskFullSinkRotation(t *testing.T) {
 	}
 	files, _ := filepath.Glob(filepath.Join(sinkFS, "rotated.jsonl*"))
 	t.Logf("%d windows, rotating sink: %d files, %d lines, %d duplicates", len(want), len(files), rot.Lines, rot.Dups)
+}
+
+// healthz is GET /healthz: the code and the body.
+func healthz(t *testing.T, e *eddy, p *eddytest.Process) (int, string) {
+	t.Helper()
+	resp, err := p.Client().Get(e.URL() + "/healthz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp.StatusCode, string(b)
 }
