@@ -132,6 +132,7 @@ func TestDiskFull(t *testing.T) {
 		t.Fatalf("eddy did not survive the full disk in one process (exited %v, runs %d)", p.Exited(), len(e.Runs()))
 	}
 	var noSpaceCP, dbFailed, sinkFailed int
+	var releasedFor, retried []string
 	for _, l := range e.Logs() {
 		if strings.Contains(l.Raw, "Assertion") {
 			t.Errorf("RocksDB assertion in the log: %s", l.Raw)
@@ -143,10 +144,20 @@ func TestDiskFull(t *testing.T) {
 			dbFailed++
 		case strings.HasPrefix(l.Msg(), "releasing staged output failed"):
 			sinkFailed++
+		case strings.HasPrefix(l.Msg(), "disk full: released the disk reserve for "):
+			releasedFor = append(releasedFor, strings.TrimPrefix(strings.SplitN(l.Msg(), ";", 2)[0], "disk full: released the disk reserve for "))
+		case strings.HasPrefix(l.Msg(), "checkpoint retried on the disk reserve"):
+			retried = append(retried, l.Msg())
 		}
 	}
-	t.Logf("%d checkpoints failed for lack of space, %d state store failures, %d sink failure reports; %d windows, %d lines",
-		noSpaceCP, dbFailed, sinkFailed, len(want), got.Lines)
+	if len(releasedFor) == 0 {
+		t.Error("the disk reserve was not released on the full disk")
+	}
+	if _, ok := e.Runs()[0].FindLog("disk reserve made again: the disk has room"); !ok {
+		t.Error("the disk reserve was not made again after the hog went")
+	}
+	t.Logf("%d checkpoints failed for lack of space, %d state store failures, %d sink failure reports; reserve released for %q, retried checkpoints %q; %d windows, %d lines",
+		noSpaceCP, dbFailed, sinkFailed, releasedFor, retried, len(want), got.Lines)
 }
 
 // TestDiskFullAtFullRate feeds readings continuously at full rate (a
