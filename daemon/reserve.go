@@ -31,6 +31,7 @@ type reserveState struct {
 	maxNew   int64  // largest checkpointed size (new bytes) of a checkpoint seen
 	total    uint64 // size of data_dir's file system at the last sample
 	releases int    // times released for an operation
+	released bool   // released, not made again yet
 	failed   bool   // the last attempt to make it failed (logged once)
 }
 
@@ -137,12 +138,15 @@ func (d *Daemon) reserveSample(status []diskspace.PathStatus) {
 		s.mu.Lock()
 		logFail := err != nil && !s.failed
 		s.failed = err != nil
-		released := s.releases > 0
+		released := s.released
+		if err == nil {
+			s.released = false
+		}
 		s.mu.Unlock()
 		switch {
 		case logFail:
 			d.log.Warn("cannot make the disk reserve; retrying when the disk has room", "path", s.r.Path(), "bytes", want, "err", err)
-		case err == nil && released && have == 0:
+		case err == nil && released:
 			d.log.Info("disk reserve made again: the disk has room", "path", s.r.Path(), "bytes", want, "free_bytes", p.Free)
 		case err == nil:
 			d.log.Info("disk reserve made", "path", s.r.Path(), "bytes", want, "was_bytes", have)
@@ -166,6 +170,7 @@ func (d *Daemon) releaseReserve(op string, err error) bool {
 	}
 	s.mu.Lock()
 	s.releases++
+	s.released = true
 	s.mu.Unlock()
 	d.log.Warn("disk full: released the disk reserve for "+op+"; retrying it now, the reserve is made again when the disk has disk.min_free plus the reserve free",
 		"path", s.r.Path(), "bytes", n, "err", err)
@@ -206,8 +211,7 @@ func (d *Daemon) reserveStatus() *ReserveStatus {
 	}
 	st := &ReserveStatus{Path: s.r.Path(), Bytes: s.r.Size(), Want: s.want()}
 	s.mu.Lock()
-	st.Releases = s.releases
+	st.Releases, st.Released = s.releases, s.released
 	s.mu.Unlock()
-	st.Released = st.Releases > 0 && st.Bytes < st.Want
 	return st
 }
