@@ -101,9 +101,11 @@ type Overview struct {
 	IntakePaused       []string `json:"intake_paused,omitempty"`
 	IntakePausedReason string   `json:"intake_paused_reason,omitempty"`
 	// Disk is the last free-space sample of every watched path.
-	Disk        []diskspace.PathStatus `json:"disk,omitempty"`
-	DeadLetters int64                  `json:"dead_letters"`
-	LateEvents  int64                  `json:"late_events"`
+	Disk []diskspace.PathStatus `json:"disk,omitempty"`
+	// DiskReserve is data_dir/_reserve (disk.reserve); nil: none.
+	DiskReserve *ReserveStatus `json:"disk_reserve,omitempty"`
+	DeadLetters int64          `json:"dead_letters"`
+	LateEvents  int64          `json:"late_events"`
 	// Ready is true once recovery is done (READY=1).
 	Ready bool `json:"ready"`
 	// Stalled is the watchdog's view: no progress while input waits.
@@ -170,6 +172,7 @@ func (d *Daemon) overview() Overview {
 	}
 	o.IntakePaused, o.IntakePausedReason = d.intakePaused()
 	o.Disk = d.diskStatus()
+	o.DiskReserve = d.reserveStatus()
 	return o
 }
 

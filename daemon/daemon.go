@@ -82,9 +82,10 @@ type Daemon struct {
 	closeErr  error
 
 	notify      *notifier
-	disk        diskState   // daemon/disk.go
-	spool       spoolState  // daemon/spool.go
-	brokerDrops brokerDrops // the broker's own drop counter (broker.go)
+	disk        diskState    // daemon/disk.go
+	reserve     reserveState // daemon/reserve.go
+	spool       spoolState   // daemon/spool.go
+	brokerDrops brokerDrops  // the broker's own drop counter (broker.go)
 	uploadHooks
 	upl *uploadState // daemon/upload.go
 
@@ -171,6 +172,9 @@ func (d *Daemon) open() (err error) {
 		if d.store, err = checkpoint.Open(d.layout.Checkpoints(), d.fs, log.With("component", "checkpoints")); err != nil {
 			return err
 		}
+	}
+	if err := d.openReserve(); err != nil {
+		return err
 	}
 	if err := d.openUpload(); err != nil {
 		return err
@@ -288,6 +292,7 @@ func (d *Daemon) jobSpec() pipeline.JobSpec {
 		Logs: d.logs, Sinks: d.sinks, Receiving: d.receiving,
 	})
 	spec.OnSpoolFull = d.setSpoolFull
+	spec.OnNoSpace = d.reserveOnNoSpace
 	spec.BatchCost = testBatchCost()
 	spec.Savepoints = d.savepointStore()
 	spec.AllowNonRestoredState = c.Checkpointing.AllowNonRestoredState || d.allowNonRestored
@@ -302,6 +307,14 @@ func (d *Daemon) jobSpec() pipeline.JobSpec {
 func (d *Daemon) buildJob() (*pipeline.Job, error) {
 	spec := d.jobSpec()
 	d.wireUpload(&spec)
+	if prev := spec.OnCheckpoint; d.reserve.r != nil {
+		spec.OnCheckpoint = func(md *checkpoint.Metadata) {
+			d.reserve.noteCheckpoint(md)
+			if prev != nil {
+				prev(md)
+			}
+		}
+	}
 	if err := d.fs.RemoveAll(spec.State.Dir); err != nil {
 		return nil, fmt.Errorf("clear working state: %w", err)
 	}
@@ -333,6 +346,7 @@ func (d *Daemon) buildJob() (*pipeline.Job, error) {
 				return nil, err
 			}
 			spec.Restore, spec.RestoreVerified = md, verified
+			d.reserve.noteCheckpoint(md)
 			d.log.Info("restoring from checkpoint", "checkpoint", md.ID, "source", spec.RestoreSource,
 				"age", time.Since(time.UnixMilli(md.CompletedTimestamp)).Round(time.Second))
 		}

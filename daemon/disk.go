@@ -98,10 +98,11 @@ func diskPaths(cfg *config.Config) []string {
 	return paths
 }
 
-// addDisk runs the disk watcher (disk.min_free: 0 turns it off).
+// addDisk runs the disk watcher (disk.min_free and disk.reserve 0 turn
+// it off). It also makes the disk reserve (reserve.go) when there is room.
 func (d *Daemon) addDisk(g *run.Group, r *runState) {
 	bytes, pct, err := d.cfg.Disk.MinFreeBudget()
-	if err != nil || (bytes == 0 && pct == 0) {
+	if err != nil || (bytes == 0 && pct == 0 && d.reserve.r == nil) {
 		return // Validate refused err already
 	}
 	w, err := diskspace.New(diskspace.Options{
@@ -109,6 +110,8 @@ func (d *Daemon) addDisk(g *run.Group, r *runState) {
 		Threshold: diskspace.Threshold{Bytes: uint64(bytes), Percent: pct},
 		Statfs:    d.disk.statfs, Tick: d.disk.tick,
 		OnChange: func(low []string) { d.setDiskLow(len(low) > 0) },
+		Missing:  d.reserveMissing,
+		OnSample: d.reserveSample,
 		Logger:   d.log.With("component", "disk"),
 	})
 	if err != nil {
@@ -169,8 +172,13 @@ func (d *Daemon) intakePaused() (reasons []string, detail string) {
 	if slices.Contains(reasons, PauseDiskFull) {
 		for _, p := range d.diskStatus() {
 			if p.Low {
-				parts = append(parts, fmt.Sprintf("%s has %s free, below disk.min_free %s",
-					p.Path, humanBytes(p.Free), humanBytes(p.MinFree)))
+				if p.Missing > 0 {
+					parts = append(parts, fmt.Sprintf("%s has %s free, below disk.min_free %s plus %s to make the disk reserve again",
+						p.Path, humanBytes(p.Free), humanBytes(p.MinFree-p.Missing), humanBytes(p.Missing)))
+				} else {
+					parts = append(parts, fmt.Sprintf("%s has %s free, below disk.min_free %s",
+						p.Path, humanBytes(p.Free), humanBytes(p.MinFree)))
+				}
 			}
 		}
 	}

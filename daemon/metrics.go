@@ -77,7 +77,8 @@ var (
 	descSpoolFull   = desc("eddy_sink_spool_full", "1 while the sink's spool has reached sinks[].spool.max_size: sources stop reading and intake is paused (reason sink_spool_full).", "sink")
 	descPaused      = desc("eddy_intake_paused", "1 while some source does not acknowledge input for this reason: disk_full (below disk.min_free), ingest_log_full, ingest_log_error (recovering from a failed write or fsync), sink_spool_full (a sink's spool reached sinks[].spool.max_size).", "reason")
 	descDiskFree    = desc("eddy_disk_free_bytes", "Free bytes (available to eddy) on the file system of a watched path: data_dir and each file sink's directory.", "path")
-	descDiskMinFree = desc("eddy_disk_min_free_bytes", "disk.min_free in bytes for the file system of a watched path.", "path")
+	descDiskMinFree = desc("eddy_disk_min_free_bytes", "disk.min_free in bytes for the file system of a watched path, plus on data_dir the part of the disk reserve not held now.", "path")
+	descReserve     = desc("eddy_disk_reserve_bytes", "Bytes held by the disk reserve data_dir/_reserve (disk.reserve); 0 while it is released for a checkpoint or a restore on a full disk.")
 
 	// Checkpoints: counts of the running job (they start again when the
 	// supervisor restarts the job).
@@ -117,7 +118,7 @@ func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descInfo, descReady, descRunning, descStalled,
 		descRecordsIn, descRecordsOut, descBackPress, descWatermark, descWMLag, descDeadLetters, descLate, descMessagesIn,
 		descLogSize, descLogLag, descLogFull, descConnected, descReceived, descAcked, descFirstOffset, descNextOffset,
-		descPaused, descDiskFree, descDiskMinFree, descSpoolBytes, descSpoolFull,
+		descPaused, descDiskFree, descDiskMinFree, descReserve, descSpoolBytes, descSpoolFull,
 		descCPTotal, descCPCompleted, descCPFailed, descCPInProgress, descCPRestored, descCPRestoredID, descCPRestoreDur,
 		descLastID, descLastTime, descLastDuration, descLastState, descLastCkpt,
 		descLastDelay, descLastAlign, descLastSync, descLastAsync, descLastTaskSize,
@@ -191,6 +192,9 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	for _, p := range o.Disk {
 		gauge(ch, descDiskFree, float64(p.Free), p.Path)
 		gauge(ch, descDiskMinFree, float64(p.MinFree), p.Path)
+	}
+	if r := o.DiskReserve; r != nil {
+		gauge(ch, descReserve, float64(r.Bytes))
 	}
 
 	if m := d.memory; m != nil {

@@ -456,6 +456,9 @@ func (d *Daemon) supervise(r *runState) error {
 			if !d.disk.isLow() && !noSpace(err) {
 				return err
 			}
+			if d.releaseReserve("the restore", err) {
+				continue
+			}
 			// A restore on a full disk: wait for room, then try again,
 			// rather than exit into a restart loop.
 			d.log.Error("starting the job failed on a full disk; retrying when it has room", "err", err, "in", backoff)
@@ -500,7 +503,9 @@ func (d *Daemon) supervise(r *runState) error {
 			if ids, lerr := d.store.Completed(); lerr == nil && len(ids) > 0 {
 				from = fmt.Sprintf("checkpoint %d", ids[len(ids)-1])
 			}
-			if d.disk.isLow() {
+			// With the disk reserve released the rebuild has room now.
+			released := (d.disk.isLow() || noSpace(err)) && d.releaseReserve("the state store rebuild", err)
+			if !released && d.disk.isLow() {
 				d.log.Error("state store failed; restarting when the disk has room", "err", err, "from", from)
 				d.setPhase(fmt.Sprintf("state store failed: %s; restarting from %s when the disk has room", err, from))
 				ok := d.disk.waitRoom(ctx.Done(), d.stop)

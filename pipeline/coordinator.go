@@ -370,6 +370,9 @@ func (c *coordinator) failErr(p *pendingCheckpoint, err error) {
 		return
 	}
 	c.failCounted(p, "no space left on device: "+err.Error(), false)
+	if f := c.j.spec.OnNoSpace; f != nil {
+		f(p.id, err)
+	}
 }
 
 func (c *coordinator) fail(p *pendingCheckpoint, msg string) { c.failCounted(p, msg, true) }

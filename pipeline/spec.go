@@ -66,6 +66,10 @@ type JobSpec struct {
 	// OnSpoolFull, if set, is called with the sinks whose spool is full
 	// whenever that changes (nil or empty: none is).
 	OnSpoolFull func(full []string)
+	// OnNoSpace, if set, is called on the coordinator's goroutine when
+	// checkpoint id failed for lack of space with err (the daemon gives it
+	// the disk reserve and triggers another). It must not block.
+	OnNoSpace func(id int64, err error)
 	// OnCheckpoint, if set, is called after checkpoint N is committed and
 	// its staged output handed to the sinks (the uploader hooks in here).
 	OnCheckpoint func(md *checkpoint.Metadata)

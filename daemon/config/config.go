@@ -288,6 +288,36 @@ type Disk struct {
 	// ("2GiB"), a percentage of the file system ("10%"), "auto" (the
 	// smaller of 5 % and 1 GiB) or "0" (never pause). See MinFreeBudget.
 	MinFree string `mapstructure:"min_free"`
+	// Reserve is the space kept in data_dir/_reserve for a checkpoint, a
+	// state-store rebuild or a restore on a full disk: "auto" (see
+	// ReserveAutoMin), a size ("64MiB") or "0" (none). See ReserveSize.
+	Reserve string `mapstructure:"reserve"`
+}
+
+// ReserveAuto is the default disk.reserve: the managed memory's write
+// buffers (state.memory.managed × write_buffer_ratio, what a checkpoint
+// flushes at most) plus the largest checkpointed size (new bytes) of a
+// checkpoint seen, rounded up to a MiB, at least ReserveAutoMin and at most
+// the smaller of ReserveAutoMax and ReserveAutoMaxPercent of the file system.
+const (
+	ReserveAuto           = "auto"
+	ReserveAutoMin        = 16 * MiB
+	ReserveAutoMax        = 1 * GiB
+	ReserveAutoMaxPercent = 10.0
+)
+
+// ReserveSize parses disk.reserve: auto (true), or a fixed size (0: no
+// reserve).
+func (d Disk) ReserveSize() (auto bool, size Size, err error) {
+	v := strings.TrimSpace(d.Reserve)
+	if v == "" || strings.EqualFold(v, ReserveAuto) {
+		return true, 0, nil
+	}
+	b, err := ParseSize(v)
+	if err != nil {
+		return false, 0, fmt.Errorf("%w, auto, or 0 for no reserve", err)
+	}
+	return false, b, nil
 }
 
 // MinFreeAuto is the default disk.min_free: the smaller of
@@ -442,7 +472,7 @@ func Default() *Config {
 			MaxSize:      1 * GiB,
 			SyncInterval: 2 * time.Millisecond,
 		},
-		Disk: Disk{MinFree: MinFreeAuto},
+		Disk: Disk{MinFree: MinFreeAuto, Reserve: ReserveAuto},
 		State: State{
 			Memory:            Memory{Managed: 256 * MiB, WriteBufferRatio: 0.5, HighPrioPoolRatio: 0.1},
 			Timers:            "rocksdb",

@@ -74,3 +74,23 @@ func TestMinFreeBudget(t *testing.T) {
 		}
 	}
 }
+
+func TestReserveSize(t *testing.T) {
+	for _, tc := range []struct {
+		in   string
+		auto bool
+		size Size
+	}{
+		{"", true, 0}, {"auto", true, 0}, {"Auto", true, 0}, {"64MiB", false, 64 * MiB}, {"0", false, 0},
+	} {
+		auto, size, err := Disk{Reserve: tc.in}.ReserveSize()
+		if err != nil || auto != tc.auto || size != tc.size {
+			t.Errorf("ReserveSize(%q) = %v, %v, %v; want %v, %v", tc.in, auto, size, err, tc.auto, tc.size)
+		}
+	}
+	for _, in := range []string{"-1", "10%", "lots", "64 mebibytes"} {
+		if _, _, err := (Disk{Reserve: in}).ReserveSize(); err == nil {
+			t.Errorf("ReserveSize(%q) succeeded", in)
+		}
+	}
+}

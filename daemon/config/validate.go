@@ -129,6 +129,9 @@ func (c *Config) Validate() error {
 	if _, _, err := c.Disk.MinFreeBudget(); err != nil {
 		ck.add("disk.min_free", "%v", err)
 	}
+	if _, _, err := c.Disk.ReserveSize(); err != nil {
+		ck.add("disk.reserve", "%v", err)
+	}
 	c.validateState(ck)
 	c.validateCheckpointing(ck)
 	c.validateUpload(ck)

@@ -57,6 +57,8 @@ func TestBrokenConfigs(t *testing.T) {
 
 		// Ranges and enums.
 		{name: "bad disk.min_free", yaml: `disk: {min_free: lots}`, key: "disk.min_free", msg: `invalid size "lots"`},
+		{name: "bad disk.reserve", yaml: `disk: {reserve: plenty}`, key: "disk.reserve", msg: `invalid size "plenty"`},
+		{name: "disk.reserve percent", yaml: `disk: {reserve: 5%}`, key: "disk.reserve", msg: "auto, or 0 for no reserve"},
 		{name: "disk.min_free 100%", yaml: `disk: {min_free: 100%}`, key: "disk.min_free", msg: "from 0 to below 100"},
 		{name: "sink spool too small", yaml: "sinks:\n  - {name: results, from: valid, file: {path: x.jsonl}, spool: {max_size: 1KiB}}", key: "sinks[0].spool.max_size", msg: "must be between 16KiB and 1TiB (got 1KiB)"},
 		{name: "unknown key in sink spool", yaml: "sinks:\n  - {name: results, from: valid, file: {path: x.jsonl}, spool: {size: 1MiB}}", key: "sinks[0].spool.size", msg: "unknown key"},

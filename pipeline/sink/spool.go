@@ -210,14 +210,27 @@ func (s *Spool) writeConfirmed(p spoolPos) error {
 
 // Append appends the output of epochs (ascending, all <= upTo) and a mark
 // for upTo, and fsyncs. When it fails the caller calls it again with the
-// same arguments: what was appended is kept by the log and only synced.
+// same or a newer upTo (and the epochs up to it): what was appended is
+// kept by the log and only synced, epochs it already took are skipped.
 func (s *Spool) Append(upTo int64, epochs []Epoch) error {
+	if s.log.Broken() != nil {
+		// A failed write or fsync: the log (ManualSync, no background
+		// retry) recovers only in Sync, and refuses new records until it
+		// has. Recover first, or a newer checkpoint's batch would be
+		// refused for good.
+		if err := s.log.Sync(); err != nil {
+			return fmt.Errorf("sink: spool %s: %w", s.opts.Dir, err)
+		}
+	}
 	s.mu.Lock()
 	appended := s.appended
 	s.mu.Unlock()
 	if upTo > appended {
 		var rs []ingestlog.Record
 		for _, e := range epochs {
+			if e.ID <= appended {
+				continue // taken by an append whose fsync failed
+			}
 			for _, o := range e.Outputs {
 				p := make([]byte, 0, 1+binary.MaxVarintLen32+len(o.ID)+len(o.Payload))
 				p = append(p, spoolOutput)

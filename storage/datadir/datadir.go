@@ -16,6 +16,10 @@ func New(root string) Layout { return Layout{Root: root} }
 // Lock is the flock file held by the running eddy (and by eddy restore).
 func (l Layout) Lock() string { return filepath.Join(l.Root, "LOCK") }
 
+// Reserve is the disk reserve (disk.reserve): a preallocated file whose
+// space is given back for a checkpoint or a restore on a full disk.
+func (l Layout) Reserve() string { return filepath.Join(l.Root, "_reserve") }
+
 // IngestRoot holds one ingest log per source.
 func (l Layout) IngestRoot() string { return filepath.Join(l.Root, "ingest") }
 

@@ -63,6 +63,9 @@ type PathStatus struct {
 	Total   uint64 `json:"total_bytes"`
 	MinFree uint64 `json:"min_free_bytes"`
 	Low     bool   `json:"low"`
+	// Missing is the part of MinFree that is the disk reserve not held now
+	// (Options.Missing): a released reserve is counted as needed room.
+	Missing uint64 `json:"reserve_missing_bytes,omitempty"`
 	Error   string `json:"error,omitempty"` // statfs failed; the path keeps its previous state
 }
 
@@ -78,6 +81,14 @@ type Options struct {
 	// OnChange is called, on the watcher's goroutine, whenever the set of
 	// low paths goes from empty to non-empty or back, with the low paths.
 	OnChange func(low []string)
+	// Missing, if set, returns bytes added to the threshold of path, whose
+	// file system is sampled at u: the part of a disk reserve (Reserve)
+	// that is not held now, so that the path stays low until there is room
+	// to make it again.
+	Missing func(path string, u Usage) uint64
+	// OnSample, if set, is called on the watcher's goroutine after every
+	// sample with its status, before OnChange.
+	OnSample func(status []PathStatus)
 	Logger   *slog.Logger // nil: discard
 }
 
@@ -148,7 +159,11 @@ func (w *Watcher) Sample() []string {
 			s.Error = err.Error()
 		} else {
 			s.Error = ""
-			s.Free, s.Total, s.MinFree = u.Free, u.Total, w.o.Threshold.Min(u.Total)
+			s.Free, s.Total, s.MinFree, s.Missing = u.Free, u.Total, w.o.Threshold.Min(u.Total), 0
+			if w.o.Missing != nil {
+				s.Missing = w.o.Missing(p, u)
+				s.MinFree += s.Missing
+			}
 			was := s.Low
 			s.Low = s.Free < s.MinFree
 			switch {
@@ -168,6 +183,9 @@ func (w *Watcher) Sample() []string {
 	changed := w.low != (len(low) > 0)
 	w.low = len(low) > 0
 	w.mu.Unlock()
+	if w.o.OnSample != nil {
+		w.o.OnSample(slices.Clone(status))
+	}
 	if changed && w.o.OnChange != nil {
 		w.o.OnChange(slices.Clone(low))
 	}

@@ -3,6 +3,7 @@ package eddytest
 import (
 	"context"
 	"fmt"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -120,4 +121,71 @@ func (f *Feeder) Trickle(msgs []simulate.Message) <-chan error {
 		sent <- nil
 	}()
 	return sent
+}
+
+// Stream publishes messages at full rate on a goroutine of its own
+// (Feeder.Stream): slices of StreamChunk, each sent at QoS 1 and waited
+// for (every PUBACK), back to back with no pause.
+type Stream struct {
+	stop chan struct{}
+	done chan struct{}
+	sent atomic.Int64
+	err  error // set before done is closed
+}
+
+// StreamChunk is how many messages a Stream sends between two checks of
+// Stop.
+const StreamChunk = 200
+
+// Stream starts publishing msgs in order at full rate; Wait or Stop ends
+// it. It is stopped when the test ends.
+func (f *Feeder) Stream(tb testing.TB, msgs []simulate.Message) *Stream {
+	s := &Stream{stop: make(chan struct{}), done: make(chan struct{})}
+	go func() {
+		defer close(s.done)
+		for i := 0; i < len(msgs); i += StreamChunk {
+			select {
+			case <-s.stop:
+				return
+			default:
+			}
+			chunk := msgs[i:min(i+StreamChunk, len(msgs))]
+			if err := f.Send(chunk); err != nil {
+				s.err = err
+				return
+			}
+			s.sent.Add(int64(len(chunk)))
+		}
+	}()
+	tb.Cleanup(func() { s.Stop() })
+	return s
+}
+
+// Sent is how many messages the broker has acknowledged so far.
+func (s *Stream) Sent() int64 { return s.sent.Load() }
+
+// Done is closed when the stream has sent everything, failed or stopped.
+func (s *Stream) Done() <-chan struct{} { return s.done }
+
+// Wait waits until everything is sent (LongTimeout at most) and returns
+// the first error.
+func (s *Stream) Wait() error {
+	select {
+	case <-s.done:
+		return s.err
+	case <-time.After(LongTimeout):
+		return fmt.Errorf("eddytest: stream: %d messages sent after %v", s.Sent(), LongTimeout)
+	}
+}
+
+// Stop ends the stream after the chunk in flight and waits for it; it
+// returns the first error. Calling it again does nothing more.
+func (s *Stream) Stop() error {
+	select {
+	case <-s.stop:
+	default:
+		close(s.stop)
+	}
+	<-s.done
+	return s.err
 }
