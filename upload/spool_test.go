@@ -1,0 +1,190 @@
+package upload
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/eddy-stream/eddy/pipeline/sink"
+	"github.com/eddy-stream/eddy/storage/checkpoint"
+	"github.com/eddy-stream/eddy/storage/datadir"
+)
+
+// putCounter counts the Puts per key.
+type putCounter struct {
+	Store
+	mu   sync.Mutex
+	puts map[string]int
+}
+
+func (p *putCounter) Put(ctx context.Context, key string, r io.Reader, size int64) error {
+	p.mu.Lock()
+	p.puts[key]++
+	p.mu.Unlock()
+	return p.Store.Put(ctx, key, r, size)
+}
+
+func (p *putCounter) spoolPuts() map[string]int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	out := map[string]int{}
+	for k, n := range p.puts {
+		if strings.Contains(k, "/"+spoolDir+"/") {
+			out[k] = n
+		}
+	}
+	return out
+}
+
+// spoolOutputs appends epochs from..to, n outputs each, and a mark per
+// epoch, and returns what it appended.
+func spoolOutputs(t *testing.T, sp *sink.Spool, from, to int64, n int) []sink.Output {
+	t.Helper()
+	var all []sink.Output
+	for e := from; e <= to; e++ {
+		var outs []sink.Output
+		for i := range n {
+			outs = append(outs, sink.Output{Topic: "results", ID: fmt.Sprintf("r-%d-%d", e, i),
+				Payload: []byte(fmt.Sprintf(`{"epoch":%d,"i":%d,"pad":"%s"}`, e, i, strings.Repeat("x", 40)))})
+		}
+		if err := sp.Append(e, []sink.Epoch{{ID: e, Outputs: outs}}); err != nil {
+			t.Fatal(err)
+		}
+		all = append(all, outs...)
+	}
+	return all
+}
+
+// TestSpoolUploadAndRestore: the uploader ships, with each checkpoint, the
+// part of a sink's spool the sink had not confirmed, sealed segments once;
+// a download into a wiped data dir rebuilds the spool so that, opened for
+// the restored checkpoint, it publishes exactly the unconfirmed output.
+func TestSpoolUploadAndRestore(t *testing.T) {
+	dir := t.TempDir()
+	dd := datadir.New(dir)
+	sp, _, err := sink.OpenSpool(sink.SpoolOptions{Dir: dd.Spool("cloud"), MaxSize: 1 << 30, SegmentSize: 1024}, -1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sp.Close()
+	l := newLocal(t)
+	l.id = 100 // checkpoint ids above the spool's marks, as in a job
+	l.addSST("w-0", 2000)
+	l.spools = func() map[string]checkpoint.SpoolState { return map[string]checkpoint.SpoolState{"cloud": sp.State()} }
+	ps := &putCounter{Store: NewMemStore(), puts: map[string]int{}}
+	u := newUploader(t, ps, l, dir, nil)
+	u.Start()
+
+	outs := spoolOutputs(t, sp, 1, 6, 4)
+	// The sink confirms the first two checkpoints.
+	b, err := sp.Read(1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b2, err := sp.Read(1)
+	if err != nil || b2.UpTo != 1 {
+		t.Fatalf("read %+v, %v", b2, err)
+	}
+	if err := sp.Confirm(b); err != nil {
+		t.Fatal(err)
+	}
+	b, err = sp.Read(1)
+	if err != nil || b.UpTo != 2 {
+		t.Fatalf("read %+v, %v", b, err)
+	}
+	if err := sp.Confirm(b); err != nil {
+		t.Fatal(err)
+	}
+	confirmed := 8 // outputs of checkpoints 1 and 2
+	u.Offer(l.checkpoint()) // 101
+	waitRemote(t, u, 101)
+	first := ps.spoolPuts()
+	if len(first) < 2 {
+		t.Fatalf("spool objects sent: %v, want several segments", first)
+	}
+
+	more := spoolOutputs(t, sp, 7, 12, 4)
+	md := l.checkpoint() // 102
+	u.Offer(md)
+	waitRemote(t, u, 102)
+	second := ps.spoolPuts()
+	for k, n := range second {
+		if n > 1 {
+			t.Errorf("spool object %s sent %d times", k, n)
+		}
+	}
+	reused := 0
+	m := readManifestT(t, ps, 102)
+	for _, seg := range m.Spools[0].Segments {
+		if first["box-1/"+seg.Key] == 1 {
+			reused++
+		}
+	}
+	if len(second) <= len(first) {
+		t.Fatalf("checkpoint 2 sent no spool objects: %v", second)
+	}
+	if reused == 0 {
+		t.Errorf("checkpoint 102 reuses no sealed segment of checkpoint 101: %v then %v", first, second)
+	}
+	t.Logf("spool objects: %d for checkpoint 101, %d more for checkpoint 102", len(first), len(second)-len(first))
+
+	// A new box: nothing but the remote.
+	dir2 := t.TempDir()
+	dd2 := datadir.New(dir2)
+	l2, err := checkpoint.Open(filepath.Join(dir2, "checkpoints"), nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := Download(t.Context(), ps, "box-1", Latest, l2, DownloadOptions{DataDir: dd2, Logger: testLogger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.ID != 102 || got.Spools["cloud"] != md.Spools["cloud"] {
+		t.Fatalf("downloaded %d with spools %+v, want 102 with %+v", got.ID, got.Spools, md.Spools)
+	}
+	rs, dedupe, err := sink.OpenSpool(sink.SpoolOptions{Dir: dd2.Spool("cloud"), MaxSize: 1 << 30, SegmentSize: 1024}, got.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rs.Close()
+	if want := md.Spools["cloud"].End.Epoch; dedupe != min(got.ID, want) {
+		t.Errorf("dedupe %d, want %d", dedupe, min(got.ID, want))
+	}
+	var pub []sink.Output
+	for {
+		b, err := rs.Read(1 << 20)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if b.UpTo < 0 {
+			break
+		}
+		pub = append(pub, b.Outputs...)
+		if err := rs.Confirm(b); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want := append(outs[confirmed:], more...)
+	if len(pub) != len(want) {
+		t.Fatalf("restored spool publishes %d outputs, want %d", len(pub), len(want))
+	}
+	for i := range want {
+		if pub[i].ID != want[i].ID || string(pub[i].Payload) != string(want[i].Payload) {
+			t.Fatalf("output %d: %s, want %s", i, pub[i].ID, want[i].ID)
+		}
+	}
+}
+
+func readManifestT(t *testing.T, s Store, id int64) *Manifest {
+	t.Helper()
+	m, err := readManifest(t.Context(), s, Layout{"box-1"}, id, time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
