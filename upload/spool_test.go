@@ -100,7 +100,7 @@ func TestSpoolUploadAndRestore(t *testing.T) {
 	if err := sp.Confirm(b); err != nil {
 		t.Fatal(err)
 	}
-	confirmed := 8 // outputs of checkpoints 1 and 2
+	confirmed := 8          // outputs of checkpoints 1 and 2
 	u.Offer(l.checkpoint()) // 101
 	waitRemote(t, u, 101)
 	first := ps.spoolPuts()
