@@ -133,6 +133,28 @@ func TestSpoolUploadAndRestore(t *testing.T) {
 	}
 	t.Logf("spool objects: %d for checkpoint 101, %d more for checkpoint 102", len(first), len(second)-len(first))
 
+	// Retention (2 retained) keeps exactly the spool objects 101 and 102
+	// reference, after a 103 that needs no segment of 101's active prefix.
+	u.Offer(l.checkpoint()) // 103: the same spool as 102
+	waitRemote(t, u, 103)
+	refs := map[string]bool{}
+	for _, id := range []int64{102, 103} {
+		for _, k := range readManifestT(t, ps, id).Keys() {
+			refs[k] = true
+		}
+	}
+	for k := range keys(t, ps) {
+		if strings.HasPrefix(k, spoolDir+"/") && !refs[k] {
+			t.Errorf("spool object %s is kept, but no retained checkpoint references it", k)
+		}
+		delete(refs, k)
+	}
+	for k := range refs {
+		if strings.HasPrefix(k, spoolDir+"/") {
+			t.Errorf("spool object %s is referenced by a retained checkpoint, but gone", k)
+		}
+	}
+
 	// A new box: nothing but the remote.
 	dir2 := t.TempDir()
 	dd2 := datadir.New(dir2)
@@ -140,7 +162,7 @@ func TestSpoolUploadAndRestore(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	got, err := Download(t.Context(), ps, "box-1", Latest, l2, DownloadOptions{DataDir: dd2, Logger: testLogger(t)})
+	got, err := Download(t.Context(), ps, "box-1", 102, l2, DownloadOptions{DataDir: dd2, Logger: testLogger(t)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -187,4 +209,45 @@ func readManifestT(t *testing.T, s Store, id int64) *Manifest {
 		t.Fatal(err)
 	}
 	return m
+}
+
+// TestDecodeManifestSpools: a manifest whose spools do not match its
+// checkpoint is refused.
+func TestDecodeManifestSpools(t *testing.T) {
+	md := &checkpoint.Metadata{Version: 1, ID: 5, Tasks: map[string]checkpoint.TaskState{},
+		Spools: map[string]checkpoint.SpoolState{"cloud": {Confirmed: checkpoint.SpoolPos{Offset: 3, Epoch: 2}, End: checkpoint.SpoolPos{Offset: 9, Epoch: 4}}}}
+	seg := SpoolSegment{Base: 0, Size: 100, CRC32C: 7, Key: SpoolRel("cloud", 0, 100, 7)}
+	good := ManifestSpool{Sink: "cloud", Confirmed: md.Spools["cloud"].Confirmed, End: md.Spools["cloud"].End, Segments: []SpoolSegment{seg}}
+	for _, c := range []struct {
+		name   string
+		spools []ManifestSpool
+		ok     bool
+	}{
+		{"good", []ManifestSpool{good}, true},
+		{"missing", nil, false},
+		{"unknown sink", []ManifestSpool{good, {Sink: "other"}}, false},
+		{"other end", []ManifestSpool{func() ManifestSpool { g := good; g.End.Offset = 8; return g }()}, false},
+		{"no segments", []ManifestSpool{func() ManifestSpool { g := good; g.Segments = nil; return g }()}, false},
+		{"bad key", []ManifestSpool{func() ManifestSpool {
+			g := good
+			g.Segments = []SpoolSegment{{Base: 0, Size: 100, CRC32C: 8, Key: seg.Key}}
+			return g
+		}()}, false},
+		{"first segment after confirmed", []ManifestSpool{func() ManifestSpool {
+			g := good
+			g.Segments = []SpoolSegment{{Base: 4, Size: 100, CRC32C: 7, Key: SpoolRel("cloud", 4, 100, 7)}}
+			return g
+		}()}, false},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			data, err := EncodeManifest(&Manifest{Version: ManifestVersion, Appliance: "a", Checkpoint: md, Spools: c.spools})
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, err = DecodeManifest(data)
+			if (err == nil) != c.ok {
+				t.Fatalf("decode: %v, want ok %v", err, c.ok)
+			}
+		})
+	}
 }
