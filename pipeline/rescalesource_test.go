@@ -3,12 +3,8 @@ package pipeline
 import (
 	"encoding/json"
 	"fmt"
-	"path/filepath"
 	"testing"
 	"time"
-
-	"github.com/eddy-stream/eddy/storage/checkpoint"
-	"github.com/eddy-stream/eddy/storage/fileutil"
 )
 
 // Dead letters found by a source subtask (a message that does not parse)
@@ -58,23 +54,7 @@ func TestSourceRescaleKeepsStagedDeadLetters(t *testing.T) {
 				if tc.from > 1 {
 					name = fmt.Sprintf("source-readings-%d", k)
 				}
-				data, err := checkpoint.ReadTaskStateFS(fileutil.OSFS{}, filepath.Join(h.store.TaskDir(md.ID, name), checkpoint.TaskStateFile))
-				if err != nil {
-					t.Fatal(err)
-				}
-				var snap taskSnapshot
-				if err := json.Unmarshal(data, &snap); err != nil {
-					t.Fatal(err)
-				}
-				n := 0
-				for _, st := range snap.Staged {
-					if st.Sink == "dead" {
-						for _, e := range st.Epochs {
-							n += len(e.Outputs)
-						}
-					}
-				}
-				if n == 0 {
+				if stagedOutputs(t, h.store, md.ID, name, "dead") == 0 {
 					t.Fatalf("checkpoint %d: %s has no staged dead letters: the test does not exercise the rescale", md.ID, name)
 				}
 			}
