@@ -2,11 +2,15 @@ package upload
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
+	"os"
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -249,5 +253,90 @@ func TestDecodeManifestSpools(t *testing.T) {
 				t.Fatalf("decode: %v, want ok %v", err, c.ok)
 			}
 		})
+	}
+}
+
+// failGets fails every Get of a key containing match while armed.
+type failGets struct {
+	Store
+	match string
+	armed atomic.Bool
+	gets  atomic.Int64
+}
+
+func (f *failGets) Get(ctx context.Context, key string) (io.ReadCloser, error) {
+	if strings.Contains(key, f.match) {
+		if f.armed.Load() {
+			return nil, ErrNotConnected
+		}
+		f.gets.Add(1)
+	}
+	return f.Store.Get(ctx, key)
+}
+
+// TestSpoolDownloadResumes: a download cut short while fetching the spool
+// leaves no spool in place and no local checkpoint; the next attempt
+// completes it, and a spool that is there already is kept.
+func TestSpoolDownloadResumes(t *testing.T) {
+	dir := t.TempDir()
+	dd := datadir.New(dir)
+	sp, _, err := sink.OpenSpool(sink.SpoolOptions{Dir: dd.Spool("cloud"), MaxSize: 1 << 30, SegmentSize: 1024}, -1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sp.Close()
+	l := newLocal(t)
+	l.id = 100
+	l.addSST("w-0", 500)
+	l.spools = func() map[string]checkpoint.SpoolState { return map[string]checkpoint.SpoolState{"cloud": sp.State()} }
+	outs := spoolOutputs(t, sp, 1, 8, 4)
+	mem := NewMemStore()
+	u := newUploader(t, mem, l, dir, nil)
+	u.Start()
+	md := l.checkpoint()
+	u.Offer(md)
+	waitRemote(t, u, md.ID)
+
+	dir2 := t.TempDir()
+	dd2 := datadir.New(dir2)
+	l2, err := checkpoint.Open(filepath.Join(dir2, "checkpoints"), nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fg := &failGets{Store: mem, match: "/" + spoolDir + "/"}
+	fg.armed.Store(true)
+	o := DownloadOptions{DataDir: dd2, Logger: testLogger(t)}
+	if _, err := Download(t.Context(), fg, "box-1", md.ID, l2, o); err == nil {
+		t.Fatal("download succeeded while the spool objects could not be read")
+	}
+	if ids, _ := l2.Completed(); len(ids) != 0 {
+		t.Fatalf("local checkpoints %v after a failed spool download", ids)
+	}
+	if _, err := os.Stat(dd2.Spool("cloud")); !errors.Is(err, fs.ErrNotExist) {
+		t.Fatalf("spool directory in place after a failed download: %v", err)
+	}
+	fg.armed.Store(false)
+	if _, err := Download(t.Context(), fg, "box-1", md.ID, l2, o); err != nil {
+		t.Fatal(err)
+	}
+	rs, _, err := sink.OpenSpool(sink.SpoolOptions{Dir: dd2.Spool("cloud"), MaxSize: 1 << 30, SegmentSize: 1024}, md.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := rs.Read(1 << 20)
+	rs.Close()
+	if err != nil || len(b.Outputs) != len(outs) {
+		t.Fatalf("restored spool: %d outputs, %v; want %d", len(b.Outputs), err, len(outs))
+	}
+	// Again (eddy restore onto this data dir): the spool there is kept.
+	if err := l2.Abort(md.ID); err != nil {
+		t.Fatal(err)
+	}
+	n := fg.gets.Load()
+	if _, err := Download(t.Context(), fg, "box-1", md.ID, l2, o); err != nil {
+		t.Fatal(err)
+	}
+	if fg.gets.Load() != n {
+		t.Errorf("a spool already in place was fetched again")
 	}
 }
