@@ -126,9 +126,9 @@ type crcEntry struct {
 // data_dir/spool/<sink>/log/ (the running job may append and front-truncate
 // meanwhile: a segment removed under it is retried). The error is errLocal
 // when the spool no longer holds md's range.
-func (u *Uploader) spoolPlans(md *checkpoint.Metadata) ([]ManifestSpool, [][]spoolPlan, error) {
+func (u *Uploader) spoolPlans(md *checkpoint.Metadata) ([]ManifestSpool, []spoolPlan, error) {
 	var spools []ManifestSpool
-	var plans [][]spoolPlan
+	var plans []spoolPlan
 	for _, name := range slices.Sorted(maps.Keys(md.Spools)) {
 		var sp ManifestSpool
 		var ps []spoolPlan
@@ -148,7 +148,7 @@ func (u *Uploader) spoolPlans(md *checkpoint.Metadata) ([]ManifestSpool, [][]spo
 				ps[i].need = !ok || o.Size != ps[i].seg.Size
 			}
 		})
-		spools, plans = append(spools, sp), append(plans, ps)
+		spools, plans = append(spools, sp), append(plans, ps...)
 	}
 	return spools, plans, nil
 }

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -427,12 +426,12 @@ func (u *Uploader) upload(ctx context.Context, md *checkpoint.Metadata) error {
 			need += p.file.Size
 		}
 	}
-	for _, p := range slices.Concat(sps...) {
+	for _, p := range sps {
 		if p.need {
 			need += p.seg.Size
 		}
 	}
-	u.log.Info("uploading checkpoint", "checkpoint", md.ID, "files", len(ps), "bytes_to_send", need)
+	u.log.Info("uploading checkpoint", "checkpoint", md.ID, "files", len(ps), "spool_segments", len(sps), "bytes_to_send", need)
 	sent0 := u.stats.bytesSent.Load()
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(u.o.Parallelism)
@@ -461,7 +460,7 @@ func (u *Uploader) upload(ctx context.Context, md *checkpoint.Metadata) error {
 			return nil
 		})
 	}
-	for _, p := range slices.Concat(sps...) {
+	for _, p := range sps {
 		if !p.need {
 			u.stats.filesSaved.Add(1)
 			continue
