@@ -64,22 +64,30 @@ func spoolOutputs(t *testing.T, sp *sink.Spool, from, to int64, n int) []sink.Ou
 	return all
 }
 
+// spoolRig opens the spool of sink "cloud" in data dir dir (closed when
+// the test ends) and a local checkpoint store whose checkpoints record it,
+// their ids above the spool's marks as in a job.
+func spoolRig(t *testing.T, dir string) (*sink.Spool, *local) {
+	t.Helper()
+	sp, _, err := sink.OpenSpool(sink.SpoolOptions{Dir: datadir.New(dir).Spool("cloud"), MaxSize: 1 << 30, SegmentSize: 1024}, -1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { sp.Close() })
+	l := newLocal(t)
+	l.id = 100
+	l.addSST("w-0", 1000)
+	l.spools = func() map[string]checkpoint.SpoolState { return map[string]checkpoint.SpoolState{"cloud": sp.State()} }
+	return sp, l
+}
+
 // TestSpoolUploadAndRestore: the uploader ships, with each checkpoint, the
 // part of a sink's spool the sink had not confirmed, sealed segments once;
 // a download into a wiped data dir rebuilds the spool so that, opened for
 // the restored checkpoint, it publishes exactly the unconfirmed output.
 func TestSpoolUploadAndRestore(t *testing.T) {
 	dir := t.TempDir()
-	dd := datadir.New(dir)
-	sp, _, err := sink.OpenSpool(sink.SpoolOptions{Dir: dd.Spool("cloud"), MaxSize: 1 << 30, SegmentSize: 1024}, -1)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer sp.Close()
-	l := newLocal(t)
-	l.id = 100 // checkpoint ids above the spool's marks, as in a job
-	l.addSST("w-0", 2000)
-	l.spools = func() map[string]checkpoint.SpoolState { return map[string]checkpoint.SpoolState{"cloud": sp.State()} }
+	sp, l := spoolRig(t, dir)
 	ps := &putCounter{Store: NewMemStore(), puts: map[string]int{}}
 	u := newUploader(t, ps, l, dir, nil)
 	u.Start()
@@ -279,16 +287,7 @@ func (f *failGets) Get(ctx context.Context, key string) (io.ReadCloser, error) {
 // completes it, and a spool that is there already is kept.
 func TestSpoolDownloadResumes(t *testing.T) {
 	dir := t.TempDir()
-	dd := datadir.New(dir)
-	sp, _, err := sink.OpenSpool(sink.SpoolOptions{Dir: dd.Spool("cloud"), MaxSize: 1 << 30, SegmentSize: 1024}, -1)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer sp.Close()
-	l := newLocal(t)
-	l.id = 100
-	l.addSST("w-0", 500)
-	l.spools = func() map[string]checkpoint.SpoolState { return map[string]checkpoint.SpoolState{"cloud": sp.State()} }
+	sp, l := spoolRig(t, dir)
 	outs := spoolOutputs(t, sp, 1, 8, 4)
 	mem := NewMemStore()
 	u := newUploader(t, mem, l, dir, nil)
