@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"path/filepath"
 	"slices"
-	"strings"
 	"time"
 
 	"github.com/eddy-stream/eddy/pipeline/clock"
@@ -170,7 +169,7 @@ func (j *Job) buildSource(s *SourceSpec, start SourceStart) error {
 	progress := newSourceProgress(w)
 	for sub := range w {
 		key := sourceKey(s.Name, sub, w)
-		name := "source-" + strings.ReplaceAll(key, "/", "-")
+		name := sourceTaskName(s.Name, sub, w)
 		m := newTaskMetrics(name, "source")
 		tc := j.newTaskCtx(m, "source-"+s.Name, sub)
 		if j.unalignedMode() {

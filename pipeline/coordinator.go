@@ -265,6 +265,7 @@ func (c *coordinator) complete(p *pendingCheckpoint) {
 		delta += st.CheckpointedSize
 		perTask[name] = st.CheckpointedSize
 	}
+	md.Spools = c.j.spoolStates() // after every task's snapshot: see spoolStates
 	if err := c.store.Commit(md); err != nil {
 		c.failErr(p, fmt.Errorf("commit _metadata: %w", err))
 		return

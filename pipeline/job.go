@@ -82,6 +82,7 @@ func NewJob(spec JobSpec, start SourceStart, log *slog.Logger) (j *Job, err erro
 	if err := j.checkRestore(); err != nil {
 		return nil, err
 	}
+	j.restageSources() // rescale.go
 	j.ctx, j.cancel = context.WithCancel(context.Background())
 	job := j // "return nil, err" sets j to nil before this runs
 	defer func() {

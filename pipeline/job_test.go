@@ -751,23 +751,7 @@ func TestRescaleKeepsStagedOutputOfEveryOldSubtask(t *testing.T) {
 			// The precondition: old subtasks 0 and 3, both restored into
 			// new subtask 0, hold staged results.
 			for _, name := range []string{"win-0", "win-3"} {
-				data, err := checkpoint.ReadTaskStateFS(fileutil.OSFS{}, filepath.Join(h.store.TaskDir(md.ID, name), checkpoint.TaskStateFile))
-				if err != nil {
-					t.Fatal(err)
-				}
-				var snap taskSnapshot
-				if err := json.Unmarshal(data, &snap); err != nil {
-					t.Fatal(err)
-				}
-				n := 0
-				for _, st := range snap.Staged {
-					if st.Sink == "out" {
-						for _, e := range st.Epochs {
-							n += len(e.Outputs)
-						}
-					}
-				}
-				if n == 0 {
+				if stagedOutputs(t, h.store, md.ID, name, "out") == 0 {
 					t.Fatalf("checkpoint %d: %s has no staged results: the test does not exercise the merge", md.ID, name)
 				}
 			}
@@ -781,4 +765,27 @@ func TestRescaleKeepsStagedOutputOfEveryOldSubtask(t *testing.T) {
 			compare(t, finals(t, h.out.snapshot()), want)
 		})
 	}
+}
+
+// stagedOutputs counts the output staged for sink in task's state in
+// checkpoint id.
+func stagedOutputs(t *testing.T, store *checkpoint.Store, id int64, task, sink string) int {
+	t.Helper()
+	data, err := checkpoint.ReadTaskStateFS(fileutil.OSFS{}, filepath.Join(store.TaskDir(id, task), checkpoint.TaskStateFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var snap taskSnapshot
+	if err := json.Unmarshal(data, &snap); err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, st := range snap.Staged {
+		if st.Sink == sink {
+			for _, e := range st.Epochs {
+				n += len(e.Outputs)
+			}
+		}
+	}
+	return n
 }

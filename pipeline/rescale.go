@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 
 	"github.com/eddy-stream/eddy/storage/checkpoint"
 	"github.com/eddy-stream/eddy/storage/keygroup"
@@ -170,4 +171,46 @@ func (j *Job) copyKeyGroups(db *state.DB, checkpointDir string, opts state.Optio
 		return db.Write(b)
 	}
 	return nil
+}
+
+// sourceTaskName names the task of subtask sub of a source with
+// parallelism w: source-<name>, or source-<name>-<sub>.
+func sourceTaskName(name string, sub, w int) string {
+	return "source-" + strings.ReplaceAll(sourceKey(name, sub, w), "/", "-")
+}
+
+// restageSources hands the staged output of the old subtasks of every
+// source whose parallelism changed (dead letters, and the output of sinks
+// fed by stages chained to the source) to the new subtasks: old subtask k
+// to new subtask k mod w, so that each is published once. The rest of a
+// source task's state is not taken by name then: its position comes from
+// the checkpoint's source offsets (restoreSource).
+func (j *Job) restageSources() {
+	md := j.spec.Restore
+	if md == nil {
+		return
+	}
+	for i := range j.spec.Sources {
+		s := &j.spec.Sources[i]
+		w, n := max(s.Parallelism, 1), len(oldSourcePositions(md, s.Name))
+		if n == 0 || n == w {
+			continue
+		}
+		olds := make([]*taskSnapshot, n)
+		for k := range n {
+			name := sourceTaskName(s.Name, k, n)
+			olds[k] = j.restored[name]
+			delete(j.restored, name)
+		}
+		for k, o := range olds {
+			if o == nil || len(o.Staged) == 0 {
+				continue
+			}
+			name := sourceTaskName(s.Name, k%w, w)
+			if j.restored[name] == nil {
+				j.restored[name] = &taskSnapshot{Watermark: minWatermark}
+			}
+			j.restored[name].Staged = append(j.restored[name].Staged, o.Staged...)
+		}
+	}
 }

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/eddy-stream/eddy/pipeline/sink"
+	"github.com/eddy-stream/eddy/storage/checkpoint"
 )
 
 // SpoolSpec configures the on-disk spool of one sink (exactly-once mode):
@@ -53,6 +54,22 @@ func (j *Job) openSpools() error {
 	}
 	j.spoolResume = make(chan struct{})
 	return nil
+}
+
+// spoolStates is where every sink's spool stands, for the metadata of a
+// checkpoint whose tasks have all acknowledged (nil: no spools). Output is
+// dropped from a stager only after it is durably spooled, and the spool
+// end only grows while the job runs, so an end read after every snapshot
+// covers all output a snapshot no longer holds.
+func (j *Job) spoolStates() map[string]checkpoint.SpoolState {
+	if len(j.spools) == 0 {
+		return nil
+	}
+	out := make(map[string]checkpoint.SpoolState, len(j.spools))
+	for name, sp := range j.spools {
+		out[name] = sp.State()
+	}
+	return out
 }
 
 func (j *Job) closeSpools() error {

@@ -11,6 +11,7 @@
 //
 //	<prefix>/<appliance>/shared/<task>/<stem>-<size>-<crc32c>.sst   immutable SSTs
 //	<prefix>/<appliance>/chk-<N>/<task>/<file>                      everything else
+//	<prefix>/<appliance>/shared/_spool/<sink>/<base>-<size>-<crc32c>.seg  sink spool segments
 //	<prefix>/<appliance>/chk-<N>/_metadata                          the commit point
 //
 // SSTs are shared between checkpoints and uploaded once. Their object
@@ -19,7 +20,10 @@
 // that checkpoint's MANIFEST and may give a number to a different file.
 // Non-SST files (MANIFEST, CURRENT, OPTIONS, the task state file, full
 // snapshots) change from one checkpoint to the next and are stored per
-// checkpoint, snappy-compressed with upload.compression: snappy.
+// checkpoint, snappy-compressed with upload.compression: snappy. The
+// part of each sink's spool a checkpoint needs (output spooled and not
+// yet confirmed, exactly_once) is stored as segment files named by size
+// and CRC32C, shared like SSTs (spool.go); Download rebuilds the spools.
 //
 // # Invariants
 //

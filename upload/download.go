@@ -19,6 +19,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/eddy-stream/eddy/storage/checkpoint"
+	"github.com/eddy-stream/eddy/storage/datadir"
 	"github.com/eddy-stream/eddy/storage/fileutil"
 )
 
@@ -51,6 +52,9 @@ type DownloadOptions struct {
 	// _metadata is read, before any file is fetched: an error ends the
 	// download with that error (and Latest does not try older ones).
 	Accept func(*checkpoint.Metadata) error
+	// DataDir is where the sink spools the checkpoint names are rebuilt,
+	// data_dir/spool/<sink>/ (installSpools); zero: they are not.
+	DataDir datadir.Layout
 }
 
 // RemoteCheckpoints returns the ids of the appliance's remote checkpoints
@@ -198,6 +202,9 @@ func downloadOne(ctx context.Context, s Store, l Layout, id int64, local *checkp
 		})
 	}
 	if err := g.Wait(); err != nil {
+		return nil, fmt.Errorf("download checkpoint %d (the files fetched so far are kept for the next attempt): %w", id, err)
+	}
+	if err := installSpools(ctx, s, l, m, o); err != nil {
 		return nil, fmt.Errorf("download checkpoint %d (the files fetched so far are kept for the next attempt): %w", id, err)
 	}
 	if err := local.Commit(md); err != nil {

@@ -110,6 +110,8 @@ type local struct {
 	next  int
 	id    int64
 	cache checkpoint.ChecksumCache
+	// spools, if set, gives each checkpoint's Metadata.Spools.
+	spools func() map[string]checkpoint.SpoolState
 }
 
 func newLocal(t *testing.T) *local {
@@ -179,6 +181,9 @@ func (l *local) checkpoint() *checkpoint.Metadata {
 		}
 		ts.CheckpointedSize = ts.StateSize
 		md.Tasks[task] = ts
+	}
+	if l.spools != nil {
+		md.Spools = l.spools()
 	}
 	md.CompletedTimestamp = time.Now().UnixMilli()
 	if err := l.store.Commit(md); err != nil {

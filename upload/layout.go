@@ -88,8 +88,11 @@ func parseRel(rel string) (shared bool, id int64, meta bool) {
 	return false, n, tail == metadataName
 }
 
-// ManifestVersion is the version of the remote _metadata format.
-const ManifestVersion = 1
+// ManifestVersion is the version of the remote _metadata format this eddy
+// writes: 2 names the sink spools a checkpoint needs (Manifest.Spools), so
+// that an eddy that would not restore them refuses the checkpoint instead
+// of losing their output. Version 1 (no spools) is read too.
+const ManifestVersion = 2
 
 // Object says where one file of a checkpoint is stored.
 type Object struct {
@@ -113,6 +116,9 @@ type Manifest struct {
 	UploadedTimestamp int64                `json:"uploaded_timestamp"`
 	Checkpoint        *checkpoint.Metadata `json:"checkpoint"`
 	Objects           []Object             `json:"objects"`
+	// Spools holds, for every sink of Checkpoint.Spools, the part of its
+	// spool the checkpoint needs (spool.go), in sink name order.
+	Spools []ManifestSpool `json:"spools,omitempty"`
 }
 
 // Keys returns the keys (relative to the appliance) m references.
@@ -120,6 +126,11 @@ func (m *Manifest) Keys() []string {
 	keys := make([]string, len(m.Objects))
 	for i, o := range m.Objects {
 		keys[i] = o.Key
+	}
+	for _, sp := range m.Spools {
+		for _, seg := range sp.Segments {
+			keys = append(keys, seg.Key)
+		}
 	}
 	return keys
 }
@@ -166,8 +177,8 @@ func DecodeManifest(data []byte) (*Manifest, error) {
 	if err := json.Unmarshal(body, m); err != nil {
 		return nil, bad("bad JSON: %v", err)
 	}
-	if m.Version != ManifestVersion {
-		return nil, bad("version %d, this eddy reads %d", m.Version, ManifestVersion)
+	if m.Version != 1 && m.Version != ManifestVersion {
+		return nil, bad("version %d, this eddy reads 1 and %d", m.Version, ManifestVersion)
 	}
 	if m.Checkpoint == nil {
 		return nil, bad("no checkpoint")
@@ -194,6 +205,9 @@ func DecodeManifest(data []byte) (*Manifest, error) {
 	}
 	if len(objs) != countFiles(m.Checkpoint) {
 		return nil, bad("objects for files the checkpoint does not list")
+	}
+	if err := checkSpools(m); err != nil {
+		return nil, bad("%v", err)
 	}
 	return m, nil
 }

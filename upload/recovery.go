@@ -92,7 +92,7 @@ func (r *Recovery) defaults() {
 
 func (r *Recovery) download(ctx context.Context, id int64, accept func(*checkpoint.Metadata) error) (*checkpoint.Metadata, error) {
 	return Download(ctx, r.Store, r.Appliance, id, r.Local, DownloadOptions{
-		Parallelism: r.Parallelism, Logger: r.Logger, BytesRead: r.BytesRead, FS: r.FS, Accept: accept})
+		Parallelism: r.Parallelism, Logger: r.Logger, BytesRead: r.BytesRead, FS: r.FS, Accept: accept, DataDir: r.DataDir})
 }
 
 // Restored is the restored marker, datadir.Layout.RestoredMarker (format:

@@ -538,7 +538,7 @@ func TestManifestDecode(t *testing.T) {
 	}{
 		{"truncated", func() []byte { b := enc(good()); return b[:len(b)-5] }, "trailer"},
 		{"bit flip", func() []byte { b := enc(good()); b[10] ^= 1; return b }, "checksum"},
-		{"version", func() []byte { m := good(); m.Version = 2; return enc(m) }, "version"},
+		{"version", func() []byte { m := good(); m.Version = ManifestVersion + 1; return enc(m) }, "version"},
 		{"file without object", func() []byte { m := good(); m.Objects = m.Objects[:1]; return enc(m) }, "no object"},
 		{"object twice", func() []byte { m := good(); m.Objects = append(m.Objects, m.Objects[0]); return enc(m) }, "two objects"},
 		{"encoding", func() []byte { m := good(); m.Objects[1].Encoding = "zip"; return enc(m) }, "encoding"},

@@ -136,6 +136,7 @@ type Uploader struct {
 
 	queue  *queue
 	link   *link
+	crcs   map[string]crcEntry // spool segment checksums (spool.go), run loop only
 	ledger *ledgerState
 	stats  counters
 }
@@ -415,13 +416,22 @@ func (u *Uploader) upload(ctx context.Context, md *checkpoint.Metadata) error {
 			return err
 		}
 	}
+	spools, sps, err := u.spoolPlans(md)
+	if err != nil {
+		return err
+	}
 	var need int64
 	for _, p := range ps {
 		if p.need {
 			need += p.file.Size
 		}
 	}
-	u.log.Info("uploading checkpoint", "checkpoint", md.ID, "files", len(ps), "bytes_to_send", need)
+	for _, p := range sps {
+		if p.need {
+			need += p.seg.Size
+		}
+	}
+	u.log.Info("uploading checkpoint", "checkpoint", md.ID, "files", len(ps), "spool_segments", len(sps), "bytes_to_send", need)
 	sent0 := u.stats.bytesSent.Load()
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(u.o.Parallelism)
@@ -450,10 +460,21 @@ func (u *Uploader) upload(ctx context.Context, md *checkpoint.Metadata) error {
 			return nil
 		})
 	}
+	for _, p := range sps {
+		if !p.need {
+			u.stats.filesSaved.Add(1)
+			continue
+		}
+		g.Go(func() error { return u.uploadSegment(gctx, p) })
+	}
 	if err := g.Wait(); err != nil {
 		return err
 	}
-	m := &Manifest{Version: ManifestVersion, Appliance: u.o.Appliance, UploadedTimestamp: time.Now().UnixMilli(),
+	version := 1
+	if len(spools) > 0 {
+		version = ManifestVersion
+	}
+	m := &Manifest{Version: version, Spools: spools, Appliance: u.o.Appliance, UploadedTimestamp: time.Now().UnixMilli(),
 		Checkpoint: md, Objects: objects}
 	data, err := EncodeManifest(m)
 	if err != nil {

@@ -10,6 +10,8 @@ import (
 	"path/filepath"
 	"sync"
 
+	"github.com/eddy-stream/eddy/storage/checkpoint"
+	"github.com/eddy-stream/eddy/storage/datadir"
 	"github.com/eddy-stream/eddy/storage/fileutil"
 	"github.com/eddy-stream/eddy/storage/ingestlog"
 )
@@ -52,11 +54,10 @@ type SpoolOptions struct {
 	Logger      *slog.Logger
 }
 
-// spoolPos is the content of the confirmed file.
-type spoolPos struct {
-	Offset uint64 `json:"offset"` // first record not yet published
-	Epoch  int64  `json:"epoch"`  // newest checkpoint whose output is all published, -1: none
-}
+// spoolPos is the content of the confirmed file: Offset is the first
+// record not yet published, Epoch the newest checkpoint whose output is
+// all published (-1: none).
+type spoolPos = checkpoint.SpoolPos
 
 const (
 	spoolOutput = 0
@@ -64,8 +65,8 @@ const (
 
 	// ConfirmedFile is the name of the file in a spool directory that
 	// holds the confirmed position.
-	ConfirmedFile = "confirmed.json"
-	spoolLogDir   = "log"
+	ConfirmedFile = datadir.SpoolConfirmedFile
+	spoolLogDir   = datadir.SpoolLogDir
 )
 
 func (o SpoolOptions) logOptions() ingestlog.Options {
@@ -269,6 +270,14 @@ func (s *Spool) Size() int64 { return s.log.Size() }
 
 // MaxSize is the configured bound.
 func (s *Spool) MaxSize() int64 { return s.opts.MaxSize }
+
+// State is where the spool stands, for a checkpoint's metadata: the
+// confirmed position and the end after the newest durable mark.
+func (s *Spool) State() checkpoint.SpoolState {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return checkpoint.SpoolState{Confirmed: s.confirmed, End: spoolPos{Offset: s.end, Epoch: s.endEpoch}}
+}
 
 // Full reports whether the spool has reached its bound and holds output
 // the sink has not confirmed: Append may still take a batch (it is never

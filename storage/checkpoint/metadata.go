@@ -86,6 +86,29 @@ type Metadata struct {
 	// order. Absent in checkpoints written before schemas were recorded:
 	// their schema is unknown.
 	Schemas []StageSchema `json:"schemas,omitempty"`
+	// Spools maps a sink name to where its spool stood when the checkpoint
+	// completed (exactly_once mode; absent without spools).
+	Spools map[string]SpoolState `json:"spools,omitempty"`
+}
+
+// SpoolPos is a position in a sink's spool: a record offset and the
+// checkpoint whose mark ends just before it (-1: none). It is also the
+// content of data_dir/spool/<sink>/confirmed.json (docs/data-dir.md).
+type SpoolPos struct {
+	Offset uint64 `json:"offset"`
+	Epoch  int64  `json:"epoch"`
+}
+
+// SpoolState is a sink's spool as a checkpoint needs it: the records from
+// Confirmed (the sink confirmed everything before it) up to End (the
+// offset after the newest durable mark, read after every task had
+// snapshotted its staged output) hold the output of checkpoints <= the
+// checkpoint that the checkpoint's task state no longer holds. Together
+// they are everything staged and not yet confirmed. The uploader ships
+// that range with the checkpoint (docs/remote-layout.md).
+type SpoolState struct {
+	Confirmed SpoolPos `json:"confirmed"`
+	End       SpoolPos `json:"end"`
 }
 
 // StateSize returns the total size of all tasks' files.
@@ -166,6 +189,15 @@ func (md *Metadata) Validate() error {
 		}
 		if t.CheckpointedSize < 0 || t.CheckpointedSize > t.StateSize {
 			add("task %s: checkpointed_size %d outside [0, state_size %d]", name, t.CheckpointedSize, t.StateSize)
+		}
+	}
+	for _, name := range slices.Sorted(maps.Keys(md.Spools)) {
+		sp := md.Spools[name]
+		if err := checkName(name); err != nil {
+			add("spool %q: %v", name, err)
+		}
+		if sp.Confirmed.Offset > sp.End.Offset {
+			add("spool %s: confirmed offset %d beyond the end %d", name, sp.Confirmed.Offset, sp.End.Offset)
 		}
 	}
 	md.validateSchemas(add)

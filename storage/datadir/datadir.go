@@ -33,6 +33,18 @@ func (l Layout) SpoolRoot() string { return filepath.Join(l.Root, "spool") }
 // waiting for it (see docs/data-dir.md).
 func (l Layout) Spool(sink string) string { return filepath.Join(l.SpoolRoot(), sink) }
 
+// Names inside a spool directory (pipeline/sink.Spool).
+const (
+	SpoolLogDir        = "log"            // the spool's ingest-log segments
+	SpoolConfirmedFile = "confirmed.json" // how far the sink confirmed it
+)
+
+// SpoolDownload is where a download from the remote assembles the spool
+// of one sink before moving it to Spool(sink).
+func (l Layout) SpoolDownload(sink string) string {
+	return filepath.Join(l.Upload(), "spool", sink)
+}
+
 // State holds the working RocksDB instances, state/<stage>-<i>/.
 func (l Layout) State() string { return filepath.Join(l.Root, "state") }
 

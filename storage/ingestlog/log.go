@@ -320,7 +320,7 @@ func nextFrame(f fileutil.File, at, size int64, want uint64) (int64, error) {
 }
 
 func (l *Log) segPath(base uint64) string {
-	return filepath.Join(l.opts.Dir, fmt.Sprintf("%020d%s", base, segSuffix))
+	return filepath.Join(l.opts.Dir, SegmentName(base))
 }
 
 func (l *Log) createSegment(base uint64) (fileutil.File, error) {

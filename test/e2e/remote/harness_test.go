@@ -119,6 +119,12 @@ func (e *eddy) upload() uploadStatus {
 // 500 ms, and the given upload section.
 func newEddy(t *testing.T, b *mqtttest.Broker, r *remote, uploadExtra string) *eddy {
 	t.Helper()
+	return newEddySinks(t, b, r, uploadExtra, "")
+}
+
+// newEddySinks is newEddy with more sinks (YAML list items).
+func newEddySinks(t *testing.T, b *mqtttest.Broker, r *remote, uploadExtra, extraSinks string) *eddy {
+	t.Helper()
 	e := &eddy{t: t}
 	e.Instance = eddytest.New(t, eddytest.Config{Env: r.env(), YAML: func(in *eddytest.Instance) string {
 		e.results = filepath.Join(in.Dir, "out", "results.jsonl")
@@ -149,7 +155,7 @@ sinks:
   - name: dead
     dead_letters: true
     file: {path: %q, max_size: 0}
-checkpointing:
+%scheckpointing:
   interval: 500ms
   min_pause: 100ms
   history: 100
@@ -161,7 +167,7 @@ http:
 log:
   level: info
   format: json
-`, appliance, in.DataDir, b.URL(), appliance, e.results, filepath.Join(in.Dir, "out", "dead.jsonl"), in.HTTPAddr) +
+`, appliance, in.DataDir, b.URL(), appliance, e.results, filepath.Join(in.Dir, "out", "dead.jsonl"), extraSinks, in.HTTPAddr) +
 			r.yaml(uploadExtra)
 	}})
 	return e
