@@ -43,6 +43,7 @@ const (
 	DefaultMaxBackgroundJobs    = 2
 	blockSize                   = 4 << 10
 	metadataBlockSize           = 4 << 10
+	maxManifestFileSize         = 1 << 20
 	bloomBitsPerKey             = 10
 )
 
@@ -230,6 +231,10 @@ func Open(o Options) (_ *DB, err error) {
 	// full disk (RocksDB's own aborts after a failed write).
 	setInfoLog(dbOpts, filepath.Join(o.Dir, "LOG"), 8<<20, grocksdb.InfoInfoLogLevel)
 	dbOpts.SetStatsDumpPeriodSec(0)
+	// Every checkpoint copies the MANIFEST, which grows by an edit per
+	// flush and compaction until RocksDB starts a new one (1 GiB by
+	// default): bounded, the copy stays small in a long run.
+	dbOpts.SetMaxManifestFileSize(maxManifestFileSize)
 	// Close flushes itself, and only a DB that has not failed: RocksDB's
 	// own flush at shutdown would write through file writers that may have
 	// seen an I/O error.
