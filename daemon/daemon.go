@@ -164,6 +164,7 @@ func (d *Daemon) open() (err error) {
 		Managed:           int64(cfg.State.Memory.Managed),
 		WriteBufferRatio:  cfg.State.Memory.WriteBufferRatio,
 		HighPrioPoolRatio: cfg.State.Memory.HighPrioPoolRatio,
+		WriteCacheRatio:   cfg.State.Memory.WriteCacheRatio,
 		NumDBs:            max(numDBs, 1),
 	}); err != nil {
 		return err

@@ -105,7 +105,7 @@ var (
 	// RocksDB.
 	descCacheUsage  = desc("eddy_rocksdb_block_cache_usage_bytes", "Bytes held by the shared block cache.")
 	descCachePinned = desc("eddy_rocksdb_block_cache_pinned_usage_bytes", "Bytes of block cache entries in use (pinned).")
-	descCacheCap    = desc("eddy_rocksdb_block_cache_capacity_bytes", "Capacity of the shared block cache (state.memory.managed × (1 − write_buffer_ratio)).")
+	descCacheCap    = desc("eddy_rocksdb_block_cache_capacity_bytes", "Capacity of the shared block cache (state.memory.managed × (1 − write_buffer_ratio − write_cache_ratio)).")
 	descWBSize      = desc("eddy_rocksdb_db_write_buffer_size_bytes", "db_write_buffer_size of each RocksDB instance.")
 	descMemtable    = desc("eddy_rocksdb_memtable_bytes", "Bytes in active and unflushed memtables.", "task")
 	descLiveSST     = desc("eddy_rocksdb_live_sst_bytes", "Bytes of live SST files.", "task")

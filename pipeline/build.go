@@ -55,7 +55,7 @@ func (j *Job) openSubtasks(n *stageNode) error {
 		t.op = &windowOp{
 			stage: n.spec.Name, keyNames: n.spec.KeyBy, asg: n.asg, plan: n.plan,
 			db: db, cfWin: db.CF(cfWindows), timers: ts, cache: map[string]*keyEntry{},
-			limit: j.spec.State.WriteCacheEntries, wm: minWatermark, batch: db.NewBatch(),
+			limit: j.spec.State.WriteCacheEntries, maxBytes: db.WriteCacheBytes(), wm: minWatermark, batch: db.NewBatch(),
 			out: t.onResult, late: t.onLate,
 			// Pre-aggregation (preagg.go) is off: with it,
 			// TestRescaleOnRestore/full_4_to_3 stops short of the oracle

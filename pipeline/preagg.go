@@ -27,9 +27,21 @@ type preAgg struct {
 	next  []int32 // next event of the same group, -1 at the end
 }
 
-// processBatch adds the events of one batch. stop reports an error raised
-// by the output callbacks; the batch stops at the first one.
+// processBatch adds the events of one batch, after reading the state of
+// the keys the cache misses (prefetch); the cache is within its bounds
+// again at the end. stop reports an error raised by the output callbacks;
+// the batch stops at the first one.
 func (op *windowOp) processBatch(evs []event, stop func() error) error {
+	if err := op.prefetch(evs); err != nil {
+		return err
+	}
+	if err := op.addBatch(evs, stop); err != nil {
+		return err
+	}
+	return op.maybeEvict() // a batch that ends in late readings evicted nothing
+}
+
+func (op *windowOp) addBatch(evs []event, stop func() error) error {
 	if op.asg.kind == session || op.noPreAgg {
 		for i := range evs {
 			if err := op.process(&evs[i]); err != nil {

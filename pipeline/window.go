@@ -94,6 +94,9 @@ type keyEntry struct {
 	timers []int64
 	dirty  bool
 	inDB   bool
+	// The cache's LRU list (writecache.go) and the estimated bytes.
+	prev, next *keyEntry
+	size       int64
 }
 
 // Result is one firing of a window for a key.
@@ -114,8 +117,10 @@ type Result struct {
 
 // windowOp is a keyed window operator with a write-back cache in front of
 // RocksDB: a reading costs a Go map lookup, not a cgo call. Dirty entries
-// are written in one WriteBatch when the cache overflows and before every
-// snapshot.
+// are written in one WriteBatch when dirtyLimit of them are pending, when
+// the cache overflows (least recently used entries are then evicted, see
+// writecache.go) and before every snapshot. A batch's cache misses are read
+// with one MultiGet.
 type windowOp struct {
 	stage    string
 	keyNames []string
@@ -125,26 +130,34 @@ type windowOp struct {
 	cfWin    *state.CF
 	timers   timers.Service
 	cache    map[string]*keyEntry
+	lru      keyEntry    // sentinel of the LRU list: next is the most recently used
+	bytes    int64       // estimated bytes of the cached entries
 	dirty    []*keyEntry // entries changed since the last write to RocksDB
 	limit    int
-	wm       int64
-	out      func(*Result)
-	late     func(e *event, reason string)
-	keyBuf   []byte
-	asgBuf   [][2]int64
-	batch    *state.Batch
-	valBuf   []byte
-	resVals  []float64
-	resPart  []string
-	layout   int                   // aggregate layout of the values it writes (aggmigrate.go)
-	layouts  map[int]*layoutReader // old layouts the state may hold
-	lateSeen uint64
-	pre      preAgg
-	noPreAgg bool // every reading on its own: the default (see build.go) and the pre-aggregation test's reference
+	maxBytes int64 // 0: no byte bound
+	// prefetch's scratch
+	miss       []*keyEntry
+	missKeys   []byte
+	missEnds   []int
+	missSlices [][]byte
+	wm         int64
+	out        func(*Result)
+	late       func(e *event, reason string)
+	keyBuf     []byte
+	asgBuf     [][2]int64
+	batch      *state.Batch
+	valBuf     []byte
+	resVals    []float64
+	resPart    []string
+	layout     int                   // aggregate layout of the values it writes (aggmigrate.go)
+	layouts    map[int]*layoutReader // old layouts the state may hold
+	lateSeen   uint64
+	pre        preAgg
+	noPreAgg   bool // every reading on its own: the default (see build.go) and the pre-aggregation test's reference
 }
 
 func (op *windowOp) entry(kg uint16, key string) (*keyEntry, error) {
-	if e, ok := op.cache[key]; ok {
+	if e, ok := op.lookup(key); ok {
 		return e, nil
 	}
 	e := &keyEntry{kg: kg, key: key}
@@ -159,11 +172,12 @@ func (op *windowOp) entry(kg uint16, key string) (*keyEntry, error) {
 		}
 		e.inDB = true
 	}
-	op.cache[key] = e
+	op.add(e)
 	return e, nil
 }
 
 func (op *windowOp) markDirty(e *keyEntry) {
+	op.resize(e)
 	if !e.dirty {
 		e.dirty = true
 		op.dirty = append(op.dirty, e)
@@ -207,8 +221,8 @@ func (op *windowOp) process(ev *event) error {
 	if !added {
 		op.lateSeen++
 		op.late(ev, lateReason(ev.ts, op.wm))
-		if len(e.wins) == 0 && !e.inDB {
-			delete(op.cache, e.key)
+		if len(e.wins) == 0 && !e.inDB && op.cache[e.key] == e {
+			op.remove(e)
 		}
 		return nil
 	}
@@ -248,8 +262,8 @@ func (op *windowOp) processSession(e *keyEntry, ev *event) error {
 		op.lateSeen++
 		op.late(ev, fmt.Sprintf("late event: session of event time %s closed before the watermark %s",
 			fmtMS(ev.ts), fmtMS(op.wm)))
-		if len(e.wins) == 0 && !e.inDB {
-			delete(op.cache, e.key)
+		if len(e.wins) == 0 && !e.inDB && op.cache[e.key] == e {
+			op.remove(e)
 		}
 		return nil
 	}
@@ -364,29 +378,6 @@ func (e *keyEntry) insert(w *win) {
 	e.wins = slices.Insert(e.wins, i, w)
 }
 
-func (op *windowOp) maybeEvict() error {
-	if len(op.dirty) >= dirtyLimit {
-		if err := op.flush(); err != nil {
-			return err
-		}
-	}
-	if len(op.cache) <= op.limit {
-		return nil
-	}
-	if err := op.flush(); err != nil {
-		return err
-	}
-	n := len(op.cache) / 2
-	for k := range op.cache { // map order is random: a random half goes
-		if n == 0 {
-			break
-		}
-		delete(op.cache, k)
-		n--
-	}
-	return nil
-}
-
 // flush writes every dirty entry and pending timer into RocksDB in one
 // WriteBatch. It runs before each snapshot and when the cache overflows.
 func (op *windowOp) flush() error {
@@ -404,7 +395,7 @@ func (op *windowOp) flush() error {
 				e.inDB = false
 			}
 			if op.cache[e.key] == e {
-				delete(op.cache, e.key)
+				op.remove(e)
 			}
 			continue
 		}

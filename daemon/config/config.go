@@ -364,6 +364,7 @@ type Memory struct {
 	Managed           Size    `mapstructure:"managed"`
 	WriteBufferRatio  float64 `mapstructure:"write_buffer_ratio"`
 	HighPrioPoolRatio float64 `mapstructure:"high_prio_pool_ratio"`
+	WriteCacheRatio   float64 `mapstructure:"write_cache_ratio"`
 }
 
 // ColumnFamily overrides RocksDB options for one state (column family).
@@ -474,7 +475,7 @@ func Default() *Config {
 		},
 		Disk: Disk{MinFree: MinFreeAuto, Reserve: ReserveAuto},
 		State: State{
-			Memory:            Memory{Managed: 256 * MiB, WriteBufferRatio: 0.5, HighPrioPoolRatio: 0.1},
+			Memory:            Memory{Managed: 256 * MiB, WriteBufferRatio: 0.5, HighPrioPoolRatio: 0.1, WriteCacheRatio: 0.25},
 			Timers:            "rocksdb",
 			WriteCacheEntries: 100_000,
 			MaxBackgroundJobs: 2,

@@ -643,6 +643,11 @@ func (c *Config) validateState(ck *checker) {
 	}
 	ratio("state.memory.write_buffer_ratio", s.Memory.WriteBufferRatio)
 	ratio("state.memory.high_prio_pool_ratio", s.Memory.HighPrioPoolRatio)
+	ratio("state.memory.write_cache_ratio", s.Memory.WriteCacheRatio)
+	wb, wc := s.Memory.WriteBufferRatio, s.Memory.WriteCacheRatio
+	if r := wb + wc; wb > 0 && wb < 1 && wc > 0 && wc < 1 && r >= 1 {
+		ck.add("state.memory.write_cache_ratio", "plus write_buffer_ratio must be below 1, the rest is the block cache (got %v)", r)
+	}
 	ck.oneOf("state.timers", s.Timers, "rocksdb", "heap")
 	ck.intMin("state.write_cache_entries", s.WriteCacheEntries, 1)
 	ck.intMin("state.max_background_jobs", s.MaxBackgroundJobs, 1)

@@ -69,6 +69,7 @@ func TestBrokenConfigs(t *testing.T) {
 		{name: "bad log level", yaml: `log: {level: verbose}`, key: "log.level", msg: "must be one of debug, info, warn, error"},
 		{name: "managed memory too small", yaml: `state: {memory: {managed: 1MiB}}`, key: "state.memory.managed", msg: "must be >= 16MiB (got 1MiB)"},
 		{name: "ratio not below 1", yaml: `state: {memory: {write_buffer_ratio: 1}}`, key: "state.memory.write_buffer_ratio", msg: "between 0 and 1"},
+		{name: "no block cache left", yaml: `state: {memory: {write_buffer_ratio: 0.5, write_cache_ratio: 0.5}}`, key: "state.memory.write_cache_ratio", msg: "plus write_buffer_ratio must be below 1"},
 		{name: "interval below 10ms", yaml: `checkpointing: {interval: 5ms}`, key: "checkpointing.interval", msg: "must be 0 (off) or >= 10ms"},
 		{name: "negative min_pause", yaml: `checkpointing: {min_pause: -1s}`, key: "checkpointing.min_pause", msg: "must be >= 0 (got -1s)"},
 		{name: "unaligned at least once", yaml: `checkpointing: {mode: at_least_once, unaligned: true}`, key: "checkpointing.unaligned", msg: "must be false with checkpointing.mode: at_least_once"},

@@ -170,7 +170,8 @@ func Measure(ctx context.Context, o Options) (*Report, error) {
 	}
 	mem, err := state.NewMemory(state.MemoryOptions{
 		Managed: int64(cfg.State.Memory.Managed), WriteBufferRatio: cfg.State.Memory.WriteBufferRatio,
-		HighPrioPoolRatio: cfg.State.Memory.HighPrioPoolRatio, NumDBs: max(numDBs, 1),
+		HighPrioPoolRatio: cfg.State.Memory.HighPrioPoolRatio, WriteCacheRatio: cfg.State.Memory.WriteCacheRatio,
+		NumDBs: max(numDBs, 1),
 	})
 	if err != nil {
 		return nil, err

@@ -42,6 +42,8 @@ const (
 	DefaultCompression          = "lz4"
 	DefaultMaxBackgroundJobs    = 2
 	blockSize                   = 4 << 10
+	metadataBlockSize           = 4 << 10
+	maxManifestFileSize         = 1 << 20
 	bloomBitsPerKey             = 10
 )
 
@@ -84,8 +86,8 @@ func (o Options) fs(log *slog.Logger) fileutil.FS {
 // CFOptions tunes one column family. Zero fields take defaults: write
 // buffer half the DB's db_write_buffer_size clamped to [1 MiB, 64 MiB],
 // DefaultMaxWriteBufferNumber, RocksDB's arena block size, and
-// DefaultCompression. Every column family uses 16 KiB blocks, 10-bit
-// bloom filters and the shared block cache.
+// DefaultCompression. Every column family uses 4 KiB blocks, 10-bit
+// bloom filters (partitioned, as the index) and the shared block cache.
 type CFOptions struct {
 	WriteBufferSize      int64
 	MaxWriteBufferNumber int
@@ -197,6 +199,14 @@ func Open(o Options) (_ *DB, err error) {
 	table.SetCacheIndexAndFilterBlocks(true)
 	table.SetCacheIndexAndFilterBlocksWithHighPriority(true)
 	table.SetPinL0FilterAndIndexBlocksInCache(true)
+	// Partitioned index and filters: an SST's index and filter are
+	// blocks of metadataBlockSize under a small top level, which is
+	// pinned, so a large file never needs its whole index in the cache
+	// at once (RocksDB's advice for a bounded block cache).
+	table.SetIndexType(grocksdb.KTwoLevelIndexSearchIndexType)
+	table.SetPartitionFilters(true)
+	table.SetMetadataBlockSize(metadataBlockSize)
+	table.SetPinTopLevelIndexAndFilter(true)
 	over, err := d.mem.acquire(table)
 	if err != nil {
 		return nil, fmt.Errorf("state: open db: %w", err)
@@ -221,6 +231,10 @@ func Open(o Options) (_ *DB, err error) {
 	// full disk (RocksDB's own aborts after a failed write).
 	setInfoLog(dbOpts, filepath.Join(o.Dir, "LOG"), 8<<20, grocksdb.InfoInfoLogLevel)
 	dbOpts.SetStatsDumpPeriodSec(0)
+	// Every checkpoint copies the MANIFEST, which grows by an edit per
+	// flush and compaction until RocksDB starts a new one (1 GiB by
+	// default): bounded, the copy stays small in a long run.
+	dbOpts.SetMaxManifestFileSize(maxManifestFileSize)
 	// Close flushes itself, and only a DB that has not failed: RocksDB's
 	// own flush at shutdown would write through file writers that may have
 	// seen an I/O error.
@@ -351,28 +365,6 @@ func (d *DB) Get(cf *CF, key []byte) (val []byte, ok bool, err error) {
 		return nil, false, nil
 	}
 	return append([]byte{}, s.Data()...), true, nil
-}
-
-// MultiGet returns copies of the values of keys in cf, nil where a key is
-// absent.
-func (d *DB) MultiGet(cf *CF, keys ...[]byte) ([][]byte, error) {
-	d.mu.RLock()
-	defer d.mu.RUnlock()
-	if err := d.usable(); err != nil {
-		return nil, err
-	}
-	vals, err := d.db.MultiGetCF(d.ro, d.handle(cf), keys...)
-	if err != nil {
-		return nil, fmt.Errorf("state: multi-get keys: %w", err)
-	}
-	defer vals.Destroy()
-	out := make([][]byte, len(vals))
-	for i, v := range vals {
-		if v.Exists() {
-			out[i] = append([]byte{}, v.Data()...)
-		}
-	}
-	return out, nil
 }
 
 // Write applies b atomically, without the write-ahead log.

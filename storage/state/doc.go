@@ -14,10 +14,13 @@
 // # Memory
 //
 // One Memory is shared by every DB of the process, as Flink's managed
-// memory: a single LRU block cache with a strict capacity limit, whose
-// high-priority pool holds index and filter blocks (cached with high
-// priority, L0 ones pinned), takes Managed×(1−WriteBufferRatio). The rest
-// is the memtable budget; RocksDB 7.8's C API offers no shared
+// memory: a single LRU block cache (no strict capacity limit: reads would
+// fail once pinned blocks fill a shard), whose high-priority pool holds the
+// partitioned index and filter blocks (cached with high priority, the top
+// level and L0 ones pinned), takes Managed×(1−WriteBufferRatio−
+// WriteCacheRatio). Managed×WriteCacheRatio is for the write-back caches
+// the DBs' owners keep in Go memory in front of them (WriteCacheBytes per
+// DB). Managed×WriteBufferRatio is the memtable budget; RocksDB 7.8's C API offers no shared
 // WriteBufferManager, so each DB gets db_write_buffer_size =
 // Managed×WriteBufferRatio/NumDBs. grocksdb cannot create a cache with a
 // high-priority pool ratio either, so cache.cc does it with the C++ API.

@@ -27,6 +27,7 @@ const (
 	DefaultManaged           = 128 << 20
 	DefaultWriteBufferRatio  = 0.5
 	DefaultHighPrioPoolRatio = 0.1
+	DefaultWriteCacheRatio   = 0.25
 )
 
 // MemoryOptions is one budget for every RocksDB instance of the process.
@@ -35,7 +36,12 @@ type MemoryOptions struct {
 	Managed           int64   // bytes for block cache plus write buffers
 	WriteBufferRatio  float64 // share of Managed for memtables, in (0, 1)
 	HighPrioPoolRatio float64 // share of the block cache for index and filter blocks, in (0, 1]
-	NumDBs            int     // RocksDB instances sharing the budget
+	// WriteCacheRatio is the share of Managed for the write-back caches
+	// in front of the DBs (Go memory of the keyed subtasks, split over
+	// NumDBs), in (0, 1); WriteBufferRatio + WriteCacheRatio < 1, the
+	// rest is the block cache.
+	WriteCacheRatio float64
+	NumDBs          int // RocksDB instances sharing the budget
 }
 
 func (o MemoryOptions) withDefaults() MemoryOptions {
@@ -47,6 +53,9 @@ func (o MemoryOptions) withDefaults() MemoryOptions {
 	}
 	if o.HighPrioPoolRatio == 0 {
 		o.HighPrioPoolRatio = DefaultHighPrioPoolRatio
+	}
+	if o.WriteCacheRatio == 0 {
+		o.WriteCacheRatio = DefaultWriteCacheRatio
 	}
 	if o.NumDBs == 0 {
 		o.NumDBs = 1
@@ -64,6 +73,12 @@ func (o MemoryOptions) Validate() error {
 	if !(o.WriteBufferRatio > 0 && o.WriteBufferRatio < 1) {
 		errs = append(errs, fmt.Errorf("state: write buffer ratio %v not in (0, 1)", o.WriteBufferRatio))
 	}
+	if !(o.WriteCacheRatio > 0 && o.WriteCacheRatio < 1) {
+		errs = append(errs, fmt.Errorf("state: write cache ratio %v not in (0, 1)", o.WriteCacheRatio))
+	} else if o.WriteBufferRatio+o.WriteCacheRatio >= 1 {
+		errs = append(errs, fmt.Errorf("state: write buffer ratio %v plus write cache ratio %v not below 1 (nothing left for the block cache)",
+			o.WriteBufferRatio, o.WriteCacheRatio))
+	}
 	if !(o.HighPrioPoolRatio > 0 && o.HighPrioPoolRatio <= 1) {
 		errs = append(errs, fmt.Errorf("state: high priority pool ratio %v not in (0, 1]", o.HighPrioPoolRatio))
 	}
@@ -74,9 +89,11 @@ func (o MemoryOptions) Validate() error {
 }
 
 // Memory is the managed memory of all RocksDB instances, as Flink's
-// RocksDBSharedResources: one LRU block cache with a strict capacity limit
-// whose high-priority pool holds index and filter blocks, sized
-// Managed×(1−WriteBufferRatio), and a memtable budget of
+// RocksDBSharedResources: one LRU block cache whose high-priority pool
+// holds index and filter blocks, sized
+// Managed×(1−WriteBufferRatio−WriteCacheRatio), a write-back cache budget
+// of Managed×WriteCacheRatio/NumDBs per instance (kept by the owner of the
+// DB, in Go memory: WriteCacheBytes), and a memtable budget of
 // Managed×WriteBufferRatio split evenly over NumDBs instances as each
 // instance's db_write_buffer_size (RocksDB 7.8's C API has no
 // WriteBufferManager that could share one budget or charge it to the cache).
@@ -87,6 +104,7 @@ type Memory struct {
 	opts          MemoryOptions
 	blockCache    int64
 	dbWriteBuffer int64
+	writeCache    int64
 
 	mu     sync.Mutex
 	cache  *grocksdb.Cache // nil once closed
@@ -97,13 +115,19 @@ type Memory struct {
 var _ [unsafe.Sizeof(grocksdb.Cache{}) - unsafe.Sizeof(uintptr(0))]byte
 var _ [unsafe.Sizeof(uintptr(0)) - unsafe.Sizeof(grocksdb.Cache{})]byte
 
-// newCache creates the LRU cache through cache.cc and wraps it in a
+// newCache creates the LRU cache without a strict capacity limit, as
+// Flink does: with one, a read that needs a block while the pinned blocks
+// of its cache shard (a 64th of the cache) fill the shard fails ("Insert
+// failed due to LRU cache being full"), which failed the 1 GiB state
+// benchmark at 4.2M keys with the default 256 MiB budget. Index and
+// filter blocks are partitioned (Open), so what is pinned stays small and
+// the cache stays close to its capacity. It goes through cache.cc and wraps it in a
 // grocksdb.Cache, whose only field is the C pointer (checked above), so it
 // can be passed to BlockBasedTableOptions.SetBlockCache and destroyed by
 // grocksdb.
 func newCache(capacity int64, highPri float64) *grocksdb.Cache {
 	c := new(grocksdb.Cache)
-	*(**C.rocksdb_cache_t)(unsafe.Pointer(c)) = C.eddy_lru_cache_create(C.size_t(capacity), C.double(highPri), 1)
+	*(**C.rocksdb_cache_t)(unsafe.Pointer(c)) = C.eddy_lru_cache_create(C.size_t(capacity), C.double(highPri), 0)
 	return c
 }
 
@@ -114,10 +138,12 @@ func NewMemory(o MemoryOptions) (*Memory, error) {
 	}
 	o = o.withDefaults()
 	wb := int64(float64(o.Managed) * o.WriteBufferRatio)
+	wc := int64(float64(o.Managed) * o.WriteCacheRatio)
 	m := &Memory{
 		opts:          o,
-		blockCache:    o.Managed - wb,
+		blockCache:    o.Managed - wb - wc,
 		dbWriteBuffer: wb / int64(o.NumDBs),
+		writeCache:    wc / int64(o.NumDBs),
 	}
 	m.cache = newCache(m.blockCache, o.HighPrioPoolRatio)
 	return m, nil
@@ -126,7 +152,15 @@ func NewMemory(o MemoryOptions) (*Memory, error) {
 // Options returns the options of m with defaults applied.
 func (m *Memory) Options() MemoryOptions { return m.opts }
 
-// BlockCacheCapacity is Managed×(1−WriteBufferRatio).
+// WriteCacheBytes is the write-back cache budget of each instance:
+// Managed×WriteCacheRatio/NumDBs.
+func (m *Memory) WriteCacheBytes() int64 { return m.writeCache }
+
+// WriteCacheBytes is the write-back cache budget of d: its Memory's
+// WriteCacheBytes.
+func (d *DB) WriteCacheBytes() int64 { return d.mem.WriteCacheBytes() }
+
+// BlockCacheCapacity is Managed×(1−WriteBufferRatio−WriteCacheRatio).
 func (m *Memory) BlockCacheCapacity() int64 { return m.blockCache }
 
 // DBWriteBufferSize is each instance's db_write_buffer_size:

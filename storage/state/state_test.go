@@ -281,8 +281,8 @@ func TestMemoryBudget(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer mem.Close()
-	if mem.BlockCacheCapacity() != 32<<20 || mem.DBWriteBufferSize() != 16<<20 {
-		t.Fatalf("cache %d, write buffer %d", mem.BlockCacheCapacity(), mem.DBWriteBufferSize())
+	if mem.BlockCacheCapacity() != 16<<20 || mem.DBWriteBufferSize() != 16<<20 || mem.WriteCacheBytes() != 8<<20 {
+		t.Fatalf("cache %d, write buffer %d, write cache %d", mem.BlockCacheCapacity(), mem.DBWriteBufferSize(), mem.WriteCacheBytes())
 	}
 	var dbs []*DB
 	for i := range 2 {
@@ -295,7 +295,7 @@ func TestMemoryBudget(t *testing.T) {
 		dbs = append(dbs, db)
 
 		for _, cf := range db.ColumnFamilies() {
-			if c, _ := db.Property(cf, "rocksdb.block-cache-capacity"); c != 32<<20 {
+			if c, _ := db.Property(cf, "rocksdb.block-cache-capacity"); c != 16<<20 {
 				t.Errorf("db %d %s: block cache capacity %d", i, cf.Name(), c)
 			}
 		}
@@ -304,6 +304,7 @@ func TestMemoryBudget(t *testing.T) {
 			`db_write_buffer_size=16777216`, `write_buffer_size=8388608`, `block_size=4096`,
 			`cache_index_and_filter_blocks=true`, `cache_index_and_filter_blocks_with_high_priority=true`,
 			`pin_l0_filter_and_index_blocks_in_cache=true`, `filter_policy=bloomfilter`,
+			`index_type=kTwoLevelIndexSearch`, `partition_filters=true`, `pin_top_level_index_and_filter=true`,
 			`compression=kLZ4Compression`,
 		} {
 			if !strings.Contains(opts, want) {
@@ -311,7 +312,7 @@ func TestMemoryBudget(t *testing.T) {
 			}
 		}
 		log := readFile(t, dir, "LOG")
-		for _, re := range []string{`capacity : 33554432`, `strict_capacity_limit : 1`, `high_pri_pool_ratio: 0\.100`} {
+		for _, re := range []string{`capacity : 16777216`, `strict_capacity_limit : 0`, `high_pri_pool_ratio: 0\.100`} {
 			if !regexp.MustCompile(re).MatchString(log) {
 				t.Errorf("db %d: LOG lacks %s", i, re)
 			}
@@ -540,4 +541,69 @@ func BenchmarkBatchPut(b *testing.B) {
 	}
 	b.SetBytes(int64(len(key) + len(val)))
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "puts/s")
+}
+
+// TestMultiGetFunc: one batched MultiGet of many keys, present, absent,
+// repeated and empty-valued, in any order; fn sees each present key in
+// order of its index, and its error stops the calls.
+func TestMultiGetFunc(t *testing.T) {
+	db, err := Open(Options{Dir: t.TempDir(), ColumnFamilies: []string{"s"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	cf := db.CF("s")
+	b := db.NewBatch()
+	defer b.Close()
+	for i := 0; i < 1000; i += 2 {
+		b.Put(cf, []byte("k"+strconv.Itoa(i)), []byte("v"+strconv.Itoa(i)))
+	}
+	b.Put(cf, []byte("empty"), nil)
+	b.Put(nil, []byte("k1"), []byte("default")) // another column family
+	if err := db.Write(b); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	var keys [][]byte
+	for i := 999; i >= 0; i -= 3 {
+		keys = append(keys, []byte("k"+strconv.Itoa(i)))
+	}
+	keys = append(keys, []byte("k4"), []byte("k4"), []byte("empty"), []byte("nope"))
+	got := map[int]string{}
+	last := -1
+	err = db.MultiGetFunc(cf, keys, func(i int, v []byte) error {
+		if i <= last {
+			t.Errorf("index %d after %d", i, last)
+		}
+		last = i
+		got[i] = string(v)
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, k := range keys {
+		var want string
+		var ok bool
+		switch n, err := strconv.Atoi(string(k[1:])); {
+		case string(k) == "empty":
+			ok = true
+		case err == nil && n%2 == 0:
+			want, ok = "v"+strconv.Itoa(n), true
+		}
+		if v, has := got[i]; has != ok || v != want {
+			t.Errorf("key %s: got %q, %v; want %q, %v", k, v, has, want, ok)
+		}
+	}
+	stop := errors.New("stop")
+	calls := 0
+	err = db.MultiGetFunc(cf, keys, func(int, []byte) error { calls++; return stop })
+	if !errors.Is(err, stop) || calls != 1 {
+		t.Errorf("MultiGetFunc with a failing fn = %v after %d calls", err, calls)
+	}
+	if err := db.MultiGetFunc(cf, nil, nil); err != nil {
+		t.Errorf("no keys: %v", err)
+	}
 }

@@ -76,11 +76,15 @@ func (t *logTimes) Handle(_ context.Context, r slog.Record) error {
 		return nil
 	}
 	r.Attrs(func(a slog.Attr) bool {
-		if a.Key == "took" {
+		switch a.Key {
+		case "took":
 			t.mu.Lock()
 			t.took[r.Message] = append(t.took[r.Message], a.Value.Duration())
 			t.mu.Unlock()
-			return false
+		case "flush": // of a checkpoint: the memtable flush part of took
+			t.mu.Lock()
+			t.took[r.Message+" flush"] = append(t.took[r.Message+" flush"], a.Value.Duration())
+			t.mu.Unlock()
 		}
 		return true
 	})
