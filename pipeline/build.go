@@ -184,6 +184,7 @@ func (j *Job) buildSource(s *SourceSpec, start SourceStart) error {
 			idleAfter: s.EventTime.IdleTimeout, progress: progress,
 			box: clock.NewBoxClock(j.spec.Clock), advance: s.EventTime.IdleAdvance, ov: tc.ov,
 		}
+		enableSlots(t.ps, t.out) // typed slots instead of a map per reading, if the chain allows
 		var ok bool
 		if t.from, ok = start[s.Name]; !ok {
 			t.from = s.Log.FirstOffset()

@@ -1,0 +1,322 @@
+package pipeline
+
+import (
+	"reflect"
+
+	"github.com/expr-lang/expr/ast"
+	"github.com/expr-lang/expr/vm"
+)
+
+// slotFn evaluates a compiled expression over a reading's slots. ok false
+// means the closure does not decide for these inputs (a type it does not
+// handle, a runtime error such as a comparison with null): the caller runs
+// the expression on expr-lang's VM instead, which gives the result or the
+// error exactly as the map path does. A slotFn never returns a result the
+// VM would not.
+type slotFn func(vals []slot) (v slot, ok bool)
+
+// exprFields lists the identifiers an expression reads (a superset of the
+// reading's fields it can see: local names and builtins are harmless
+// extras). ok is false if it reads the whole environment ($env), which the
+// slot path cannot give it.
+func exprFields(prog *vm.Program) (names []string, ok bool) {
+	c := &identCollector{ok: true}
+	n := prog.Node()
+	ast.Walk(&n, c)
+	return c.names, c.ok
+}
+
+type identCollector struct {
+	names []string
+	ok    bool
+}
+
+func (c *identCollector) Visit(node *ast.Node) {
+	if id, isID := (*node).(*ast.IdentifierNode); isID {
+		if id.Value == "$env" {
+			c.ok = false
+		}
+		c.names = append(c.names, id.Value)
+	}
+}
+
+// compileSlotExpr compiles the checked and optimized tree of prog to a
+// closure over slots of layout l, or returns nil when the tree uses
+// anything but field access, number, string, boolean and null literals,
+// arithmetic (+ - * / %), comparisons, the logical operators and the
+// conditional; those run on the VM. Every identifier of prog must be in l.
+func compileSlotExpr(prog *vm.Program, l *slotLayout) slotFn {
+	return compileSlotNode(prog.Node(), l)
+}
+
+func constFn(c slot) slotFn { return func([]slot) (slot, bool) { return c, true } }
+
+func compileSlotNode(node ast.Node, l *slotLayout) slotFn {
+	switch n := node.(type) {
+	case *ast.IdentifierNode:
+		i, ok := l.index[n.Value]
+		if !ok || n.Value == "$env" {
+			return nil
+		}
+		return func(vals []slot) (slot, bool) { return vals[i], true }
+	case *ast.IntegerNode:
+		// The compiler pushes an integer literal as the type the checker
+		// gave it.
+		switch t := n.Type(); {
+		case t == nil || t.Kind() == reflect.Int:
+			return constFn(intSlot(n.Value))
+		case t.Kind() == reflect.Float64:
+			return constFn(floatSlot(float64(n.Value)))
+		}
+		return nil
+	case *ast.FloatNode:
+		if t := n.Type(); t != nil && t.Kind() == reflect.Float32 {
+			return nil
+		}
+		return constFn(floatSlot(n.Value))
+	case *ast.StringNode:
+		return constFn(stringSlot(n.Value))
+	case *ast.BoolNode:
+		return constFn(boolSlot(n.Value))
+	case *ast.NilNode:
+		return constFn(slot{})
+	case *ast.ConstantNode:
+		switch n.Value.(type) {
+		case nil, float64, int, string, bool:
+			return constFn(slotOf(n.Value))
+		}
+		return nil
+	case *ast.UnaryNode:
+		return compileUnary(n, l)
+	case *ast.BinaryNode:
+		return compileBinary(n, l)
+	case *ast.ConditionalNode:
+		c, a, b := compileSlotNode(n.Cond, l), compileSlotNode(n.Exp1, l), compileSlotNode(n.Exp2, l)
+		if c == nil || a == nil || b == nil {
+			return nil
+		}
+		return func(vals []slot) (slot, bool) {
+			cv, ok := c(vals)
+			if !ok || cv.kind != slotBool {
+				return slot{}, false
+			}
+			if cv.bool() {
+				return a(vals)
+			}
+			return b(vals)
+		}
+	}
+	return nil
+}
+
+func compileUnary(n *ast.UnaryNode, l *slotLayout) slotFn {
+	x := compileSlotNode(n.Node, l)
+	if x == nil {
+		return nil
+	}
+	switch n.Operator {
+	case "-":
+		return func(vals []slot) (slot, bool) {
+			v, ok := x(vals)
+			switch {
+			case !ok:
+			case v.kind == slotFloat:
+				return floatSlot(-v.float()), true
+			case v.kind == slotInt:
+				return intSlot(-v.int()), true
+			}
+			return slot{}, false
+		}
+	case "!", "not":
+		return func(vals []slot) (slot, bool) {
+			v, ok := x(vals)
+			if !ok || v.kind != slotBool {
+				return slot{}, false
+			}
+			return boolSlot(!v.bool()), true
+		}
+	}
+	return nil
+}
+
+func isNum(v slot) bool { return v.kind == slotFloat || v.kind == slotInt }
+
+// num is a number slot as float64, as expr-lang's runtime converts an int
+// beside a float.
+func num(v slot) float64 {
+	if v.kind == slotInt {
+		return float64(v.int())
+	}
+	return v.float()
+}
+
+func compileBinary(n *ast.BinaryNode, l *slotLayout) slotFn {
+	a, b := compileSlotNode(n.Left, l), compileSlotNode(n.Right, l)
+	if a == nil || b == nil {
+		return nil
+	}
+	switch n.Operator {
+	case "and", "&&":
+		return func(vals []slot) (slot, bool) {
+			x, ok := a(vals)
+			if !ok || x.kind != slotBool {
+				return slot{}, false
+			}
+			if !x.bool() {
+				return x, true
+			}
+			y, ok := b(vals)
+			if !ok || y.kind != slotBool {
+				return slot{}, false
+			}
+			return y, true
+		}
+	case "or", "||":
+		return func(vals []slot) (slot, bool) {
+			x, ok := a(vals)
+			if !ok || x.kind != slotBool {
+				return slot{}, false
+			}
+			if x.bool() {
+				return x, true
+			}
+			y, ok := b(vals)
+			if !ok || y.kind != slotBool {
+				return slot{}, false
+			}
+			return y, true
+		}
+	case "==", "!=":
+		neg := n.Operator == "!="
+		return func(vals []slot) (slot, bool) {
+			x, ok1 := a(vals)
+			y, ok2 := b(vals)
+			if !ok1 || !ok2 {
+				return slot{}, false
+			}
+			eq, ok := slotEqual(x, y)
+			if !ok {
+				return slot{}, false
+			}
+			return boolSlot(eq != neg), true
+		}
+	case "<", ">", "<=", ">=":
+		op := n.Operator
+		return func(vals []slot) (slot, bool) {
+			x, ok1 := a(vals)
+			y, ok2 := b(vals)
+			if !ok1 || !ok2 {
+				return slot{}, false
+			}
+			c, ok := slotCompare(x, y)
+			if !ok {
+				return slot{}, false
+			}
+			switch op {
+			case "<":
+				return boolSlot(c < 0), true
+			case ">":
+				return boolSlot(c > 0), true
+			case "<=":
+				return boolSlot(c <= 0), true
+			}
+			return boolSlot(c >= 0), true
+		}
+	case "+", "-", "*":
+		op := n.Operator[0]
+		return func(vals []slot) (slot, bool) {
+			x, ok1 := a(vals)
+			y, ok2 := b(vals)
+			if !ok1 || !ok2 || !isNum(x) || !isNum(y) {
+				return slot{}, false
+			}
+			if x.kind == slotInt && y.kind == slotInt {
+				i, j := x.int(), y.int()
+				switch op {
+				case '+':
+					return intSlot(i + j), true
+				case '-':
+					return intSlot(i - j), true
+				}
+				return intSlot(i * j), true
+			}
+			f, g := num(x), num(y)
+			switch op {
+			case '+':
+				return floatSlot(f + g), true
+			case '-':
+				return floatSlot(f - g), true
+			}
+			return floatSlot(f * g), true
+		}
+	case "/":
+		return func(vals []slot) (slot, bool) {
+			x, ok1 := a(vals)
+			y, ok2 := b(vals)
+			if !ok1 || !ok2 || !isNum(x) || !isNum(y) {
+				return slot{}, false
+			}
+			return floatSlot(num(x) / num(y)), true // expr-lang divides as float64, also ints
+		}
+	case "%":
+		return func(vals []slot) (slot, bool) {
+			x, ok1 := a(vals)
+			y, ok2 := b(vals)
+			if !ok1 || !ok2 || x.kind != slotInt || y.kind != slotInt || y.int() == 0 {
+				return slot{}, false
+			}
+			return intSlot(x.int() % y.int()), true
+		}
+	}
+	return nil
+}
+
+// slotEqual is expr-lang's runtime.Equal for slots; ok false for slotAny.
+func slotEqual(x, y slot) (eq, ok bool) {
+	if x.kind == slotAny || y.kind == slotAny {
+		return false, false
+	}
+	switch {
+	case x.kind == slotInt && y.kind == slotInt:
+		return x.int() == y.int(), true
+	case isNum(x) && isNum(y):
+		return num(x) == num(y), true
+	case x.kind != y.kind:
+		return false, true
+	case x.kind == slotString:
+		return x.s == y.s, true
+	case x.kind == slotBool:
+		return x.bool() == y.bool(), true
+	}
+	return true, true // both null
+}
+
+// slotCompare orders two numbers or two strings as expr-lang's runtime
+// does; ok false for anything else (the VM fails on those) and for NaN,
+// which no three-way order describes (the VM then decides).
+func slotCompare(x, y slot) (c int, ok bool) {
+	switch {
+	case x.kind == slotInt && y.kind == slotInt:
+		i, j := x.int(), y.int()
+		return cmpOrder(i < j, i > j), true
+	case isNum(x) && isNum(y):
+		f, g := num(x), num(y)
+		if f != f || g != g {
+			return 0, false
+		}
+		return cmpOrder(f < g, f > g), true
+	case x.kind == slotString && y.kind == slotString:
+		return cmpOrder(x.s < y.s, x.s > y.s), true
+	}
+	return 0, false
+}
+
+func cmpOrder(less, more bool) int {
+	switch {
+	case less:
+		return -1
+	case more:
+		return 1
+	}
+	return 0
+}
