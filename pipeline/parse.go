@@ -43,6 +43,7 @@ type parser struct {
 	topicIdx []int
 	tsIdx    int
 	keys     []keyCache
+	topicOf  *ingestlog.Record // topicBuf holds the levels of its topic
 }
 
 const maxInterned = 1 << 16
@@ -83,6 +84,7 @@ func newParser(spec *SourceSpec, maxSize int) *parser {
 // Reading passed to emit is reused for the next one.
 func (ps *parser) parse(r *ingestlog.Record, emit func(*Reading) error, dl *deadLetters) error {
 	ps.ref = MsgRef{Source: ps.spec.Name, Offset: r.Offset, Topic: r.Topic, Payload: r.Payload, Index: -1}
+	ps.topicOf = nil
 	if len(r.Payload) > ps.maxSize {
 		return dl.message(&ps.ref, fmt.Sprintf("payload too large: %d bytes, limit %d", len(r.Payload), ps.maxSize))
 	}

@@ -200,64 +200,8 @@ func compileBinary(n *ast.BinaryNode, l *slotLayout) slotFn {
 			}
 			return boolSlot(eq != neg), true
 		}
-	case "<", ">", "<=", ">=":
-		op := n.Operator
-		return func(vals []slot) (slot, bool) {
-			x, ok1 := a(vals)
-			y, ok2 := b(vals)
-			if !ok1 || !ok2 {
-				return slot{}, false
-			}
-			c, ok := slotCompare(x, y)
-			if !ok {
-				return slot{}, false
-			}
-			switch op {
-			case "<":
-				return boolSlot(c < 0), true
-			case ">":
-				return boolSlot(c > 0), true
-			case "<=":
-				return boolSlot(c <= 0), true
-			}
-			return boolSlot(c >= 0), true
-		}
-	case "+", "-", "*":
-		op := n.Operator[0]
-		return func(vals []slot) (slot, bool) {
-			x, ok1 := a(vals)
-			y, ok2 := b(vals)
-			if !ok1 || !ok2 || !isNum(x) || !isNum(y) {
-				return slot{}, false
-			}
-			if x.kind == slotInt && y.kind == slotInt {
-				i, j := x.int(), y.int()
-				switch op {
-				case '+':
-					return intSlot(i + j), true
-				case '-':
-					return intSlot(i - j), true
-				}
-				return intSlot(i * j), true
-			}
-			f, g := num(x), num(y)
-			switch op {
-			case '+':
-				return floatSlot(f + g), true
-			case '-':
-				return floatSlot(f - g), true
-			}
-			return floatSlot(f * g), true
-		}
-	case "/":
-		return func(vals []slot) (slot, bool) {
-			x, ok1 := a(vals)
-			y, ok2 := b(vals)
-			if !ok1 || !ok2 || !isNum(x) || !isNum(y) {
-				return slot{}, false
-			}
-			return floatSlot(num(x) / num(y)), true // expr-lang divides as float64, also ints
-		}
+	case "<", ">", "<=", ">=", "+", "-", "*", "/":
+		return compileNumeric(n, a, b, l)
 	case "%":
 		return func(vals []slot) (slot, bool) {
 			x, ok1 := a(vals)
@@ -269,6 +213,130 @@ func compileBinary(n *ast.BinaryNode, l *slotLayout) slotFn {
 		}
 	}
 	return nil
+}
+
+// binop is an arithmetic or comparison operator.
+type binop uint8
+
+const (
+	opLess binop = iota
+	opMore
+	opLessEq
+	opMoreEq
+	opAdd
+	opSub
+	opMul
+	opDiv
+)
+
+var binops = map[string]binop{"<": opLess, ">": opMore, "<=": opLessEq, ">=": opMoreEq, "+": opAdd, "-": opSub, "*": opMul, "/": opDiv}
+
+// compileNumeric compiles an arithmetic or comparison operator. The forms
+// of most filters and maps, a field or a subexpression against a number
+// literal, get closures that decide a float64 field without a call for the
+// literal; everything else goes through evalBinop.
+func compileNumeric(n *ast.BinaryNode, a, b slotFn, l *slotLayout) slotFn {
+	op := binops[n.Operator]
+	fi := -1
+	if id, ok := n.Left.(*ast.IdentifierNode); ok {
+		fi = l.index[id.Value]
+	}
+	if c, ok := constValue(n.Right, b); ok && isNum(c) {
+		k := num(c)
+		if fi >= 0 {
+			return func(vals []slot) (slot, bool) {
+				x := &vals[fi]
+				if x.kind == slotFloat {
+					return floatOp(op, x.float(), k)
+				}
+				return evalBinop(op, *x, c)
+			}
+		}
+		return func(vals []slot) (slot, bool) {
+			x, ok := a(vals)
+			if !ok {
+				return slot{}, false
+			}
+			if x.kind == slotFloat {
+				return floatOp(op, x.float(), k)
+			}
+			return evalBinop(op, x, c)
+		}
+	}
+	return func(vals []slot) (slot, bool) {
+		x, ok1 := a(vals)
+		y, ok2 := b(vals)
+		if !ok1 || !ok2 {
+			return slot{}, false
+		}
+		return evalBinop(op, x, y)
+	}
+}
+
+// constValue is the value of a literal node compiled to fn.
+func constValue(n ast.Node, fn slotFn) (slot, bool) {
+	switch n.(type) {
+	case *ast.IntegerNode, *ast.FloatNode, *ast.ConstantNode:
+		return fn(nil) // a literal's closure reads no slot
+	}
+	return slot{}, false
+}
+
+// floatOp is op on two float64 (an int beside a float64 is converted, as
+// expr-lang's runtime does). NaN is left to the VM.
+func floatOp(op binop, f, g float64) (slot, bool) {
+	switch op {
+	case opAdd:
+		return floatSlot(f + g), true
+	case opSub:
+		return floatSlot(f - g), true
+	case opMul:
+		return floatSlot(f * g), true
+	case opDiv:
+		return floatSlot(f / g), true
+	}
+	if f != f || g != g {
+		return slot{}, false
+	}
+	return compareResult(op, cmpOrder(f < g, f > g)), true
+}
+
+func compareResult(op binop, c int) slot {
+	switch op {
+	case opLess:
+		return boolSlot(c < 0)
+	case opMore:
+		return boolSlot(c > 0)
+	case opLessEq:
+		return boolSlot(c <= 0)
+	}
+	return boolSlot(c >= 0)
+}
+
+// evalBinop is op as expr-lang's runtime computes it, for numbers (and
+// strings, compared); ok false for other operands.
+func evalBinop(op binop, x, y slot) (slot, bool) {
+	if op <= opMoreEq {
+		c, ok := slotCompare(x, y)
+		if !ok {
+			return slot{}, false
+		}
+		return compareResult(op, c), true
+	}
+	if !isNum(x) || !isNum(y) {
+		return slot{}, false
+	}
+	if x.kind == slotInt && y.kind == slotInt && op != opDiv { // expr-lang divides as float64, also ints
+		i, j := x.int(), y.int()
+		switch op {
+		case opAdd:
+			return intSlot(i + j), true
+		case opSub:
+			return intSlot(i - j), true
+		}
+		return intSlot(i * j), true
+	}
+	return floatOp(op, num(x), num(y))
 }
 
 // slotEqual is expr-lang's runtime.Equal for slots; ok false for slotAny.

@@ -140,7 +140,10 @@ func (ps *parser) readingSlots(v *fastjson.Value, r *ingestlog.Record, emit func
 	vals := ps.vals
 	clear(vals)
 	if len(ps.topicIdx) > 0 {
-		ps.topicBuf = splitTopic(ps.topicBuf[:0], r.Topic)
+		if ps.topicOf != r {
+			ps.topicBuf = splitTopic(ps.topicBuf[:0], r.Topic) // once per message
+			ps.topicOf = r
+		}
 		for i, idx := range ps.topicIdx {
 			if idx >= 0 && i < len(ps.topicBuf) && ps.topicBuf[i] != "" {
 				vals[idx] = stringSlot(ps.topicBuf[i])
