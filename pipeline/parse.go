@@ -44,6 +44,9 @@ type parser struct {
 	tsIdx    int
 	keys     []keyCache
 	topicOf  *ingestlog.Record // topicBuf holds the levels of its topic
+	// scanSlots (slotscan.go): the slots of the message's scanN readings.
+	scanVals []slot
+	scanN    int
 }
 
 const maxInterned = 1 << 16
@@ -87,6 +90,11 @@ func (ps *parser) parse(r *ingestlog.Record, emit func(*Reading) error, dl *dead
 	ps.topicOf = nil
 	if len(r.Payload) > ps.maxSize {
 		return dl.message(&ps.ref, fmt.Sprintf("payload too large: %d bytes, limit %d", len(r.Payload), ps.maxSize))
+	}
+	if ps.sl != nil {
+		if ok, err := ps.scanSlots(r, emit, dl); ok {
+			return err
+		}
 	}
 	v, err := ps.p.ParseBytes(r.Payload)
 	if err != nil {

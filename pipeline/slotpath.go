@@ -135,21 +135,12 @@ func enableSlots(ps *parser, out collector) bool {
 	return true
 }
 
-// readingSlots is reading on the slot path.
+// readingSlots is reading on the slot path, for a message scanSlots did
+// not take.
 func (ps *parser) readingSlots(v *fastjson.Value, r *ingestlog.Record, emit func(*Reading) error, dl *deadLetters) error {
 	vals := ps.vals
 	clear(vals)
-	if len(ps.topicIdx) > 0 {
-		if ps.topicOf != r {
-			ps.topicBuf = splitTopic(ps.topicBuf[:0], r.Topic) // once per message
-			ps.topicOf = r
-		}
-		for i, idx := range ps.topicIdx {
-			if idx >= 0 && i < len(ps.topicBuf) && ps.topicBuf[i] != "" {
-				vals[idx] = stringSlot(ps.topicBuf[i])
-			}
-		}
-	}
+	ps.topicSlots(r, vals)
 	o, _ := v.Object()
 	pos := 0
 	o.Visit(func(k []byte, fv *fastjson.Value) {
@@ -159,6 +150,29 @@ func (ps *parser) readingSlots(v *fastjson.Value, r *ingestlog.Record, emit func
 			vals[idx] = jsonSlot(fv)
 		}
 	})
+	return ps.finishSlots(vals, r, emit, dl)
+}
+
+// topicSlots fills the slots of the topic fields: a reading's JSON fields,
+// set after them, override them.
+func (ps *parser) topicSlots(r *ingestlog.Record, vals []slot) {
+	if len(ps.topicIdx) == 0 {
+		return
+	}
+	if ps.topicOf != r {
+		ps.topicBuf = splitTopic(ps.topicBuf[:0], r.Topic) // once per message
+		ps.topicOf = r
+	}
+	for i, idx := range ps.topicIdx {
+		if idx >= 0 && i < len(ps.topicBuf) && ps.topicBuf[i] != "" {
+			vals[idx] = stringSlot(ps.topicBuf[i])
+		}
+	}
+}
+
+// finishSlots takes the event time of a reading whose slots are filled
+// and emits it.
+func (ps *parser) finishSlots(vals []slot, r *ingestlog.Record, emit func(*Reading) error, dl *deadLetters) error {
 	ps.rec = Reading{S: vals, Msg: &ps.ref}
 	if ps.ingestion {
 		ps.rec.TS = r.Timestamp

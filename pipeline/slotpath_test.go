@@ -117,6 +117,30 @@ func (c *testSourceChain) run(t *testing.T, msgs []*ingestlog.Record) ([][]strin
 	return out, dead
 }
 
+// mangle makes a few random edits to a JSON text: most make it invalid,
+// some keep it valid with a different shape.
+func mangle(rng *rand.Rand, s string) string {
+	b := []byte(s)
+	for range 1 + rng.IntN(3) {
+		if len(b) == 0 {
+			break
+		}
+		i := rng.IntN(len(b))
+		switch rng.IntN(4) {
+		case 0:
+			b = append(b[:i], b[i+1:]...)
+		case 1:
+			c := `{}[]",:\ 0.-+eE1tfnul` + "\x01\t\n\u00e9"
+			b = append(b[:i], append([]byte{c[rng.IntN(len(c))]}, b[i:]...)...)
+		case 2:
+			b = b[:i]
+		default:
+			b = append(b[:i], append([]byte(" \t\r\n"), b[i:]...)...)
+		}
+	}
+	return string(b)
+}
+
 func randReadingJSON(rng *rand.Rand, now int64) string {
 	var kv []string
 	add := func(k, v string) { kv = append(kv, fmt.Sprintf("%q:%s", k, v)) }
@@ -155,7 +179,7 @@ func randReadingJSON(rng *rand.Rand, now int64) string {
 		add("mode", pick(`"off"`, `"on"`, "3", "null"))
 	}
 	if rng.IntN(3) == 0 {
-		add("extra", pick(`"unused"`, "1", `[1,2,{"b":null}]`, `"esc\"aped\u00e9"`))
+		add("extra", pick(`"unused"`, "1", `[1,2,{"b":null}]`, `"esc\"aped\u00e9"`, `{"x":[],"y":{}}`, "-0.5e-3", `"é"`, "01", "1.", "-", "[1,]"))
 	}
 	if rng.IntN(8) == 0 { // a duplicate key: the last wins
 		add("temperature", num())
@@ -202,7 +226,23 @@ func TestSlotPathMatchesMapPath(t *testing.T) {
 		default:
 			payload = randReadingJSON(rng, now)
 		}
+		if rng.IntN(4) == 0 {
+			payload = mangle(rng, payload)
+		}
 		msgs = append(msgs, &ingestlog.Record{Offset: uint64(i), Topic: topic, Payload: []byte(payload), Timestamp: now})
+	}
+	// The slot path's own reader (slotscan.go) takes most messages; the
+	// rest go through fastjson.
+	scanned := 0
+	c := newTestSourceChain(t, true)
+	for _, r := range msgs {
+		if ok, _ := c.ps.scanSlots(r, func(*Reading) error { return nil }, c.dl); ok {
+			scanned++
+		}
+	}
+	t.Logf("%d of %d messages read by scanSlots", scanned, len(msgs))
+	if scanned < len(msgs)/3 || scanned > len(msgs)*9/10 {
+		t.Fatalf("scanSlots took %d of %d messages: the test exercises one reader too little", scanned, len(msgs))
 	}
 	mapOut, mapDead := newTestSourceChain(t, false).run(t, msgs)
 	slotOut, slotDead := newTestSourceChain(t, true).run(t, msgs)
