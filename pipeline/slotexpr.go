@@ -244,6 +244,9 @@ func compileNumeric(n *ast.BinaryNode, a, b slotFn, l *slotLayout) slotFn {
 	if c, ok := constValue(n.Right, b); ok && isNum(c) {
 		k := num(c)
 		if fi >= 0 {
+			if f := fieldCompare(op, fi, k, c); f != nil {
+				return f
+			}
 			return func(vals []slot) (slot, bool) {
 				x := &vals[fi]
 				if x.kind == slotFloat {
@@ -282,8 +285,44 @@ func constValue(n ast.Node, fn slotFn) (slot, bool) {
 	return slot{}, false
 }
 
+// fieldCompare is the closure of "field op k" for a comparison op, k the
+// number literal c: one comparison for a float64 field.
+func fieldCompare(op binop, fi int, k float64, c slot) slotFn {
+	switch op {
+	case opLess:
+		return func(vals []slot) (slot, bool) {
+			if x := &vals[fi]; x.kind == slotFloat {
+				return boolSlot(x.float() < k), true
+			}
+			return evalBinop(op, vals[fi], c)
+		}
+	case opMore:
+		return func(vals []slot) (slot, bool) {
+			if x := &vals[fi]; x.kind == slotFloat {
+				return boolSlot(x.float() > k), true
+			}
+			return evalBinop(op, vals[fi], c)
+		}
+	case opLessEq:
+		return func(vals []slot) (slot, bool) {
+			if x := &vals[fi]; x.kind == slotFloat {
+				return boolSlot(x.float() <= k), true
+			}
+			return evalBinop(op, vals[fi], c)
+		}
+	case opMoreEq:
+		return func(vals []slot) (slot, bool) {
+			if x := &vals[fi]; x.kind == slotFloat {
+				return boolSlot(x.float() >= k), true
+			}
+			return evalBinop(op, vals[fi], c)
+		}
+	}
+	return nil
+}
+
 // floatOp is op on two float64 (an int beside a float64 is converted, as
-// expr-lang's runtime does). NaN is left to the VM.
+// expr-lang's runtime does; NaN compares false, as in Go and expr-lang).
 func floatOp(op binop, f, g float64) (slot, bool) {
 	switch op {
 	case opAdd:
@@ -294,34 +333,29 @@ func floatOp(op binop, f, g float64) (slot, bool) {
 		return floatSlot(f * g), true
 	case opDiv:
 		return floatSlot(f / g), true
-	}
-	if f != f || g != g {
-		return slot{}, false
-	}
-	return compareResult(op, cmpOrder(f < g, f > g)), true
-}
-
-func compareResult(op binop, c int) slot {
-	switch op {
 	case opLess:
-		return boolSlot(c < 0)
+		return boolSlot(f < g), true
 	case opMore:
-		return boolSlot(c > 0)
+		return boolSlot(f > g), true
 	case opLessEq:
-		return boolSlot(c <= 0)
+		return boolSlot(f <= g), true
 	}
-	return boolSlot(c >= 0)
+	return boolSlot(f >= g), true
 }
 
 // evalBinop is op as expr-lang's runtime computes it, for numbers (and
 // strings, compared); ok false for other operands.
 func evalBinop(op binop, x, y slot) (slot, bool) {
-	if op <= opMoreEq {
-		c, ok := slotCompare(x, y)
-		if !ok {
-			return slot{}, false
+	if op <= opMoreEq && x.kind == slotString && y.kind == slotString {
+		switch op {
+		case opLess:
+			return boolSlot(x.s < y.s), true
+		case opMore:
+			return boolSlot(x.s > y.s), true
+		case opLessEq:
+			return boolSlot(x.s <= y.s), true
 		}
-		return compareResult(op, c), true
+		return boolSlot(x.s >= y.s), true
 	}
 	if !isNum(x) || !isNum(y) {
 		return slot{}, false
@@ -333,8 +367,16 @@ func evalBinop(op binop, x, y slot) (slot, bool) {
 			return intSlot(i + j), true
 		case opSub:
 			return intSlot(i - j), true
+		case opMul:
+			return intSlot(i * j), true
+		case opLess:
+			return boolSlot(i < j), true
+		case opMore:
+			return boolSlot(i > j), true
+		case opLessEq:
+			return boolSlot(i <= j), true
 		}
-		return intSlot(i * j), true
+		return boolSlot(i >= j), true
 	}
 	return floatOp(op, num(x), num(y))
 }
@@ -357,34 +399,4 @@ func slotEqual(x, y slot) (eq, ok bool) {
 		return x.bool() == y.bool(), true
 	}
 	return true, true // both null
-}
-
-// slotCompare orders two numbers or two strings as expr-lang's runtime
-// does; ok false for anything else (the VM fails on those) and for NaN,
-// which no three-way order describes (the VM then decides).
-func slotCompare(x, y slot) (c int, ok bool) {
-	switch {
-	case x.kind == slotInt && y.kind == slotInt:
-		i, j := x.int(), y.int()
-		return cmpOrder(i < j, i > j), true
-	case isNum(x) && isNum(y):
-		f, g := num(x), num(y)
-		if f != f || g != g {
-			return 0, false
-		}
-		return cmpOrder(f < g, f > g), true
-	case x.kind == slotString && y.kind == slotString:
-		return cmpOrder(x.s < y.s, x.s > y.s), true
-	}
-	return 0, false
-}
-
-func cmpOrder(less, more bool) int {
-	switch {
-	case less:
-		return -1
-	case more:
-		return 1
-	}
-	return 0
 }
