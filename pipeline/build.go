@@ -58,10 +58,6 @@ func (j *Job) openSubtasks(n *stageNode) error {
 			db: db, cfWin: db.CF(cfWindows), timers: ts, cache: map[string]*keyEntry{},
 			limit: j.spec.State.WriteCacheEntries, wm: minWatermark, batch: db.NewBatch(),
 			out: t.onResult, late: t.onLate,
-			// Pre-aggregation (preagg.go) is off: with it,
-			// TestRescaleOnRestore/full_4_to_3 stops short of the oracle
-			// (1489 outputs) in about 1 run of 3, for a reason not found yet.
-			noPreAgg: true,
 		}
 		if err := j.restoreChannelState(t); err != nil {
 			return err

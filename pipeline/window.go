@@ -133,7 +133,7 @@ type windowOp struct {
 	resVals  []float64
 	lateSeen uint64
 	pre      preAgg
-	noPreAgg bool // every reading on its own: the default (see build.go) and the pre-aggregation test's reference
+	noPreAgg bool // every reading on its own: the pre-aggregation test's reference (keyed tasks pre-aggregate)
 }
 
 func (op *windowOp) entry(kg uint16, key string) (*keyEntry, error) {
