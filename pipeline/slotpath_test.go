@@ -277,3 +277,37 @@ func TestSlotPathMatchesMapPath(t *testing.T) {
 		t.Fatalf("too little exercised: %d events, %d kinds of dead letter", n, len(reasons))
 	}
 }
+
+// TestEnableSlotsOnlyLinearChainsIntoAShuffle: a chain with a sink or a
+// fanout, or an expression reading $env, keeps the map path.
+func TestEnableSlotsOnlyLinearChainsIntoAShuffle(t *testing.T) {
+	spec := &SourceSpec{Name: "s", EventTime: EventTimeSpec{Field: "ts"}}
+	sh := &shuffleNode{keyFields: []string{"k"}}
+	filter := func(src string, next collector) *filterNode {
+		p, err := lang.CompileFilter(src)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return &filterNode{passthrough: passthrough{next}, prog: p}
+	}
+	for _, c := range []struct {
+		name  string
+		chain collector
+		want  bool
+	}{
+		{"filter into shuffle", filter("x > 1", sh), true},
+		{"shuffle", sh, true},
+		{"$env", filter(`$env["x"] > 1`, sh), false},
+		{"fanout", filter("x > 1", fanout{sh, &shuffleNode{}}), false},
+		{"sink", filter("x > 1", &sinkNode{}), false},
+		{"nothing", nopCollector{}, false},
+	} {
+		ps := newParser(spec, 1<<20)
+		if got := enableSlots(ps, c.chain); got != c.want {
+			t.Errorf("%s: enableSlots = %v, want %v", c.name, got, c.want)
+		}
+		if (ps.sl != nil) != c.want {
+			t.Errorf("%s: parser on the slot path: %v", c.name, ps.sl != nil)
+		}
+	}
+}
