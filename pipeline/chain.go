@@ -100,9 +100,13 @@ type filterNode struct {
 	prog  *vm.Program
 	vm    vm.VM
 	dl    *deadLetters
+	sx    *slotExpr // on the slot path (slotpath.go)
 }
 
 func (n *filterNode) collect(r *Reading) error {
+	if r.S != nil {
+		return n.collectSlots(r)
+	}
 	out, err := n.vm.Run(n.prog, r.Fields)
 	if err != nil {
 		return n.dl.reading(r, n.stage, "filter: "+err.Error())
@@ -122,6 +126,11 @@ type mapNode struct {
 	vals   []any
 	vm     vm.VM
 	dl     *deadLetters
+	// On the slot path (slotpath.go): per expression, the slot of its
+	// field and its result.
+	sxs    []*slotExpr
+	outIdx []int
+	svals  []slot
 }
 
 func newMapNode(stage string, m map[string]string, dl *deadLetters, next collector) (*mapNode, error) {
@@ -142,6 +151,9 @@ func newMapNode(stage string, m map[string]string, dl *deadLetters, next collect
 }
 
 func (n *mapNode) collect(r *Reading) error {
+	if r.S != nil {
+		return n.collectSlots(r)
+	}
 	for i, p := range n.progs {
 		v, err := n.vm.Run(p, r.Fields)
 		if err != nil {
@@ -173,10 +185,16 @@ type shuffleNode struct {
 	keyParts  []string
 	keyBuf    []byte
 	lastKey   string // the previous reading's key: readings of one device come in runs
+	// On the slot path (slotpath.go): the slots of keyFields and inputs.
+	keyIdx, inIdx []int
+	partBuf       []byte
 	announcer
 }
 
 func (n *shuffleNode) collect(r *Reading) error {
+	if r.S != nil {
+		return n.collectSlots(r)
+	}
 	n.keyParts = n.keyParts[:0]
 	for _, f := range n.keyFields {
 		v, ok := r.Fields[f]
@@ -190,13 +208,7 @@ func (n *shuffleNode) collect(r *Reading) error {
 		n.keyParts = append(n.keyParts, s)
 	}
 	n.keyBuf = encodeKey(n.keyBuf[:0], n.keyParts)
-	kg := keygroup.Of(n.keyBuf, n.maxP)
-	i := keygroup.OperatorIndex(kg, n.maxP, len(n.outs))
-	b := n.bufs[i]
-	if b == nil {
-		b = n.pool.get()
-		n.bufs[i] = b
-	}
+	i, kg, b := n.route()
 	start := len(b.vals)
 	for _, f := range n.inputs {
 		v, ok := r.Fields[f]
@@ -211,6 +223,24 @@ func (n *shuffleNode) collect(r *Reading) error {
 		}
 		b.vals = append(b.vals, x)
 	}
+	return n.add(r, i, kg, b)
+}
+
+// route is the subtask, key group and open batch of the key in keyBuf.
+func (n *shuffleNode) route() (int, uint16, *batch) {
+	kg := keygroup.Of(n.keyBuf, n.maxP)
+	i := keygroup.OperatorIndex(kg, n.maxP, len(n.outs))
+	b := n.bufs[i]
+	if b == nil {
+		b = n.pool.get()
+		n.bufs[i] = b
+	}
+	return i, kg, b
+}
+
+// add appends the event of r, whose aggregate inputs are in b.vals, to
+// batch b of subtask i.
+func (n *shuffleNode) add(r *Reading, i int, kg uint16, b *batch) error {
 	var src srcPos
 	if r.Msg != nil {
 		src = srcPos{r.Msg.Source, r.Msg.Offset}

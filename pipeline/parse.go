@@ -35,6 +35,18 @@ type parser struct {
 	// string in Fields would allocate its interface value for every
 	// reading.
 	boxed map[string]any
+	// The slot path (slotpath.go), if sl is set: the slots of a reading,
+	// of the topic fields (-1: unused) and of the event time, and the
+	// slots of the object keys seen last at each position.
+	sl       *slotLayout
+	vals     []slot
+	topicIdx []int
+	tsIdx    int
+	keys     []keyCache
+	topicOf  *ingestlog.Record // topicBuf holds the levels of its topic
+	// scanSlots (slotscan.go): the slots of the message's scanN readings.
+	scanVals []slot
+	scanN    int
 }
 
 const maxInterned = 1 << 16
@@ -75,8 +87,14 @@ func newParser(spec *SourceSpec, maxSize int) *parser {
 // Reading passed to emit is reused for the next one.
 func (ps *parser) parse(r *ingestlog.Record, emit func(*Reading) error, dl *deadLetters) error {
 	ps.ref = MsgRef{Source: ps.spec.Name, Offset: r.Offset, Topic: r.Topic, Payload: r.Payload, Index: -1}
+	ps.topicOf = nil
 	if len(r.Payload) > ps.maxSize {
 		return dl.message(&ps.ref, fmt.Sprintf("payload too large: %d bytes, limit %d", len(r.Payload), ps.maxSize))
+	}
+	if ps.sl != nil {
+		if ok, err := ps.scanSlots(r, emit, dl); ok {
+			return err
+		}
 	}
 	v, err := ps.p.ParseBytes(r.Payload)
 	if err != nil {
@@ -109,6 +127,9 @@ func (ps *parser) parse(r *ingestlog.Record, emit func(*Reading) error, dl *dead
 }
 
 func (ps *parser) reading(v *fastjson.Value, r *ingestlog.Record, emit func(*Reading) error, dl *deadLetters) error {
+	if ps.sl != nil {
+		return ps.readingSlots(v, r, emit, dl)
+	}
 	clear(ps.fields)
 	if tf := ps.spec.TopicFields; len(tf) > 0 {
 		ps.topicBuf = splitTopic(ps.topicBuf[:0], r.Topic)
@@ -153,29 +174,37 @@ func (ps *parser) eventTime() (int64, error) {
 	}
 	switch x := v.(type) {
 	case float64:
-		switch ps.tsFormat {
-		case "epoch_s":
-			return int64(math.Round(x * 1000)), nil
-		case "rfc3339":
-			return 0, fmt.Errorf("event time field %s: want an RFC 3339 string, got a number", ps.tsField)
-		case "epoch_ms":
-			return int64(x), nil
-		}
-		if x < 1e11 { // auto: seconds until year 5138, milliseconds after
-			return int64(math.Round(x * 1000)), nil
-		}
-		return int64(x), nil
+		return ps.eventTimeFloat(x)
 	case string:
-		if ps.tsFormat == "epoch_ms" || ps.tsFormat == "epoch_s" {
-			return 0, fmt.Errorf("event time field %s: want a number (%s), got a string", ps.tsField, ps.tsFormat)
-		}
-		t, err := time.Parse(time.RFC3339Nano, x)
-		if err != nil {
-			return 0, fmt.Errorf("event time field %s: %q is not RFC 3339", ps.tsField, x)
-		}
-		return t.UnixMilli(), nil
+		return ps.eventTimeString(x)
 	}
 	return 0, fmt.Errorf("event time field %s: want a number or an RFC 3339 string, got %s", ps.tsField, typeName(v))
+}
+
+func (ps *parser) eventTimeFloat(x float64) (int64, error) {
+	switch ps.tsFormat {
+	case "epoch_s":
+		return int64(math.Round(x * 1000)), nil
+	case "rfc3339":
+		return 0, fmt.Errorf("event time field %s: want an RFC 3339 string, got a number", ps.tsField)
+	case "epoch_ms":
+		return int64(x), nil
+	}
+	if x < 1e11 { // auto: seconds until year 5138, milliseconds after
+		return int64(math.Round(x * 1000)), nil
+	}
+	return int64(x), nil
+}
+
+func (ps *parser) eventTimeString(x string) (int64, error) {
+	if ps.tsFormat == "epoch_ms" || ps.tsFormat == "epoch_s" {
+		return 0, fmt.Errorf("event time field %s: want a number (%s), got a string", ps.tsField, ps.tsFormat)
+	}
+	t, err := time.Parse(time.RFC3339Nano, x)
+	if err != nil {
+		return 0, fmt.Errorf("event time field %s: %q is not RFC 3339", ps.tsField, x)
+	}
+	return t.UnixMilli(), nil
 }
 
 func splitTopic(dst []string, topic string) []string {

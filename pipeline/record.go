@@ -16,6 +16,9 @@ type Reading struct {
 	Fields map[string]any
 	TS     int64   // event time, unix ms
 	Msg    *MsgRef // the message it came from; nil for results
+	// S, if not nil, holds the fields instead of Fields: the slot path
+	// (slotpath.go), whose layout the job fixed when it was built.
+	S []slot
 }
 
 // MsgRef locates the ingest-log message a reading came from, for dead letters.

@@ -153,7 +153,7 @@ type windowOp struct {
 	layouts    map[int]*layoutReader // old layouts the state may hold
 	lateSeen   uint64
 	pre        preAgg
-	noPreAgg   bool // every reading on its own: the default (see build.go) and the pre-aggregation test's reference
+	noPreAgg   bool // every reading on its own: the pre-aggregation test's reference (keyed tasks pre-aggregate)
 }
 
 func (op *windowOp) entry(kg uint16, key string) (*keyEntry, error) {

@@ -1,6 +1,7 @@
 package bench
 
 import (
+	"os"
 	"testing"
 	"time"
 
@@ -43,8 +44,10 @@ func BenchmarkPipelineReplay(b *testing.B) {
 			job := e.newJob(spec)
 			b.ResetTimer()
 			prof := phaseProfile(b)
+			cpu0 := cpuSeconds(os.Getpid())
 			r := e.start(job)
 			el := r.waitKeyed(readings, 5*time.Minute)
+			cpu := cpuSeconds(os.Getpid()) - cpu0
 			prof()
 			b.StopTimer()
 			f := r.figures()
@@ -52,6 +55,7 @@ func BenchmarkPipelineReplay(b *testing.B) {
 			b.ReportMetric(float64(readings)/el.Seconds(), "readings/s")
 			b.ReportMetric(float64(msgs)/el.Seconds(), "msgs/s")
 			b.ReportMetric(float64(readings), "readings")
+			b.ReportMetric(cpu*1e9/float64(readings), "cpu_ns/reading") // the test process: the pipeline, GC, RocksDB
 			b.ReportMetric(peakRSSMiB(b, "self"), "peak_rss_MiB")
 			b.ReportMetric(float64(f.Dead+f.Late), "dead+late")
 			b.ReportMetric(float64(e.out.n.Load()), "results")

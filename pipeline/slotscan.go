@@ -1,0 +1,271 @@
+package pipeline
+
+import (
+	"unsafe"
+
+	"github.com/valyala/fastjson/fastfloat"
+
+	"github.com/eddy-stream/eddy/storage/ingestlog"
+)
+
+// scanSlots is the slot path's own JSON reader: it fills the slots of
+// every reading of a message straight from the payload bytes, reading only
+// the fields the chain uses and skipping the rest, without building
+// fastjson's tree. It accepts a strict subset of what fastjson accepts —
+// an object, or a non-empty array of objects, of strict JSON with strings
+// free of escapes and control characters, and no object or array in a
+// field the chain uses — and decodes it to the same values (numbers with
+// fastfloat.ParseBestEffort, as fastjson's GetFloat64). For anything else
+// it reports false before emitting anything, and the message takes the
+// fastjson path, which also writes its dead letters.
+func (ps *parser) scanSlots(r *ingestlog.Record, emit func(*Reading) error, dl *deadLetters) (bool, error) {
+	p := r.Payload
+	ps.scanVals, ps.scanN = ps.scanVals[:0], 0
+	i := skipWS(p, 0)
+	if i >= len(p) {
+		return false, nil
+	}
+	array := false
+	switch p[i] {
+	case '{':
+		var ok bool
+		if i, ok = ps.scanObject(r, p, i); !ok {
+			return false, nil
+		}
+	case '[':
+		array = true
+		i = skipWS(p, i+1)
+		for {
+			if i >= len(p) || p[i] != '{' {
+				return false, nil // also the empty array
+			}
+			var ok bool
+			if i, ok = ps.scanObject(r, p, i); !ok {
+				return false, nil
+			}
+			if i = skipWS(p, i); i >= len(p) {
+				return false, nil
+			}
+			if p[i] == ']' {
+				i++
+				break
+			}
+			if p[i] != ',' {
+				return false, nil
+			}
+			i = skipWS(p, i+1)
+		}
+	default:
+		return false, nil
+	}
+	if skipWS(p, i) != len(p) {
+		return false, nil
+	}
+	w := len(ps.vals)
+	for k := range ps.scanN {
+		if array {
+			ps.ref.Index = k
+		}
+		if err := ps.finishSlots(ps.scanVals[k*w:(k+1)*w:(k+1)*w], r, emit, dl); err != nil {
+			return true, err
+		}
+	}
+	return true, nil
+}
+
+func skipWS(p []byte, i int) int {
+	for i < len(p) && (p[i] == ' ' || p[i] == '\n' || p[i] == '\t' || p[i] == '\r') {
+		i++
+	}
+	return i
+}
+
+// scanObject reads the object at p[i] into the slots of a new reading.
+func (ps *parser) scanObject(r *ingestlog.Record, p []byte, i int) (int, bool) {
+	start := len(ps.scanVals)
+	ps.scanVals = append(ps.scanVals, ps.vals...) // w slots, to be cleared
+	vals := ps.scanVals[start:]
+	clear(vals)
+	ps.scanN++
+	ps.topicSlots(r, vals)
+	i = skipWS(p, i+1)
+	if i < len(p) && p[i] == '}' {
+		return i + 1, true
+	}
+	for pos := 0; ; pos++ {
+		if i >= len(p) || p[i] != '"' {
+			return 0, false
+		}
+		ks, ke, ok := scanString(p, i)
+		if !ok {
+			return 0, false
+		}
+		idx := ps.slotIndex(pos, p[ks:ke])
+		if i = skipWS(p, ke+1); i >= len(p) || p[i] != ':' {
+			return 0, false
+		}
+		if i = skipWS(p, i+1); i >= len(p) {
+			return 0, false
+		}
+		var v slot
+		switch c := p[i]; {
+		case c == '"':
+			s, e, ok := scanString(p, i)
+			if !ok {
+				return 0, false
+			}
+			v = stringSlot(unsafe.String(unsafe.SliceData(p[s:]), e-s))
+			i = e + 1
+		case c == '-' || c >= '0' && c <= '9':
+			e, ok := scanNumber(p, i)
+			if !ok {
+				return 0, false
+			}
+			if idx >= 0 {
+				v = floatSlot(fastfloat.ParseBestEffort(unsafe.String(unsafe.SliceData(p[i:]), e-i)))
+			}
+			i = e
+		case c == 't' && hasLit(p, i, "true"):
+			v, i = boolSlot(true), i+4
+		case c == 'f' && hasLit(p, i, "false"):
+			v, i = boolSlot(false), i+5
+		case c == 'n' && hasLit(p, i, "null"):
+			i += 4
+		case (c == '{' || c == '[') && idx < 0:
+			if i, ok = skipValue(p, i, 0); !ok {
+				return 0, false
+			}
+		default:
+			return 0, false // an object or array the chain reads, or not JSON
+		}
+		if idx >= 0 {
+			vals[idx] = v
+		}
+		if i = skipWS(p, i); i >= len(p) {
+			return 0, false
+		}
+		if p[i] == '}' {
+			return i + 1, true
+		}
+		if p[i] != ',' {
+			return 0, false
+		}
+		i = skipWS(p, i+1)
+	}
+}
+
+// scanString finds the string at p[i] (a quote): its content is p[s:e],
+// p[e] the closing quote. ok is false for escapes and control characters.
+func scanString(p []byte, i int) (s, e int, ok bool) {
+	for j := i + 1; j < len(p); j++ {
+		switch c := p[j]; {
+		case c == '"':
+			return i + 1, j, true
+		case c == '\\' || c < 0x20:
+			return 0, 0, false
+		}
+	}
+	return 0, 0, false
+}
+
+// scanNumber finds the end of the strict JSON number at p[i].
+func scanNumber(p []byte, i int) (int, bool) {
+	if p[i] == '-' {
+		i++
+	}
+	digits := func() bool {
+		j := i
+		for i < len(p) && p[i] >= '0' && p[i] <= '9' {
+			i++
+		}
+		return i > j
+	}
+	if i < len(p) && p[i] == '0' {
+		i++
+	} else if !digits() {
+		return 0, false
+	}
+	if i < len(p) && p[i] == '.' {
+		i++
+		if !digits() {
+			return 0, false
+		}
+	}
+	if i < len(p) && (p[i] == 'e' || p[i] == 'E') {
+		i++
+		if i < len(p) && (p[i] == '+' || p[i] == '-') {
+			i++
+		}
+		if !digits() {
+			return 0, false
+		}
+	}
+	return i, true
+}
+
+func hasLit(p []byte, i int, lit string) bool {
+	return len(p)-i >= len(lit) && string(p[i:i+len(lit)]) == lit
+}
+
+// skipValue skips the strict JSON value at p[i].
+func skipValue(p []byte, i, depth int) (int, bool) {
+	if depth > 32 {
+		return 0, false
+	}
+	switch c := p[i]; {
+	case c == '"':
+		_, e, ok := scanString(p, i)
+		return e + 1, ok
+	case c == '-' || c >= '0' && c <= '9':
+		return scanNumber(p, i)
+	case c == 't' && hasLit(p, i, "true"):
+		return i + 4, true
+	case c == 'f' && hasLit(p, i, "false"):
+		return i + 5, true
+	case c == 'n' && hasLit(p, i, "null"):
+		return i + 4, true
+	case c == '{' || c == '[':
+		end := byte('}')
+		if c == '[' {
+			end = ']'
+		}
+		if i = skipWS(p, i+1); i < len(p) && p[i] == end {
+			return i + 1, true
+		}
+		for {
+			if i >= len(p) {
+				return 0, false
+			}
+			if c == '{' {
+				if p[i] != '"' {
+					return 0, false
+				}
+				_, e, ok := scanString(p, i)
+				if !ok {
+					return 0, false
+				}
+				if i = skipWS(p, e+1); i >= len(p) || p[i] != ':' {
+					return 0, false
+				}
+				if i = skipWS(p, i+1); i >= len(p) {
+					return 0, false
+				}
+			}
+			var ok bool
+			if i, ok = skipValue(p, i, depth+1); !ok {
+				return 0, false
+			}
+			if i = skipWS(p, i); i >= len(p) {
+				return 0, false
+			}
+			if p[i] == end {
+				return i + 1, true
+			}
+			if p[i] != ',' {
+				return 0, false
+			}
+			i = skipWS(p, i+1)
+		}
+	}
+	return 0, false
+}
