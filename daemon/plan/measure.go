@@ -338,7 +338,7 @@ func Measure(ctx context.Context, o Options) (*Report, error) {
 		// Exactly-once: every sink has a spool (data_dir/spool/<sink>).
 		for _, s := range cfg.Sinks {
 			rep.Spools = append(rep.Spools, SpoolFigures{Sink: s.Name, MaxSize: int64(s.Spool.MaxSize),
-				Used: DirBytes(live.Spool(s.Name)), outputPerReading: float64(spoolOutput[s.Name]) / float64(max(rep.Max.Readings, 1))})
+				Used: DirBytes(live.Spool(s.Name)), OutputBytesPerReading: float64(spoolOutput[s.Name]) / float64(max(rep.Max.Readings, 1))})
 		}
 	}
 	rep.derive()

@@ -119,16 +119,16 @@ type Windows struct {
 }
 
 // SpoolFigures is one sink's spool (data_dir/spool/<sink>): its
-// sinks[].spool.max_size, the bytes it holds now, the sink's output at the
-// live input (the replay's output bytes per reading × live readings/s) and
-// how long a sink outage it rides out at that rate.
+// sinks[].spool.max_size, the bytes it holds now, the sink's output per
+// reading in the replay and at the live input, and how long a sink outage
+// it rides out at that rate.
 type SpoolFigures struct {
-	Sink                 string  `json:"sink"`
-	MaxSize              int64   `json:"max_size"`
-	Used                 int64   `json:"used"`
-	OutputBytesPerSecond float64 `json:"output_bytes_per_second"`
-	RideOutSeconds       float64 `json:"ride_out_seconds"`
-	outputPerReading     float64
+	Sink                  string  `json:"sink"`
+	MaxSize               int64   `json:"max_size"`
+	Used                  int64   `json:"used"`
+	OutputBytesPerReading float64 `json:"output_bytes_per_reading"`
+	OutputBytesPerSecond  float64 `json:"output_bytes_per_second"`
+	RideOutSeconds        float64 `json:"ride_out_seconds"`
 }
 
 // Advice is one figure, whether it is fine, and what to change if not.
@@ -160,9 +160,7 @@ func (r *Report) derive() {
 	r.Disk.FullInSeconds = Finite(DiskFull(r.Disk.Free, r.Live.BytesPerSecond))
 	for i := range r.Spools {
 		sp := &r.Spools[i]
-		if sp.outputPerReading > 0 {
-			sp.OutputBytesPerSecond = sp.outputPerReading * live
-		}
+		sp.OutputBytesPerSecond = sp.OutputBytesPerReading * live
 		sp.RideOutSeconds = Finite(RideOut(sp.MaxSize, sp.Used, sp.OutputBytesPerSecond))
 	}
 	add := func(fig string, ok bool, change string) {
