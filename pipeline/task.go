@@ -715,6 +715,12 @@ func (t *keyedTask) onWatermark(in int, wm int64) error {
 	if !any || low <= t.wm {
 		return t.flushSinks()
 	}
+	return t.advanceTo(low)
+}
+
+// advanceTo moves the task's watermark up to low: fires the windows it
+// closes and passes it downstream.
+func (t *keyedTask) advanceTo(low int64) error {
 	t.wm = low
 	t.m.Watermark.Store(low)
 	if err := t.op.advance(low); err != nil {

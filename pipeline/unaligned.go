@@ -357,15 +357,7 @@ func (t *keyedTask) replayChannelState() error {
 	if low <= t.wm {
 		return nil
 	}
-	t.wm = low
-	t.m.Watermark.Store(low)
-	if err := t.op.advance(low); err != nil {
-		return err
-	}
-	if t.firstErr != nil {
-		return t.firstErr
-	}
-	return t.forEachDownstream(func(c collector) error { return c.watermark(low) })
+	return t.advanceTo(low)
 }
 
 // watermarkSim follows an old subtask's watermark through its in-flight
