@@ -263,7 +263,7 @@ func (d *Daemon) openSinks() error {
 			if err != nil {
 				return fmt.Errorf("sink %s: %w", s.Name, err)
 			}
-			d.sinks[s.Name] = fs
+			d.sinks[s.Name] = withTestSinkCost(fs)
 		}
 	}
 	return nil

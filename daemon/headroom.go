@@ -46,6 +46,11 @@ type HeadroomOverview struct {
 	CatchUpSeconds       float64 `json:"predicted_catchup_seconds"`
 	IngestRideOutSeconds float64 `json:"ingest_outage_ride_out_seconds"`
 	DiskFullInSeconds    float64 `json:"disk_full_in_seconds"`
+	// SpoolRideOutSeconds: per sink (exactly-once mode), how long it can
+	// be down before its spool is full and intake pauses: the room left in
+	// data_dir/spool/<sink> ÷ the plan's output bytes per reading of that
+	// sink × the live rate.
+	SpoolRideOutSeconds map[string]float64 `json:"spool_outage_ride_out_seconds,omitempty"`
 }
 
 // planCache holds the latest plan, re-read when the file changes.
@@ -127,6 +132,17 @@ func (d *Daemon) headroom() *HeadroomOverview {
 		}
 	}
 	h.DiskFullInSeconds = plan.Finite(plan.DiskFull(free, h.LiveBytesPerSecond))
+	if c := d.running(); c.Checkpointing.Mode != "at_least_once" && len(c.Sinks) > 0 {
+		per := map[string]float64{}
+		for _, sp := range rep.Spools {
+			per[sp.Sink] = sp.OutputBytesPerReading
+		}
+		h.SpoolRideOutSeconds = map[string]float64{}
+		for _, s := range c.Sinks {
+			h.SpoolRideOutSeconds[s.Name] = plan.Finite(plan.RideOut(int64(s.Spool.MaxSize),
+				plan.DirBytes(d.layout.Spool(s.Name)), per[s.Name]*h.LiveReadingsPerSecond))
+		}
+	}
 	return h
 }
 
@@ -146,6 +162,7 @@ var (
 	descCatchUp  = desc("eddy_predicted_catchup_seconds", "Predicted time to catch up after a crash now: restore plus the backlog at the surplus rate (-1: never).")
 	descRideOut  = desc("eddy_ingest_outage_ride_out_seconds", "How long an uplink or sink outage the ingest logs can hold at the live input rate (-1: no input).")
 	descDiskFull = desc("eddy_disk_full_in_seconds", "Time until data_dir's disk is full at the live input rate, if nothing is removed (-1: no input).")
+	descSpoolOut = desc("eddy_sink_spool_outage_ride_out_seconds", "How long the sink can be down before its spool is full and intake pauses, at the live input rate and the latest plan's output per reading (-1: never).", "sink")
 )
 
 // headroomCollector reports the live headroom; nothing before a plan.
@@ -156,6 +173,7 @@ func (c headroomCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- descCatchUp
 	ch <- descRideOut
 	ch <- descDiskFull
+	ch <- descSpoolOut
 }
 
 func (c headroomCollector) Collect(ch chan<- prometheus.Metric) {
@@ -167,4 +185,7 @@ func (c headroomCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(descCatchUp, prometheus.GaugeValue, h.CatchUpSeconds)
 	ch <- prometheus.MustNewConstMetric(descRideOut, prometheus.GaugeValue, h.IngestRideOutSeconds)
 	ch <- prometheus.MustNewConstMetric(descDiskFull, prometheus.GaugeValue, h.DiskFullInSeconds)
+	for name, v := range h.SpoolRideOutSeconds {
+		ch <- prometheus.MustNewConstMetric(descSpoolOut, prometheus.GaugeValue, v, name)
+	}
 }

@@ -35,6 +35,17 @@ func TestHeadroomFromLatestPlan(t *testing.T) {
 	if h == nil || h.MaxReadingsPerSecond != 5000 || h.Ratio != -1 || h.IngestRideOutSeconds != -1 || h.DiskFullInSeconds != -1 {
 		t.Fatalf("headroom: %+v", h)
 	}
+	if c := d.running(); c.Checkpointing.Mode != "at_least_once" {
+		// Every sink has a spool; without input none fills.
+		if len(h.SpoolRideOutSeconds) != len(c.Sinks) {
+			t.Errorf("spool ride-outs %v, want one per sink of %d", h.SpoolRideOutSeconds, len(c.Sinks))
+		}
+		for name, v := range h.SpoolRideOutSeconds {
+			if v != -1 {
+				t.Errorf("spool of %s rides out %v without input, want -1", name, v)
+			}
+		}
+	}
 	if lastRestore.Load() == 0 && startToReady.Load() == 0 && (h.RestoreFrom != "plan" || h.CatchUpSeconds != 1.5) {
 		t.Errorf("catch-up without input: %+v", h)
 	}
@@ -54,7 +65,7 @@ func TestHeadroomFromLatestPlan(t *testing.T) {
 		}
 	}
 	for _, name := range []string{"eddy_headroom_ratio", "eddy_predicted_catchup_seconds",
-		"eddy_ingest_outage_ride_out_seconds", "eddy_disk_full_in_seconds"} {
+		"eddy_ingest_outage_ride_out_seconds", "eddy_disk_full_in_seconds", "eddy_sink_spool_outage_ride_out_seconds"} {
 		if _, ok := seen[name]; !ok {
 			t.Errorf("/metrics lacks %s", name)
 		}

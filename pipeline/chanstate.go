@@ -14,17 +14,35 @@ import (
 )
 
 // channelStateFile holds, in an unaligned checkpoint, the in-flight batches
-// a keyed subtask's barrier overtook: what reached it on each input after
-// its snapshot and before that input's barrier. On restore they are
-// processed before anything read from the inputs. Format:
-// docs/checkpoint-format.md ("Channel state").
+// and watermarks a keyed subtask's barrier overtook: what reached it on each
+// input after its snapshot and before that input's barrier, in the order it
+// processed them. On restore they are replayed in that order before anything
+// read from the inputs. Format: docs/checkpoint-format.md ("Channel state").
 const channelStateFile = "channel-state"
 
 const (
-	chanMagic   = "EDDYCHS1"
-	frameHeader = 8 // u32 payload length, u32 CRC-32C of the payload
+	chanMagic   = "EDDYCHS2"
+	chanMagicV1 = "EDDYCHS1" // batches only, no input index (read, never written)
+	frameHeader = 8          // u32 payload length, u32 CRC-32C of the payload
 	chanEnd     = math.MaxUint32
 )
+
+// Kinds of in-flight element in a channel-state frame.
+const (
+	flightBatch     = 0
+	flightWatermark = 1
+	flightIdle      = 2 // the input went idle; wm is what the box's clock allows
+)
+
+// flight is one in-flight element read back: a batch (kind flightBatch, its
+// events cut to the reader's key groups) or a watermark, with the input of
+// the old subtask it came in on (-1: unknown, a version 1 file).
+type flight struct {
+	kind uint8
+	in   int
+	b    *batch
+	wm   int64
+}
 
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 
@@ -38,11 +56,40 @@ type chanState struct {
 
 func newChanState() *chanState { return &chanState{buf: []byte(chanMagic)} }
 
-// add appends the events of batch b (k input values each) as one frame and
-// returns the bytes it took.
-func (c *chanState) add(b *batch, k int) int64 {
+// begin starts a frame of kind for input in.
+func (c *chanState) begin(kind uint8, in int) int {
 	start := len(c.buf)
 	c.buf = append(c.buf, make([]byte, frameHeader)...)
+	c.buf = append(c.buf, kind)
+	c.buf = binary.LittleEndian.AppendUint16(c.buf, uint16(in))
+	return start
+}
+
+// end closes the frame begun at start and returns the bytes it took.
+func (c *chanState) end(start int) int64 {
+	payload := c.buf[start+frameHeader:]
+	binary.LittleEndian.PutUint32(c.buf[start:], uint32(len(payload)))
+	binary.LittleEndian.PutUint32(c.buf[start+4:], crc32.Checksum(payload, castagnoli))
+	c.frames++
+	return int64(len(c.buf) - start)
+}
+
+// addWatermark appends a watermark (or, idle, an idle marker) of input in
+// as one frame and returns the bytes it took.
+func (c *chanState) addWatermark(in int, wm int64, idle bool) int64 {
+	kind := uint8(flightWatermark)
+	if idle {
+		kind = flightIdle
+	}
+	start := c.begin(kind, in)
+	c.buf = binary.LittleEndian.AppendUint64(c.buf, uint64(wm))
+	return c.end(start)
+}
+
+// add appends the events of batch b (k input values each) of input in as
+// one frame and returns the bytes it took.
+func (c *chanState) add(in int, b *batch, k int) int64 {
+	start := c.begin(flightBatch, in)
 	c.buf = binary.LittleEndian.AppendUint16(c.buf, uint16(k))
 	c.buf = binary.LittleEndian.AppendUint32(c.buf, uint32(len(b.events)))
 	for i := range b.events {
@@ -58,12 +105,8 @@ func (c *chanState) add(b *batch, k int) int64 {
 		c.buf = append(c.buf, e.src.source...)
 		c.buf = binary.LittleEndian.AppendUint64(c.buf, e.src.offset)
 	}
-	payload := c.buf[start+frameHeader:]
-	binary.LittleEndian.PutUint32(c.buf[start:], uint32(len(payload)))
-	binary.LittleEndian.PutUint32(c.buf[start+4:], crc32.Checksum(payload, castagnoli))
-	c.frames++
 	c.events += int64(len(b.events))
-	return int64(len(c.buf) - start)
+	return c.end(start)
 }
 
 // bytes returns the file's content: the frames and the end frame.
@@ -78,11 +121,12 @@ func (c *chanState) write(fsys fileutil.FS, dir string) error {
 }
 
 // readChanState reads the channel-state file at path and returns its
-// batches, keeping only the events of key groups in kgs (a restore at
-// another parallelism reads every overlapping old subtask's file). A
+// elements in order, keeping only the events of key groups in kgs (a
+// restore at another parallelism reads every overlapping old subtask's
+// file; a batch left without events is dropped, every watermark is kept). A
 // missing file is no channel state. Damage is a *fileutil.CorruptionError
 // with path and offset.
-func readChanState(fsys fileutil.FS, path string, kgs keygroup.Range) ([]*batch, error) {
+func readChanState(fsys fileutil.FS, path string, kgs keygroup.Range) ([]flight, error) {
 	data, err := fileutil.ReadFileFS(fsys, path)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, nil
@@ -93,14 +137,15 @@ func readChanState(fsys fileutil.FS, path string, kgs keygroup.Range) ([]*batch,
 	return decodeChanState(path, data, kgs)
 }
 
-func decodeChanState(path string, data []byte, kgs keygroup.Range) ([]*batch, error) {
+func decodeChanState(path string, data []byte, kgs keygroup.Range) ([]flight, error) {
 	corrupt := func(off int, format string, args ...any) error {
 		return &fileutil.CorruptionError{Path: path, Offset: int64(off), Reason: fmt.Sprintf(format, args...)}
 	}
-	if len(data) < len(chanMagic) || string(data[:len(chanMagic)]) != chanMagic {
+	if len(data) < len(chanMagic) || (string(data[:len(chanMagic)]) != chanMagic && string(data[:len(chanMagic)]) != chanMagicV1) {
 		return nil, corrupt(0, "not a channel-state file (bad magic)")
 	}
-	var out []*batch
+	v1 := string(data[:len(chanMagic)]) == chanMagicV1
+	var out []flight
 	off, frames := len(chanMagic), uint32(0)
 	for {
 		if len(data)-off < frameHeader {
@@ -123,12 +168,12 @@ func decodeChanState(path string, data []byte, kgs keygroup.Range) ([]*batch, er
 		if crc32.Checksum(p, castagnoli) != binary.LittleEndian.Uint32(data[off+4:]) {
 			return nil, corrupt(off, "frame checksum mismatch")
 		}
-		b, err := decodeFrame(p, kgs)
+		f, err := decodeFrame(p, kgs, v1)
 		if err != nil {
 			return nil, corrupt(off+frameHeader, "frame: %v", err)
 		}
-		if len(b.events) > 0 {
-			out = append(out, b)
+		if f.kind != flightBatch || len(f.b.events) > 0 {
+			out = append(out, f)
 		}
 		frames++
 		off += frameHeader + int(n)
@@ -137,8 +182,36 @@ func decodeChanState(path string, data []byte, kgs keygroup.Range) ([]*batch, er
 
 var errShortFrame = errors.New("frame shorter than its events")
 
-func decodeFrame(p []byte, kgs keygroup.Range) (*batch, error) {
+func decodeFrame(p []byte, kgs keygroup.Range, v1 bool) (flight, error) {
 	r := frameReader{p: p}
+	f := flight{kind: flightBatch, in: -1}
+	if !v1 {
+		if b := r.bytes(1); b != nil {
+			f.kind = b[0]
+		}
+		f.in = int(r.u16())
+	}
+	switch {
+	case r.short:
+		return f, errShortFrame
+	case f.kind == flightWatermark || f.kind == flightIdle:
+		f.wm = int64(r.u64())
+		if r.short {
+			return f, errShortFrame
+		}
+		if len(r.p) != 0 {
+			return f, fmt.Errorf("%d bytes after its watermark", len(r.p))
+		}
+		return f, nil
+	case f.kind != flightBatch:
+		return f, fmt.Errorf("unknown kind %d", f.kind)
+	}
+	var err error
+	f.b, err = decodeBatch(&r, kgs)
+	return f, err
+}
+
+func decodeBatch(r *frameReader, kgs keygroup.Range) (*batch, error) {
 	k, n := int(r.u16()), r.u32()
 	b := &batch{}
 	for range n {

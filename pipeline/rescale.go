@@ -71,6 +71,10 @@ func (j *Job) rescaledState(old map[string]*taskSnapshot, stage string, index in
 			merged.Watermark = s.Watermark
 		}
 		first = false
+		if merged.olds == nil {
+			merged.olds = map[string]*taskSnapshot{}
+		}
+		merged.olds[ot.name] = s
 		if len(s.HeapTimers) > 0 {
 			merged.heapParts = append(merged.heapParts, s.HeapTimers)
 		}

@@ -32,6 +32,9 @@ type JobSpec struct {
 	// BatchCost is an artificial cost every keyed subtask pays per batch it
 	// takes in, for benchmarks and tests of back-pressure only (0: none).
 	BatchCost time.Duration
+	// batchHook (tests) is called by a keyed subtask after each batch it
+	// takes in from its inputs, with the subtask's name; it may block.
+	batchHook func(task string)
 	// MaxMessageSize: larger payloads are dead-lettered (default 1 MiB).
 	MaxMessageSize int
 	Checkpointing  CheckpointOptions

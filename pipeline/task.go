@@ -558,6 +558,9 @@ func (t *keyedTask) processBatch(b *batch) error {
 	if c := t.cp.j.spec.BatchCost; c > 0 {
 		time.Sleep(c) // a slow stage, for back-pressure benchmarks
 	}
+	if h := t.cp.j.spec.batchHook; h != nil {
+		h(t.name)
+	}
 	t.m.RecordsIn.Add(int64(len(b.events)))
 	t.pool.put(b)
 	return nil
@@ -708,25 +711,16 @@ func (t *keyedTask) syncSnapshot(b *Barrier) (*syncSnap, error) {
 // watermark, and the windows it fired are in that checkpoint's epoch.
 func (t *keyedTask) onWatermark(in int, wm int64) error {
 	t.inWM[in] = max(t.inWM[in], wm)
-	low, any := int64(0), false
-	for i, w := range t.inWM {
-		if t.idleIn[i] {
-			continue
-		}
-		if !any || w < low {
-			low, any = w, true
-		}
-	}
-	if !any && len(t.idleWM) > 0 {
-		low, any = t.idleWM[0], true
-		for _, w := range t.idleWM {
-			low = min(low, w)
-		}
-		any = low != minWatermark
-	}
+	low, any := lowWatermark(t.inWM, t.idleIn, t.idleWM)
 	if !any || low <= t.wm {
 		return t.flushSinks()
 	}
+	return t.advanceTo(low)
+}
+
+// advanceTo moves the task's watermark up to low: fires the windows it
+// closes and passes it downstream.
+func (t *keyedTask) advanceTo(low int64) error {
 	t.wm = low
 	t.m.Watermark.Store(low)
 	if err := t.op.advance(low); err != nil {
@@ -736,6 +730,29 @@ func (t *keyedTask) onWatermark(in int, wm int64) error {
 		return t.firstErr
 	}
 	return t.forEachDownstream(func(c collector) error { return c.watermark(low) })
+}
+
+// lowWatermark is the minimum of the input watermarks of inputs that are
+// not idle or, when every input is idle, of what each allows from the box's
+// clock; false when there is none.
+func lowWatermark(inWM []int64, idleIn []bool, idleWM []int64) (int64, bool) {
+	low, any := int64(0), false
+	for i, w := range inWM {
+		if idleIn[i] {
+			continue
+		}
+		if !any || w < low {
+			low, any = w, true
+		}
+	}
+	if !any && len(idleWM) > 0 {
+		low = idleWM[0]
+		for _, w := range idleWM {
+			low = min(low, w)
+		}
+		any = low != minWatermark
+	}
+	return low, any
 }
 
 func (t *keyedTask) flushSinks() error {

@@ -3,6 +3,7 @@ package pipeline
 import (
 	"fmt"
 	"maps"
+	"math"
 	"path/filepath"
 	"reflect"
 	"slices"
@@ -19,8 +20,10 @@ import (
 // on at once, and goes on processing; every batch that then reaches it on
 // an input before that input's marker was sent before the upstream's
 // snapshot, so it is processed and also stored with the checkpoint, in the
-// channel-state file (chanstate.go). On restore those batches are processed
-// first, by the subtask that owns their key groups at the new parallelism.
+// channel-state file (chanstate.go), in order with the watermarks that came
+// with them. On restore those batches are processed first, by the subtask
+// that owns their key groups at the new parallelism, each judged late or on
+// time against the watermark its old subtask had when it processed it.
 //
 // A source blocked on a full channel takes the trigger there (overtake): it
 // announces the barrier downstream at once and takes its own snapshot,
@@ -107,7 +110,17 @@ type unaligned struct {
 	doneID   int64 // the highest barrier completed
 	timer    *time.Timer
 	timerC   <-chan time.Time
-	restored []*batch // in-flight batches of the restored checkpoint
+	restored []oldFlights // in-flight elements of the restored checkpoint
+	// restoredInWM: the restore keeps the inputs of the old subtask
+	// (same parallelism), so its input watermarks carry over.
+	restoredInWM bool
+}
+
+// oldFlights is what one old subtask overlapping a restored subtask left in
+// flight, and its snapshot (the watermarks it started from).
+type oldFlights struct {
+	snap  *taskSnapshot
+	items []flight
 }
 
 // unalignedCP is the alignState's part: barrier's snapshot taken, what is
@@ -117,7 +130,6 @@ type unalignedCP struct {
 	persist   []bool // per input: batches are in flight (stored with the checkpoint)
 	cs        *chanState
 	pend      *syncSnap
-	inWM      []int64 // per input: the highest in-flight watermark
 	persisted int64
 }
 
@@ -186,10 +198,8 @@ func (t *keyedTask) goUnaligned(a *alignState, cases []reflect.SelectCase, ended
 	a.snapped = true
 	a.cs = newChanState()
 	a.persist = make([]bool, len(t.inputs))
-	a.inWM = make([]int64, len(t.inputs))
 	for i, ch := range t.inputs {
 		a.persist[i] = !ended[i] && !a.seen[i]
-		a.inWM[i] = minWatermark
 		if !ended[i] && !t.alignedBlocks(i, a) {
 			cases[i].Chan = reflect.ValueOf(ch) // blocked while aligning
 		}
@@ -214,26 +224,29 @@ func (t *keyedTask) alignedBlocks(i int, a *alignState) bool {
 }
 
 // inFlight accounts element e of input in to the alignments in progress:
-// processed bytes, and in unaligned ones the batches to persist.
+// processed bytes, and in unaligned ones the batches and watermarks to
+// persist, in the order they are processed.
 func (t *keyedTask) inFlight(in int, e *element) {
 	k := len(t.stage.plan.inputs)
 	for _, a := range t.align {
+		var n int64
 		switch {
 		case e.kind == elemData && a.snapped && a.persist[in]:
-			n := a.cs.add(e.b, k)
+			n = a.cs.add(in, e.b, k)
 			a.persisted += n
-			a.processed += n
 		case e.kind == elemData:
-			a.processed += batchBytes(e.b)
-		case e.kind == elemWatermark && a.snapped && a.persist[in] && !e.idle:
-			a.inWM[in] = max(a.inWM[in], e.wm)
+			n = batchBytes(e.b)
+		case e.kind == elemWatermark && a.snapped && a.persist[in]:
+			n = a.cs.addWatermark(in, e.wm, e.idle)
+			a.persisted += n
 		}
+		a.processed += n
 	}
 }
 
 // batchBytes is the size of b in the channel-state format.
 func batchBytes(b *batch) int64 {
-	n := int64(frameHeader + 6 + 8*len(b.vals))
+	n := int64(frameHeader + 3 + 6 + 8*len(b.vals))
 	for i := range b.events {
 		n += int64(22 + len(b.events[i].key) + len(b.events[i].src.source))
 	}
@@ -244,11 +257,6 @@ func batchBytes(b *batch) int64 {
 // in. The channel state is written in the asynchronous phase.
 func (t *keyedTask) finishUnaligned(b *Barrier, a *alignState, alignDur time.Duration) error {
 	s := a.pend
-	for i, w := range a.inWM {
-		if i < len(s.snap.InputWatermarks) {
-			s.snap.InputWatermarks[i] = max(s.snap.InputWatermarks[i], w)
-		}
-	}
 	s.base.stats.StartDelay = max(0, a.first.UnixMilli()-b.Timestamp)
 	s.base.stats.Alignment = AlignmentFig{Duration: alignDur.Milliseconds(), Processed: a.processed, Persisted: a.persisted}
 	s.base.stats.Unaligned = true
@@ -266,33 +274,121 @@ func (t *keyedTask) finishUnaligned(b *Barrier, a *alignState, alignDur time.Dur
 	return t.snapshotAsync(b, s)
 }
 
-// restoreChannelState reads the in-flight batches of the restored
-// checkpoint that belong to t's key groups, from every old subtask of its
-// stage whose key groups overlap.
+// restoreChannelState reads the in-flight elements of the restored
+// checkpoint that belong to t: from every old subtask of its stage whose key
+// groups overlap, the watermarks and the events of t's key groups, each old
+// subtask's in its order, with that subtask's snapshot.
 func (j *Job) restoreChannelState(t *keyedTask) error {
 	md := j.spec.Restore
 	if md == nil {
 		return nil
 	}
+	snap := j.restored[t.name]
+	var out []oldFlights
+	any := false
 	for _, ot := range j.overlapping(t.stage.spec.Name, t.kgs) {
 		path := filepath.Join(j.spec.Checkpoints.TaskDir(md.ID, ot.name), channelStateFile)
-		bs, err := readChanState(j.spec.FS, path, t.kgs)
+		fs, err := readChanState(j.spec.FS, path, t.kgs)
 		if err != nil {
 			return fmt.Errorf("pipeline: restore in-flight data of %s: %w", t.name, err)
 		}
-		t.restored = append(t.restored, bs...)
+		old := snap
+		if j.rescaled() && snap != nil {
+			old = snap.olds[ot.name]
+		}
+		if old == nil {
+			old = &taskSnapshot{Watermark: minWatermark}
+		}
+		any = any || len(fs) > 0
+		out = append(out, oldFlights{snap: old, items: fs})
+	}
+	if any {
+		t.restored, t.restoredInWM = out, !j.rescaled()
 	}
 	return nil
 }
 
-// replayChannelState processes the restored in-flight batches before
-// anything from the inputs.
+// replayChannelState processes the restored in-flight elements before
+// anything from the inputs, with the outcome the old subtasks had when they
+// processed them (and an aligned checkpoint would have held):
+//
+//   - For each old subtask its input watermarks are followed from its
+//     snapshot through its in-flight watermarks, in order, and each of its
+//     batches is judged late or on time against that old subtask's
+//     watermark at that point, whatever the parallelism now.
+//   - No window fires during the replay (one old subtask's watermark must
+//     not fire the windows of another's keys early); then the task's
+//     watermark becomes the lowest the old subtasks reached — what a
+//     rescaled restore of an aligned checkpoint starts from — the windows
+//     up to it fire, and it is passed downstream, where the old subtasks
+//     had sent it after their barrier. At the same parallelism the input
+//     watermarks are those the old subtask reached.
+//
+// With allowed lateness a window that the old subtask fired and then
+// updated with an in-flight reading fires once here, with the same values.
 func (t *keyedTask) replayChannelState() error {
-	for _, b := range t.restored {
-		if err := t.processBatch(b); err != nil {
-			return err
+	if len(t.restored) == 0 {
+		return nil
+	}
+	wm, low := t.op.wm, int64(math.MaxInt64)
+	for _, o := range t.restored {
+		sim := newWatermarkSim(o.snap)
+		for _, f := range o.items {
+			if f.kind != flightBatch {
+				sim.take(f)
+				continue
+			}
+			t.op.wm = max(wm, sim.wm)
+			err := t.processBatch(f.b)
+			t.op.wm = wm
+			if err != nil {
+				return err
+			}
+			if t.firstErr != nil {
+				return t.firstErr
+			}
+		}
+		low = min(low, sim.wm)
+		if t.restoredInWM && len(sim.inWM) == len(t.inWM) {
+			copy(t.inWM, sim.inWM)
 		}
 	}
 	t.restored = nil
-	return nil
+	if low <= t.wm {
+		return nil
+	}
+	return t.advanceTo(low)
+}
+
+// watermarkSim follows an old subtask's watermark through its in-flight
+// watermarks the way onWatermark does.
+type watermarkSim struct {
+	wm     int64
+	inWM   []int64
+	idleIn []bool
+	idleWM []int64
+}
+
+func newWatermarkSim(s *taskSnapshot) *watermarkSim {
+	n := len(s.InputWatermarks)
+	w := &watermarkSim{wm: s.Watermark, inWM: slices.Clone(s.InputWatermarks), idleIn: make([]bool, n), idleWM: make([]int64, n)}
+	for i := range w.idleWM {
+		w.idleWM[i] = minWatermark
+	}
+	return w
+}
+
+func (w *watermarkSim) take(f flight) {
+	if f.in < 0 || f.in >= len(w.inWM) {
+		return // a version 1 file has no watermarks; a bad index cannot be placed
+	}
+	if f.kind == flightIdle {
+		w.idleIn[f.in], w.idleWM[f.in] = true, f.wm
+	} else {
+		w.idleIn[f.in] = false
+		w.inWM[f.in] = max(w.inWM[f.in], f.wm)
+	}
+	if low, ok := lowWatermark(w.inWM, w.idleIn, w.idleWM); ok {
+		w.wm = max(w.wm, low)
+	}
 }

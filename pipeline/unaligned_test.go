@@ -122,20 +122,25 @@ func TestChannelStateFile(t *testing.T) {
 	cs := newChanState()
 	b1 := &batch{events: []event{{kg: 3, key: "a", ts: 10, src: srcPos{"s", 7}}, {kg: 90, key: "bb", ts: 11}}, vals: []float64{1, 2, 3, 4}}
 	b2 := &batch{events: []event{{kg: 100, key: "c", ts: 12, src: srcPos{"s", 9}}}, vals: []float64{5, 6}}
-	cs.add(b1, 2)
-	cs.add(b2, 2)
+	cs.add(1, b1, 2)
+	cs.addWatermark(0, 1234, false)
+	cs.add(0, b2, 2)
+	cs.addWatermark(1, 99, true)
 	if err := cs.write(fileutil.OSFS{}, dir); err != nil {
 		t.Fatal(err)
 	}
 	path := filepath.Join(dir, channelStateFile)
 	all, err := readChanState(fileutil.OSFS{}, path, keygroup.Range{Start: 0, End: 127})
-	if err != nil || len(all) != 2 || len(all[0].events) != 2 || all[1].events[0].key != "c" || all[0].vals[3] != 4 ||
-		all[0].events[0].src != (srcPos{"s", 7}) {
+	if err != nil || len(all) != 4 || all[0].in != 1 || len(all[0].b.events) != 2 || all[2].b.events[0].key != "c" || all[0].b.vals[3] != 4 ||
+		all[0].b.events[0].src != (srcPos{"s", 7}) ||
+		all[1] != (flight{kind: flightWatermark, in: 0, wm: 1234}) || all[3] != (flight{kind: flightIdle, in: 1, wm: 99}) {
 		t.Fatalf("read back: %+v %v", all, err)
 	}
-	part, err := readChanState(fileutil.OSFS{}, path, keygroup.Range{Start: 64, End: 127})
-	if err != nil || len(part) != 2 || len(part[0].events) != 1 || part[0].events[0].kg != 90 || !slices.Equal(part[0].vals, []float64{3, 4}) {
-		t.Fatalf("key groups 64-127: %+v %v", part, err)
+	// Key groups 0-63: b1 keeps one event, b2 none (dropped); watermarks stay in order.
+	part, err := readChanState(fileutil.OSFS{}, path, keygroup.Range{Start: 0, End: 63})
+	if err != nil || len(part) != 3 || len(part[0].b.events) != 1 || part[0].b.events[0].kg != 3 || !slices.Equal(part[0].b.vals, []float64{1, 2}) ||
+		part[1].wm != 1234 || part[2].kind != flightIdle {
+		t.Fatalf("key groups 0-63: %+v %v", part, err)
 	}
 	if bs, err := readChanState(fileutil.OSFS{}, filepath.Join(dir, "nope"), keygroup.Range{End: 127}); bs != nil || err != nil {
 		t.Fatalf("missing file: %v %v", bs, err)

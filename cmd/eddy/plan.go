@@ -20,7 +20,7 @@ func planCmd() *cobra.Command {
 		a                    apiFlags
 		input, scratch       string
 		asJSON, keep, noSave bool
-		noAPI                bool
+		noAPI, noRemote      bool
 		sim                  int
 		perMsg               int
 		o                    plan.Options
@@ -44,6 +44,11 @@ live headroom (unless --no-save).`,
 				fmt.Fprintln(cmd.ErrOrStderr(), "eddy plan: could not lower priority:", err)
 			}
 			o.Config, o.Input, o.Scratch, o.Keep = cfg, input, scratch, keep
+			if cfg.Upload.Remote != "" && !noRemote {
+				if o.Remote, err = openRemoteStore(cfg.Upload); err != nil {
+					return fmt.Errorf("upload.remote: %w", err)
+				}
+			}
 			if o.LiveRate == 0 && !noAPI {
 				// The running eddy's own 5 s rate, if it answers; else the
 				// ingest log's arrival times.
@@ -85,6 +90,7 @@ live headroom (unless --no-save).`,
 	f := c.Flags()
 	a.add(c)
 	f.BoolVar(&noAPI, "no-api", false, "do not ask the running eddy for the live rate")
+	f.BoolVar(&noRemote, "no-remote", false, "do not measure the restore from upload.remote")
 	f.BoolVar(&asJSON, "json", false, "print JSON (the format of GET /api/v1/plan)")
 	f.StringVar(&input, "input", "", `replay this file of recorded messages ("topic payload" per line)`)
 	f.IntVar(&sim, "simulate", 0, "replay this many readings of the simulator (500 devices on 10 sites)")

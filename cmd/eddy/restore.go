@@ -57,11 +57,7 @@ func restoreCmd() *cobra.Command {
 			if cfg.Upload.Remote == "" {
 				return errors.New("upload.remote is not set: there is no remote to restore from")
 			}
-			store, err := upload.OpenStore(upload.RemoteOptions{
-				Remote: cfg.Upload.Remote, Endpoint: cfg.Upload.Endpoint, Region: cfg.Upload.Region,
-				PathStyle: cfg.Upload.PathStyle, AccessKeyID: cfg.Upload.AccessKeyID,
-				SecretAccessKey: cfg.Upload.SecretAccessKey, CredentialsFile: cfg.Upload.CredentialsFile,
-			})
+			store, err := openRemoteStore(cfg.Upload)
 			if err != nil {
 				return err
 			}

@@ -16,6 +16,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -29,6 +30,7 @@ import (
 	"github.com/eddy-stream/eddy/storage/fileutil"
 	"github.com/eddy-stream/eddy/storage/ingestlog"
 	"github.com/eddy-stream/eddy/storage/state"
+	"github.com/eddy-stream/eddy/upload"
 )
 
 // Options are what Measure replays and how long.
@@ -54,7 +56,11 @@ type Options struct {
 	// LiveReadings is the live input in readings/s as the running eddy
 	// reports it (GET /api/v1/overview), used when LiveRate is 0.
 	LiveReadings float64
-	Log          *slog.Logger
+	// Remote is the store upload.remote names (nil: none): the newest
+	// checkpoint of the appliance there is downloaded into the scratch
+	// directory and restored, timed.
+	Remote upload.Store
+	Log    *slog.Logger
 }
 
 // Nice lowers the priority of every thread of this process to nice 10:
@@ -83,6 +89,7 @@ func Nice() error {
 type resultSink struct {
 	mu      sync.Mutex
 	n       int64
+	bytes   int64           // topics and payloads
 	buckets map[int64]int64 // unix 100 ms → results
 	windows map[string]int64
 	keyBy   []string
@@ -94,6 +101,9 @@ func (s *resultSink) Write(_ context.Context, outs []sink.Output) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.n += int64(len(outs))
+	for _, o := range outs {
+		s.bytes += int64(len(o.Topic) + len(o.Payload))
+	}
 	s.buckets[time.Now().UnixMilli()/100] += int64(len(outs))
 	for _, o := range outs {
 		if len(s.keyBy) == 0 {
@@ -187,6 +197,7 @@ func Measure(ctx context.Context, o Options) (*Report, error) {
 		}
 	}
 	sinks := map[string]sink.Sink{}
+	bySink := map[string]*resultSink{}
 	var results []*resultSink
 	keyed := map[string][]string{}
 	for _, st := range cfg.Pipeline.Stages {
@@ -205,9 +216,9 @@ func Measure(ctx context.Context, o Options) (*Report, error) {
 			rs.keyBy = keyed[from]
 			results = append(results, rs)
 		}
-		sinks[s.Name] = rs
+		sinks[s.Name], bySink[s.Name] = rs, rs
 	}
-	build := func(md *checkpoint.Metadata) (*pipeline.Job, time.Duration, error) {
+	build := func(md *checkpoint.Metadata, store *checkpoint.Store) (*pipeline.Job, time.Duration, error) {
 		dir := filepath.Join(scratch, "data", "state")
 		os.RemoveAll(dir)
 		if err := fileutil.CreateDirAll(dir); err != nil {
@@ -230,7 +241,7 @@ func Measure(ctx context.Context, o Options) (*Report, error) {
 	if err := appendAll(lg, rec[:split]); err != nil {
 		return nil, err
 	}
-	job, _, err := build(nil)
+	job, _, err := build(nil, store)
 	if err != nil {
 		return nil, err
 	}
@@ -268,6 +279,12 @@ func Measure(ctx context.Context, o Options) (*Report, error) {
 		}
 	}
 	rep.Windows = windows(results)
+	spoolOutput := map[string]int64{} // bytes each sink took in phase 1
+	for name, rs := range bySink {
+		rs.mu.Lock()
+		spoolOutput[name] = rs.bytes
+		rs.mu.Unlock()
+	}
 	rep.Skew = skew(cfg, tasks, results)
 	var md *checkpoint.Metadata
 	if err := r.Stop(); err != nil {
@@ -285,7 +302,7 @@ func Measure(ctx context.Context, o Options) (*Report, error) {
 		if err := appendAll(lg, rec[split:]); err != nil {
 			return nil, err
 		}
-		job, took, err := build(md)
+		job, took, err := build(md, store)
 		if err != nil {
 			return nil, fmt.Errorf("plan: restore checkpoint %d: %w", md.ID, err)
 		}
@@ -303,9 +320,9 @@ func Measure(ctx context.Context, o Options) (*Report, error) {
 			rep.Recovery.ReplayReadingsPerSecond = float64(f2.Processed()) / el.Seconds()
 		}
 	}
-	rep.Recovery.Remote = "not measured"
-	if cfg.Upload.Remote != "" {
-		rep.Recovery.Remote = "not measured: restoring from " + cfg.Upload.Remote + " is not replayed by eddy plan yet"
+	rep.Recovery.Remote = "not measured: no upload.remote"
+	if o.Remote != nil {
+		measureRemote(ctx, o, scratch, rep, build)
 	}
 	rep.Checkpointing.IntervalSeconds = cfg.Checkpointing.Interval.Seconds()
 	rep.Checkpointing.Mode = cfg.Checkpointing.Mode
@@ -318,8 +335,63 @@ func Measure(ctx context.Context, o Options) (*Report, error) {
 	if u, err := diskspace.Statfs(cfg.DataDir); err == nil {
 		rep.Disk.Free = int64(u.Free)
 	}
+	if cfg.Checkpointing.Mode != "at_least_once" {
+		// Exactly-once: every sink has a spool (data_dir/spool/<sink>).
+		for _, s := range cfg.Sinks {
+			rep.Spools = append(rep.Spools, SpoolFigures{Sink: s.Name, MaxSize: int64(s.Spool.MaxSize),
+				Used: DirBytes(live.Spool(s.Name)), OutputBytesPerReading: float64(spoolOutput[s.Name]) / float64(max(rep.Max.Readings, 1))})
+		}
+	}
 	rep.derive()
 	return rep, nil
+}
+
+// measureRemote times the recovery of a replacement box: download the
+// newest remote checkpoint of the appliance into an empty store in the
+// scratch directory, then restore it (open every subtask's state, as a
+// start does). The running eddy's remote checkpoints are read, never
+// changed.
+func measureRemote(ctx context.Context, o Options, scratch string, rep *Report,
+	build func(*checkpoint.Metadata, *checkpoint.Store) (*pipeline.Job, time.Duration, error)) {
+	cfg := o.Config
+	where := fmt.Sprintf("appliance %s on %s", cfg.ApplianceID, o.Remote)
+	dir := filepath.Join(scratch, "remote", "checkpoints")
+	if err := fileutil.CreateDirAll(dir); err != nil {
+		rep.Recovery.Remote = "not measured: " + err.Error()
+		return
+	}
+	store, err := checkpoint.Open(dir, fileutil.OSFS{}, nil)
+	if err != nil {
+		rep.Recovery.Remote = "not measured: " + err.Error()
+		return
+	}
+	var read atomic.Int64
+	t0 := time.Now()
+	md, err := upload.Download(ctx, o.Remote, cfg.ApplianceID, upload.Latest, store, upload.DownloadOptions{
+		Parallelism: cfg.Upload.Parallelism, BytesRead: &read, Logger: o.Log,
+	})
+	took := time.Since(t0)
+	switch {
+	case errors.Is(err, upload.ErrNoRemoteCheckpoint):
+		rep.Recovery.Remote = "not measured: no checkpoint of " + where
+		return
+	case err != nil:
+		rep.Recovery.Remote = fmt.Sprintf("not measured: download from %s failed: %v", where, err)
+		return
+	}
+	rep.Recovery.RemoteCheckpoint, rep.Recovery.RemoteBytes = md.ID, read.Load()
+	rep.Recovery.RemoteDownloadSeconds = took.Seconds()
+	job, restore, err := build(md, store)
+	if err != nil {
+		rep.Recovery.Remote = fmt.Sprintf("checkpoint %d of %s downloaded in %s; its restore failed: %v", md.ID, where, took.Round(time.Millisecond), err)
+		return
+	}
+	if err := job.Close(); err != nil {
+		o.Log.Warn("plan: close the job restored from the remote", "err", err)
+	}
+	rep.Recovery.RemoteRestoreSeconds = restore.Seconds()
+	rep.Recovery.Remote = fmt.Sprintf("checkpoint %d of %s: download %s (%d bytes), restore %s", md.ID, where,
+		took.Round(time.Millisecond), read.Load(), restore.Round(time.Millisecond))
 }
 
 // drain waits until the sources have read the whole log and the keyed

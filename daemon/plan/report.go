@@ -30,10 +30,17 @@ type Report struct {
 	} `json:"checkpointing"`
 	Max      Max `json:"max"`
 	Recovery struct {
-		Checkpoint              int64   `json:"checkpoint"`
-		CheckpointBytes         int64   `json:"checkpoint_bytes"`
-		RestoreSeconds          float64 `json:"restore_seconds"`
-		Remote                  string  `json:"remote"`
+		Checkpoint            int64   `json:"checkpoint"`
+		CheckpointBytes       int64   `json:"checkpoint_bytes"`
+		RestoreSeconds        float64 `json:"restore_seconds"`
+		Remote                string  `json:"remote"` // what was measured from upload.remote, or why not
+		RemoteCheckpoint      int64   `json:"remote_checkpoint,omitempty"`
+		RemoteBytes           int64   `json:"remote_bytes,omitempty"` // stored bytes read
+		RemoteDownloadSeconds float64 `json:"remote_download_seconds,omitempty"`
+		RemoteRestoreSeconds  float64 `json:"remote_restore_seconds,omitempty"`
+		// RemoteCatchUpSeconds is the catch-up of a replacement box: the
+		// download and restore, then the backlog as for catchup_seconds.
+		RemoteCatchUpSeconds    float64 `json:"remote_catchup_seconds,omitempty"`
 		ReplayReadings          int64   `json:"replay_readings"`
 		ReplayReadingsPerSecond float64 `json:"replay_readings_per_second"`
 	} `json:"recovery"`
@@ -54,9 +61,12 @@ type Report struct {
 		Free          int64   `json:"free"`
 		FullInSeconds float64 `json:"full_in_seconds"`
 	} `json:"disk"`
-	Skew    Skew     `json:"skew"`
-	Windows Windows  `json:"windows"`
-	Advice  []Advice `json:"advice"`
+	// Spools: per sink (exactly-once mode), how long its spool holds the
+	// output while the sink is down before intake pauses.
+	Spools  []SpoolFigures `json:"spools,omitempty"`
+	Skew    Skew           `json:"skew"`
+	Windows Windows        `json:"windows"`
+	Advice  []Advice       `json:"advice"`
 
 	bytesPerMsg float64 // of the replayed input, with framing
 }
@@ -108,6 +118,19 @@ type Windows struct {
 	BurstSeconds        float64 `json:"burst_seconds"`
 }
 
+// SpoolFigures is one sink's spool (data_dir/spool/<sink>): its
+// sinks[].spool.max_size, the bytes it holds now, the sink's output per
+// reading in the replay and at the live input, and how long a sink outage
+// it rides out at that rate.
+type SpoolFigures struct {
+	Sink                  string  `json:"sink"`
+	MaxSize               int64   `json:"max_size"`
+	Used                  int64   `json:"used"`
+	OutputBytesPerReading float64 `json:"output_bytes_per_reading"`
+	OutputBytesPerSecond  float64 `json:"output_bytes_per_second"`
+	RideOutSeconds        float64 `json:"ride_out_seconds"`
+}
+
 // Advice is one figure, whether it is fine, and what to change if not.
 type Advice struct {
 	Figure string `json:"figure"`
@@ -129,8 +152,17 @@ func (r *Report) derive() {
 	max, live := r.Max.ReadingsPerSecond, r.Live.ReadingsPerSecond
 	r.Headroom = Finite(Headroom(max, live))
 	r.CatchUpSeconds = Finite(CatchUp(r.Recovery.RestoreSeconds, r.Checkpointing.IntervalSeconds, max, live))
+	if r.Recovery.RemoteCheckpoint > 0 {
+		r.Recovery.RemoteCatchUpSeconds = Finite(CatchUp(r.Recovery.RemoteDownloadSeconds+r.Recovery.RemoteRestoreSeconds,
+			r.Checkpointing.IntervalSeconds, max, live))
+	}
 	r.IngestLog.RideOutSeconds = Finite(RideOut(r.IngestLog.MaxSize, r.IngestLog.Used, r.Live.BytesPerSecond))
 	r.Disk.FullInSeconds = Finite(DiskFull(r.Disk.Free, r.Live.BytesPerSecond))
+	for i := range r.Spools {
+		sp := &r.Spools[i]
+		sp.OutputBytesPerSecond = sp.OutputBytesPerReading * live
+		sp.RideOutSeconds = Finite(RideOut(sp.MaxSize, sp.Used, sp.OutputBytesPerSecond))
+	}
 	add := func(fig string, ok bool, change string) {
 		a := Advice{Figure: fig, OK: ok}
 		if !ok {
@@ -147,6 +179,10 @@ func (r *Report) derive() {
 			"the ingest log holds less than an hour of input: raise ingest_log.max_size (and the disk)")
 		add("disk", r.Disk.FullInSeconds < 0 || r.Disk.FullInSeconds >= 86400,
 			"the disk fills within a day of outage at this rate: a larger disk, or a smaller ingest_log.max_size so intake pauses first")
+		for _, sp := range r.Spools {
+			add("sink "+sp.Sink+" spool ride-out", sp.RideOutSeconds < 0 || sp.RideOutSeconds >= 3600,
+				"the spool of sink "+sp.Sink+" holds less than an hour of its output: a sink outage pauses intake sooner; raise sinks[].spool.max_size (and the disk)")
+		}
 	}
 	if r.Recovery.Checkpoint > 0 && r.Checkpointing.IntervalSeconds > 0 {
 		add("restore", r.Recovery.RestoreSeconds < r.Checkpointing.IntervalSeconds,
@@ -214,6 +250,9 @@ func (r *Report) WriteTable(w io.Writer) error {
 		r.Checkpointing.Mode, r.Checkpointing.Incremental, r.Checkpointing.Completed)
 	p("restore (local)", "%s for checkpoint %d of %d bytes", secs(r.Recovery.RestoreSeconds), r.Recovery.Checkpoint, r.Recovery.CheckpointBytes)
 	p("restore (remote)", "%s", r.Recovery.Remote)
+	if r.Recovery.RemoteCheckpoint > 0 && r.Live.Source != "" {
+		p("catch-up of a replacement box", "%s (from the remote)", secs(r.Recovery.RemoteCatchUpSeconds))
+	}
 	p("replay after restore", "%.0f readings/s (cold cache)", r.Recovery.ReplayReadingsPerSecond)
 	if r.Live.Source == "" {
 		p("live input", "unknown (no arrival times; give --live-rate)")
@@ -224,6 +263,10 @@ func (r *Report) WriteTable(w io.Writer) error {
 		p("catch-up after a crash now", "%s", secs(r.CatchUpSeconds))
 		p("ingest log rides out", "%s of outage (%d of %d bytes used)", secs(r.IngestLog.RideOutSeconds), r.IngestLog.Used, r.IngestLog.MaxSize)
 		p("disk full in", "%s (%d bytes free)", secs(r.Disk.FullInSeconds), r.Disk.Free)
+		for _, sp := range r.Spools {
+			p("spool of sink "+sp.Sink+" rides out", "%s of sink outage (%d of %d bytes used, output %.0f B/s)",
+				secs(sp.RideOutSeconds), sp.Used, sp.MaxSize, sp.OutputBytesPerSecond)
+		}
 	}
 	p("skew", "busiest subtask %s %.0f%% of %d; busiest key group %d %.1f%% of %d", r.Skew.BusiestSubtask,
 		100*r.Skew.SubtaskShare, r.Skew.Subtasks, r.Skew.BusiestKeyGroup, 100*r.Skew.KeyGroupShare, r.Skew.KeyGroups)

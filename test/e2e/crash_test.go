@@ -40,6 +40,9 @@ type crashVariant struct {
 	// persisted: some checkpoint must have stored in-flight data
 	// (unaligned, back-pressured).
 	persisted bool
+	// spoolFull: some run must have logged the results sink's spool full
+	// (a sink slower than its input, EDDY_TEST_SINK_COST).
+	spoolFull bool
 }
 
 // TestExactlyOnceUnderCrashes publishes a stream in chunks while eddy is
@@ -129,6 +132,29 @@ func TestExactlyOnceUnderCrashes(t *testing.T) {
 		env:    []string{"EDDY_TEST_BATCH_COST=10ms"},
 		chunks: 10, endKills: 1, persisted: true,
 		forced: []string{"checkpoint-sync=3", "after-metadata=2"},
+	}, {
+		// The same two keyed stages, unaligned, with a sink slower than
+		// its input instead (EDDY_TEST_SINK_COST per output, a 16 KiB
+		// spool). In exactly-once mode sinks write from their release
+		// loop, so the back-pressure goes through the spool: it fills, the
+		// sources stop reading and intake pauses (the broker holds the
+		// input) until the sink drains it — across kills, with staged and
+		// spooled output of several checkpoints waiting.
+		name: "tumbling unaligned two keyed stages slow sink",
+		opts: simulate.Options{
+			Devices: 16, Sites: 4, Count: 16000, Interval: 10 * time.Millisecond, Start: streamStart,
+			Disorder: time.Second, Seed: int64(seed) + 4, EndMarker: true,
+		},
+		window: "{type: tumbling, size: 5s}", ow: oracle.Window{Type: "tumbling", Size: 5000}, ooo: 2 * time.Second,
+		cfg: config{
+			Parallelism: 2, MaxParallelism: 32, Interval: "200ms", MinPause: "50ms",
+			Checkpointing: "  unaligned: true\n", ResultsSpool: "16KiB",
+			ExtraSinks:    "  - name: sites\n    from: per_site\n    file:\n      path: site-results.jsonl\n      max_size: 0\n",
+		},
+		stages: "    - name: per_site\n      from: per_device\n      key_by: [site]\n      window: {type: tumbling, size: 15s}\n      aggregate:\n        total: \"sum(count)\"\n",
+		env:    []string{"EDDY_TEST_SINK_COST=40ms"},
+		chunks: 10, endKills: 1, spoolFull: true,
+		forced: []string{"checkpoint-sync=3", "mid-publish=2"},
 	}}
 	for _, v := range variants {
 		t.Run(v.name, func(t *testing.T) { runCrashLoop(t, v, seed) })
@@ -166,6 +192,7 @@ func runCrashLoop(t *testing.T, v crashVariant, seed uint64) {
 	fired := map[string]int{}
 	kills := 0
 	var persisted int64 // the most in-flight bytes a checkpoint stored
+	var logs []string   // every run's log
 	for i, st := range steps {
 		chunk := body[i*len(body)/v.chunks : (i+1)*len(body)/v.chunks]
 		if st.whileDown {
@@ -176,6 +203,7 @@ func runCrashLoop(t *testing.T, v crashVariant, seed uint64) {
 			env = append(env, "EDDY_FAILPOINTS="+st.failpoint)
 		}
 		p := e.Start(env...)
+		logs = append(logs, p.LogPath)
 		if i == 0 {
 			p.WaitReady()
 			e.Probe(f)
@@ -243,6 +271,7 @@ func runCrashLoop(t *testing.T, v crashVariant, seed uint64) {
 	f.MustSend(t, s.end())
 	for i := range v.endKills {
 		p := e.StartReady(v.env...)
+		logs = append(logs, p.LogPath)
 		d := time.Duration(rng.IntN(400)) * time.Millisecond
 		time.Sleep(d)
 		if p.Exited() {
@@ -252,7 +281,7 @@ func runCrashLoop(t *testing.T, v crashVariant, seed uint64) {
 		kills++
 		t.Logf("end marker run %d: killed %v after ready", i+1, d)
 	}
-	e.StartReady(v.env...)
+	logs = append(logs, e.StartReady(v.env...).LogPath)
 	want := oracle.Compute(toOracle(s.good), v.ow, windowAggs, closeAt(s.endTS, v.ooo))
 	got := e.waitResults("per_device", []string{"site", "device"}, want)
 	compareResults(t, "results file", got, want, windowAggs)
@@ -265,6 +294,17 @@ func runCrashLoop(t *testing.T, v crashVariant, seed uint64) {
 			t.Errorf("no checkpoint stored in-flight data: not back-pressured, or unaligned checkpoints not taken")
 		}
 		summary += fmt.Sprintf("; at most %d in-flight bytes persisted by a checkpoint", persisted)
+	}
+
+	if v.spoolFull {
+		n := 0
+		for _, l := range logs {
+			n += strings.Count(eddytest.Tail(l, 1<<20), "sink spool full")
+		}
+		if n == 0 {
+			t.Errorf("no run logged a full sink spool: the sink was not slower than its input")
+		}
+		summary += fmt.Sprintf("; the results spool was full %d times", n)
 	}
 
 	if sub != nil {

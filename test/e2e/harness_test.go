@@ -60,6 +60,7 @@ type config struct {
 	Timers         string // state.timers; default eddy's
 	SegmentSize    string // ingest_log.segment_size; default eddy's
 	ExtraSinks     string // more items of sinks:, each starting with "  - "
+	ResultsSpool   string // sinks[results].spool.max_size; default eddy's
 }
 
 // windowStages is the harness's.
@@ -112,6 +113,9 @@ func (c config) render(dataDir, brokerURL, httpAddr string) string {
 	b.WriteString(c.Stages)
 	b.WriteString("sinks:\n")
 	fmt.Fprintf(&b, "  - name: results\n    from: %s\n    file:\n      path: results.jsonl\n      max_size: 0\n", c.ResultsFrom)
+	if c.ResultsSpool != "" {
+		fmt.Fprintf(&b, "    spool:\n      max_size: %s\n", c.ResultsSpool)
+	}
 	if c.MQTTTopic != "" {
 		fmt.Fprintf(&b, "  - name: live\n    from: %s\n    mqtt:\n      topic: %q\n      qos: 1\n", c.ResultsFrom, c.MQTTTopic)
 	}

@@ -49,10 +49,11 @@ func (discard) Close() error                               { return nil }
 
 // TestPlanBinary runs `eddy plan --simulate --json` through the real
 // binary on the demo pipeline: exit 0, every figure present and sane, the
-// plan kept in data_dir/plan/latest.json, and its maximum within a factor
-// of 4 of the pipeline replay of `make bench` (d) (plan.Replay, checkpoints
-// off) on the same stream and pipeline, measured here in process. Nothing
-// is asserted about absolute speed.
+// plan kept in data_dir/plan/latest.json; its maximum is logged beside the
+// pipeline replay of `make bench` (d) (plan.Replay, checkpoints off) on the
+// same stream and pipeline, measured here in process. Nothing is asserted
+// about speed: BenchmarkPlanVsReplay (test/bench) reports the two and
+// their ratio.
 func TestPlanBinary(t *testing.T) {
 	const n = 600_000
 	dir := t.TempDir()

@@ -1,0 +1,141 @@
+package plan
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/eddy-stream/eddy/daemon/config"
+	"github.com/eddy-stream/eddy/simulate"
+	"github.com/eddy-stream/eddy/storage/checkpoint"
+	"github.com/eddy-stream/eddy/storage/datadir"
+	"github.com/eddy-stream/eddy/storage/fileutil"
+	"github.com/eddy-stream/eddy/upload"
+)
+
+// demo is configs/demo.yaml on data directory dir, with upload.remote a
+// file:// remote under dir.
+func demo(t *testing.T, dir string) *config.Config {
+	t.Helper()
+	b, err := os.ReadFile("../../configs/demo.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	y := strings.Replace(string(b), "data_dir: ./.tmp/demo", "data_dir: "+filepath.Join(dir, "data"), 1)
+	y += "upload:\n  remote: file://" + filepath.Join(dir, "remote") + "\n"
+	p := filepath.Join(dir, "eddy.yaml")
+	if err := os.WriteFile(p, []byte(y), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := config.Load(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cfg
+}
+
+func stream(n int) *simulate.Options {
+	return &simulate.Options{Devices: 50, Sites: 5, Batch: 20, Count: n, Interval: time.Millisecond, Seed: 3,
+		Start: time.Now().Add(-time.Duration(n) * time.Millisecond).Truncate(time.Millisecond)}
+}
+
+// TestMeasureRemoteAndSpools: with upload.remote set, the plan downloads
+// the appliance's newest remote checkpoint into its scratch directory and
+// restores it, timed; with exactly-once sinks it says how long each spool
+// rides out a sink outage at the live output rate, counting what the spool
+// holds now.
+//
+// The remote is filled by the real uploader from the checkpoints of a
+// first plan run (kept scratch directory): they are checkpoints of the
+// same pipeline, as the running eddy's would be.
+func TestMeasureRemoteAndSpools(t *testing.T) {
+	dir := t.TempDir()
+	cfg := demo(t, dir)
+	scratch := filepath.Join(dir, "scratch1")
+	first, err := Measure(context.Background(), Options{Config: cfg, Simulate: stream(60_000), Scratch: scratch, Keep: true,
+		Duration: 30 * time.Second, LiveRate: 50})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if first.Recovery.Remote != "not measured: no upload.remote" || first.Recovery.RemoteCheckpoint != 0 {
+		t.Errorf("without Options.Remote: %+v", first.Recovery)
+	}
+
+	// Upload the newest checkpoint of that run.
+	local, err := checkpoint.Open(filepath.Join(scratch, "data", "checkpoints"), fileutil.OSFS{}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	md, _, err := local.Latest(false)
+	if err != nil || md == nil {
+		t.Fatalf("no checkpoint in the first run's scratch: %v", err)
+	}
+	remote, err := upload.NewFileStore(filepath.Join(dir, "remote"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	up, err := upload.New(upload.Options{Store: remote, Appliance: cfg.ApplianceID, Local: local,
+		DataDir: datadir.New(filepath.Join(scratch, "data"))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	up.Start()
+	up.Offer(md)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute) // liveness only
+	err = up.WaitRemote(ctx, md.ID)
+	cancel()
+	if cerr := up.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		t.Fatalf("upload checkpoint %d: %v", md.ID, err)
+	}
+
+	// Something waits in the live spool of "archive" already.
+	live := datadir.New(cfg.DataDir)
+	if err := fileutil.CreateDirAll(live.Spool("archive")); err != nil {
+		t.Fatal(err)
+	}
+	const held = 1 << 20
+	if err := os.WriteFile(filepath.Join(live.Spool("archive"), "held"), make([]byte, held), 0o644); err != nil {
+		t.Fatal(err)
+	}
+
+	rep, err := Measure(context.Background(), Options{Config: cfg, Simulate: stream(60_000), Scratch: filepath.Join(dir, "scratch2"),
+		Duration: 30 * time.Second, LiveRate: 50, Remote: remote})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := rep.Recovery
+	t.Logf("remote: %s; catch-up from it %.3fs; local restore %.3fs", r.Remote, r.RemoteCatchUpSeconds, r.RestoreSeconds)
+	if r.RemoteCheckpoint != md.ID || r.RemoteBytes <= 0 || r.RemoteDownloadSeconds <= 0 || r.RemoteRestoreSeconds <= 0 ||
+		!strings.HasPrefix(r.Remote, "checkpoint ") {
+		t.Errorf("remote recovery: %+v", r)
+	}
+	if r.RemoteCatchUpSeconds < r.RemoteDownloadSeconds+r.RemoteRestoreSeconds {
+		t.Errorf("catch-up from the remote %v below download + restore %v", r.RemoteCatchUpSeconds, r.RemoteDownloadSeconds+r.RemoteRestoreSeconds)
+	}
+
+	if len(rep.Spools) != len(cfg.Sinks) {
+		t.Fatalf("spools %+v, want one per sink", rep.Spools)
+	}
+	for _, sp := range rep.Spools {
+		t.Logf("spool %s: %d of %d bytes, output %.0f B/s, rides out %.0fs", sp.Sink, sp.Used, sp.MaxSize, sp.OutputBytesPerSecond, sp.RideOutSeconds)
+		if sp.MaxSize != int64(config.DefaultSpoolMaxSize) {
+			t.Errorf("spool %s: max_size %d", sp.Sink, sp.MaxSize)
+		}
+		if sp.Sink == "dead" {
+			continue // no dead letters in the stream: no output, rides out forever
+		}
+		want := float64(sp.MaxSize-sp.Used) / sp.OutputBytesPerSecond
+		if sp.OutputBytesPerSecond <= 0 || sp.RideOutSeconds <= 0 || sp.RideOutSeconds < want*0.999 || sp.RideOutSeconds > want*1.001 {
+			t.Errorf("spool %s: %+v, want a ride-out of %v", sp.Sink, sp, want)
+		}
+		if sp.Sink == "archive" && sp.Used != held {
+			t.Errorf("spool archive: used %d, want %d", sp.Used, held)
+		}
+	}
+}
