@@ -126,12 +126,16 @@ type Overview struct {
 	// Headroom is the latest `eddy plan` against the live input
 	// (daemon/headroom.go); absent before the first plan.
 	Headroom *HeadroomOverview `json:"headroom,omitempty"`
+	// LastReload is the outcome of the last reload (reloadjob.go); absent
+	// before the first.
+	LastReload *LastReload `json:"last_reload,omitempty"`
 }
 
 func (d *Daemon) overview() Overview {
 	o := Overview{ApplianceID: d.cfg.ApplianceID, Version: Version, UptimeSeconds: int64(time.Since(d.start).Seconds())}
 	o.Recovery = d.recoveryOverview()
 	o.Broker = d.brokerDrops.overview()
+	o.LastReload = d.lastReload()
 	d.mu.RLock()
 	job := d.job
 	o.JobRestarts, o.LastError = d.restarts, d.lastErr

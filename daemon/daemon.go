@@ -47,7 +47,9 @@ type Daemon struct {
 	// Started by Run (run.go) once the broker is up, stopped by it.
 	broker     *mqttio.Embedded
 	brokerURL  string
-	publishers []*mqttio.Publisher       // one per distinct sink connection, see startPublisher
+	publishers []*mqttio.Publisher       // one per distinct sink connection, see startPublisher; guarded by mu
+	pubByConn  map[string]*mqttio.Publisher // publishers by connection ("" the default), see openMQTTSink
+	pubCtx     context.Context              // the publishers' context, set by startPublisher; guarded by mu
 	ingests    map[string]*ingest.Bridge // guarded by mu
 
 	mu       sync.RWMutex
@@ -90,6 +92,7 @@ type Daemon struct {
 
 	history history        // the charts' last hour (history.go)
 	sp      savepointState // daemon/savepoints.go
+	rj      reloadJobState // a reload of pipeline/sinks (reloadjob.go)
 }
 
 // New locks data_dir (data_dir/LOCK; a second eddy on the same directory
@@ -114,6 +117,7 @@ func New(cfg *config.Config, log *slog.Logger, level *slog.LevelVar) (*Daemon, e
 		stop: make(chan struct{}), stopTimeout: DefaultStopTimeout, phase: "starting",
 		reloads: make(chan struct{}, 1), verify: make(chan verifyRequest),
 	}
+	d.rj.signal = make(chan struct{}, 1)
 	d.notify = newNotifier(d)
 	if err := d.open(); err != nil {
 		return nil, errors.Join(err, d.Close())
@@ -254,9 +258,9 @@ func connOptions(m config.MQTT, suffix, k string, log *slog.Logger) (mqttio.Clie
 func (d *Daemon) openSinks() error {
 	for _, s := range d.cfg.Sinks {
 		if s.File != nil {
-			fs, err := sink.NewFile(d.cfg.Path(s.File.Path), int64(s.File.MaxSize), s.File.MaxFiles, sink.WithFS(d.fs))
+			fs, err := d.openFileSink(s)
 			if err != nil {
-				return fmt.Errorf("sink %s: %w", s.Name, err)
+				return err
 			}
 			d.sinks[s.Name] = fs
 		}
@@ -281,8 +285,11 @@ func (d *Daemon) receiving(name string) func() bool {
 // (plan.JobSpec, shared with `eddy plan`). Checkpoint timing comes from the
 // running configuration, so that values applied by a reload survive a job
 // restart.
-func (d *Daemon) jobSpec() pipeline.JobSpec {
-	c := d.running()
+func (d *Daemon) jobSpec() pipeline.JobSpec { return d.jobSpecFor(d.running()) }
+
+// jobSpecFor is jobSpec on configuration c (a reload checks and builds the
+// job of the new file with it).
+func (d *Daemon) jobSpecFor(c *config.Config) pipeline.JobSpec {
 	spec := plan.JobSpec(c, plan.Resources{
 		StateDir: d.layout.State(), Memory: d.memory, Store: d.store, FS: d.fs,
 		Logs: d.logs, Sinks: d.sinks, Receiving: d.receiving,
