@@ -47,10 +47,10 @@ type Daemon struct {
 	// Started by Run (run.go) once the broker is up, stopped by it.
 	broker     *mqttio.Embedded
 	brokerURL  string
-	publishers []*mqttio.Publisher       // one per distinct sink connection, see startPublisher; guarded by mu
+	publishers []*mqttio.Publisher          // one per distinct sink connection, see startPublisher; guarded by mu
 	pubByConn  map[string]*mqttio.Publisher // publishers by connection ("" the default), see openMQTTSink
 	pubCtx     context.Context              // the publishers' context, set by startPublisher; guarded by mu
-	ingests    map[string]*ingest.Bridge // guarded by mu
+	ingests    map[string]*ingest.Bridge    // guarded by mu
 
 	mu       sync.RWMutex
 	job      *pipeline.Job // the running job; nil between jobs
