@@ -48,12 +48,22 @@ func TestReloadCommand(t *testing.T) {
 		t.Errorf("interval %d ms after the reload, want 2000", cc.Interval)
 	}
 
+	// A window change does not fit the running state: refused with the
+	// words of a refused restore (test/e2e/reload_test.go applies one
+	// that fits).
 	refused := c
 	refused.Window = "20s"
 	e.writeConfig(refused)
 	out, code = exitCode(t, e, "reload", "-c", e.ConfigPath)
-	if code == 0 || !strings.Contains(out, "needs a restart") || !strings.Contains(out, "refused") {
+	if code == 0 || !strings.Contains(out, "window changed from") || !strings.Contains(out, "reload refused") {
 		t.Errorf("reload of a window change: exit %d\n%s", code, out)
+	}
+	refused = c
+	refused.Mode = "at_least_once"
+	e.writeConfig(refused)
+	out, code = exitCode(t, e, "reload", "-c", e.ConfigPath)
+	if code == 0 || !strings.Contains(out, "needs a restart") || !strings.Contains(out, "refused") {
+		t.Errorf("reload of checkpointing.mode: exit %d\n%s", code, out)
 	}
 
 	if err := os.WriteFile(e.ConfigPath, []byte("checkpointing: [\n"), 0o644); err != nil {
