@@ -196,7 +196,7 @@ func (d *Daemon) handleOverview(w http.ResponseWriter, _ *http.Request) {
 func (d *Daemon) handleConfig(w http.ResponseWriter, _ *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]any{
 		"file":       d.configPath,
-		"reloadable": config.ReloadableKeys(),
+		"reloadable": append(config.ReloadableKeys(), "pipeline", "sinks", "checkpointing.allow_non_restored_state"), // the last three through a savepoint (reloadjob.go)
 		"config":     d.running().Redacted().AsMap(),
 	})
 }
