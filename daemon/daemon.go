@@ -39,7 +39,7 @@ type Daemon struct {
 	// Opened by New, closed by Close.
 	logs       map[string]*ingestlog.Log
 	sinks      map[string]sink.Sink // file sinks; MQTT sinks are added by Run
-	memory     *state.Memory
+	memory     *state.Memory // replaced (under mu) by a pipeline reload that changes the number of RocksDB instances
 	store      *checkpoint.Store
 	http       *httpServer // listening; served by Run
 	httpRemote bool        // the access policy admits remote clients
@@ -157,18 +157,7 @@ func (d *Daemon) open() (err error) {
 	if err := d.openSinks(); err != nil {
 		return err
 	}
-	numDBs := 0
-	for i := range cfg.Pipeline.Stages {
-		if cfg.Pipeline.Stages[i].Kind() == config.KindWindow {
-			numDBs += cfg.Pipeline.EffectiveParallelism()
-		}
-	}
-	if d.memory, err = state.NewMemory(state.MemoryOptions{
-		Managed:           int64(cfg.State.Memory.Managed),
-		WriteBufferRatio:  cfg.State.Memory.WriteBufferRatio,
-		HighPrioPoolRatio: cfg.State.Memory.HighPrioPoolRatio,
-		NumDBs:            max(numDBs, 1),
-	}); err != nil {
+	if d.memory, err = newMemory(cfg); err != nil {
 		return err
 	}
 	if cfg.Checkpointing.Interval > 0 {
@@ -183,6 +172,28 @@ func (d *Daemon) open() (err error) {
 		return err
 	}
 	return nil
+}
+
+// numDBs is how many RocksDB instances the job of cfg opens.
+func numDBs(cfg *config.Config) int {
+	n := 0
+	for i := range cfg.Pipeline.Stages {
+		if cfg.Pipeline.Stages[i].Kind() == config.KindWindow {
+			n += cfg.Pipeline.EffectiveParallelism()
+		}
+	}
+	return max(n, 1)
+}
+
+// newMemory is the managed memory of the job of cfg: state.memory split
+// over its RocksDB instances.
+func newMemory(cfg *config.Config) (*state.Memory, error) {
+	return state.NewMemory(state.MemoryOptions{
+		Managed:           int64(cfg.State.Memory.Managed),
+		WriteBufferRatio:  cfg.State.Memory.WriteBufferRatio,
+		HighPrioPoolRatio: cfg.State.Memory.HighPrioPoolRatio,
+		NumDBs:            numDBs(cfg),
+	})
 }
 
 // lockDataDir takes data_dir/LOCK before anything else in data_dir is

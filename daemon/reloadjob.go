@@ -13,6 +13,7 @@ import (
 
 	"github.com/eddy-stream/eddy/daemon/config"
 	"github.com/eddy-stream/eddy/pipeline"
+	"github.com/eddy-stream/eddy/storage/state"
 )
 
 // A reload whose file changes the pipeline or sinks section rebuilds the
@@ -138,11 +139,23 @@ func (d *Daemon) pipelineReload(old, next *config.Config, keys []string) (savepo
 	}
 	_, _ = d.uploadSavepoint(ctx, res) // logged; the savepoint is local
 
+	// The supervisor clears d.job before it looks for a pending swap: a job
+	// that ended on its own in the meantime restarts as after any failure
+	// (from the savepoint's checkpoint, on the running configuration).
 	sw := &swapRequest{savepoint: res.Path, old: old, next: next, done: make(chan swapResult, 1)}
+	d.mu.Lock()
+	running := d.job == job
 	d.rj.mu.Lock()
-	d.rj.pending = sw
+	if running {
+		d.rj.pending = sw
+	}
 	supervised := d.rj.supervised
 	d.rj.mu.Unlock()
+	d.mu.Unlock()
+	if !running {
+		d.log.Error("reload failed: the job ended before the new one could take over; it restarts on the running configuration", "savepoint", name)
+		return name, nil, fmt.Errorf("%w: the job ended during the reload; eddy restarts it on the running configuration", ErrReloadFailed)
+	}
 	select {
 	case d.rj.signal <- struct{}{}:
 	default:
@@ -249,9 +262,24 @@ func (d *Daemon) swapJob(sw *swapRequest, runErr error) (*pipeline.Job, error) {
 // swapTo makes to the running configuration, with its sinks, and builds
 // its job restored from the savepoint at dir.
 func (d *Daemon) swapTo(from, to *config.Config, dir string) (*pipeline.Job, error) {
+	var mem *state.Memory
+	if numDBs(to) != numDBs(from) {
+		// state.memory is split over the RocksDB instances of the job: a
+		// job with another number of them gets its own split.
+		var err error
+		if mem, err = newMemory(to); err != nil {
+			return nil, err
+		}
+	}
 	d.mu.Lock()
 	d.live = to
+	if mem != nil {
+		d.memory, mem = mem, d.memory
+	}
 	d.mu.Unlock()
+	if mem != nil {
+		mem.Close() // the previous job, its only user, is closed
+	}
 	if err := d.swapSinks(from, to); err != nil {
 		return nil, err
 	}
