@@ -39,7 +39,7 @@ type Daemon struct {
 	// Opened by New, closed by Close.
 	logs       map[string]*ingestlog.Log
 	sinks      map[string]sink.Sink // file sinks; MQTT sinks are added by Run
-	memory     *state.Memory // replaced (under mu) by a pipeline reload that changes the number of RocksDB instances
+	memory     *state.Memory        // replaced (under mu) by a pipeline reload that changes the number of RocksDB instances
 	store      *checkpoint.Store
 	http       *httpServer // listening; served by Run
 	httpRemote bool        // the access policy admits remote clients
