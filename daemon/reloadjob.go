@@ -114,6 +114,12 @@ func (d *Daemon) pipelineReload(old, next *config.Config, keys []string) (savepo
 		d.mu.Unlock()
 		return "", nil, nil
 	}
+	if d.store == nil {
+		r := "checkpointing is off (checkpointing.interval: 0): a pipeline change is applied through a savepoint, " +
+			"which needs checkpointing; restart eddy to apply it (systemctl restart eddy)"
+		d.log.Error("reload refused: "+r, "keys", strings.Join(keys, ", "))
+		return "", []string{r}, nil
+	}
 	if reasons := d.checkPipelineChange(old, next); len(reasons) > 0 {
 		d.log.Error("reload refused: the pipeline change does not fit the running state; the running job is kept",
 			"keys", strings.Join(keys, ", "), "reasons", strings.Join(reasons, "; "), "file", d.configPath)

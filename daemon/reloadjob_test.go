@@ -230,3 +230,21 @@ func TestJobKey(t *testing.T) {
 		}
 	}
 }
+
+// Without checkpointing there is no savepoint to carry the state: a
+// pipeline change is refused, naming why.
+func TestReloadPipelineNeedsCheckpointing(t *testing.T) {
+	dir := t.TempDir()
+	off := func(y string) string { return strings.Replace(y, "interval: 1h", "interval: 0s", 1) }
+	d, path := startReloadable(t, off(reloadYAML(dir, "site, device", 1, "", "")))
+	old := d.currentJob()
+	rewrite(t, path, off(reloadYAML(dir, "site, device", 2, "", "")))
+	res, err := d.Reload()
+	if err != nil || len(res.Reasons) != 1 || !strings.Contains(res.Reasons[0], "checkpointing is off") ||
+		!slices.Contains(res.Refused, "pipeline.parallelism") {
+		t.Errorf("Reload = %+v, %v; want refused because checkpointing is off", res, err)
+	}
+	if d.currentJob() != old {
+		t.Error("the running job was replaced")
+	}
+}

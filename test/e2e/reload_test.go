@@ -1,8 +1,6 @@
 package e2e
 
 import (
-	"errors"
-	"os/exec"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -18,17 +16,7 @@ import (
 // output and exit status.
 func (e *eddy) reload() (string, int) {
 	e.t.Helper()
-	out, err := e.Command("reload", "--config", e.ConfigPath)
-	var ee *exec.ExitError
-	switch {
-	case err == nil:
-		return out, 0
-	case errors.As(err, &ee):
-		return out, ee.ExitCode()
-	default:
-		e.t.Fatalf("eddy reload: %v\n%s", err, out)
-		return out, -1
-	}
+	return e.CommandStatus("reload", "--config", e.ConfigPath)
 }
 
 // TestReloadPipelineUnderLoad applies pipeline changes with eddy reload
