@@ -128,12 +128,16 @@ type Overview struct {
 	// Headroom is the latest `eddy plan` against the live input
 	// (daemon/headroom.go); absent before the first plan.
 	Headroom *HeadroomOverview `json:"headroom,omitempty"`
+	// LastReload is the outcome of the last reload (reloadjob.go); absent
+	// before the first.
+	LastReload *LastReload `json:"last_reload,omitempty"`
 }
 
 func (d *Daemon) overview() Overview {
 	o := Overview{ApplianceID: d.cfg.ApplianceID, Version: Version, UptimeSeconds: int64(time.Since(d.start).Seconds())}
 	o.Recovery = d.recoveryOverview()
 	o.Broker = d.brokerDrops.overview()
+	o.LastReload = d.lastReload()
 	d.mu.RLock()
 	job := d.job
 	o.JobRestarts, o.LastError = d.restarts, d.lastErr
@@ -195,7 +199,7 @@ func (d *Daemon) handleOverview(w http.ResponseWriter, _ *http.Request) {
 func (d *Daemon) handleConfig(w http.ResponseWriter, _ *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]any{
 		"file":       d.configPath,
-		"reloadable": config.ReloadableKeys(),
+		"reloadable": append(config.ReloadableKeys(), "pipeline", "sinks", "checkpointing.allow_non_restored_state"), // the last three through a savepoint (reloadjob.go)
 		"config":     d.running().Redacted().AsMap(),
 	})
 }

@@ -39,7 +39,7 @@ type Daemon struct {
 	// Opened by New, closed by Close.
 	logs       map[string]*ingestlog.Log
 	sinks      map[string]sink.Sink // file sinks; MQTT sinks are added by Run
-	memory     *state.Memory
+	memory     *state.Memory        // replaced (under mu) by a pipeline reload that changes the number of RocksDB instances
 	store      *checkpoint.Store
 	http       *httpServer // listening; served by Run
 	httpRemote bool        // the access policy admits remote clients
@@ -47,8 +47,10 @@ type Daemon struct {
 	// Started by Run (run.go) once the broker is up, stopped by it.
 	broker     *mqttio.Embedded
 	brokerURL  string
-	publishers []*mqttio.Publisher       // one per distinct sink connection, see startPublisher
-	ingests    map[string]*ingest.Bridge // guarded by mu
+	publishers []*mqttio.Publisher          // one per distinct sink connection, see startPublisher; guarded by mu
+	pubByConn  map[string]*mqttio.Publisher // publishers by connection ("" the default), see openMQTTSink
+	pubCtx     context.Context              // the publishers' context, set by startPublisher; guarded by mu
+	ingests    map[string]*ingest.Bridge    // guarded by mu
 
 	mu       sync.RWMutex
 	job      *pipeline.Job // the running job; nil between jobs
@@ -91,6 +93,7 @@ type Daemon struct {
 
 	history history        // the charts' last hour (history.go)
 	sp      savepointState // daemon/savepoints.go
+	rj      reloadJobState // a reload of pipeline/sinks (reloadjob.go)
 }
 
 // New locks data_dir (data_dir/LOCK; a second eddy on the same directory
@@ -115,6 +118,7 @@ func New(cfg *config.Config, log *slog.Logger, level *slog.LevelVar) (*Daemon, e
 		stop: make(chan struct{}), stopTimeout: DefaultStopTimeout, phase: "starting",
 		reloads: make(chan struct{}, 1), verify: make(chan verifyRequest),
 	}
+	d.rj.signal = make(chan struct{}, 1)
 	d.notify = newNotifier(d)
 	if err := d.open(); err != nil {
 		return nil, errors.Join(err, d.Close())
@@ -154,19 +158,7 @@ func (d *Daemon) open() (err error) {
 	if err := d.openSinks(); err != nil {
 		return err
 	}
-	numDBs := 0
-	for i := range cfg.Pipeline.Stages {
-		if cfg.Pipeline.Stages[i].Kind() == config.KindWindow {
-			numDBs += cfg.Pipeline.EffectiveParallelism()
-		}
-	}
-	if d.memory, err = state.NewMemory(state.MemoryOptions{
-		Managed:           int64(cfg.State.Memory.Managed),
-		WriteBufferRatio:  cfg.State.Memory.WriteBufferRatio,
-		HighPrioPoolRatio: cfg.State.Memory.HighPrioPoolRatio,
-		WriteCacheRatio:   cfg.State.Memory.WriteCacheRatio,
-		NumDBs:            max(numDBs, 1),
-	}); err != nil {
+	if d.memory, err = newMemory(cfg); err != nil {
 		return err
 	}
 	if cfg.Checkpointing.Interval > 0 {
@@ -184,6 +176,29 @@ func (d *Daemon) open() (err error) {
 		return err
 	}
 	return nil
+}
+
+// numDBs is how many RocksDB instances the job of cfg opens.
+func numDBs(cfg *config.Config) int {
+	n := 0
+	for i := range cfg.Pipeline.Stages {
+		if cfg.Pipeline.Stages[i].Kind() == config.KindWindow {
+			n += cfg.Pipeline.EffectiveParallelism()
+		}
+	}
+	return max(n, 1)
+}
+
+// newMemory is the managed memory of the job of cfg: state.memory split
+// over its RocksDB instances.
+func newMemory(cfg *config.Config) (*state.Memory, error) {
+	return state.NewMemory(state.MemoryOptions{
+		Managed:           int64(cfg.State.Memory.Managed),
+		WriteBufferRatio:  cfg.State.Memory.WriteBufferRatio,
+		HighPrioPoolRatio: cfg.State.Memory.HighPrioPoolRatio,
+		WriteCacheRatio:   cfg.State.Memory.WriteCacheRatio,
+		NumDBs:            numDBs(cfg),
+	})
 }
 
 // lockDataDir takes data_dir/LOCK before anything else in data_dir is
@@ -259,11 +274,11 @@ func connOptions(m config.MQTT, suffix, k string, log *slog.Logger) (mqttio.Clie
 func (d *Daemon) openSinks() error {
 	for _, s := range d.cfg.Sinks {
 		if s.File != nil {
-			fs, err := sink.NewFile(d.cfg.Path(s.File.Path), int64(s.File.MaxSize), s.File.MaxFiles, sink.WithFS(d.fs))
+			fs, err := d.openFileSink(s)
 			if err != nil {
-				return fmt.Errorf("sink %s: %w", s.Name, err)
+				return err
 			}
-			d.sinks[s.Name] = withTestSinkCost(fs)
+			d.sinks[s.Name] = fs
 		}
 	}
 	return nil
@@ -286,8 +301,11 @@ func (d *Daemon) receiving(name string) func() bool {
 // (plan.JobSpec, shared with `eddy plan`). Checkpoint timing comes from the
 // running configuration, so that values applied by a reload survive a job
 // restart.
-func (d *Daemon) jobSpec() pipeline.JobSpec {
-	c := d.running()
+func (d *Daemon) jobSpec() pipeline.JobSpec { return d.jobSpecFor(d.running()) }
+
+// jobSpecFor is jobSpec on configuration c (a reload checks and builds the
+// job of the new file with it).
+func (d *Daemon) jobSpecFor(c *config.Config) pipeline.JobSpec {
 	spec := plan.JobSpec(c, plan.Resources{
 		StateDir: d.layout.State(), Memory: d.memory, Store: d.store, FS: d.fs,
 		Logs: d.logs, Sinks: d.sinks, Receiving: d.receiving,

@@ -197,12 +197,14 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		gauge(ch, descReserve, float64(r.Bytes))
 	}
 
+	d.mu.RLock() // a pipeline reload may replace d.memory (reloadjob.go)
 	if m := d.memory; m != nil {
 		gauge(ch, descCacheUsage, float64(m.BlockCacheUsage()))
 		gauge(ch, descCachePinned, float64(m.BlockCachePinnedUsage()))
 		gauge(ch, descCacheCap, float64(m.BlockCacheCapacity()))
 		gauge(ch, descWBSize, float64(m.DBWriteBufferSize()))
 	}
+	d.mu.RUnlock()
 
 	job := d.currentJob()
 	if job == nil {

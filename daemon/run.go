@@ -16,7 +16,6 @@ import (
 	"github.com/eddy-stream/eddy/pipeline"
 	"github.com/eddy-stream/eddy/pipeline/ingest"
 	"github.com/eddy-stream/eddy/pipeline/mqttio"
-	"github.com/eddy-stream/eddy/pipeline/sink"
 	"github.com/eddy-stream/eddy/storage/checkpoint"
 	"github.com/eddy-stream/eddy/storage/state"
 )
@@ -79,6 +78,9 @@ func (d *Daemon) Run(ctx context.Context) error {
 
 	r := &runState{ctx: ctx, hardStop: cancel, brokerUp: make(chan struct{}), sinksUp: make(chan struct{}),
 		supervised: make(chan struct{})}
+	d.rj.mu.Lock()
+	d.rj.supervised = r.supervised // a pipeline reload waits on the supervisor (reloadjob.go)
+	d.rj.mu.Unlock()
 	var g run.Group
 	d.addSignals(&g, r)
 	d.addHTTP(&g, r)
@@ -360,7 +362,10 @@ func (d *Daemon) addPublisher(g *run.Group, r *runState) {
 		close(r.sinksUp)
 		<-r.supervised
 		var errs []error
-		for _, p := range d.publishers {
+		d.mu.Lock()
+		pubs := d.publishers // a pipeline reload may have added some (openMQTTSink)
+		d.mu.Unlock()
+		for _, p := range pubs {
 			errs = append(errs, p.Close())
 		}
 		return errors.Join(errs...)
@@ -369,41 +374,21 @@ func (d *Daemon) addPublisher(g *run.Group, r *runState) {
 
 // startPublisher creates the MQTT sinks and their publishers: one for the
 // sinks on the default connection (mqtt:), one per distinct
-// sinks[].mqtt.connection. Each publisher reconnects on its own, so a sink
-// whose broker is down holds no other.
+// sinks[].mqtt.connection (openMQTTSink). Each publisher reconnects on its
+// own, so a sink whose broker is down holds no other.
 func (d *Daemon) startPublisher(ctx context.Context) error {
-	byConn := map[string]*mqttio.Publisher{}
+	d.mu.Lock()
+	d.pubCtx = ctx
+	d.mu.Unlock()
 	for i, s := range d.cfg.Sinks {
 		if s.MQTT == nil {
 			continue
 		}
-		var (
-			o   mqttio.ClientOptions
-			err error
-			key string // "" is the default connection
-		)
-		if c := s.MQTT.Connection; c != nil {
-			key = fmt.Sprintf("%#v", *c)
-			o, err = connOptions(*c, "-pub", fmt.Sprintf("sinks[%d].mqtt.connection", i), d.log)
-		} else {
-			o, err = d.clientOptions("-pub")
-		}
+		snk, err := d.openMQTTSink(i, s)
 		if err != nil {
-			return fmt.Errorf("sink %s: %w", s.Name, err)
+			return err
 		}
-		pub := byConn[key]
-		if pub == nil {
-			// No paho file store: staged output stays in the checkpoints
-			// until the broker confirms it (a file per message costs more
-			// than the whole pipeline).
-			pub = mqttio.NewPublisher(o)
-			if err := pub.Start(ctx); err != nil {
-				return fmt.Errorf("sink %s: %w", s.Name, err)
-			}
-			byConn[key] = pub
-			d.publishers = append(d.publishers, pub)
-		}
-		d.sinks[s.Name] = sink.NewMQTT(pub, byte(*s.MQTT.QoS), s.MQTT.Retain)
+		d.sinks[s.Name] = snk
 	}
 	return nil
 }
@@ -444,11 +429,16 @@ func (d *Daemon) supervise(r *runState) error {
 		return nil
 	}
 	backoff := time.Second
+	var next *pipeline.Job // built by a pipeline reload (reloadjob.go)
 	for {
-		if d.stopping() {
+		if d.stopping() && next == nil { // a job a reload built runs into the graceful stop
 			return nil
 		}
-		job, err := d.startJob()
+		job, err := next, error(nil)
+		if next == nil {
+			job, err = d.startJob()
+		}
+		next = nil
 		if err != nil {
 			if errors.Is(err, errStopped) {
 				return nil
@@ -478,6 +468,11 @@ func (d *Daemon) supervise(r *runState) error {
 		}
 		if ctx.Err() != nil || d.stopping() {
 			return nil
+		}
+		if sw := d.takeSwap(); sw != nil {
+			if next, err = d.swapJob(sw, err); next != nil {
+				continue
+			}
 		}
 		if err == nil {
 			err = errors.New("job ended without error")
@@ -552,6 +547,12 @@ func (d *Daemon) sleep(ctx context.Context, dur time.Duration) bool {
 func (d *Daemon) startJob() (*pipeline.Job, error) {
 	d.reloadMu.Lock()
 	defer d.reloadMu.Unlock()
+	return d.launchJob()
+}
+
+// launchJob is startJob's work; the caller holds reloadMu (a pipeline
+// reload holds it for the supervisor while it waits, reloadjob.go).
+func (d *Daemon) launchJob() (*pipeline.Job, error) {
 	d.setPhase("recovering")
 	job, err := d.buildJob()
 	if err != nil {
@@ -578,10 +579,21 @@ func (d *Daemon) runJob(ctx context.Context, job *pipeline.Job) error {
 	defer cancel()
 	done := make(chan error, 1)
 	go func() { done <- job.Run(jctx) }()
-	select {
-	case err := <-done:
-		return err
-	case <-d.stop:
+	for stop := false; !stop; {
+		select {
+		case err := <-done:
+			return err
+		case <-d.rj.signal:
+			if d.swapPending() {
+				// A pipeline reload stopped the job with a savepoint: its
+				// output is published, it has nothing left to do
+				// (reloadjob.go).
+				cancel()
+				return <-done
+			}
+		case <-d.stop:
+			stop = true
+		}
 	}
 	if job.Stats() != nil {
 		fctx, cancelF := context.WithTimeout(ctx, d.stopTimeout)

@@ -34,8 +34,12 @@ func reloadCmd() *cobra.Command {
 on its http.listen address, with http.token) to reload it, and waits for the answer.
 It fails, and systemctl reload eddy with it, when the file is not valid (exit 78)
 or when it changes a setting that needs a restart (the running eddy keeps its
-running values). Only log.level, checkpointing.interval, checkpointing.min_pause
-and upload.bandwidth change live.`,
+running values). log.level, checkpointing.interval, checkpointing.min_pause and
+upload.bandwidth change live. A change of the pipeline or sinks section is
+checked against the running state like a restore (the reasons are printed
+when it does not fit; the running job is kept); if it fits, the job stops
+with a savepoint and the new one starts from it. That takes up to
+checkpointing.timeout plus 45 s, and a restore: --timeout is longer.`,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg, err := config.Load(path)
 			if err != nil {
@@ -51,16 +55,21 @@ and upload.bandwidth change live.`,
 			if daemon.IsJournalStream(os.Stdout) {
 				prefix = "<6>"
 			}
-			if len(res.Applied) == 0 {
+			switch {
+			case len(res.Applied) == 0:
 				fmt.Fprintln(cmd.OutOrStdout(), prefix+"eddy: configuration unchanged")
-			} else {
+			case res.Savepoint != "":
+				fmt.Fprintln(cmd.OutOrStdout(), prefix+"eddy: reloaded "+strings.Join(res.Applied, ", ")+
+					"; the job was rebuilt from savepoint "+res.Savepoint)
+			default:
 				fmt.Fprintln(cmd.OutOrStdout(), prefix+"eddy: reloaded "+strings.Join(res.Applied, ", "))
 			}
 			return nil
 		},
 	}
 	c.Flags().StringVarP(&path, "config", "c", defaultConfig, "configuration file (the one eddy runs with)")
-	c.Flags().DurationVar(&timeout, "timeout", 30*time.Second, "how long to wait for the running eddy")
+	// Below eddy.service's TimeoutStartSec=5min, which bounds ExecReload.
+	c.Flags().DurationVar(&timeout, "timeout", 4*time.Minute, "how long to wait for the running eddy (a pipeline change waits for a savepoint and a restore)")
 	return c
 }
 
@@ -96,12 +105,21 @@ func askReload(ctx context.Context, cfg *config.Config) (daemon.ReloadResponse, 
 	case http.StatusOK:
 		return res, nil
 	case http.StatusConflict:
+		if len(res.Reasons) > 0 {
+			return res, fmt.Errorf("reload refused: %s: %s; eddy keeps the running job and values (applied: %s)",
+				strings.Join(res.Refused, ", "), strings.Join(res.Reasons, "; "), orNone(res.Applied))
+		}
 		return res, fmt.Errorf("reload refused: %s changed, which needs a restart (systemctl restart eddy); eddy keeps the running values (applied: %s)",
 			strings.Join(res.Refused, ", "), orNone(res.Applied))
 	case http.StatusUnprocessableEntity:
 		return res, configError(errors.New(res.Error))
 	case http.StatusUnauthorized, http.StatusForbidden:
 		return res, fmt.Errorf("reload: eddy at %s refused the token (%s); did http.token change? that needs a restart", addr, resp.Status)
+	case http.StatusInternalServerError:
+		if res.Error != "" {
+			return res, fmt.Errorf("reload failed: %s (applied: %s)", res.Error, orNone(res.Applied))
+		}
+		fallthrough
 	default:
 		msg := res.Error
 		if msg == "" {

@@ -28,8 +28,9 @@ func runCmd() *cobra.Command {
 the sources stop reading, a final checkpoint is taken and its output published,
 then eddy exits 0; a second signal stops at once (the next start replays from
 the last checkpoint). SIGHUP reloads log.level, checkpointing.interval,
-checkpointing.min_pause and upload.bandwidth from the file and refuses every
-other change. Under systemd (Type=notify) eddy reports READY=1 after recovery,
+checkpointing.min_pause and upload.bandwidth from the file, applies a pipeline
+or sinks change that fits the running state through a savepoint (eddy reload),
+and refuses every other change. Under systemd (Type=notify) eddy reports READY=1 after recovery,
 STATUS= lines and watchdog pings.
 
 A second eddy on the same data_dir exits at once: data_dir/LOCK names the

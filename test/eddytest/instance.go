@@ -1,6 +1,7 @@
 package eddytest
 
 import (
+	"errors"
 	"fmt"
 	"net"
 	"net/http"
@@ -154,6 +155,22 @@ func (in *Instance) Command(args ...string) (string, error) {
 	cmd.Env = append(CleanEnv(), in.Env...)
 	out, err := cmd.CombinedOutput()
 	return string(out), err
+}
+
+// CommandStatus is Command that returns the exit status too; it fails the
+// test when the command does not run at all.
+func (in *Instance) CommandStatus(args ...string) (string, int) {
+	in.TB.Helper()
+	out, err := in.Command(args...)
+	var ee *exec.ExitError
+	switch {
+	case err == nil:
+		return out, 0
+	case errors.As(err, &ee):
+		return out, ee.ExitCode()
+	}
+	in.TB.Fatalf("eddy %s: %v\n%s", strings.Join(args, " "), err, out)
+	return out, -1
 }
 
 func (in *Instance) killAll() {

@@ -112,8 +112,8 @@ func TestSystemdLifecycle(t *testing.T) {
 	})
 	p.WaitLog(logMark, "checkpoint triggered", 5*time.Second) // a debug line: the level applied
 
-	// A change that needs a restart is refused, naming the key; the
-	// running value stays.
+	// A window change does not fit the running state: refused, naming the
+	// key and the reason; the running value stays.
 	refused := c
 	refused.Window = "20s"
 	e.writeConfig(refused)
@@ -121,9 +121,9 @@ func TestSystemdLifecycle(t *testing.T) {
 	p.Signal(syscall.SIGHUP)
 	_, i = ns.WaitFor(mark, 10*time.Second, "RELOADING=1", notifytest.IsKey("RELOADING", "1"))
 	ns.WaitFor(i+1, 10*time.Second, "READY=1 after RELOADING=1", notifytest.IsKey("READY", "1"))
-	l = p.WaitLog(logMark, "reload: these settings changed but need a restart (systemctl restart eddy); they keep their running values", 5*time.Second)
-	if l.Str("keys") != "pipeline.stages[1].window.size" {
-		t.Errorf("refused keys = %q, want pipeline.stages[1].window.size", l.Str("keys"))
+	l = p.WaitLog(logMark, "reload refused: the pipeline change does not fit the running state; the running job is kept", 5*time.Second)
+	if l.Str("keys") != "pipeline.stages[1].window.size" || !strings.Contains(l.Str("reasons"), "window changed from") {
+		t.Errorf("refused keys = %q, reasons %q; want pipeline.stages[1].window.size, window changed", l.Str("keys"), l.Str("reasons"))
 	}
 	var running1 struct {
 		Config struct {

@@ -133,6 +133,15 @@ function renderHeader(o) {
 
 // ---- overview -------------------------------------------------------------------
 
+// reloadKPI is the last reload: when, its outcome, and what changed or why not.
+function reloadKPI(r) {
+  if (!r) return kpi("Last reload", "–", "none since start");
+  const what = r.reason ? r.reason : (r.keys.length ? r.keys.join(", ") : "nothing changed") +
+    (r.savepoint ? " · savepoint " + r.savepoint : "");
+  return kpi("Last reload", esc(r.outcome), ago(Date.parse(r.time)) + " · " + esc(what.slice(0, 120)),
+    r.outcome === "applied" ? "ok" : r.outcome === "failed" ? "bad" : "warn");
+}
+
 function renderOverview(o, cps) {
   const now = Date.now();
   const tasks = o.tasks || [];
@@ -151,6 +160,7 @@ function renderOverview(o, cps) {
     kpi("Last checkpoint", last ? "#" + last.id : "–", last ? ago(last.latest_ack_timestamp) : (cps ? "none yet" : "checkpointing off")),
     kpi("Dead letters", num(o.dead_letters), `${num(o.late_events)} late events`, o.dead_letters > 0 ? "warn" : ""),
     kpi("Job restarts", num(o.job_restarts), o.last_error ? esc(o.last_error.slice(0, 60)) : "no failure", o.job_restarts > 0 ? "warn" : ""),
+    reloadKPI(o.last_reload),
   ].join("");
 
   table($("tasks"),
