@@ -150,10 +150,17 @@ func (ps *parser) reading(v *fastjson.Value, r *ingestlog.Record, emit func(*Rea
 		ps.fields[ps.str(k)] = jsonValue(fv)
 	})
 	ps.rec = Reading{Fields: ps.fields, Msg: &ps.ref}
+	return ps.stampAndEmit(r, ps.eventTime, emit, dl)
+}
+
+// stampAndEmit gives ps.rec its time — the receive time, or its event time
+// unless that is too far in the future — and emits it; a bad event time
+// makes it a dead letter.
+func (ps *parser) stampAndEmit(r *ingestlog.Record, eventTime func() (int64, error), emit func(*Reading) error, dl *deadLetters) error {
 	if ps.ingestion {
 		ps.rec.TS = r.Timestamp
 	} else {
-		ts, err := ps.eventTime()
+		ts, err := eventTime()
 		if err != nil {
 			return dl.reading(&ps.rec, ps.spec.Name, err.Error())
 		}

@@ -174,19 +174,7 @@ func (ps *parser) topicSlots(r *ingestlog.Record, vals []slot) {
 // and emits it.
 func (ps *parser) finishSlots(vals []slot, r *ingestlog.Record, emit func(*Reading) error, dl *deadLetters) error {
 	ps.rec = Reading{S: vals, Msg: &ps.ref}
-	if ps.ingestion {
-		ps.rec.TS = r.Timestamp
-	} else {
-		ts, err := ps.eventTimeSlot(vals[ps.tsIdx])
-		if err != nil {
-			return dl.reading(&ps.rec, ps.spec.Name, err.Error())
-		}
-		if ps.maxFuture > 0 && ts > r.Timestamp+ps.maxFuture {
-			return dl.reading(&ps.rec, ps.spec.Name, reasonFuture)
-		}
-		ps.rec.TS = ts
-	}
-	return emit(&ps.rec)
+	return ps.stampAndEmit(r, func() (int64, error) { return ps.eventTimeSlot(vals[ps.tsIdx]) }, emit, dl)
 }
 
 // slotIndex is the slot of object key k at position pos, -1 if the chain
