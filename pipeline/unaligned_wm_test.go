@@ -42,7 +42,7 @@ func TestUnalignedInFlightWatermark(t *testing.T) {
 			}
 			old := mk(tc.from)
 			old.Checkpointing.Interval = time.Hour // only the one triggered below
-			old.ChannelCapacity = 1024 // everything fits: the source never blocks
+			old.ChannelCapacity = 1024             // everything fits: the source never blocks
 			gate := make(chan struct{})
 			var mu sync.Mutex
 			held := map[string]bool{}
