@@ -149,7 +149,7 @@ func TestExactlyOnceUnderCrashes(t *testing.T) {
 		cfg: config{
 			Parallelism: 2, MaxParallelism: 32, Interval: "200ms", MinPause: "50ms",
 			Checkpointing: "  unaligned: true\n", ResultsSpool: "16KiB",
-			ExtraSinks:    "  - name: sites\n    from: per_site\n    file:\n      path: site-results.jsonl\n      max_size: 0\n",
+			ExtraSinks: "  - name: sites\n    from: per_site\n    file:\n      path: site-results.jsonl\n      max_size: 0\n",
 		},
 		stages: "    - name: per_site\n      from: per_device\n      key_by: [site]\n      window: {type: tumbling, size: 15s}\n      aggregate:\n        total: \"sum(count)\"\n",
 		env:    []string{"EDDY_TEST_SINK_COST=40ms"},
