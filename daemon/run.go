@@ -98,7 +98,13 @@ func (d *Daemon) Run(ctx context.Context) error {
 	d.addPublisher(&g, r)
 	d.addBrokerWatch(&g, r)
 	d.addBroker(&g, r)
-	return g.Run()
+	err := g.Run()
+	if r.supErr != nil {
+		// The group returns the first actor's result; actors that end
+		// when the supervisor has returned can come first with nil.
+		return r.supErr
+	}
+	return err
 }
 
 // runState is what the actors of one Run share.
@@ -109,6 +115,7 @@ type runState struct {
 	brokerUp   chan struct{}  // closed once the broker is up (or is not embedded)
 	sinksUp    chan struct{}  // closed once the MQTT sinks exist and their publisher started
 	supervised chan struct{}  // closed when the supervisor has returned
+	supErr     error          // what the supervisor returned; set before supervised is closed
 	clients    sync.WaitGroup // ingests and the publisher: the broker closes after them
 }
 
@@ -184,12 +191,30 @@ func (d *Daemon) addHTTP(g *run.Group, r *runState) {
 	})
 }
 
+// setAsideCorrupt moves the checkpoint a job found corrupt while restoring
+// it (at open, or by the full verification in the background) out of the
+// way, so the next start restores the one before; it reports whether err
+// was such a find.
+func (d *Daemon) setAsideCorrupt(err error) bool {
+	var corrupt *pipeline.ErrCorruptRestore
+	if !errors.As(err, &corrupt) {
+		return false
+	}
+	path, merr := d.store.MarkBroken(corrupt.ID, corrupt.Err)
+	d.log.Error("restored checkpoint is corrupt; set aside, restarting from the previous one",
+		"checkpoint", corrupt.ID, "path", path, "err", corrupt.Err, "rename_err", merr)
+	brokenCheckpoints.Inc()
+	return true
+}
+
 // addSupervisor runs the job supervisor. An interrupt from another actor
 // stops it gracefully, like Stop.
 func (d *Daemon) addSupervisor(g *run.Group, r *runState) {
 	g.Add(func() error {
-		defer close(r.supervised)
-		return d.supervise(r)
+		err := d.supervise(r)
+		r.supErr = err // before close: the actors that end on supervised race its return
+		close(r.supervised)
+		return err
 	}, func(error) {
 		select {
 		case <-r.supervised:
@@ -443,6 +468,9 @@ func (d *Daemon) supervise(r *runState) error {
 			if errors.Is(err, errStopped) {
 				return nil
 			}
+			if d.setAsideCorrupt(err) {
+				continue
+			}
 			if !d.disk.isLow() && !noSpace(err) {
 				return err
 			}
@@ -482,12 +510,7 @@ func (d *Daemon) supervise(r *runState) error {
 		d.lastErr = err.Error()
 		d.mu.Unlock()
 		jobRestarts.Inc()
-		var corrupt *pipeline.ErrCorruptRestore
-		if errors.As(err, &corrupt) {
-			path, merr := d.store.MarkBroken(corrupt.ID, corrupt.Err)
-			d.log.Error("restored checkpoint is corrupt; set aside, restarting from the previous one",
-				"checkpoint", corrupt.ID, "path", path, "err", corrupt.Err, "rename_err", merr)
-			brokenCheckpoints.Inc()
+		if d.setAsideCorrupt(err) {
 			continue
 		}
 		if errors.Is(err, state.ErrFailed) {

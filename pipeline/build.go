@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"path/filepath"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/eddy-stream/eddy/pipeline/clock"
@@ -37,7 +38,13 @@ func (j *Job) openSubtasks(n *stageNode) error {
 		)
 		db, err = j.openState(name, n.spec.Name, keygroup.RangeFor(i, maxP, p), opts)
 		if err != nil {
-			return fmt.Errorf("pipeline: open state of %s: %w", name, err)
+			err = fmt.Errorf("pipeline: open state of %s: %w", name, err)
+			if r := j.spec.Restore; r != nil && j.spec.FromSavepoint == nil && strings.Contains(err.Error(), "Corruption: ") {
+				// RocksDB read a block of the restored files whose checksum
+				// does not match (it reads index and filter blocks at open).
+				return &ErrCorruptRestore{ID: r.ID, Err: err}
+			}
+			return err
 		}
 		kgs := keygroup.RangeFor(i, maxP, p)
 		t := &keyedTask{
