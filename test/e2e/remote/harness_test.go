@@ -405,8 +405,12 @@ func committed(t *testing.T, s upload.Store) map[int64][]string {
 		out[id] = m.Keys()
 		for _, k := range m.Keys() {
 			if _, ok := objs[k]; !ok {
-				// Retention may have removed it between the listing and now,
-				// but only after removing the _metadata first.
+				// Not in the listing: uploaded after it (this checkpoint
+				// committed between the listing and RemoteCheckpoints), or
+				// removed by retention since — but only after its _metadata.
+				if _, err := s.Stat(t.Context(), appliance+"/"+k); err == nil {
+					continue
+				}
 				if _, err := s.Stat(t.Context(), appliance+"/"+upload.MetadataRel(id)); err == nil {
 					t.Fatalf("remote checkpoint %d references missing object %s", id, k)
 				}
