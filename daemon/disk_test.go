@@ -53,16 +53,7 @@ func TestDiskBudgetPausesIntake(t *testing.T) {
 
 	get := func(path string) (int, string) {
 		t.Helper()
-		resp, err := (&http.Client{Timeout: time.Minute}).Get(base + path)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		b, err := io.ReadAll(resp.Body)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return resp.StatusCode, string(b)
+		return httpGet(t, base+path)
 	}
 	ingest := func() IngestOverview {
 		var o Overview
@@ -178,4 +169,20 @@ func TestDiskStateWaitRoom(t *testing.T) {
 	if s.waitRoom(never, stop) {
 		t.Fatal("waitRoom: true after stop while low")
 	}
+}
+
+// httpGet fetches url and returns the status code and body; a transport
+// error fails the test.
+func httpGet(t *testing.T, url string) (int, string) {
+	t.Helper()
+	resp, err := (&http.Client{Timeout: time.Minute}).Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp.StatusCode, string(b)
 }

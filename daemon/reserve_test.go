@@ -3,9 +3,7 @@ package daemon
 import (
 	"encoding/json"
 	"fmt"
-	"io"
 	"log/slog"
-	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
@@ -54,16 +52,8 @@ func TestDiskReserve(t *testing.T) {
 	base := "http://" + d.HTTPAddr()
 	get := func(path string) string {
 		t.Helper()
-		resp, err := (&http.Client{Timeout: time.Minute}).Get(base + path)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		b, err := io.ReadAll(resp.Body)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return string(b)
+		_, body := httpGet(t, base+path)
+		return body
 	}
 	overview := func() Overview {
 		var o Overview
