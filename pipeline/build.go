@@ -3,10 +3,10 @@ package pipeline
 import (
 	"bytes"
 	"cmp"
+	"errors"
 	"fmt"
 	"path/filepath"
 	"slices"
-	"strings"
 	"time"
 
 	"github.com/eddy-stream/eddy/pipeline/clock"
@@ -39,7 +39,7 @@ func (j *Job) openSubtasks(n *stageNode) error {
 		db, err = j.openState(name, n.spec.Name, keygroup.RangeFor(i, maxP, p), opts)
 		if err != nil {
 			err = fmt.Errorf("pipeline: open state of %s: %w", name, err)
-			if r := j.spec.Restore; r != nil && j.spec.FromSavepoint == nil && strings.Contains(err.Error(), "Corruption: ") {
+			if r := j.spec.Restore; r != nil && j.spec.FromSavepoint == nil && errors.Is(err, state.ErrCorrupt) {
 				// RocksDB read a block of the restored files whose checksum
 				// does not match (it reads index and filter blocks at open).
 				return &ErrCorruptRestore{ID: r.ID, Err: err}

@@ -31,6 +31,10 @@ var (
 	// error from a call that writes (Write, Flush, CreateCheckpoint,
 	// DeleteKeyGroupRange): such a DB is never called again (see DB).
 	ErrFailed = errors.New("state: db failed")
+	// ErrCorrupt is wrapped by an Open error when RocksDB found a block
+	// whose checksum does not match (it reads index and filter blocks at
+	// open); RocksDB's message names the file and offset.
+	ErrCorrupt = errors.New("state: corrupt db files")
 )
 
 // DefaultColumnFamily always exists; a nil *CF means it.
@@ -253,6 +257,9 @@ func Open(o Options) (_ *DB, err error) {
 	}
 	db, handles, err := grocksdb.OpenDbColumnFamilies(dbOpts, o.Dir, names, d.opts[1:])
 	if err != nil {
+		if strings.HasPrefix(err.Error(), "Corruption: ") { // RocksDB's Status::Corruption
+			return nil, fmt.Errorf("state: open db %s: %w: %w", o.Dir, ErrCorrupt, err)
+		}
 		return nil, fmt.Errorf("state: open db %s: %w", o.Dir, err)
 	}
 	d.attach(db, names, handles)
