@@ -27,6 +27,10 @@ import (
 // supervisor. Build it with New, run it with Run.
 type Daemon struct {
 	allowNonRestored bool // eddy run --allow-non-restored-state
+	// afterSupervised, set only by tests, runs after the supervisor has
+	// returned and before its actor does; interrupted is closed by the
+	// actor's interrupt (another actor has returned first).
+	afterSupervised func(interrupted <-chan struct{})
 	cfg              *config.Config
 	log              *slog.Logger
 	level            *slog.LevelVar

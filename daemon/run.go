@@ -210,12 +210,17 @@ func (d *Daemon) setAsideCorrupt(err error) bool {
 // addSupervisor runs the job supervisor. An interrupt from another actor
 // stops it gracefully, like Stop.
 func (d *Daemon) addSupervisor(g *run.Group, r *runState) {
+	interrupted := make(chan struct{})
 	g.Add(func() error {
 		err := d.supervise(r)
 		r.supErr = err // before close: the actors that end on supervised race its return
 		close(r.supervised)
+		if d.afterSupervised != nil {
+			d.afterSupervised(interrupted)
+		}
 		return err
 	}, func(error) {
+		close(interrupted)
 		select {
 		case <-r.supervised:
 		default:

@@ -260,3 +260,43 @@ func TestFsyncHistogram(t *testing.T) {
 		t.Error("opening the data_dir fsynced nothing through the daemon's file system")
 	}
 }
+
+// A start the supervisor refuses ends Run with the refusal even when
+// another actor, one that ends when the supervisor has returned, ends the
+// run group first (the group returns the first actor's result: nil).
+func TestRefusedStartIsRunsError(t *testing.T) {
+	dataDir := t.TempDir()
+	start := func(keys string) (*Daemon, <-chan error) {
+		path := filepath.Join(t.TempDir(), "config.yaml")
+		rewrite(t, path, reloadYAML(dataDir, keys, 1, "", ""))
+		cfg, err := config.Load(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		d, err := New(cfg, nil, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { d.Close() })
+		d.afterSupervised = func(interrupted <-chan struct{}) { <-interrupted }
+		done := make(chan error, 1)
+		go func() { done <- d.Run(context.Background()) }()
+		return d, done
+	}
+	d, done := start("site, device")
+	select {
+	case <-d.Ready():
+	case err := <-done:
+		t.Fatalf("Run returned before ready: %v", err)
+	}
+	d.Stop() // the final checkpoint
+	if err := runResult(t, done); err != nil {
+		t.Fatalf("first Run: %v", err)
+	}
+	d.Close()
+
+	_, done = start("device")
+	if err := runResult(t, done); err == nil || !strings.Contains(err.Error(), "key_by changed") {
+		t.Fatalf("Run = %v, want the refused restore (key_by changed)", err)
+	}
+}
