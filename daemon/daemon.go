@@ -31,10 +31,10 @@ type Daemon struct {
 	// returned and before its actor does; interrupted is closed by the
 	// actor's interrupt (another actor has returned first).
 	afterSupervised func(interrupted <-chan struct{})
-	cfg              *config.Config
-	log              *slog.Logger
-	level            *slog.LevelVar
-	start            time.Time
+	cfg             *config.Config
+	log             *slog.Logger
+	level           *slog.LevelVar
+	start           time.Time
 
 	layout datadir.Layout
 	fs     fileutil.OSFS // every store writes through it (slow-fsync log, fsync histogram)
