@@ -136,7 +136,8 @@ function renderHeader(o) {
 // reloadKPI is the last reload: when, its outcome, and what changed or why not.
 function reloadKPI(r) {
   if (!r) return kpi("Last reload", "–", "none since start");
-  const what = r.reason ? r.reason : (r.keys.length ? r.keys.join(", ") : "nothing changed") +
+  const keys = r.keys || [];
+  const what = r.reason ? r.reason : (keys.length ? keys.join(", ") : "nothing changed") +
     (r.savepoint ? " · savepoint " + r.savepoint : "");
   return kpi("Last reload", esc(r.outcome), ago(Date.parse(r.time)) + " · " + esc(what.slice(0, 120)),
     r.outcome === "applied" ? "ok" : r.outcome === "failed" ? "bad" : "warn");
