@@ -98,6 +98,7 @@ type Daemon struct {
 	history history        // the charts' last hour (history.go)
 	sp      savepointState // daemon/savepoints.go
 	rj      reloadJobState // a reload of pipeline/sinks (reloadjob.go)
+	spf     spForward      // savepoint upload retries (spforward.go)
 }
 
 // New locks data_dir (data_dir/LOCK; a second eddy on the same directory
@@ -123,6 +124,7 @@ func New(cfg *config.Config, log *slog.Logger, level *slog.LevelVar) (*Daemon, e
 		reloads: make(chan struct{}, 1), verify: make(chan verifyRequest),
 	}
 	d.rj.signal = make(chan struct{}, 1)
+	d.spf.init()
 	d.notify = newNotifier(d)
 	if err := d.open(); err != nil {
 		return nil, errors.Join(err, d.Close())

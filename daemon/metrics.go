@@ -34,7 +34,7 @@ func observeFsync(d time.Duration) { fsyncSeconds.Observe(d.Seconds()) }
 func (d *Daemon) registry() *prometheus.Registry {
 	r := prometheus.NewRegistry()
 	r.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	r.MustRegister(jobRestarts, brokenCheckpoints, restoreSeconds, fsyncSeconds)
+	r.MustRegister(jobRestarts, brokenCheckpoints, restoreSeconds, fsyncSeconds, savepointsNotUploaded)
 	r.MustRegister(&collector{d: d})
 	r.MustRegister(brokerCollector{d: d}, headroomCollector{d: d})
 	if d.uploadCollector != nil {

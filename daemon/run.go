@@ -90,6 +90,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 	}
 	d.addVerification(&g, r)
 	d.addUploader(&g, r)
+	d.addSavepointUploads(&g, r)
 	d.addRetention(&g, r)
 	d.addDisk(&g, r)
 	d.addReload(&g, r)

@@ -48,6 +48,9 @@ func (d *Daemon) savepointRestore(spec *pipeline.JobSpec) (bool, error) {
 	}
 	dir := d.savepointStore().Resolve(arg)
 	md, err := savepoint.LoadFS(d.fs, dir)
+	if err != nil && dir == d.savepointStore().Dir(arg) && d.remoteStore() != nil {
+		md, err = d.downloadSavepoint(arg)
+	}
 	if err == nil {
 		err = savepoint.VerifyFS(d.fs, dir, md)
 	}
@@ -72,6 +75,38 @@ func (d *Daemon) savepointRestore(spec *pipeline.JobSpec) (bool, error) {
 		"from_parallelism", md.Parallelism, "to_parallelism", spec.Parallelism, "stages", md.StageUIDs(),
 		"age", time.Since(time.UnixMilli(md.CompletedTimestamp)).Round(time.Second))
 	return true, nil
+}
+
+// downloadSavepoint fetches savepoint name from upload.remote into
+// data_dir/savepoints (a replaced box starting from a savepoint the old
+// one uploaded); an interrupted download resumes at the next start.
+func (d *Daemon) downloadSavepoint(name string) (*savepoint.Metadata, error) {
+	st := d.remoteStore()
+	d.log.Info("savepoint not on this box; downloading it from the remote", "savepoint", name, "remote", st.String())
+	ctx, cancel := context.WithTimeout(context.Background(), spUploadTimeout)
+	defer cancel()
+	go func() { // a graceful stop ends the download
+		select {
+		case <-d.stop:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	if !d.isReady() {
+		go d.extendStartTimeout(ctx)
+	}
+	d.setPhase("downloading savepoint " + name + " from the remote")
+	t0 := time.Now()
+	md, err := upload.DownloadSavepoint(ctx, st, upload.Layout{Appliance: d.cfg.ApplianceID}, name, d.savepointStore(), d.fs)
+	if err != nil {
+		if errors.Is(err, upload.ErrNotFound) {
+			return nil, fmt.Errorf("savepoint %s is neither in %s nor in the remote %s", name, d.savepointStore().Root(), st)
+		}
+		return nil, err
+	}
+	d.spf.markUploaded(name)
+	d.log.Info("savepoint downloaded", "savepoint", name, "bytes", md.StateSize(), "took", time.Since(t0).Round(time.Millisecond))
+	return md, nil
 }
 
 // SavepointInfo is one savepoint of GET /api/v1/savepoints.
@@ -181,9 +216,11 @@ func (d *Daemon) uploadSavepoint(ctx context.Context, res pipeline.SavepointResu
 	}
 	err := upload.UploadSavepoint(ctx, st, upload.Layout{Appliance: d.cfg.ApplianceID}, res.Path, res.Metadata)
 	if err != nil {
-		d.log.Error("savepoint not uploaded; it is kept locally", "savepoint", res.Name, "remote", st.String(), "err", err)
+		d.log.Error("savepoint not uploaded; it is kept locally and retried", "savepoint", res.Name, "remote", st.String(), "err", err)
+		d.spf.wake() // spforward.go
 		return false, err
 	}
+	d.spf.markUploaded(res.Name)
 	d.log.Info("savepoint uploaded", "savepoint", res.Name, "remote", st.String())
 	return true, nil
 }

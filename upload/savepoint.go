@@ -5,11 +5,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 
+	"github.com/eddy-stream/eddy/storage/fileutil"
 	"github.com/eddy-stream/eddy/storage/savepoint"
 )
 
@@ -112,4 +114,62 @@ func ListSavepoints(ctx context.Context, st Store, l Layout) ([]RemoteSavepoint,
 		out = append(out, rs)
 	}
 	return out, nil
+}
+
+// DownloadSavepoint fetches savepoint name of appliance l from st into
+// local (the data_dir's savepoint directory) through fsys, and returns its
+// metadata. Every file is checked against the remote _metadata (size and
+// CRC32C) before it is committed, and the savepoint is committed locally
+// (its _metadata written) only when all are there, so an interrupted
+// download resumes: the files already on disk that match are kept. A
+// savepoint already complete locally is not fetched again. A remote
+// without the savepoint is ErrNotFound. fsys nil: the OS.
+func DownloadSavepoint(ctx context.Context, st Store, l Layout, name string, local *savepoint.Store, fsys fileutil.FS) (*savepoint.Metadata, error) {
+	if fsys == nil {
+		fsys = fileutil.OSFS{}
+	}
+	if err := savepoint.ValidName(name); err != nil {
+		return nil, fmt.Errorf("upload: savepoint name %w", err)
+	}
+	dir := local.Dir(name)
+	if md, err := savepoint.LoadFS(fsys, dir); err == nil {
+		return md, nil
+	}
+	metaKey := l.Key(SavepointRel(name) + savepoint.MetadataFile)
+	rc, err := st.Get(ctx, metaKey)
+	if err != nil {
+		return nil, fmt.Errorf("upload: savepoint %s: %w", name, err)
+	}
+	data, err := io.ReadAll(io.LimitReader(rc, 64<<20))
+	rc.Close()
+	if err != nil {
+		return nil, fmt.Errorf("upload: savepoint %s: %w", name, err)
+	}
+	md, err := savepoint.Decode(st.String()+"/"+metaKey, data)
+	if err != nil {
+		return nil, err
+	}
+	if md.Name != name {
+		return nil, fmt.Errorf("%w: %s names savepoint %q", ErrRemoteCorrupt, metaKey, md.Name)
+	}
+	for _, task := range slices.Sorted(maps.Keys(md.Tasks)) {
+		tdir := filepath.Join(dir, task)
+		if err := fileutil.CreateDirAllFS(fsys, tdir); err != nil {
+			return nil, fmt.Errorf("upload: savepoint %s: %w", name, err)
+		}
+		for _, f := range md.Tasks[task].Files {
+			path := filepath.Join(tdir, f.Name)
+			if haveFile(fsys, path, f) {
+				continue
+			}
+			key := l.Key(SavepointRel(name) + task + "/" + f.Name)
+			if _, err := fetch(ctx, st, fsys, key, Object{Encoding: EncodingIdentity}, f, path, nil); err != nil {
+				return nil, fmt.Errorf("upload: savepoint %s: %w", name, err)
+			}
+		}
+	}
+	if err := local.Commit(md); err != nil {
+		return nil, err
+	}
+	return md, nil
 }
