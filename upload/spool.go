@@ -14,6 +14,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/eddy-stream/eddy/internal/failpoint"
 	"github.com/eddy-stream/eddy/storage/checkpoint"
 	"github.com/eddy-stream/eddy/storage/datadir"
 	"github.com/eddy-stream/eddy/storage/fileutil"
@@ -321,6 +322,7 @@ func installSpools(ctx context.Context, s Store, l Layout, m *Manifest, o Downlo
 			if err != nil {
 				return fmt.Errorf("spool of sink %s: %w", sp.Sink, err)
 			}
+			failpoint.Hit(failpoint.SpoolDownload)
 		}
 		conf, err := json.Marshal(sp.Confirmed)
 		if err != nil {

@@ -20,6 +20,7 @@ const (
 	AfterMetadata   = "after-metadata"    // the coordinator, after _metadata is durable, before publishing
 	MidPublish      = "mid-publish"       // the publisher, after handing some staged output to a sink
 	BeforeIngestAck = "before-ingest-ack" // ingest, after an fsync, before the PUBACKs
+	SpoolDownload   = "spool-download"    // a remote restore, after fetching one spool segment
 )
 
 var (

@@ -2,9 +2,12 @@ package remote
 
 import (
 	"os"
+	"path/filepath"
+	"syscall"
 	"testing"
 	"time"
 
+	"github.com/eddy-stream/eddy/internal/failpoint"
 	"github.com/eddy-stream/eddy/pipeline"
 	"github.com/eddy-stream/eddy/simulate"
 	"github.com/eddy-stream/eddy/test/eddytest"
@@ -19,9 +22,22 @@ import (
 // the spool that checkpoint needs, and the cloud subscriber gets every
 // window result, oracle-exact: duplicates only identical re-publishes.
 // Without the spool on the remote, the results that were spooled and not
-// confirmed when the disk died never arrive.
+// confirmed when the disk died never arrive. The replacement's first start
+// is killed (failpoint) right after it fetched a spool segment; the second
+// resumes the download. On a file:// remote and on versitygw.
 func TestReplacedBoxRepublishesSpool(t *testing.T) {
-	r := newFileRemote(t)
+	for _, kind := range []string{"file", "s3"} {
+		t.Run(kind, func(t *testing.T) {
+			r := newFileRemote
+			if kind == "s3" {
+				r = newS3Remote
+			}
+			replacedBoxRepublishesSpool(t, r(t))
+		})
+	}
+}
+
+func replacedBoxRepublishesSpool(t *testing.T, r *remote) {
 	plant, cloud := mqtttest.Start(t), mqtttest.Start(t)
 	cf := eddytest.NewFeeder(t, cloud.URL(), "cloud-feeder")
 	sub := eddytest.Subscribe(t, cloud.URL(), cf, "cloud/#")
@@ -59,7 +75,13 @@ func TestReplacedBoxRepublishesSpool(t *testing.T) {
 		c := sinkState(e.Overview().Sinks, "cloud")
 		return c.Spool != nil && c.Spool.Bytes > 0 && c.Spool.SpooledUpTo > c.PublishedUpTo
 	})
-	id := e.LatestCompleted()
+	// The output seen spooled belongs to a checkpoint completed by now; the
+	// next one to complete records the spool's end past it.
+	id := e.LatestCompleted() + 1
+	e.WaitFor("a checkpoint recording the cloud's spooled output", longTimeout, func() bool {
+		return e.LatestCompleted() >= id
+	})
+	id = e.LatestCompleted()
 	e.waitRemote(id)
 	if n := len(sub.Results(appliance, "per_device", []string{"site", "device"}).Final); n >= len(want) {
 		t.Fatalf("the cloud subscriber has %d of %d windows while its broker is down", n, len(want))
@@ -69,9 +91,18 @@ func TestReplacedBoxRepublishesSpool(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	// The replacement, with the cloud broker back.
+	// The replacement, with the cloud broker back; its first start dies
+	// in the middle of the spool download.
 	cloud.Restart()
 	sub.WaitProbe(t, eddytest.NewFeeder(t, cloud.URL(), "cloud-feeder-2"))
+	k := e.Start("EDDY_FAILPOINTS=" + failpoint.SpoolDownload + "=1")
+	if !k.WaitExit(longTimeout) || !k.Signaled(syscall.SIGKILL) {
+		log, _ := os.ReadFile(k.LogPath)
+		t.Fatalf("the replacement's first start did not die at the spool download (exited %v):\n%.6000s", k.Exited(), log)
+	}
+	if _, err := os.Stat(filepath.Join(e.DataDir, "spool", "cloud")); err == nil {
+		t.Fatal("a spool half downloaded was installed")
+	}
 	p := e.Start()
 	p.WaitReady()
 	o := p.Overview()
