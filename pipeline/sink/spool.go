@@ -72,7 +72,7 @@ const (
 func (o SpoolOptions) logOptions() ingestlog.Options {
 	seg := o.SegmentSize
 	if seg <= 0 {
-		seg = min(max(o.MaxSize/8, 64<<10), 64<<20)
+		seg = min(max(o.MaxSize/8, 64<<10), 4<<20) // small: the uploader re-sends the growing active one
 	}
 	return ingestlog.Options{
 		Dir:         filepath.Join(o.Dir, spoolLogDir),
