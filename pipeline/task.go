@@ -102,6 +102,11 @@ const fullSnapshotFile = "full.snap"
 // behind every message read before it.
 func (t *sourceTask) checkpoint(b *Barrier, offset uint64) error {
 	t0 := time.Now()
+	// Unaligned: announced before the hand-over, which may block on a
+	// full channel; what it sends is then in flight (stored).
+	if err := t.ov.announce(b); err != nil {
+		return err
+	}
 	if err := t.handOver(); err != nil {
 		return err
 	}
@@ -210,6 +215,7 @@ func (t *sourceTask) run(ctx context.Context) (err error) {
 		}
 		select {
 		case b := <-trigger:
+			cptrace(b.ID, b.Timestamp, t.key, "src-take-afterbatch", n)
 			if err := t.checkpoint(b, r.Offset()); err != nil {
 				return err
 			}
@@ -226,7 +232,7 @@ func (t *sourceTask) run(ctx context.Context) (err error) {
 			lastData = clock.Mono()
 		}
 		if n == readBatch {
-			if err := t.handOver(); err != nil {
+			if err := t.handOverArmed(trigger, r.Offset()); err != nil {
 				return err
 			}
 			select {
@@ -239,7 +245,7 @@ func (t *sourceTask) run(ctx context.Context) (err error) {
 			continue
 		}
 		// Caught up: hand over what is batched, then sleep until the log grows.
-		if err := t.handOver(); err != nil {
+		if err := t.handOverArmed(trigger, r.Offset()); err != nil {
 			return err
 		}
 		var idleC <-chan time.Time
@@ -256,6 +262,7 @@ func (t *sourceTask) run(ctx context.Context) (err error) {
 		case <-t.abort:
 			return errAborted
 		case b := <-trigger:
+			cptrace(b.ID, b.Timestamp, t.key, "src-take-idle", n)
 			if err := t.checkpoint(b, r.Offset()); err != nil {
 				return err
 			}
@@ -365,6 +372,9 @@ type keyedTask struct {
 	align    map[int64]*alignState
 	heap     bool // timers on the heap: snapshot them in the sync phase
 	unaligned
+	lastKind  elemKind
+	lastStart time.Time
+	lastEnd   time.Time
 }
 
 // alignState tracks barrier id across the inputs of a keyed task.
@@ -459,6 +469,7 @@ func (t *keyedTask) run(ctx context.Context) error {
 			e  element
 			in int
 		)
+		t.lastEnd = time.Now()
 		if t.prio != nil {
 			select { // announced barriers overtake queued batches
 			case p := <-t.prio:
@@ -507,6 +518,7 @@ func (t *keyedTask) run(ctx context.Context) error {
 		if len(t.align) > 0 {
 			t.inFlight(in, &e)
 		}
+		t.lastKind, t.lastStart = e.kind, time.Now()
 		switch e.kind {
 		case elemData:
 			if err := t.processBatch(e.b); err != nil {
@@ -552,11 +564,16 @@ func (t *keyedTask) processBatch(b *batch) error {
 	for i := range b.events {
 		b.events[i].vals = b.vals[i*k : (i+1)*k]
 	}
-	if err := t.op.processBatch(b.events, t.err); err != nil {
+	tb0 := time.Now()
+	if err := t.op.processBatchTr(b.events, t.err, t.name); err != nil {
 		return err
 	}
+	tb1 := time.Now()
 	if c := t.cp.j.spec.BatchCost; c > 0 {
 		time.Sleep(c) // a slow stage, for back-pressure benchmarks
+	}
+	if d := time.Since(tb0); d > 15*time.Millisecond {
+		cptrace(0, 0, t.name, "slow-batch", "op-us=", tb1.Sub(tb0).Microseconds(), " sleep-us=", time.Since(tb1).Microseconds(), " n=", len(b.events))
 	}
 	if h := t.cp.j.spec.batchHook; h != nil {
 		h(t.name)
@@ -572,6 +589,7 @@ func (t *keyedTask) processBatch(b *batch) error {
 func (t *keyedTask) onBarrier(in int, b *Barrier, cases []reflect.SelectCase, ended []bool) error {
 	a := t.align[b.ID]
 	if a == nil {
+		cptrace(b.ID, b.Timestamp, t.name, "marker-first", in)
 		a = &alignState{barrier: b, first: time.Now(), seen: make([]bool, len(t.inputs))}
 		t.align[b.ID] = a
 	}

@@ -34,8 +34,9 @@ import (
 
 // prioBarrier is an announced barrier on a keyed subtask's priority lane.
 type prioBarrier struct {
-	in int // the input of the receiving subtask it belongs to
-	b  *Barrier
+	in   int // the input of the receiving subtask it belongs to
+	b    *Barrier
+	sent time.Time
 }
 
 // prioLane is the capacity of a keyed subtask's priority lane; a sender
@@ -71,7 +72,8 @@ func (a *announcer) announce(b *Barrier, abort <-chan struct{}) error {
 	a.announced = b.ID
 	for i, ch := range a.prio {
 		select {
-		case ch <- prioBarrier{in: a.prioIn[i], b: b}:
+		case ch <- prioBarrier{in: a.prioIn[i], b: b, sent: time.Now()}:
+			cptrace(b.ID, b.Timestamp, "lane", "announced", i)
 		case <-abort:
 			return errAborted
 		}
@@ -96,12 +98,39 @@ func (o *overtake) armed() <-chan *Barrier {
 
 func (o *overtake) fire(b *Barrier) error {
 	o.pending = b
+	return o.announce(b)
+}
+
+// announce sends barrier b ahead of the queued batches on every shuffle of
+// the source (once per barrier: a later call does nothing).
+func (o *overtake) announce(b *Barrier) error {
+	if o == nil {
+		return nil
+	}
 	for _, s := range o.shuffles {
 		if err := s.announce(b, s.abort); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// handOverArmed is the source's hand-over after a batch of reads: armed,
+// a trigger that comes while it is blocked on a full channel is taken
+// there, and the checkpoint is taken after it, at offset.
+func (t *sourceTask) handOverArmed(trigger <-chan *Barrier, offset uint64) error {
+	if t.ov == nil || trigger == nil {
+		return t.handOver()
+	}
+	t.ov.trigger = trigger
+	err := t.handOver()
+	t.ov.trigger = nil
+	b := t.ov.pending
+	t.ov.pending = nil
+	if err != nil || b == nil {
+		return err
+	}
+	return t.checkpoint(b, offset)
 }
 
 // unaligned is the keyed subtask's part.
@@ -167,6 +196,7 @@ func (t *keyedTask) unalignedNow(a *alignState) bool {
 
 // announced takes barrier p.b announced on input p.in.
 func (t *keyedTask) announced(p prioBarrier, cases []reflect.SelectCase, ended []bool) error {
+	cptrace(p.b.ID, p.b.Timestamp, t.name, "prio-recv", "in=", p.in, " lane-wait-us=", time.Since(p.sent).Microseconds(), " last=", t.lastKind, " sent-minus-laststart-us=", p.sent.Sub(t.lastStart).Microseconds(), " sent-minus-lastend-us=", p.sent.Sub(t.lastEnd).Microseconds(), " busy-us=", t.lastEnd.Sub(t.lastStart).Microseconds())
 	if p.b.ID <= t.doneID {
 		return nil // its marker came first and completed it
 	}
