@@ -274,20 +274,12 @@ func (n *shuffleNode) send(i int, e element) error {
 	t := time.Now()
 	defer func() { n.m.BackPressuredNanos.Add(time.Since(t).Nanoseconds()) }()
 	trig := n.ov.armed()
-	if cpTraceF != nil && trig == nil {
-		defer func() {
-			if d := time.Since(t); d > 5*time.Millisecond {
-				cptrace(0, 0, n.stage, "send-blocked-unarmed", "us=", d.Microseconds(), " kind=", e.kind)
-			}
-		}()
-	}
 	for {
 		select {
 		case n.outs[i] <- e:
 			return nil
 		case b := <-trig:
 			trig = nil
-			cptrace(b.ID, b.Timestamp, n.stage, "src-take-overtake", "blocked-us=", time.Since(t).Microseconds(), " kind=", e.kind)
 			if err := n.ov.fire(b); err != nil {
 				return err
 			}

@@ -59,28 +59,27 @@ type manualTrigger struct {
 // coordinator triggers checkpoints, collects acknowledgements, commits
 // _metadata, and tells the release loop and the ingest logs what is complete.
 type coordinator struct {
-	j           *Job
-	opts        CheckpointOptions
-	store       *checkpoint.Store
-	stats       *StatsTracker
-	log         *slog.Logger
-	acks        chan taskAck
-	manual      chan manualTrigger
-	queued      []manualTrigger
-	pending     map[int64]*pendingCheckpoint
-	nextID      int64
-	numTasks    int
-	lastTrig    time.Time
-	lastTrigDue time.Time
-	lastDone    time.Time
-	failures    int
-	prevSST     map[string]map[string]bool // task → SST names of the last completed checkpoint
-	retained    map[int64]*checkpoint.Metadata
-	verified    <-chan error // full verification of the restored checkpoint; nil when none
-	restored    int64
-	interval    time.Duration
-	minPause    time.Duration
-	settings    chan [2]time.Duration
+	j        *Job
+	opts     CheckpointOptions
+	store    *checkpoint.Store
+	stats    *StatsTracker
+	log      *slog.Logger
+	acks     chan taskAck
+	manual   chan manualTrigger
+	queued   []manualTrigger
+	pending  map[int64]*pendingCheckpoint
+	nextID   int64
+	numTasks int
+	lastTrig time.Time
+	lastDone time.Time
+	failures int
+	prevSST  map[string]map[string]bool // task → SST names of the last completed checkpoint
+	retained map[int64]*checkpoint.Metadata
+	verified <-chan error // full verification of the restored checkpoint; nil when none
+	restored int64
+	interval time.Duration
+	minPause time.Duration
+	settings chan [2]time.Duration
 	// discarded are failed or aborted checkpoints; their directories are
 	// removed again once every asynchronous phase has ended, since a late
 	// task may write into them after the first removal.
@@ -121,7 +120,6 @@ func (c *coordinator) run(ctx context.Context) error {
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
 	c.lastTrig = time.Now()
-	cptrace(0, 0, "coord", "start", "unaligned=", c.j.unalignedMode(), " batchcost=", c.j.spec.BatchCost)
 	for {
 		now := time.Now()
 		c.expire(now)
@@ -131,7 +129,6 @@ func (c *coordinator) run(ctx context.Context) error {
 		wake := now.Add(time.Hour)
 		if at, ok := c.due(now); ok {
 			if !at.After(now) {
-				c.lastTrigDue = at
 				c.trigger(now)
 				continue
 			}
@@ -191,7 +188,6 @@ func (c *coordinator) trigger(now time.Time) {
 		return
 	}
 	b := &Barrier{ID: id, Timestamp: now.UnixMilli(), Savepoint: p.savepoint}
-	cptrace(id, b.Timestamp, "coord", "send", "since-now-us=", time.Since(now).Microseconds(), " late-us=", now.Sub(c.lastTrigDue).Microseconds())
 	for _, s := range c.j.sources {
 		select {
 		case s.trigger <- b:

@@ -215,7 +215,6 @@ func (t *sourceTask) run(ctx context.Context) (err error) {
 		}
 		select {
 		case b := <-trigger:
-			cptrace(b.ID, b.Timestamp, t.key, "src-take-afterbatch", n)
 			if err := t.checkpoint(b, r.Offset()); err != nil {
 				return err
 			}
@@ -262,7 +261,6 @@ func (t *sourceTask) run(ctx context.Context) (err error) {
 		case <-t.abort:
 			return errAborted
 		case b := <-trigger:
-			cptrace(b.ID, b.Timestamp, t.key, "src-take-idle", n)
 			if err := t.checkpoint(b, r.Offset()); err != nil {
 				return err
 			}
@@ -372,9 +370,6 @@ type keyedTask struct {
 	align    map[int64]*alignState
 	heap     bool // timers on the heap: snapshot them in the sync phase
 	unaligned
-	lastKind  elemKind
-	lastStart time.Time
-	lastEnd   time.Time
 }
 
 // alignState tracks barrier id across the inputs of a keyed task.
@@ -469,7 +464,6 @@ func (t *keyedTask) run(ctx context.Context) error {
 			e  element
 			in int
 		)
-		t.lastEnd = time.Now()
 		if t.prio != nil {
 			select { // announced barriers overtake queued batches
 			case p := <-t.prio:
@@ -518,7 +512,6 @@ func (t *keyedTask) run(ctx context.Context) error {
 		if len(t.align) > 0 {
 			t.inFlight(in, &e)
 		}
-		t.lastKind, t.lastStart = e.kind, time.Now()
 		switch e.kind {
 		case elemData:
 			if err := t.processBatch(e.b); err != nil {
@@ -564,16 +557,11 @@ func (t *keyedTask) processBatch(b *batch) error {
 	for i := range b.events {
 		b.events[i].vals = b.vals[i*k : (i+1)*k]
 	}
-	tb0 := time.Now()
-	if err := t.op.processBatchTr(b.events, t.err, t.name); err != nil {
+	if err := t.op.processBatch(b.events, t.err); err != nil {
 		return err
 	}
-	tb1 := time.Now()
 	if c := t.cp.j.spec.BatchCost; c > 0 {
 		time.Sleep(c) // a slow stage, for back-pressure benchmarks
-	}
-	if d := time.Since(tb0); d > 15*time.Millisecond {
-		cptrace(0, 0, t.name, "slow-batch", "op-us=", tb1.Sub(tb0).Microseconds(), " sleep-us=", time.Since(tb1).Microseconds(), " n=", len(b.events))
 	}
 	if h := t.cp.j.spec.batchHook; h != nil {
 		h(t.name)
@@ -589,7 +577,6 @@ func (t *keyedTask) processBatch(b *batch) error {
 func (t *keyedTask) onBarrier(in int, b *Barrier, cases []reflect.SelectCase, ended []bool) error {
 	a := t.align[b.ID]
 	if a == nil {
-		cptrace(b.ID, b.Timestamp, t.name, "marker-first", in)
 		a = &alignState{barrier: b, first: time.Now(), seen: make([]bool, len(t.inputs))}
 		t.align[b.ID] = a
 	}

@@ -34,9 +34,8 @@ import (
 
 // prioBarrier is an announced barrier on a keyed subtask's priority lane.
 type prioBarrier struct {
-	in   int // the input of the receiving subtask it belongs to
-	b    *Barrier
-	sent time.Time
+	in int // the input of the receiving subtask it belongs to
+	b  *Barrier
 }
 
 // prioLane is the capacity of a keyed subtask's priority lane; a sender
@@ -72,8 +71,7 @@ func (a *announcer) announce(b *Barrier, abort <-chan struct{}) error {
 	a.announced = b.ID
 	for i, ch := range a.prio {
 		select {
-		case ch <- prioBarrier{in: a.prioIn[i], b: b, sent: time.Now()}:
-			cptrace(b.ID, b.Timestamp, "lane", "announced", i)
+		case ch <- prioBarrier{in: a.prioIn[i], b: b}:
 		case <-abort:
 			return errAborted
 		}
@@ -196,7 +194,6 @@ func (t *keyedTask) unalignedNow(a *alignState) bool {
 
 // announced takes barrier p.b announced on input p.in.
 func (t *keyedTask) announced(p prioBarrier, cases []reflect.SelectCase, ended []bool) error {
-	cptrace(p.b.ID, p.b.Timestamp, t.name, "prio-recv", "in=", p.in, " lane-wait-us=", time.Since(p.sent).Microseconds(), " last=", t.lastKind, " sent-minus-laststart-us=", p.sent.Sub(t.lastStart).Microseconds(), " sent-minus-lastend-us=", p.sent.Sub(t.lastEnd).Microseconds(), " busy-us=", t.lastEnd.Sub(t.lastStart).Microseconds())
 	if p.b.ID <= t.doneID {
 		return nil // its marker came first and completed it
 	}
