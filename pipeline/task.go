@@ -102,6 +102,11 @@ const fullSnapshotFile = "full.snap"
 // behind every message read before it.
 func (t *sourceTask) checkpoint(b *Barrier, offset uint64) error {
 	t0 := time.Now()
+	// Unaligned: announced before the hand-over, which may block on a
+	// full channel; what it sends is then in flight (stored).
+	if err := t.ov.announce(b); err != nil {
+		return err
+	}
 	if err := t.handOver(); err != nil {
 		return err
 	}
@@ -226,7 +231,7 @@ func (t *sourceTask) run(ctx context.Context) (err error) {
 			lastData = clock.Mono()
 		}
 		if n == readBatch {
-			if err := t.handOver(); err != nil {
+			if err := t.handOverArmed(trigger, r.Offset()); err != nil {
 				return err
 			}
 			select {
@@ -239,7 +244,7 @@ func (t *sourceTask) run(ctx context.Context) (err error) {
 			continue
 		}
 		// Caught up: hand over what is batched, then sleep until the log grows.
-		if err := t.handOver(); err != nil {
+		if err := t.handOverArmed(trigger, r.Offset()); err != nil {
 			return err
 		}
 		var idleC <-chan time.Time

@@ -96,12 +96,39 @@ func (o *overtake) armed() <-chan *Barrier {
 
 func (o *overtake) fire(b *Barrier) error {
 	o.pending = b
+	return o.announce(b)
+}
+
+// announce sends barrier b ahead of the queued batches on every shuffle of
+// the source (once per barrier: a later call does nothing).
+func (o *overtake) announce(b *Barrier) error {
+	if o == nil {
+		return nil
+	}
 	for _, s := range o.shuffles {
 		if err := s.announce(b, s.abort); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// handOverArmed is the source's hand-over after a batch of reads: armed,
+// a trigger that comes while it is blocked on a full channel is taken
+// there, and the checkpoint is taken after it, at offset.
+func (t *sourceTask) handOverArmed(trigger <-chan *Barrier, offset uint64) error {
+	if t.ov == nil || trigger == nil {
+		return t.handOver()
+	}
+	t.ov.trigger = trigger
+	err := t.handOver()
+	t.ov.trigger = nil
+	b := t.ov.pending
+	t.ov.pending = nil
+	if err != nil || b == nil {
+		return err
+	}
+	return t.checkpoint(b, offset)
 }
 
 // unaligned is the keyed subtask's part.

@@ -203,8 +203,15 @@ func TestCrash(t *testing.T) {
 			},
 		},
 		{
-			name:  "WriteTaskState",
-			setup: func(t *testing.T, s *Store) { s.Begin(1) },
+			name: "WriteTaskState",
+			setup: func(t *testing.T, s *Store) {
+				// Begin does not make chk-1 durable (Commit does): here
+				// only the task state's own write is under test.
+				s.Begin(1)
+				if err := s.fs.SyncDir(s.Dir()); err != nil {
+					t.Fatal(err)
+				}
+			},
 			op: func(s *Store) error {
 				_, err := WriteTaskState(s.fs, s.TaskDir(1, keyedTask), taskState)
 				return err

@@ -45,14 +45,15 @@ func (s *countSink) Close() error                { return nil }
 // env is an in-process eddy: a real ingest log, one RocksDB memory budget,
 // optionally a local checkpoint store, and counting sinks.
 type env struct {
-	b     *testing.B
-	dir   string
-	log   *ingestlog.Log
-	mem   *state.Memory
-	store *checkpoint.Store
-	out   *countSink
-	dead  *countSink
-	times *logTimes
+	b      *testing.B
+	dir    string
+	log    *ingestlog.Log
+	logDir string
+	mem    *state.Memory
+	store  *checkpoint.Store
+	out    *countSink
+	dead   *countSink
+	times  *logTimes
 }
 
 // logTimes collects the "took" durations the state package logs for
@@ -114,13 +115,9 @@ func newEnv(b *testing.B, o envOptions) *env {
 	b.Helper()
 	e := &env{b: b, dir: b.TempDir(), out: &countSink{}, dead: &countSink{},
 		times: &logTimes{took: map[string][]time.Duration{}}}
-	var err error
-	if e.log, err = ingestlog.Open(ingestlog.Options{
-		Dir: filepath.Join(e.dir, "ingest"), SegmentSize: 64 << 20, MaxSize: 64 << 30, SyncInterval: 2 * time.Millisecond,
-	}); err != nil {
-		b.Fatal(err)
-	}
+	e.openLog(filepath.Join(e.dir, "ingest"))
 	b.Cleanup(func() { e.log.Close() })
+	var err error
 	if e.mem, err = state.NewMemory(state.MemoryOptions{
 		Managed: o.managed, WriteBufferRatio: .5, HighPrioPoolRatio: .1, NumDBs: max(o.parallelism, 1),
 	}); err != nil {
@@ -174,6 +171,32 @@ func (e *env) spec(p int, w pipeline.WindowSpec, cp *pipeline.CheckpointOptions)
 
 // appendSim appends the simulator's stream for o to the log and returns
 // the number of messages and good readings appended.
+func (e *env) openLog(dir string) {
+	e.b.Helper()
+	var err error
+	e.logDir = dir
+	if e.log, err = ingestlog.Open(ingestlog.Options{
+		Dir: dir, SegmentSize: 64 << 20, MaxSize: 64 << 30, SyncInterval: 2 * time.Millisecond,
+	}); err != nil {
+		e.b.Fatal(err)
+	}
+}
+
+// freshLog replaces e's ingest log, whose jobs have stopped, by an empty
+// one: a job's checkpoints truncate the log's front, so a job that follows
+// another on the same log would start where that one stopped.
+func (e *env) freshLog(name string) {
+	e.b.Helper()
+	old := e.logDir
+	if err := e.log.Close(); err != nil {
+		e.b.Fatal(err)
+	}
+	if err := os.RemoveAll(old); err != nil {
+		e.b.Fatal(err)
+	}
+	e.openLog(filepath.Join(e.dir, name))
+}
+
 func (e *env) appendSim(o simulate.Options) (msgs, readings int64) {
 	e.b.Helper()
 	batch := make([]ingestlog.Record, 0, 1024)
