@@ -153,7 +153,8 @@ type windowOp struct {
 	layouts    map[int]*layoutReader // old layouts the state may hold
 	lateSeen   uint64
 	pre        preAgg
-	noPreAgg   bool // every reading on its own: the pre-aggregation test's reference (keyed tasks pre-aggregate)
+	noPreAgg   bool      // every reading on its own: the pre-aggregation test's reference (keyed tasks pre-aggregate)
+	pending    *nativeCP // a native checkpoint in progress: no writes (nativecp.go)
 }
 
 func (op *windowOp) entry(kg uint16, key string) (*keyEntry, error) {
@@ -379,8 +380,12 @@ func (e *keyEntry) insert(w *win) {
 }
 
 // flush writes every dirty entry and pending timer into RocksDB in one
-// WriteBatch. It runs before each snapshot and when the cache overflows.
+// WriteBatch. It runs before each snapshot and when the cache overflows;
+// it first waits for a pending native checkpoint.
 func (op *windowOp) flush() error {
+	if err := op.waitPending(); err != nil {
+		return err
+	}
 	b := op.batch
 	b.Clear()
 	for _, e := range op.dirty {
