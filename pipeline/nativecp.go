@@ -28,6 +28,11 @@ import (
 //
 // Reads (Get, MultiGet, the timer scans) go on meanwhile.
 
+// msgSyncPhase is the debug log line of a keyed task's synchronous phase:
+// took, and of it wait (for the previous native checkpoint) and write (the
+// dirty entries into RocksDB).
+const msgSyncPhase = "pipeline: sync phase"
+
 // nativeCP is a native checkpoint whose RocksDB part is in progress.
 type nativeCP struct {
 	task string

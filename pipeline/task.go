@@ -664,10 +664,15 @@ func (t *keyedTask) syncSnapshot(b *Barrier) (*syncSnap, error) {
 		Stage: t.stage.spec.Name, Index: t.index, KeyGroupStart: t.kgs.Start, KeyGroupEnd: t.kgs.End, Kind: checkpoint.KindNative,
 	}}
 	snap := &taskSnapshot{Watermark: t.wm, InputWatermarks: slices.Clone(t.inWM)}
+	if err := t.op.waitPending(); err != nil { // the previous native checkpoint
+		return nil, err
+	}
+	waited := time.Since(t0)
 	err := t.op.flush()
 	if err != nil {
 		return nil, err // the cache could not be written: the task's state is in doubt
 	}
+	written := time.Since(t0) - waited
 	var pre func(dir string) error
 	if opts.Incremental && !b.Savepoint {
 		// The RocksDB checkpoint runs in the asynchronous phase; the
@@ -703,7 +708,9 @@ func (t *keyedTask) syncSnapshot(b *Barrier) (*syncSnap, error) {
 		return nil, err
 	}
 	snap.Staged = t.cp.stagedState()
-	return &syncSnap{snap: snap, base: base, t0: t0, sync: time.Since(t0), pre: pre}, nil
+	d := time.Since(t0)
+	t.cp.j.log.Debug(msgSyncPhase, "task", t.name, "checkpoint", b.ID, "took", d, "wait", waited, "write", written)
+	return &syncSnap{snap: snap, base: base, t0: t0, sync: d, pre: pre}, nil
 }
 
 // onWatermark takes input in's watermark; the task's watermark is the

@@ -167,7 +167,10 @@ func keyedSubtasks(cs *pipeline.CheckpointStats) []pipeline.SubtaskStats {
 // async_p50_ms/_p99_ms/_max_ms are the asynchronous phase, which holds the
 // native RocksDB checkpoint: native_p50_ms and native_p99_ms are the time
 // in state.DB.CreateCheckpoint (memtable flush and hard links), of which
-// memtable_flush_p50_ms/_p99_ms the memtable flush. block_cache_MiB is the
+// memtable_flush_p50_ms/_p99_ms the memtable flush. sync_write_p50_ms/
+// _p99_ms are the part of the sync phase that writes the dirty entries
+// (encode them, state.DB.Write), sync_wait_max_ms the longest wait for the previous
+// checkpoint's native part (0 with max_concurrent 1). block_cache_MiB is the
 // block cache's usage at the end. peak_rss_MiB is the test
 // process's peak over the build and over the update stream (reset between
 // them, once the test's update messages are garbage); over_budget_MiB is
@@ -179,6 +182,8 @@ func BenchmarkCheckpointSync(b *testing.B) {
 	first := r.trigger()
 	e.times.take(msgCreatedCheckpoint)
 	e.times.take(msgCreatedCheckpoint + " flush")
+	e.times.take(msgSyncPhase + " write")
+	e.times.take(msgSyncPhase + " wait")
 	var firstSync int64
 	for _, s := range keyedSubtasks(first) {
 		firstSync = max(firstSync, s.Checkpoint.Sync)
@@ -222,6 +227,8 @@ func BenchmarkCheckpointSync(b *testing.B) {
 	rss := max(buildRSS, peakRSSMiB(b, "self"))
 	native := e.times.take(msgCreatedCheckpoint)
 	nativeFlush := e.times.take(msgCreatedCheckpoint + " flush")
+	syncWrite := e.times.take(msgSyncPhase + " write")
+	syncWait := e.times.take(msgSyncPhase + " wait")
 	blockCache := e.mem.BlockCacheUsage()
 	r.stop()
 	b.ReportMetric(quantile(syncs, .5), "p50_ms")
@@ -231,6 +238,9 @@ func BenchmarkCheckpointSync(b *testing.B) {
 	b.ReportMetric(quantile(nativeFlush, .99), "memtable_flush_p99_ms")
 	b.ReportMetric(quantile(syncs, .99), "p99_ms")
 	b.ReportMetric(quantile(syncs, 1), "max_ms")
+	b.ReportMetric(quantile(syncWrite, .5), "sync_write_p50_ms")
+	b.ReportMetric(quantile(syncWrite, .99), "sync_write_p99_ms")
+	b.ReportMetric(quantile(syncWait, 1), "sync_wait_max_ms")
 	b.ReportMetric(quantile(asyncs, .5), "async_p50_ms")
 	b.ReportMetric(quantile(asyncs, .99), "async_p99_ms")
 	b.ReportMetric(quantile(asyncs, 1), "async_max_ms")
