@@ -187,7 +187,9 @@ func (op *windowOp) markDirty(e *keyEntry) {
 
 // dirtyLimit bounds the entries written to RocksDB in one go: beyond it the
 // dirty entries are written between readings, so the synchronous phase of a
-// checkpoint never has more than this many to write.
+// checkpoint has no more than this many to write. (While a native
+// checkpoint is pending they are held, up to the bound in nativecp.go, and
+// written at the first reading after it.)
 const dirtyLimit = 4096
 
 func (op *windowOp) isLate(w *win) bool { return w.maxTS()+op.asg.lag <= op.wm }
