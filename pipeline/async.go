@@ -44,8 +44,9 @@ func (c *cpTask) stagedState() []stagedState {
 
 // async runs the asynchronous part of a snapshot off the task's goroutine
 // and sends the task's acknowledgement to the coordinator.
-// pre, if not nil, runs first in the task's checkpoint directory (the full
-// snapshot stream is written there).
+// pre, if not nil, runs first: it waits for the native RocksDB checkpoint,
+// which creates the task's checkpoint directory, or creates the directory
+// and writes the full snapshot stream there.
 func (c *cpTask) async(b *Barrier, snap *taskSnapshot, base taskAck, t0 time.Time, syncDur time.Duration, pre func(dir string) error) {
 	c.j.async.Go(func() {
 		if testHookAsync != nil {
@@ -56,9 +57,7 @@ func (c *cpTask) async(b *Barrier, snap *taskSnapshot, base taskAck, t0 time.Tim
 		dir := c.j.spec.Checkpoints.TaskDir(b.ID, c.name)
 		err := a.err
 		if err == nil && pre != nil {
-			if err = fileutil.CreateDirAllFS(c.j.spec.FS, dir); err == nil {
-				err = pre(dir)
-			}
+			err = pre(dir)
 		}
 		if err == nil {
 			err = c.writeState(dir, snap, &a)

@@ -18,6 +18,7 @@ import (
 	"github.com/eddy-stream/eddy/internal/failpoint"
 	"github.com/eddy-stream/eddy/pipeline/lang"
 	"github.com/eddy-stream/eddy/storage/checkpoint"
+	"github.com/eddy-stream/eddy/storage/fileutil"
 	"github.com/eddy-stream/eddy/storage/ingestlog"
 	"github.com/eddy-stream/eddy/storage/keygroup"
 	"github.com/eddy-stream/eddy/storage/snapshot"
@@ -625,10 +626,11 @@ func (t *keyedTask) tryAlign(b *Barrier, a *alignState, cases []reflect.SelectCa
 }
 
 // checkpoint is the synchronous phase of a snapshot, on the task's
-// goroutine: write the cache to RocksDB, take a native RocksDB checkpoint
-// (hard links), copy heap timers, stage sink output, pass the barrier on.
-// The file listing, checksums and the task state file are written in the
-// asynchronous phase.
+// goroutine: write the cache to RocksDB, start the native RocksDB
+// checkpoint (or pin a snapshot for a full one), copy heap timers, stage
+// sink output, pass the barrier on. The RocksDB checkpoint (memtable
+// flush, hard links), the file listing, checksums and the task state file
+// are done in the asynchronous phase.
 func (t *keyedTask) checkpoint(b *Barrier, first time.Time, alignDur time.Duration, processed int64) error {
 	s, err := t.syncSnapshot(b)
 	if err != nil {
@@ -667,15 +669,20 @@ func (t *keyedTask) syncSnapshot(b *Barrier) (*syncSnap, error) {
 		Stage: t.stage.spec.Name, Index: t.index, KeyGroupStart: t.kgs.Start, KeyGroupEnd: t.kgs.End, Kind: checkpoint.KindNative,
 	}}
 	snap := &taskSnapshot{Watermark: t.wm, InputWatermarks: slices.Clone(t.inWM)}
+	if err := t.op.waitPending(); err != nil { // the previous native checkpoint
+		return nil, err
+	}
+	waited := time.Since(t0)
 	err := t.op.flush()
 	if err != nil {
 		return nil, err // the cache could not be written: the task's state is in doubt
 	}
+	written := time.Since(t0) - waited
 	var pre func(dir string) error
 	if opts.Incremental && !b.Savepoint {
-		if err := t.db.CreateCheckpoint(t.cp.j.spec.Checkpoints.TaskDir(b.ID, t.name)); err != nil {
-			base.err = fmt.Errorf("task %s: native checkpoint: %w", t.name, err)
-		}
+		// The RocksDB checkpoint runs in the asynchronous phase; the
+		// task's writes are held until it returns (nativecp.go).
+		pre = t.startNative(b.ID, t.cp.j.spec.Checkpoints.TaskDir(b.ID, t.name))
 	} else {
 		// Full snapshot: pin a RocksDB snapshot now, stream it in the
 		// asynchronous phase while the task goes on writing.
@@ -686,12 +693,15 @@ func (t *keyedTask) syncSnapshot(b *Barrier) (*syncSnap, error) {
 		} else {
 			pre = func(dir string) error {
 				defer rs.Release()
+				if err := fileutil.CreateDirAllFS(t.cp.j.spec.FS, dir); err != nil {
+					return err
+				}
 				_, err := snapshot.WriteFS(t.cp.j.spec.FS, filepath.Join(dir, fullSnapshotFile), rs, t.db.ColumnFamilies(), t.kgs, opts.Compression)
 				return err
 			}
 		}
+		failpoint.Hit(failpoint.CheckpointSync)
 	}
-	failpoint.Hit(failpoint.CheckpointSync)
 	if t.heap && base.err == nil {
 		var buf bytes.Buffer
 		if err := t.op.timers.Snapshot(&buf); err != nil {
@@ -703,7 +713,9 @@ func (t *keyedTask) syncSnapshot(b *Barrier) (*syncSnap, error) {
 		return nil, err
 	}
 	snap.Staged = t.cp.stagedState()
-	return &syncSnap{snap: snap, base: base, t0: t0, sync: time.Since(t0), pre: pre}, nil
+	d := time.Since(t0)
+	t.cp.j.log.Debug(msgSyncPhase, "task", t.name, "checkpoint", b.ID, "took", d, "wait", waited, "write", written)
+	return &syncSnap{snap: snap, base: base, t0: t0, sync: d, pre: pre}, nil
 }
 
 // onWatermark takes input in's watermark; the task's watermark is the

@@ -8,6 +8,8 @@ import (
 	"reflect"
 	"slices"
 	"time"
+
+	"github.com/eddy-stream/eddy/storage/fileutil"
 )
 
 // Unaligned checkpoints (checkpointing.unaligned), Flink's way, over the
@@ -294,6 +296,9 @@ func (t *keyedTask) finishUnaligned(b *Barrier, a *alignState, alignDur time.Dur
 				if err := pre(dir); err != nil {
 					return err
 				}
+			}
+			if err := fileutil.CreateDirAllFS(fsys, dir); err != nil {
+				return err
 			}
 			return cs.write(fsys, dir)
 		}

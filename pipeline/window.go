@@ -153,7 +153,8 @@ type windowOp struct {
 	layouts    map[int]*layoutReader // old layouts the state may hold
 	lateSeen   uint64
 	pre        preAgg
-	noPreAgg   bool // every reading on its own: the pre-aggregation test's reference (keyed tasks pre-aggregate)
+	noPreAgg   bool      // every reading on its own: the pre-aggregation test's reference (keyed tasks pre-aggregate)
+	pending    *nativeCP // a native checkpoint in progress: no writes (nativecp.go)
 }
 
 func (op *windowOp) entry(kg uint16, key string) (*keyEntry, error) {
@@ -186,7 +187,9 @@ func (op *windowOp) markDirty(e *keyEntry) {
 
 // dirtyLimit bounds the entries written to RocksDB in one go: beyond it the
 // dirty entries are written between readings, so the synchronous phase of a
-// checkpoint never has more than this many to write.
+// checkpoint has no more than this many to write. (While a native
+// checkpoint is pending they are held, up to the bound in nativecp.go, and
+// written at the first reading after it.)
 const dirtyLimit = 4096
 
 func (op *windowOp) isLate(w *win) bool { return w.maxTS()+op.asg.lag <= op.wm }
@@ -379,8 +382,12 @@ func (e *keyEntry) insert(w *win) {
 }
 
 // flush writes every dirty entry and pending timer into RocksDB in one
-// WriteBatch. It runs before each snapshot and when the cache overflows.
+// WriteBatch. It runs before each snapshot and when the cache overflows;
+// it first waits for a pending native checkpoint.
 func (op *windowOp) flush() error {
+	if err := op.waitPending(); err != nil {
+		return err
+	}
 	b := op.batch
 	b.Clear()
 	for _, e := range op.dirty {

@@ -93,8 +93,15 @@ func (op *windowOp) overflows(entries int, bytes int64) bool {
 
 // maybeEvict writes the dirty entries once there are dirtyLimit of them,
 // and when the cache is over a bound writes them and evicts the least
-// recently used entries down to evictTo of both bounds.
+// recently used entries down to evictTo of both bounds. While a native
+// checkpoint is pending it writes nothing (evictHeld, nativecp.go).
 func (op *windowOp) maybeEvict() error {
+	if held, err := op.held(); held || err != nil {
+		if err != nil {
+			return err
+		}
+		return op.evictHeld()
+	}
 	if len(op.dirty) >= dirtyLimit {
 		if err := op.flush(); err != nil {
 			return err

@@ -67,17 +67,22 @@ type logTimes struct {
 const (
 	msgCreatedCheckpoint  = "state: created checkpoint"
 	msgRestoredCheckpoint = "state: restored checkpoint"
+	msgSyncPhase          = "pipeline: sync phase" // a keyed task's; pipeline.msgSyncPhase
 )
 
 func (t *logTimes) Enabled(context.Context, slog.Level) bool { return true }
 func (t *logTimes) WithAttrs([]slog.Attr) slog.Handler       { return t }
 func (t *logTimes) WithGroup(string) slog.Handler            { return t }
 func (t *logTimes) Handle(_ context.Context, r slog.Record) error {
-	if r.Message != msgCreatedCheckpoint && r.Message != msgRestoredCheckpoint {
+	if r.Message != msgCreatedCheckpoint && r.Message != msgRestoredCheckpoint && r.Message != msgSyncPhase {
 		return nil
 	}
 	r.Attrs(func(a slog.Attr) bool {
 		switch a.Key {
+		case "write", "wait": // of a sync phase: its parts
+			t.mu.Lock()
+			t.took[r.Message+" "+a.Key] = append(t.took[r.Message+" "+a.Key], a.Value.Duration())
+			t.mu.Unlock()
 		case "took":
 			t.mu.Lock()
 			t.took[r.Message] = append(t.took[r.Message], a.Value.Duration())
