@@ -128,11 +128,18 @@ func (c *coordinator) run(ctx context.Context) error {
 		}
 		wake := now.Add(time.Hour)
 		if at, ok := c.due(now); ok {
-			if !at.After(now) {
+			switch {
+			case at.After(now):
+				wake = at
+			case len(c.queued) == 0 && c.j.draining.Load():
+				// Stopping with a final checkpoint: no periodic one after
+				// it (the interval starts again should the stop fail).
+				c.lastTrig = now
+				wake = now.Add(c.interval)
+			default:
 				c.trigger(now)
 				continue
 			}
-			wake = at
 		}
 		for _, p := range c.pending {
 			if p.deadline.Before(wake) {
