@@ -151,6 +151,7 @@ type DB struct {
 	mem      *Memory
 	ownMem   bool
 	readOnly bool // OpenCheckpointReadOnly: Close does not flush
+	stats    bool // RocksDB statistics on (Memory.EnableStatistics)
 
 	mu     sync.RWMutex // read: any call; write: Close
 	closed bool
@@ -243,6 +244,9 @@ func Open(o Options) (_ *DB, err error) {
 	// own flush at shutdown would write through file writers that may have
 	// seen an I/O error.
 	setAvoidFlushDuringShutdown(dbOpts)
+	if d.stats = d.mem.statistics(); d.stats {
+		dbOpts.EnableStatistics()
+	}
 
 	names, err := d.columnFamilies(o.ColumnFamilies, dbOpts)
 	if err != nil {
@@ -263,6 +267,7 @@ func Open(o Options) (_ *DB, err error) {
 		return nil, fmt.Errorf("state: open db %s: %w", o.Dir, err)
 	}
 	d.attach(db, names, handles)
+	d.mem.track(d)
 	d.wo.DisableWAL(true)
 	d.fo.SetWait(true)
 	d.log.Info("state: opened db", "dir", o.Dir, "column_families", names,
@@ -512,6 +517,7 @@ func (d *DB) Close() error {
 		return nil
 	}
 	d.closed = true
+	d.mem.untrack(d)
 	err := d.Err()
 	if err == nil && !d.readOnly {
 		err = d.flush()

@@ -107,8 +107,10 @@ type Memory struct {
 	writeCache    int64
 
 	mu     sync.Mutex
-	cache  *grocksdb.Cache // nil once closed
-	numDBs int             // open DBs using this budget
+	cache  *grocksdb.Cache  // nil once closed
+	numDBs int              // open DBs using this budget
+	dbs    map[*DB]struct{} // the open DBs (track), for Usage and Tickers
+	stats  bool             // EnableStatistics
 }
 
 // grocksdb.Cache must be exactly one C pointer for newCache to fill it in.

@@ -53,6 +53,8 @@ type env struct {
 	out   *countSink
 	dead  *countSink
 	times *logTimes
+	// buildMem is the memory at the peak of the last buildState.
+	buildMem memSample
 }
 
 // logTimes collects the "took" durations the state package logs for

@@ -119,13 +119,16 @@ func stateEnv(b *testing.B) *env {
 
 // buildState appends nkeys keys, runs the job until every key is in and
 // returns the running job and the build rate in keys per second. The peak
-// RSS is reset once the keys are in the log.
+// RSS is reset once the keys are in the log; e.buildMem is the memory at
+// the peak of the build.
 func (e *env) buildState(spec pipeline.JobSpec, nkeys int) (*running, float64) {
 	e.b.Helper()
 	e.appendKeys(0, nkeys)
 	resetPeakRSS(e.b)
+	s := startMemSampler(e.mem)
 	r := e.start(e.newJob(spec))
 	el := r.waitKeyed(int64(nkeys), 30*time.Minute)
+	e.buildMem = s.end()
 	return r, float64(nkeys) / el.Seconds()
 }
 
@@ -171,7 +174,11 @@ func keyedSubtasks(cs *pipeline.CheckpointStats) []pipeline.SubtaskStats {
 // block cache's usage at the end. peak_rss_MiB is the test
 // process's peak over the build and over the update stream (reset between
 // them, once the test's update messages are garbage); over_budget_MiB is
-// how far it is above the managed budget.
+// how far it is above the managed budget. build_* and update_* split the
+// memory at the highest RSS sampled (every 200 ms) in each phase: Go
+// (go_MiB, of it go_heap_objects_MiB), RocksDB's memtables, block cache
+// (of it pinned) and table readers, and other_MiB, the rest (malloc
+// overhead and fragmentation, RocksDB's other allocations, stacks).
 func BenchmarkCheckpointSync(b *testing.B) {
 	const updates = 700_000
 	e := stateEnv(b)
@@ -189,6 +196,7 @@ func BenchmarkCheckpointSync(b *testing.B) {
 	resetPeakRSS(b) // the update messages made by the test are garbage now
 	b.ResetTimer()
 	prof := phaseProfile(b)
+	sampler := startMemSampler(e.mem)
 	t0 := time.Now()
 	r.job.SetCheckpointTiming(time.Second, 0)
 	target := f0.KeyedIn + updates
@@ -198,6 +206,7 @@ func BenchmarkCheckpointSync(b *testing.B) {
 	})
 	el := time.Since(t0)
 	r.job.SetCheckpointTiming(0, 0)
+	updateMem := sampler.end()
 	prof()
 	b.StopTimer()
 	if !ok {
@@ -241,6 +250,8 @@ func BenchmarkCheckpointSync(b *testing.B) {
 	b.ReportMetric(rss, "peak_rss_MiB")
 	b.ReportMetric(rss-mib(e.mem.Options().Managed), "over_budget_MiB")
 	b.ReportMetric(mib(blockCache), "block_cache_MiB")
+	e.buildMem.report(b, "build_")
+	updateMem.report(b, "update_")
 	reportLoad(b)
 }
 
@@ -335,7 +346,13 @@ func BenchmarkCheckpointSize(b *testing.B) {
 // cache, and the page cache of the checkpoint's files dropped
 // (cold_MiB is their size). peak_rss_MiB is the test process's peak from
 // the restore on; over_budget_MiB is how far it is above the managed
-// budget (target: at most 128 MiB).
+// budget (target: at most 128 MiB), split as in CheckpointSync (no prefix).
+// The restored DBs keep RocksDB's statistics: *_miss/reading and
+// data_hit/reading are block cache misses and hits per replayed reading
+// (each reading is one key looked up), cache_insert_B/reading the bytes
+// read into the block cache per reading. resident_first_pct and
+// resident_end_pct are the share of the restored SST files in the page
+// cache (mincore) at the first record and at the end of the replay.
 func BenchmarkRecovery(b *testing.B) {
 	const tail = 300_000
 	for _, nkeys := range []int{keysSmall, keysLarge} {
@@ -351,11 +368,13 @@ func BenchmarkRecovery(b *testing.B) {
 				b.Fatal(err)
 			}
 			spec.State.Memory = e.freshMemory()
+			spec.State.Memory.EnableStatistics()
 			cold := dropPageCache(b, filepath.Join(e.dir, "checkpoints"))
 			e.times.take(msgRestoredCheckpoint)
 			resetPeakRSS(b)
 			b.ResetTimer()
 			prof := phaseProfile(b)
+			sampler := startMemSampler(spec.State.Memory)
 			t0 := time.Now()
 			md, broken, err := e.store.Latest(false)
 			if err != nil || md == nil || len(broken) > 0 {
@@ -373,8 +392,13 @@ func BenchmarkRecovery(b *testing.B) {
 			r2.Start = t0
 			firstEl := r2.waitKeyed(1, 5*time.Minute)
 			tFirst := time.Now()
+			resFirst := residentShare(b, spec.State.Dir)
+			tick0 := spec.State.Memory.Tickers()
 			r2.waitKeyed(tail, 20*time.Minute)
 			replayEl := time.Since(tFirst)
+			tick1 := spec.State.Memory.Tickers()
+			resEnd := residentShare(b, spec.State.Dir)
+			peak := sampler.end()
 			prof()
 			b.StopTimer()
 			rss := peakRSSMiB(b, "self")
@@ -389,6 +413,22 @@ func BenchmarkRecovery(b *testing.B) {
 			b.ReportMetric(rss, "peak_rss_MiB")
 			b.ReportMetric(rss-mib(spec.State.Memory.Options().Managed), "over_budget_MiB")
 			b.ReportMetric(mib(cold), "cold_MiB")
+			b.ReportMetric(100*resFirst, "resident_first_pct")
+			b.ReportMetric(100*resEnd, "resident_end_pct")
+			perReading := func(name string) float64 { return float64(tick1[name]-tick0[name]) / float64(tail-1) }
+			for _, t := range []struct{ ticker, unit string }{
+				{"rocksdb.block.cache.index.miss", "index_miss/reading"},
+				{"rocksdb.block.cache.filter.miss", "filter_miss/reading"},
+				{"rocksdb.block.cache.data.miss", "data_miss/reading"},
+				{"rocksdb.block.cache.data.hit", "data_hit/reading"},
+				{"rocksdb.bloom.filter.useful", "filter_useful/reading"},
+				{"rocksdb.number.multiget.keys.read", "multiget_keys/reading"},
+			} {
+				b.ReportMetric(perReading(t.ticker), t.unit)
+			}
+			b.ReportMetric(perReading("rocksdb.block.cache.data.bytes.insert")+perReading("rocksdb.block.cache.index.bytes.insert")+
+				perReading("rocksdb.block.cache.filter.bytes.insert"), "cache_insert_B/reading")
+			peak.report(b, "")
 			reportLoad(b)
 			b.Logf("restored chk-%d (%s) in %v to first record", md.ID, filepath.Base(e.store.CheckpointDir(md.ID)), firstEl)
 		})

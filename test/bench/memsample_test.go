@@ -1,0 +1,147 @@
+package bench
+
+import (
+	"io/fs"
+	"os"
+	"path/filepath"
+	"runtime/metrics"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/eddy-stream/eddy/storage/state"
+)
+
+// memSample is the test process's memory at one instant, split by owner.
+type memSample struct {
+	rss    int64 // VmRSS
+	goMem  int64 // Go runtime: mapped minus released to the OS
+	goHeap int64 // of goMem, live and not-yet-swept heap objects
+	rocks  state.Usage
+}
+
+// other is what neither Go nor RocksDB's own figures account for: malloc
+// overhead and fragmentation, RocksDB's allocations outside the memtables,
+// block cache and table readers (iterators, compaction buffers, the
+// MultiGet scratch), the binary and thread stacks.
+func (s memSample) other() int64 { return s.rss - s.goMem - s.rocks.Total() }
+
+var goMemMetrics = []metrics.Sample{
+	{Name: "/memory/classes/total:bytes"},
+	{Name: "/memory/classes/heap/released:bytes"},
+	{Name: "/memory/classes/heap/objects:bytes"},
+}
+
+func sampleMem(m *state.Memory) memSample {
+	ms := append([]metrics.Sample(nil), goMemMetrics...)
+	metrics.Read(ms)
+	kb, _ := procStatus("self", "VmRSS")
+	return memSample{
+		rss:    kb << 10,
+		goMem:  int64(ms[0].Value.Uint64() - ms[1].Value.Uint64()),
+		goHeap: int64(ms[2].Value.Uint64()),
+		rocks:  m.Usage(),
+	}
+}
+
+// memSampler samples the process every 200 ms and keeps the sample of the
+// highest RSS: where the memory is at (about) the peak.
+type memSampler struct {
+	stop chan struct{}
+	done chan struct{}
+	mu   sync.Mutex
+	peak memSample
+}
+
+func startMemSampler(m *state.Memory) *memSampler {
+	s := &memSampler{stop: make(chan struct{}), done: make(chan struct{})}
+	go func() {
+		defer close(s.done)
+		t := time.NewTicker(200 * time.Millisecond)
+		defer t.Stop()
+		for {
+			c := sampleMem(m)
+			s.mu.Lock()
+			if c.rss > s.peak.rss {
+				s.peak = c
+			}
+			s.mu.Unlock()
+			select {
+			case <-s.stop:
+				return
+			case <-t.C:
+			}
+		}
+	}()
+	return s
+}
+
+// end stops the sampler and returns the peak sample.
+func (s *memSampler) end() memSample {
+	close(s.stop)
+	<-s.done
+	return s.peak
+}
+
+// report reports the breakdown of the peak sample with the given prefix.
+func (p memSample) report(b *testing.B, prefix string) {
+	b.ReportMetric(mib(p.rss), prefix+"sampled_rss_MiB")
+	b.ReportMetric(mib(p.goMem), prefix+"go_MiB")
+	b.ReportMetric(mib(p.goHeap), prefix+"go_heap_objects_MiB")
+	b.ReportMetric(mib(p.rocks.Memtables), prefix+"memtables_MiB")
+	b.ReportMetric(mib(p.rocks.BlockCache), prefix+"block_cache_MiB")
+	b.ReportMetric(mib(p.rocks.Pinned), prefix+"pinned_MiB")
+	b.ReportMetric(mib(p.rocks.TableReaders), prefix+"table_readers_MiB")
+	b.ReportMetric(mib(p.other()), prefix+"other_MiB")
+}
+
+// residentShare is the share of the bytes of the SST files under dir that
+// are in the page cache (mincore).
+func residentShare(b *testing.B, dir string) float64 {
+	b.Helper()
+	var total, res int64
+	page := int64(os.Getpagesize())
+	err := filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
+		if err != nil || !d.Type().IsRegular() || !strings.HasSuffix(path, ".sst") {
+			return err
+		}
+		f, err := os.Open(path)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		fi, err := f.Stat()
+		if err != nil || fi.Size() == 0 {
+			return err
+		}
+		mem, err := unix.Mmap(int(f.Fd()), 0, int(fi.Size()), unix.PROT_READ, unix.MAP_SHARED)
+		if err != nil {
+			return err
+		}
+		defer unix.Munmap(mem)
+		vec := make([]byte, (fi.Size()+page-1)/page)
+		if _, _, e := unix.Syscall(unix.SYS_MINCORE, uintptr(unsafe.Pointer(unsafe.SliceData(mem))),
+			uintptr(len(mem)), uintptr(unsafe.Pointer(unsafe.SliceData(vec)))); e != 0 {
+			return e
+		}
+		for _, v := range vec {
+			if v&1 != 0 {
+				res += page
+			}
+		}
+		total += fi.Size()
+		return nil
+	})
+	if err != nil {
+		b.Logf("page cache residency of %s: %v", dir, err)
+		return 0
+	}
+	if total == 0 {
+		return 0
+	}
+	return float64(res) / float64(total)
+}
