@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
@@ -91,4 +92,36 @@ func memAvailable() (int64, bool) {
 		}
 	}
 	return 0, false
+}
+
+// Resident returns how many bytes of the file at path are in the page
+// cache (mincore) and its size.
+func Resident(path string) (resident, size int64, err error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return 0, 0, err
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil || fi.Size() == 0 {
+		return 0, 0, err
+	}
+	mem, err := unix.Mmap(int(f.Fd()), 0, int(fi.Size()), unix.PROT_READ, unix.MAP_SHARED)
+	if err != nil {
+		return 0, 0, err
+	}
+	defer unix.Munmap(mem)
+	page := int64(os.Getpagesize())
+	vec := make([]byte, (fi.Size()+page-1)/page)
+	// x/sys/unix has no Mincore wrapper on linux.
+	if _, _, e := unix.Syscall(unix.SYS_MINCORE, uintptr(unsafe.Pointer(unsafe.SliceData(mem))),
+		uintptr(len(mem)), uintptr(unsafe.Pointer(unsafe.SliceData(vec)))); e != 0 {
+		return 0, 0, e
+	}
+	for _, v := range vec {
+		if v&1 != 0 {
+			resident += page
+		}
+	}
+	return min(resident, fi.Size()), fi.Size(), nil
 }

@@ -277,7 +277,8 @@ func dirSize(dir string) int64 { return plan.DirBytes(dir) }
 
 // phaseProfile writes a CPU profile of the measured phase of a benchmark
 // to $EDDY_BENCH_PROFILE/<benchmark>.cpu.prof when that variable names a
-// directory (go test -cpuprofile covers set-up and data generation too).
+// directory (go test -cpuprofile covers set-up and data generation too),
+// and a heap profile at its end to <benchmark>.heap.prof.
 func phaseProfile(b *testing.B) (stop func()) {
 	dir := os.Getenv("EDDY_BENCH_PROFILE")
 	if dir == "" {
@@ -298,6 +299,12 @@ func phaseProfile(b *testing.B) (stop func()) {
 		pprof.StopCPUProfile()
 		f.Close()
 		b.Logf("CPU profile of the measured phase: %s", path)
+		heap := strings.TrimSuffix(path, ".cpu.prof") + ".heap.prof"
+		if h, err := os.Create(heap); err == nil {
+			pprof.Lookup("heap").WriteTo(h, 0)
+			h.Close()
+			b.Logf("heap profile at the end of the measured phase: %s", heap)
+		}
 	}
 }
 

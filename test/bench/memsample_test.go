@@ -2,16 +2,12 @@ package bench
 
 import (
 	"io/fs"
-	"os"
 	"path/filepath"
 	"runtime/metrics"
 	"strings"
 	"sync"
 	"testing"
 	"time"
-	"unsafe"
-
-	"golang.org/x/sys/unix"
 
 	"github.com/eddy-stream/eddy/storage/state"
 )
@@ -104,37 +100,13 @@ func (p memSample) report(b *testing.B, prefix string) {
 func residentShare(b *testing.B, dir string) float64 {
 	b.Helper()
 	var total, res int64
-	page := int64(os.Getpagesize())
 	err := filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
 		if err != nil || !d.Type().IsRegular() || !strings.HasSuffix(path, ".sst") {
 			return err
 		}
-		f, err := os.Open(path)
-		if err != nil {
-			return err
-		}
-		defer f.Close()
-		fi, err := f.Stat()
-		if err != nil || fi.Size() == 0 {
-			return err
-		}
-		mem, err := unix.Mmap(int(f.Fd()), 0, int(fi.Size()), unix.PROT_READ, unix.MAP_SHARED)
-		if err != nil {
-			return err
-		}
-		defer unix.Munmap(mem)
-		vec := make([]byte, (fi.Size()+page-1)/page)
-		if _, _, e := unix.Syscall(unix.SYS_MINCORE, uintptr(unsafe.Pointer(unsafe.SliceData(mem))),
-			uintptr(len(mem)), uintptr(unsafe.Pointer(unsafe.SliceData(vec)))); e != 0 {
-			return e
-		}
-		for _, v := range vec {
-			if v&1 != 0 {
-				res += page
-			}
-		}
-		total += fi.Size()
-		return nil
+		r, n, err := state.Resident(path)
+		res, total = res+r, total+n
+		return err
 	})
 	if err != nil {
 		b.Logf("page cache residency of %s: %v", dir, err)
