@@ -540,6 +540,10 @@ func (d *DB) Close() error {
 	if d.ownMem {
 		d.mem.Close()
 	}
+	// The memtables, table readers and (if no other DB holds the cache)
+	// cached blocks just freed stay in malloc's arenas otherwise: a
+	// reopened DB (a restart of the job) would add its own on top.
+	TrimMalloc()
 	d.log.Info("state: closed db", "dir", d.dir)
 	return err
 }

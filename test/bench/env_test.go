@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"runtime/pprof"
 	"slices"
 	"strconv"
@@ -129,6 +130,11 @@ func newEnv(b *testing.B, o envOptions) *env {
 		b.Fatal(err)
 	}
 	b.Cleanup(e.mem.Close)
+	// As the daemon does (newMemory); GOMEMLIMIT=off in the environment
+	// measures without.
+	prev := debug.SetMemoryLimit(-1)
+	state.SetGoMemoryLimit(e.mem)
+	b.Cleanup(func() { debug.SetMemoryLimit(prev) })
 	if o.checkpoints {
 		if e.store, err = checkpoint.Open(filepath.Join(e.dir, "checkpoints"), fileutil.OSFS{}, nil); err != nil {
 			b.Fatal(err)
