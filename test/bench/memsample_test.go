@@ -15,6 +15,7 @@ import (
 // memSample is the test process's memory at one instant, split by owner.
 type memSample struct {
 	rss    int64 // VmRSS
+	file   int64 // of rss, RssFile: mapped files (the binary, shared libraries)
 	goMem  int64 // Go runtime: mapped minus released to the OS
 	goHeap int64 // of goMem, live and not-yet-swept heap objects
 	rocks  state.Usage
@@ -23,7 +24,7 @@ type memSample struct {
 // other is what neither Go nor RocksDB's own figures account for: malloc
 // overhead and fragmentation, RocksDB's allocations outside the memtables,
 // block cache and table readers (iterators, compaction buffers, the
-// MultiGet scratch), the binary and thread stacks.
+// MultiGet scratch), the binary (file) and thread stacks.
 func (s memSample) other() int64 { return s.rss - s.goMem - s.rocks.Total() }
 
 var goMemMetrics = []metrics.Sample{
@@ -36,8 +37,10 @@ func sampleMem(m *state.Memory) memSample {
 	ms := append([]metrics.Sample(nil), goMemMetrics...)
 	metrics.Read(ms)
 	kb, _ := procStatus("self", "VmRSS")
+	fkb, _ := procStatus("self", "RssFile")
 	return memSample{
 		rss:    kb << 10,
+		file:   fkb << 10,
 		goMem:  int64(ms[0].Value.Uint64() - ms[1].Value.Uint64()),
 		goHeap: int64(ms[2].Value.Uint64()),
 		rocks:  m.Usage(),
@@ -86,6 +89,7 @@ func (s *memSampler) end() memSample {
 // report reports the breakdown of the peak sample with the given prefix.
 func (p memSample) report(b *testing.B, prefix string) {
 	b.ReportMetric(mib(p.rss), prefix+"sampled_rss_MiB")
+	b.ReportMetric(mib(p.file), prefix+"file_MiB")
 	b.ReportMetric(mib(p.goMem), prefix+"go_MiB")
 	b.ReportMetric(mib(p.goHeap), prefix+"go_heap_objects_MiB")
 	b.ReportMetric(mib(p.rocks.Memtables), prefix+"memtables_MiB")

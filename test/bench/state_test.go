@@ -362,6 +362,7 @@ func BenchmarkRecovery(b *testing.B) {
 			r, _ := e.buildState(spec, nkeys)
 			cs := r.trigger()
 			r.stop()
+			e.mem.Close() // its block cache: a restarted process has none
 			e.appendUpdates(randomKeys(nkeys, tail, 5), 1<<41)
 
 			if err := os.RemoveAll(spec.State.Dir); err != nil {
@@ -394,8 +395,10 @@ func BenchmarkRecovery(b *testing.B) {
 			tFirst := time.Now()
 			resFirst := residentShare(b, spec.State.Dir)
 			tick0 := spec.State.Memory.Tickers()
+			perf := perfRecord(b, os.Getpid()) // the replay, when EDDY_BENCH_PERF is set
 			r2.waitKeyed(tail, 20*time.Minute)
 			replayEl := time.Since(tFirst)
+			perf()
 			tick1 := spec.State.Memory.Tickers()
 			resEnd := residentShare(b, spec.State.Dir)
 			peak := sampler.end()
