@@ -4,10 +4,13 @@ package state
 #include <malloc.h>
 #include <stdlib.h>
 
-// eddy_malloc_arenas caps glibc's malloc arenas at n unless the
-// environment chose (MALLOC_ARENA_MAX, which glibc reads itself).
-static void eddy_malloc_arenas(int n) {
-  if (getenv("MALLOC_ARENA_MAX") == NULL) mallopt(M_ARENA_MAX, n);
+// eddy_malloc_tune caps glibc's malloc arenas at arenas and fixes the
+// mmap threshold at mmap_threshold bytes, each unless the environment
+// chose (MALLOC_ARENA_MAX, MALLOC_MMAP_THRESHOLD_, which glibc reads
+// itself).
+static void eddy_malloc_tune(int arenas, int mmap_threshold) {
+  if (getenv("MALLOC_ARENA_MAX") == NULL) mallopt(M_ARENA_MAX, arenas);
+  if (getenv("MALLOC_MMAP_THRESHOLD_") == NULL) mallopt(M_MMAP_THRESHOLD, mmap_threshold);
 }
 */
 import "C"
@@ -21,7 +24,15 @@ import "C"
 // their high-water mark.
 const mallocArenas = 2
 
-func init() { C.eddy_malloc_arenas(mallocArenas) }
+// mallocMmapThreshold is the size from which glibc maps an allocation on
+// its own and unmaps it when freed. glibc's threshold starts at 128 KiB
+// and rises to the size of every mapped block freed (up to 32 MiB), after
+// which RocksDB's memtable arena blocks (write_buffer_size/8, 4 MiB with the
+// defaults) come from the arenas and stay there after the memtable is
+// flushed; fixed, it does not rise.
+const mallocMmapThreshold = 1 << 20
+
+func init() { C.eddy_malloc_tune(mallocArenas, mallocMmapThreshold) }
 
 // TrimMalloc returns the free memory at the top of every malloc arena to
 // the operating system (glibc malloc_trim): after memtables or a DB are
