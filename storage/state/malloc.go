@@ -38,3 +38,20 @@ func init() { C.eddy_malloc_tune(mallocArenas, mallocMmapThreshold) }
 // the operating system (glibc malloc_trim): after memtables or a DB are
 // released, glibc keeps the pages otherwise.
 func TrimMalloc() { C.malloc_trim(0) }
+
+// MallocStats is glibc's account of the C heap (mallinfo2).
+type MallocStats struct {
+	InUse  int64 // allocated: in arenas (uordblks) and mapped on their own (hblkhd)
+	Free   int64 // free in the arenas, kept by malloc (fordblks): fragmentation and retained memory
+	Mapped int64 // of InUse, the blocks mapped on their own (hblkhd)
+}
+
+// Malloc returns glibc's malloc statistics. It walks every arena.
+func Malloc() MallocStats {
+	mi := C.mallinfo2()
+	return MallocStats{
+		InUse:  int64(mi.uordblks + mi.hblkhd),
+		Free:   int64(mi.fordblks),
+		Mapped: int64(mi.hblkhd),
+	}
+}

@@ -19,6 +19,7 @@ type memSample struct {
 	goMem  int64 // Go runtime: mapped minus released to the OS
 	goHeap int64 // of goMem, live and not-yet-swept heap objects
 	rocks  state.Usage
+	malloc state.MallocStats
 }
 
 // other is what neither Go nor RocksDB's own figures account for: malloc
@@ -44,6 +45,7 @@ func sampleMem(m *state.Memory) memSample {
 		goMem:  int64(ms[0].Value.Uint64() - ms[1].Value.Uint64()),
 		goHeap: int64(ms[2].Value.Uint64()),
 		rocks:  m.Usage(),
+		malloc: state.Malloc(),
 	}
 }
 
@@ -97,6 +99,8 @@ func (p memSample) report(b *testing.B, prefix string) {
 	b.ReportMetric(mib(p.rocks.Pinned), prefix+"pinned_MiB")
 	b.ReportMetric(mib(p.rocks.TableReaders), prefix+"table_readers_MiB")
 	b.ReportMetric(mib(p.other()), prefix+"other_MiB")
+	b.ReportMetric(mib(p.malloc.InUse), prefix+"malloc_in_use_MiB")
+	b.ReportMetric(mib(p.malloc.Free), prefix+"malloc_free_MiB")
 }
 
 // residentShare is the share of the bytes of the SST files under dir that

@@ -177,8 +177,11 @@ func keyedSubtasks(cs *pipeline.CheckpointStats) []pipeline.SubtaskStats {
 // how far it is above the managed budget. build_* and update_* split the
 // memory at the highest RSS sampled (every 200 ms) in each phase: Go
 // (go_MiB, of it go_heap_objects_MiB), RocksDB's memtables, block cache
-// (of it pinned) and table readers, and other_MiB, the rest (malloc
-// overhead and fragmentation, RocksDB's other allocations, stacks).
+// (of it pinned) and table readers, file_MiB (mapped files: the binary
+// and libraries), and other_MiB, the rest (malloc overhead and
+// fragmentation, RocksDB's other allocations, stacks); malloc_in_use_MiB
+// and malloc_free_MiB are glibc's own account (mallinfo2) of the C heap
+// allocated and kept free.
 func BenchmarkCheckpointSync(b *testing.B) {
 	const updates = 700_000
 	e := stateEnv(b)
@@ -353,6 +356,9 @@ func BenchmarkCheckpointSize(b *testing.B) {
 // read into the block cache per reading. resident_first_pct and
 // resident_end_pct are the share of the restored SST files in the page
 // cache (mincore) at the first record and at the end of the replay.
+// replay_cpu_us/reading is the test process's CPU time (every thread:
+// RocksDB's compactions, the background verification) over the replay
+// per reading, which depends less on the box's load than the rate.
 func BenchmarkRecovery(b *testing.B) {
 	const tail = 300_000
 	for _, nkeys := range []int{keysSmall, keysLarge} {
@@ -395,9 +401,11 @@ func BenchmarkRecovery(b *testing.B) {
 			tFirst := time.Now()
 			resFirst := residentShare(b, spec.State.Dir)
 			tick0 := spec.State.Memory.Tickers()
+			cpu0 := cpuSeconds(os.Getpid())
 			perf := perfRecord(b, os.Getpid()) // the replay, when EDDY_BENCH_PERF is set
 			r2.waitKeyed(tail, 20*time.Minute)
 			replayEl := time.Since(tFirst)
+			cpu := cpuSeconds(os.Getpid()) - cpu0
 			perf()
 			tick1 := spec.State.Memory.Tickers()
 			resEnd := residentShare(b, spec.State.Dir)
@@ -411,6 +419,7 @@ func BenchmarkRecovery(b *testing.B) {
 			b.ReportMetric(quantile(restores, 1), "open_db_ms")
 			b.ReportMetric(float64(tNew.Microseconds())/1000, "newjob_ms")
 			b.ReportMetric(float64(tail-1)/replayEl.Seconds(), "replay_readings/s")
+			b.ReportMetric(cpu*1e6/float64(tail-1), "replay_cpu_us/reading")
 			b.ReportMetric(mib(md.StateSize()), "state_MiB")
 			b.ReportMetric(float64(len(md.Tasks)), "tasks")
 			b.ReportMetric(rss, "peak_rss_MiB")
