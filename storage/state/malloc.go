@@ -15,6 +15,8 @@ static void eddy_malloc_tune(int arenas, int mmap_threshold) {
 */
 import "C"
 
+import "time"
+
 // mallocArenas is the cap on glibc malloc arenas set at start-up. glibc
 // gives a thread that finds the arenas busy a new one, up to 8 per core,
 // each holding freed memory of its own: RocksDB's reads run on whichever
@@ -38,6 +40,29 @@ func init() { C.eddy_malloc_tune(mallocArenas, mallocMmapThreshold) }
 // the operating system (glibc malloc_trim): after memtables or a DB are
 // released, glibc keeps the pages otherwise.
 func TrimMalloc() { C.malloc_trim(0) }
+
+// trimInterval is how often a Memory returns malloc's free memory to the
+// operating system while open.
+const trimInterval = 5 * time.Second
+
+// trimLoop calls TrimMalloc every trimInterval until stop is closed, then
+// closes done. Memtables are freed whenever they are flushed and cached
+// blocks whenever they are evicted, and glibc keeps what it cannot
+// return from the top of an arena: 92 MiB free in the arenas at the peak
+// of the 1 GiB recovery benchmark, on top of the 141 MiB in use.
+func trimLoop(stop <-chan struct{}, done chan<- struct{}) {
+	defer close(done)
+	t := time.NewTicker(trimInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-stop:
+			return
+		case <-t.C:
+			TrimMalloc()
+		}
+	}
+}
 
 // MallocStats is glibc's account of the C heap (mallinfo2).
 type MallocStats struct {

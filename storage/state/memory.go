@@ -111,6 +111,8 @@ type Memory struct {
 	numDBs int              // open DBs using this budget
 	dbs    map[*DB]struct{} // the open DBs (track), for Usage and Tickers
 	stats  bool             // EnableStatistics
+
+	stopTrim, trimDone chan struct{} // trimLoop
 }
 
 // grocksdb.Cache must be exactly one C pointer for newCache to fill it in.
@@ -148,6 +150,9 @@ func NewMemory(o MemoryOptions) (*Memory, error) {
 		writeCache:    wc / int64(o.NumDBs),
 	}
 	m.cache = newCache(m.blockCache, o.HighPrioPoolRatio)
+	m.stopTrim = make(chan struct{})
+	m.trimDone = make(chan struct{})
+	go trimLoop(m.stopTrim, m.trimDone)
 	return m, nil
 }
 
@@ -197,6 +202,8 @@ func (m *Memory) Close() {
 	if m.cache != nil {
 		m.cache.Destroy()
 		m.cache = nil
+		close(m.stopTrim)
+		<-m.trimDone
 	}
 }
 
