@@ -112,7 +112,7 @@ type Memory struct {
 	dbs    map[*DB]struct{} // the open DBs (track), for Usage and Tickers
 	stats  bool             // EnableStatistics
 
-	stopTrim, trimDone chan struct{} // trimLoop
+	stopTrim, trimDone chan struct{} // trimLoop, started by the first DB opened
 }
 
 // grocksdb.Cache must be exactly one C pointer for newCache to fill it in.
@@ -150,9 +150,6 @@ func NewMemory(o MemoryOptions) (*Memory, error) {
 		writeCache:    wc / int64(o.NumDBs),
 	}
 	m.cache = newCache(m.blockCache, o.HighPrioPoolRatio)
-	m.stopTrim = make(chan struct{})
-	m.trimDone = make(chan struct{})
-	go trimLoop(m.stopTrim, m.trimDone)
 	return m, nil
 }
 
@@ -202,8 +199,11 @@ func (m *Memory) Close() {
 	if m.cache != nil {
 		m.cache.Destroy()
 		m.cache = nil
+	}
+	if m.stopTrim != nil {
 		close(m.stopTrim)
 		<-m.trimDone
+		m.stopTrim = nil
 	}
 }
 
