@@ -196,15 +196,21 @@ func numDBs(cfg *config.Config) int {
 }
 
 // newMemory is the managed memory of the job of cfg: state.memory split
-// over its RocksDB instances.
+// over its RocksDB instances. It sets the Go runtime's soft memory limit
+// from it (state.SetGoMemoryLimit; GOMEMLIMIT in the environment wins).
 func newMemory(cfg *config.Config) (*state.Memory, error) {
-	return state.NewMemory(state.MemoryOptions{
+	m, err := state.NewMemory(state.MemoryOptions{
 		Managed:           int64(cfg.State.Memory.Managed),
 		WriteBufferRatio:  cfg.State.Memory.WriteBufferRatio,
 		HighPrioPoolRatio: cfg.State.Memory.HighPrioPoolRatio,
 		WriteCacheRatio:   cfg.State.Memory.WriteCacheRatio,
 		NumDBs:            numDBs(cfg),
 	})
+	if err != nil {
+		return nil, err
+	}
+	state.SetGoMemoryLimit(m)
+	return m, nil
 }
 
 // lockDataDir takes data_dir/LOCK before anything else in data_dir is

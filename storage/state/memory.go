@@ -107,8 +107,12 @@ type Memory struct {
 	writeCache    int64
 
 	mu     sync.Mutex
-	cache  *grocksdb.Cache // nil once closed
-	numDBs int             // open DBs using this budget
+	cache  *grocksdb.Cache  // nil once closed
+	numDBs int              // open DBs using this budget
+	dbs    map[*DB]struct{} // the open DBs (track), for Usage and Tickers
+	stats  bool             // EnableStatistics
+
+	stopTrim, trimDone chan struct{} // trimLoop, started by the first DB opened
 }
 
 // grocksdb.Cache must be exactly one C pointer for newCache to fill it in.
@@ -195,6 +199,11 @@ func (m *Memory) Close() {
 	if m.cache != nil {
 		m.cache.Destroy()
 		m.cache = nil
+	}
+	if m.stopTrim != nil {
+		close(m.stopTrim)
+		<-m.trimDone
+		m.stopTrim = nil
 	}
 }
 

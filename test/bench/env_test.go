@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"runtime/pprof"
 	"slices"
 	"strconv"
@@ -54,6 +55,8 @@ type env struct {
 	out    *countSink
 	dead   *countSink
 	times  *logTimes
+	// buildMem is the memory at the peak of the last buildState.
+	buildMem memSample
 }
 
 // logTimes collects the "took" durations the state package logs for
@@ -129,6 +132,11 @@ func newEnv(b *testing.B, o envOptions) *env {
 		b.Fatal(err)
 	}
 	b.Cleanup(e.mem.Close)
+	// As the daemon does (newMemory); GOMEMLIMIT=off in the environment
+	// measures without.
+	prev := debug.SetMemoryLimit(-1)
+	state.SetGoMemoryLimit(e.mem)
+	b.Cleanup(func() { debug.SetMemoryLimit(prev) })
 	if o.checkpoints {
 		if e.store, err = checkpoint.Open(filepath.Join(e.dir, "checkpoints"), fileutil.OSFS{}, nil); err != nil {
 			b.Fatal(err)
@@ -303,7 +311,8 @@ func dirSize(dir string) int64 { return plan.DirBytes(dir) }
 
 // phaseProfile writes a CPU profile of the measured phase of a benchmark
 // to $EDDY_BENCH_PROFILE/<benchmark>.cpu.prof when that variable names a
-// directory (go test -cpuprofile covers set-up and data generation too).
+// directory (go test -cpuprofile covers set-up and data generation too),
+// and a heap profile at its end to <benchmark>.heap.prof.
 func phaseProfile(b *testing.B) (stop func()) {
 	dir := os.Getenv("EDDY_BENCH_PROFILE")
 	if dir == "" {
@@ -324,6 +333,12 @@ func phaseProfile(b *testing.B) (stop func()) {
 		pprof.StopCPUProfile()
 		f.Close()
 		b.Logf("CPU profile of the measured phase: %s", path)
+		heap := strings.TrimSuffix(path, ".cpu.prof") + ".heap.prof"
+		if h, err := os.Create(heap); err == nil {
+			pprof.Lookup("heap").WriteTo(h, 0)
+			h.Close()
+			b.Logf("heap profile at the end of the measured phase: %s", heap)
+		}
 	}
 }
 

@@ -11,6 +11,7 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/eddy-stream/eddy/storage/state"
 	"github.com/eddy-stream/eddy/test/eddytest"
 	"github.com/eddy-stream/eddy/test/mqtttest"
 )
@@ -115,11 +116,12 @@ func peakRSSMiB(b *testing.B, pid string) float64 {
 	return float64(kb) / 1024
 }
 
-// resetPeakRSS returns memory to the OS and resets this process's VmHWM
+// resetPeakRSS returns memory to the OS (Go's and malloc's) and resets this process's VmHWM
 // (clear_refs 5), so an in-process benchmark reports its own peak.
 func resetPeakRSS(b *testing.B) {
 	runtime.GC()
 	debug.FreeOSMemory()
+	state.TrimMalloc()
 	if err := os.WriteFile("/proc/self/clear_refs", []byte("5"), 0); err != nil {
 		b.Logf("cannot reset peak RSS (figure includes earlier benchmarks): %v", err)
 	}

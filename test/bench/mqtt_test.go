@@ -322,7 +322,8 @@ func benchEndToEnd(b *testing.B, c e2eCase) {
 }
 
 // perfRecord runs perf record on pid while the measurement runs when
-// EDDY_BENCH_PERF names a directory (profiles of the eddy binary:
+// EDDY_BENCH_PERF names a directory (profiles of the eddy binary, and of
+// the test process during the replay of BenchmarkRecovery:
 // perf report -i <dir>/<benchmark>.perf.data).
 func perfRecord(b *testing.B, pid int) (stop func()) {
 	dir := os.Getenv("EDDY_BENCH_PERF")
@@ -339,7 +340,7 @@ func perfRecord(b *testing.B, pid int) (stop func()) {
 	return func() {
 		_ = cmd.Process.Signal(syscall.SIGINT)
 		_ = cmd.Wait()
-		b.Logf("perf profile of eddy: %s", out)
+		b.Logf("perf profile of pid %d: %s", pid, out)
 	}
 }
 

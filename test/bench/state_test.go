@@ -119,13 +119,16 @@ func stateEnv(b *testing.B) *env {
 
 // buildState appends nkeys keys, runs the job until every key is in and
 // returns the running job and the build rate in keys per second. The peak
-// RSS is reset once the keys are in the log.
+// RSS is reset once the keys are in the log; e.buildMem is the memory at
+// the peak of the build.
 func (e *env) buildState(spec pipeline.JobSpec, nkeys int) (*running, float64) {
 	e.b.Helper()
 	e.appendKeys(0, nkeys)
 	resetPeakRSS(e.b)
+	s := startMemSampler(e.mem)
 	r := e.start(e.newJob(spec))
 	el := r.waitKeyed(int64(nkeys), 30*time.Minute)
+	e.buildMem = s.end()
 	return r, float64(nkeys) / el.Seconds()
 }
 
@@ -174,7 +177,14 @@ func keyedSubtasks(cs *pipeline.CheckpointStats) []pipeline.SubtaskStats {
 // block cache's usage at the end. peak_rss_MiB is the test
 // process's peak over the build and over the update stream (reset between
 // them, once the test's update messages are garbage); over_budget_MiB is
-// how far it is above the managed budget.
+// how far it is above the managed budget. build_* and update_* split the
+// memory at the highest RSS sampled (every 200 ms) in each phase: Go
+// (go_MiB, of it go_heap_objects_MiB), RocksDB's memtables, block cache
+// (of it pinned) and table readers, file_MiB (mapped files: the binary
+// and libraries), and other_MiB, the rest (malloc overhead and
+// fragmentation, RocksDB's other allocations, stacks); malloc_in_use_MiB
+// and malloc_free_MiB are glibc's own account (mallinfo2) of the C heap
+// allocated and kept free.
 func BenchmarkCheckpointSync(b *testing.B) {
 	const updates = 700_000
 	e := stateEnv(b)
@@ -194,6 +204,7 @@ func BenchmarkCheckpointSync(b *testing.B) {
 	resetPeakRSS(b) // the update messages made by the test are garbage now
 	b.ResetTimer()
 	prof := phaseProfile(b)
+	sampler := startMemSampler(e.mem)
 	t0 := time.Now()
 	r.job.SetCheckpointTiming(time.Second, 0)
 	target := f0.KeyedIn + updates
@@ -203,6 +214,7 @@ func BenchmarkCheckpointSync(b *testing.B) {
 	})
 	el := time.Since(t0)
 	r.job.SetCheckpointTiming(0, 0)
+	updateMem := sampler.end()
 	prof()
 	b.StopTimer()
 	if !ok {
@@ -253,6 +265,8 @@ func BenchmarkCheckpointSync(b *testing.B) {
 	b.ReportMetric(rss, "peak_rss_MiB")
 	b.ReportMetric(rss-mib(e.mem.Options().Managed), "over_budget_MiB")
 	b.ReportMetric(mib(blockCache), "block_cache_MiB")
+	e.buildMem.report(b, "build_")
+	updateMem.report(b, "update_")
 	reportLoad(b)
 }
 
@@ -347,7 +361,16 @@ func BenchmarkCheckpointSize(b *testing.B) {
 // cache, and the page cache of the checkpoint's files dropped
 // (cold_MiB is their size). peak_rss_MiB is the test process's peak from
 // the restore on; over_budget_MiB is how far it is above the managed
-// budget (target: at most 128 MiB).
+// budget (target: at most 128 MiB), split as in CheckpointSync (no prefix).
+// The restored DBs keep RocksDB's statistics: *_miss/reading and
+// data_hit/reading are block cache misses and hits per replayed reading
+// (each reading is one key looked up), cache_insert_B/reading the bytes
+// read into the block cache per reading. resident_first_pct and
+// resident_end_pct are the share of the restored SST files in the page
+// cache (mincore) at the first record and at the end of the replay.
+// replay_cpu_us/reading is the test process's CPU time (every thread:
+// RocksDB's compactions, the background verification) over the replay
+// per reading, which depends less on the box's load than the rate.
 func BenchmarkRecovery(b *testing.B) {
 	const tail = 300_000
 	for _, nkeys := range []int{keysSmall, keysLarge} {
@@ -357,17 +380,20 @@ func BenchmarkRecovery(b *testing.B) {
 			r, _ := e.buildState(spec, nkeys)
 			cs := r.trigger()
 			r.stop()
+			e.mem.Close() // its block cache: a restarted process has none
 			e.appendUpdates(randomKeys(nkeys, tail, 5), 1<<41)
 
 			if err := os.RemoveAll(spec.State.Dir); err != nil {
 				b.Fatal(err)
 			}
 			spec.State.Memory = e.freshMemory()
+			spec.State.Memory.EnableStatistics()
 			cold := dropPageCache(b, filepath.Join(e.dir, "checkpoints"))
 			e.times.take(msgRestoredCheckpoint)
 			resetPeakRSS(b)
 			b.ResetTimer()
 			prof := phaseProfile(b)
+			sampler := startMemSampler(spec.State.Memory)
 			t0 := time.Now()
 			md, broken, err := e.store.Latest(false)
 			if err != nil || md == nil || len(broken) > 0 {
@@ -385,8 +411,17 @@ func BenchmarkRecovery(b *testing.B) {
 			r2.Start = t0
 			firstEl := r2.waitKeyed(1, 5*time.Minute)
 			tFirst := time.Now()
+			resFirst := residentShare(b, spec.State.Dir)
+			tick0 := spec.State.Memory.Tickers()
+			cpu0 := cpuSeconds(os.Getpid())
+			perf := perfRecord(b, os.Getpid()) // the replay, when EDDY_BENCH_PERF is set
 			r2.waitKeyed(tail, 20*time.Minute)
 			replayEl := time.Since(tFirst)
+			cpu := cpuSeconds(os.Getpid()) - cpu0
+			perf()
+			tick1 := spec.State.Memory.Tickers()
+			resEnd := residentShare(b, spec.State.Dir)
+			peak := sampler.end()
 			prof()
 			b.StopTimer()
 			rss := peakRSSMiB(b, "self")
@@ -396,11 +431,28 @@ func BenchmarkRecovery(b *testing.B) {
 			b.ReportMetric(quantile(restores, 1), "open_db_ms")
 			b.ReportMetric(float64(tNew.Microseconds())/1000, "newjob_ms")
 			b.ReportMetric(float64(tail-1)/replayEl.Seconds(), "replay_readings/s")
+			b.ReportMetric(cpu*1e6/float64(tail-1), "replay_cpu_us/reading")
 			b.ReportMetric(mib(md.StateSize()), "state_MiB")
 			b.ReportMetric(float64(len(md.Tasks)), "tasks")
 			b.ReportMetric(rss, "peak_rss_MiB")
 			b.ReportMetric(rss-mib(spec.State.Memory.Options().Managed), "over_budget_MiB")
 			b.ReportMetric(mib(cold), "cold_MiB")
+			b.ReportMetric(100*resFirst, "resident_first_pct")
+			b.ReportMetric(100*resEnd, "resident_end_pct")
+			perReading := func(name string) float64 { return float64(tick1[name]-tick0[name]) / float64(tail-1) }
+			for _, t := range []struct{ ticker, unit string }{
+				{"rocksdb.block.cache.index.miss", "index_miss/reading"},
+				{"rocksdb.block.cache.filter.miss", "filter_miss/reading"},
+				{"rocksdb.block.cache.data.miss", "data_miss/reading"},
+				{"rocksdb.block.cache.data.hit", "data_hit/reading"},
+				{"rocksdb.bloom.filter.useful", "filter_useful/reading"},
+				{"rocksdb.number.multiget.keys.read", "multiget_keys/reading"},
+			} {
+				b.ReportMetric(perReading(t.ticker), t.unit)
+			}
+			b.ReportMetric(perReading("rocksdb.block.cache.data.bytes.insert")+perReading("rocksdb.block.cache.index.bytes.insert")+
+				perReading("rocksdb.block.cache.filter.bytes.insert"), "cache_insert_B/reading")
+			peak.report(b, "")
 			reportLoad(b)
 			b.Logf("restored chk-%d (%s) in %v to first record", md.ID, filepath.Base(e.store.CheckpointDir(md.ID)), firstEl)
 		})
