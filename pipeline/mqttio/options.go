@@ -224,6 +224,9 @@ func (o ClientOptions) pahoOptions() (*paho.ClientOptions, error) {
 		}
 		po.SetTLSConfig(cfg)
 	}
+	if plainTCP(o.Broker) {
+		po.SetCustomOpenConnectionFn(bufferedTCP)
+	}
 	if o.StoreDir != "" {
 		if err := os.MkdirAll(o.StoreDir, 0o750); err != nil {
 			return nil, fmt.Errorf("mqttio: create store_dir: %w", err)

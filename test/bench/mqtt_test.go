@@ -310,6 +310,7 @@ func benchEndToEnd(b *testing.B, c e2eCase) {
 	b.ReportMetric(rss, "peak_rss_MiB")
 	b.ReportMetric(float64(len(msgs))/pubEl.Seconds(), "publish_msgs/s")
 	b.ReportMetric(eddyCPU/el.Seconds(), "eddy_cores")
+	b.ReportMetric(eddyCPU*1e9/float64(readings), "eddy_cpu_ns/reading")
 	b.ReportMetric(mqCPU/el.Seconds(), "mosquitto_cores")
 	b.ReportMetric(selfCPU/el.Seconds(), "publisher_cores")
 	var dead, late int64
