@@ -9,6 +9,7 @@ import (
 	"time"
 
 	paho "github.com/eclipse/paho.mqtt.golang"
+	"github.com/eclipse/paho.mqtt.golang/packets"
 	"golang.org/x/net/proxy"
 )
 
@@ -204,3 +205,21 @@ func plainTCP(broker string) bool {
 	s := strings.ToLower(u.Scheme)
 	return s == "tcp" || s == "mqtt"
 }
+
+// noStore is a Source's paho store when it has no StoreDir: it keeps
+// nothing. A Source never publishes, so paho would keep only inbound
+// PUBLISH packets until their PUBACK (its resume discards them), inbound
+// PUBRELs (the broker sends them again after a reconnect) and SUBSCRIBE
+// packets (resent only with ResumeSubs, which a Source does not set: it
+// subscribes after every connect). What is not acknowledged the broker's
+// session holds; what is, the ingest log. The ordered memory store's Put
+// and Del of every message were 4-8 % of eddy's CPU end to end.
+type noStore struct{}
+
+func (noStore) Open()                             {}
+func (noStore) Put(string, packets.ControlPacket) {}
+func (noStore) Get(string) packets.ControlPacket  { return nil }
+func (noStore) All() []string                     { return nil }
+func (noStore) Del(string)                        {}
+func (noStore) Close()                            {}
+func (noStore) Reset()                            {}
