@@ -3,7 +3,7 @@ package ingest
 import (
 	"context"
 	"errors"
-	"hash/fnv"
+	"hash/maphash"
 	"log/slog"
 	"sync"
 	"sync/atomic"
@@ -51,10 +51,19 @@ type Bridge struct {
 // recognising redeliveries: the packet id space.
 const dedupWindow = 1 << 16
 
+// hashSeed seeds msgHash. The hashes live only in memory (loadRecent
+// computes them again from the log after a restart), so a seed per
+// process is enough.
+var hashSeed = maphash.MakeSeed()
+
+// msgHash hashes topic and payload for recognising a redelivery. maphash
+// (AES-based) is some 10x faster per byte than FNV-1a, which was 7.5 % of
+// eddy's CPU at 50 readings per message.
 func msgHash(topic string, payload []byte) uint64 {
-	h := fnv.New64a()
-	h.Write([]byte(topic))
-	h.Write([]byte{0})
+	var h maphash.Hash
+	h.SetSeed(hashSeed)
+	h.WriteString(topic)
+	h.WriteByte(0)
 	h.Write(payload)
 	return h.Sum64()
 }

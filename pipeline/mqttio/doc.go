@@ -24,6 +24,16 @@
 // paho (the broker redelivers those messages anyway), so a handler owner
 // sees a message again, Dup set, even when it did call Ack.
 //
+// # The Source's connection
+//
+// Over plain TCP a Source reads the socket through a buffer (paho reads
+// each packet header a byte at a time) and coalesces its writes: Ack hands
+// the PUBACK to paho, paho's writer hands it to the connection, and one
+// goroutine writes every packet handed over meanwhile with one system
+// call, so the acknowledgements of one ingest-log fsync leave together.
+// A Source without StoreDir keeps no paho store: it publishes nothing, and
+// paho never resends an inbound PUBLISH it stored (bufconn.go).
+//
 // # Handler contract
 //
 // The handler runs on paho's single dispatch goroutine (order matters), and

@@ -58,9 +58,10 @@ type ClientOptions struct {
 	// ReconnectMaxInterval caps the exponential back-off between attempts.
 	ReconnectMaxInterval time.Duration
 	// StoreDir holds paho's file store of in-flight QoS 1/2 state; "" keeps
-	// it in memory. It matters for a Publisher with CleanSession false
-	// (unacknowledged output survives a restart); a Source gains nothing
-	// from it, the broker's session holds what was not acked.
+	// it in memory (a Publisher) or nowhere (a Source, see noStore). It
+	// matters for a Publisher with CleanSession false (unacknowledged
+	// output survives a restart); a Source gains nothing from it, the
+	// broker's session holds what was not acked.
 	StoreDir string
 	// MaxInflight is the Publisher's window of unacknowledged messages.
 	MaxInflight int
@@ -223,6 +224,9 @@ func (o ClientOptions) pahoOptions() (*paho.ClientOptions, error) {
 			return nil, err
 		}
 		po.SetTLSConfig(cfg)
+	}
+	if plainTCP(o.Broker) {
+		po.SetCustomOpenConnectionFn(bufferedTCP)
 	}
 	if o.StoreDir != "" {
 		if err := os.MkdirAll(o.StoreDir, 0o750); err != nil {

@@ -102,6 +102,12 @@ func (s *Source) Start(ctx context.Context) error {
 		return err
 	}
 	po.SetAutoAckDisabled(true)
+	if plainTCP(s.o.Broker) {
+		po.SetCustomOpenConnectionFn(coalescedTCP)
+	}
+	if s.o.StoreDir == "" {
+		po.SetStore(noStore{})
+	}
 	// Messages of a persistent session can arrive before the SUBSCRIBE of
 	// this connection is answered; routing everything through the default
 	// handler catches them.

@@ -19,12 +19,17 @@ type tail struct {
 // appendFrame appends the frame of r and returns its stream offset.
 func (t *tail) appendFrame(r *Record) int64 {
 	at := t.end
-	if len(t.chunks) == 0 || len(t.chunks[len(t.chunks)-1]) >= flushSize {
+	size := maxFrameSize(r)
+	if n := len(t.chunks); n == 0 || len(t.chunks[n-1]) >= flushSize ||
+		len(t.chunks[n-1])+size > cap(t.chunks[n-1]) {
+		// A new chunk also when the frame does not fit the last one's
+		// room: growing it would copy the chunk and leave one too large
+		// to recycle.
 		var c []byte
-		if n := len(t.free); n > 0 {
+		if n := len(t.free); n > 0 && size <= cap(t.free[n-1]) {
 			c, t.free = t.free[n-1][:0], t.free[:n-1]
 		} else {
-			c = make([]byte, 0, flushSize+4096)
+			c = make([]byte, 0, max(flushSize+4096, size))
 		}
 		t.chunks = append(t.chunks, c)
 	}
@@ -33,6 +38,12 @@ func (t *tail) appendFrame(r *Record) int64 {
 	*last = appendRecord(*last, r)
 	t.end += int64(len(*last) - before)
 	return at
+}
+
+// maxFrameSize bounds the frame of r: header, varints at their longest,
+// flags, packet id, topic and payload.
+func maxFrameSize(r *Record) int {
+	return headerSize + 3*binary.MaxVarintLen64 + 3 + len(r.Topic) + len(r.Payload)
 }
 
 // each calls fn with the bytes of [from, to), chunk by chunk.

@@ -310,6 +310,7 @@ func benchEndToEnd(b *testing.B, c e2eCase) {
 	b.ReportMetric(rss, "peak_rss_MiB")
 	b.ReportMetric(float64(len(msgs))/pubEl.Seconds(), "publish_msgs/s")
 	b.ReportMetric(eddyCPU/el.Seconds(), "eddy_cores")
+	b.ReportMetric(eddyCPU*1e9/float64(readings), "eddy_cpu_ns/reading")
 	b.ReportMetric(mqCPU/el.Seconds(), "mosquitto_cores")
 	b.ReportMetric(selfCPU/el.Seconds(), "publisher_cores")
 	var dead, late int64
@@ -324,14 +325,19 @@ func benchEndToEnd(b *testing.B, c e2eCase) {
 // perfRecord runs perf record on pid while the measurement runs when
 // EDDY_BENCH_PERF names a directory (profiles of the eddy binary, and of
 // the test process during the replay of BenchmarkRecovery:
-// perf report -i <dir>/<benchmark>.perf.data).
+// perf report -i <dir>/<benchmark>.perf.data), at EDDY_BENCH_PERF_FREQ
+// samples per second (default 499).
 func perfRecord(b *testing.B, pid int) (stop func()) {
 	dir := os.Getenv("EDDY_BENCH_PERF")
 	if dir == "" {
 		return func() {}
 	}
 	out := filepath.Join(dir, strings.ReplaceAll(b.Name(), "/", "_")+".perf.data")
-	cmd := exec.Command("perf", "record", "-F", "499", "-g", "-p", strconv.Itoa(pid), "-o", out)
+	freq := "499"
+	if f := os.Getenv("EDDY_BENCH_PERF_FREQ"); f != "" {
+		freq = f
+	}
+	cmd := exec.Command("perf", "record", "-F", freq, "-g", "-p", strconv.Itoa(pid), "-o", out)
 	if err := cmd.Start(); err != nil {
 		b.Logf("perf: %v", err)
 		return func() {}
