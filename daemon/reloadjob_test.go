@@ -60,18 +60,7 @@ const perSiteYAML = `    - name: per_site
 // returns the daemon and the file.
 func startReloadable(t *testing.T, yaml string) (*Daemon, string) {
 	t.Helper()
-	path := filepath.Join(t.TempDir(), "config.yaml")
-	if err := os.WriteFile(path, []byte(yaml), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	cfg, err := config.Load(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	d, err := New(cfg, nil, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	d, path := newDaemonYAML(t, yaml)
 	d.SetConfigFile(path)
 	done := startRun(t, d)
 	t.Cleanup(func() {
@@ -81,6 +70,24 @@ func startReloadable(t *testing.T, yaml string) (*Daemon, string) {
 		}
 		d.Close()
 	})
+	return d, path
+}
+
+// newDaemonYAML writes yaml to a config file and returns a new daemon on
+// it (closed at the end of the test) and the file.
+func newDaemonYAML(t *testing.T, yaml string) (*Daemon, string) {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "config.yaml")
+	rewrite(t, path, yaml)
+	cfg, err := config.Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, err := New(cfg, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { d.Close() })
 	return d, path
 }
 

@@ -267,17 +267,7 @@ func TestFsyncHistogram(t *testing.T) {
 func TestRefusedStartIsRunsError(t *testing.T) {
 	dataDir := t.TempDir()
 	start := func(keys string) (*Daemon, <-chan error) {
-		path := filepath.Join(t.TempDir(), "config.yaml")
-		rewrite(t, path, reloadYAML(dataDir, keys, 1, "", ""))
-		cfg, err := config.Load(path)
-		if err != nil {
-			t.Fatal(err)
-		}
-		d, err := New(cfg, nil, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { d.Close() })
+		d, _ := newDaemonYAML(t, reloadYAML(dataDir, keys, 1, "", ""))
 		d.afterSupervised = func(interrupted <-chan struct{}) { <-interrupted }
 		done := make(chan error, 1)
 		go func() { done <- d.Run(context.Background()) }()

@@ -13,7 +13,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 
-	"github.com/eddy-stream/eddy/daemon/config"
 	"github.com/eddy-stream/eddy/storage/savepoint"
 	"github.com/eddy-stream/eddy/upload"
 )
@@ -23,17 +22,7 @@ import (
 // uploader keeps the file:// remote of the configuration).
 func startWithRemote(t *testing.T, dir string, remote upload.Store, fromSavepoint string) (*Daemon, <-chan error) {
 	t.Helper()
-	path := filepath.Join(t.TempDir(), "config.yaml")
-	yaml := reloadYAML(dir, "site, device", 1, "", "") + "upload:\n  remote: \"file://" + t.TempDir() + "\"\n"
-	rewrite(t, path, yaml)
-	cfg, err := config.Load(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	d, err := New(cfg, nil, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	d, _ := newDaemonYAML(t, remoteYAML(t, dir))
 	d.upl.store = remote
 	if fromSavepoint != "" {
 		d.SetFromSavepoint(fromSavepoint)
@@ -44,9 +33,13 @@ func startWithRemote(t *testing.T, dir string, remote upload.Store, fromSavepoin
 		if err := runResult(t, done); err != nil {
 			t.Errorf("Run: %v", err)
 		}
-		d.Close()
 	})
 	return d, done
+}
+
+// remoteYAML is reloadYAML on data_dir dir with a file:// upload.remote.
+func remoteYAML(t *testing.T, dir string) string {
+	return reloadYAML(dir, "site, device", 1, "", "") + "upload:\n  remote: \"file://" + t.TempDir() + "\"\n"
 }
 
 // A savepoint taken while the remote is down stays local, is counted in
@@ -94,22 +87,12 @@ func TestSavepointUploadRetriedAndDownloaded(t *testing.T) {
 
 // A savepoint neither local nor in the remote: the start fails naming both.
 func TestFromSavepointMissingEverywhere(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "config.yaml")
 	dir := t.TempDir()
-	rewrite(t, path, reloadYAML(dir, "site, device", 1, "", "")+"upload:\n  remote: \"file://"+t.TempDir()+"\"\n")
-	cfg, err := config.Load(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	d, err := New(cfg, nil, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer d.Close()
+	d, _ := newDaemonYAML(t, remoteYAML(t, dir))
 	d.SetFromSavepoint("gone")
 	done := make(chan error, 1)
 	go func() { done <- d.Run(t.Context()) }()
-	err = runResult(t, done)
+	err := runResult(t, done)
 	if err == nil || !strings.Contains(err.Error(), "savepoint gone is neither in "+filepath.Join(dir, "savepoints")) {
 		t.Fatalf("Run = %v, want the missing savepoint named", err)
 	}

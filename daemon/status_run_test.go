@@ -2,10 +2,11 @@ package daemon
 
 import (
 	"fmt"
-	"github.com/eddy-stream/eddy/test/notifytest"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/eddy-stream/eddy/test/notifytest"
 
 	"github.com/eddy-stream/eddy/pipeline/mqttio"
 	"github.com/eddy-stream/eddy/storage/ingestlog"
