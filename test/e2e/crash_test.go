@@ -193,18 +193,8 @@ func runCrashLoop(t *testing.T, v crashVariant, seed uint64) {
 	kills := 0
 	var persisted int64 // the most in-flight bytes a checkpoint stored
 	var logs []string   // every run's log
-	// chunkAt is chunk k of the body; a run whose failpoint needs more
-	// input than its chunk gives it takes the next ones (next counts).
-	chunkAt := func(k int) []simulate.Message {
-		if k >= v.chunks {
-			return nil
-		}
-		return body[k*len(body)/v.chunks : (k+1)*len(body)/v.chunks]
-	}
-	next := 0
 	for i, st := range steps {
-		chunk, first := chunkAt(next), next
-		next++
+		chunk := body[i*len(body)/v.chunks : (i+1)*len(body)/v.chunks]
 		if st.whileDown {
 			f.MustSend(t, chunk)
 		}
@@ -229,43 +219,13 @@ func runCrashLoop(t *testing.T, v crashVariant, seed uint64) {
 		how := ""
 		switch {
 		case st.failpoint != "":
-			// Wait for the failpoint. One counted in ingest-log fsync
-			// groups may need more input than the chunk: a loaded box or
-			// a fast ingest takes a chunk in fewer groups; then the next
-			// chunks go to this run too.
-			slow, timeout := time.After(20*time.Second), time.After(resultsTimeout)
-		wait:
-			for {
-				select {
-				case <-p.Done():
-					break wait
-				case err := <-sent:
-					if err != nil {
-						t.Fatalf("publish chunk %d: %v", next, err)
-					}
-					if next >= v.chunks {
-						done := make(chan error, 1)
-						done <- nil
-						sent = done
-						select { // no more input: it fires now or never
-						case <-p.Done():
-						case <-timeout:
-						}
-						break wait
-					}
-					t.Logf("run %d: failpoint %s has not fired with chunk %d in; chunk %d follows in this run", i+1, st.failpoint, next, next+1)
-					sent = f.Trickle(chunkAt(next))
-					next++
-				case <-slow:
-					// Say what eddy is doing, then keep waiting.
-					var o daemon.Overview
-					err := e.GetJSON("/api/v1/overview", &o)
-					t.Logf("run %d: failpoint %s has not fired after 20 s; ingest %+v (%v)", i+1, st.failpoint, o.Ingest, err)
-				case <-timeout:
-					break wait
-				}
+			if !e.WaitExit(20 * time.Second) {
+				// Say what eddy is doing, then keep waiting.
+				var o daemon.Overview
+				err := e.GetJSON("/api/v1/overview", &o)
+				t.Logf("run %d: failpoint %s has not fired after 20 s; ingest %+v (%v)", i+1, st.failpoint, o.Ingest, err)
 			}
-			if !p.Exited() {
+			if !e.WaitExit(resultsTimeout) {
 				t.Errorf("run %d: failpoint %s did not fire within %v", i+1, st.failpoint, resultsTimeout)
 				e.DumpGoroutines()
 				e.Kill()
@@ -297,7 +257,7 @@ func runCrashLoop(t *testing.T, v crashVariant, seed uint64) {
 		if err := <-sent; err != nil {
 			t.Fatalf("publish chunk %d: %v", i+1, err)
 		}
-		t.Logf("run %d: chunks %d–%d (%d messages in the first%s), %s", i+1, first+1, next, len(chunk), map[bool]string{true: ", published while down"}[st.whileDown], how)
+		t.Logf("run %d: chunk %d (%d messages%s), %s", i+1, i+1, len(chunk), map[bool]string{true: ", published while down"}[st.whileDown], how)
 	}
 	for _, fp := range v.forced {
 		name := strings.SplitN(fp, "=", 2)[0]
