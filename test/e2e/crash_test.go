@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/eddy-stream/eddy/daemon"
+	"github.com/eddy-stream/eddy/internal/failpoint"
 	"github.com/eddy-stream/eddy/pipeline"
 	"github.com/eddy-stream/eddy/simulate"
 	"github.com/eddy-stream/eddy/test/eddytest"
@@ -214,7 +215,14 @@ func runCrashLoop(t *testing.T, v crashVariant, seed uint64) {
 			done <- nil
 			sent = done
 		} else {
-			sent = f.Trickle(chunk) // so that kills land while eddy reads it
+			// So that kills land while eddy reads it; a failpoint counted
+			// in ingest-log fsync groups gets small slices, each at least
+			// one group of its own unless eddy stalls for many pauses.
+			by := 100
+			if strings.HasPrefix(st.failpoint, failpoint.BeforeIngestAck) {
+				by = 20
+			}
+			sent = f.TrickleBy(chunk, by)
 		}
 		how := ""
 		switch {

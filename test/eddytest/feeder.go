@@ -108,11 +108,14 @@ func (p *Process) Probe(f *Feeder, prefixes ...string) int64 {
 // Trickle sends msgs in slices of 100 with a short pause between them, so
 // that a kill or a power cut lands while eddy reads them; the channel gets
 // the first error, or nil once everything was sent and acknowledged.
-func (f *Feeder) Trickle(msgs []simulate.Message) <-chan error {
+func (f *Feeder) Trickle(msgs []simulate.Message) <-chan error { return f.TrickleBy(msgs, 100) }
+
+// TrickleBy is Trickle in slices of n.
+func (f *Feeder) TrickleBy(msgs []simulate.Message, n int) <-chan error {
 	sent := make(chan error, 1)
 	go func() {
-		for j := 0; j < len(msgs); j += 100 {
-			if err := f.Send(msgs[j:min(j+100, len(msgs))]); err != nil {
+		for j := 0; j < len(msgs); j += n {
+			if err := f.Send(msgs[j:min(j+n, len(msgs))]); err != nil {
 				sent <- err
 				return
 			}
