@@ -157,7 +157,7 @@ func compileBinary(n *ast.BinaryNode, l *slotLayout) slotFn {
 	}
 	switch n.Operator {
 	case "and", "&&":
-		return func(vals []slot) (slot, bool) {
+		and := func(vals []slot) (slot, bool) {
 			x, ok := a(vals)
 			if !ok || x.kind != slotBool {
 				return slot{}, false
@@ -171,6 +171,22 @@ func compileBinary(n *ast.BinaryNode, l *slotLayout) slotFn {
 			}
 			return y, true
 		}
+		// A range test, "f > lo && f < hi" and the like: both comparisons
+		// in one closure for a float64 field (no calls; both sides are
+		// pure, so evaluating the second too changes nothing), and the
+		// general closure for anything else.
+		fa, oa, ka, okA := fieldConstCmp(n.Left, l)
+		fb, ob, kb, okB := fieldConstCmp(n.Right, l)
+		if okA && okB && fa == fb {
+			return func(vals []slot) (slot, bool) {
+				if x := &vals[fa]; x.kind == slotFloat {
+					f := x.float()
+					return boolSlot(cmpFloat(oa, f, ka) && cmpFloat(ob, f, kb)), true
+				}
+				return and(vals)
+			}
+		}
+		return and
 	case "or", "||":
 		return func(vals []slot) (slot, bool) {
 			x, ok := a(vals)
@@ -274,6 +290,49 @@ func compileNumeric(n *ast.BinaryNode, a, b slotFn, l *slotLayout) slotFn {
 		}
 		return evalBinop(op, x, y)
 	}
+}
+
+// fieldConstCmp reports a comparison "field op k" of a field of the
+// layout with a number literal k (or a negated one), as compileNumeric
+// compiles to fieldCompare.
+func fieldConstCmp(node ast.Node, l *slotLayout) (fi int, op binop, k float64, ok bool) {
+	n, isBin := node.(*ast.BinaryNode)
+	if !isBin {
+		return 0, 0, 0, false
+	}
+	op, isOp := binops[n.Operator]
+	if !isOp || op > opMoreEq {
+		return 0, 0, 0, false
+	}
+	id, isID := n.Left.(*ast.IdentifierNode)
+	if !isID || id.Value == "$env" {
+		return 0, 0, 0, false
+	}
+	if fi, ok = l.index[id.Value]; !ok {
+		return 0, 0, 0, false
+	}
+	fn := compileSlotNode(n.Right, l)
+	if fn == nil {
+		return 0, 0, 0, false
+	}
+	c, isConst := constValue(n.Right, fn)
+	if !isConst || !isNum(c) {
+		return 0, 0, 0, false
+	}
+	return fi, op, num(c), true
+}
+
+// cmpFloat is the comparison op (opLess … opMoreEq) of f and k.
+func cmpFloat(op binop, f, k float64) bool {
+	switch op {
+	case opLess:
+		return f < k
+	case opMore:
+		return f > k
+	case opLessEq:
+		return f <= k
+	}
+	return f >= k
 }
 
 // constValue is the value of a literal node compiled to fn.

@@ -107,6 +107,8 @@ func TestSlotExprMatchesVM(t *testing.T) {
 		"temperature > -50 && temperature < 150", "temperature * 1.8 + 32", "a / 0", "a % 0", "a / b",
 		"s == t", "s < t", "a == nil", "nil == nil", "a != b", "a % b", "-a", "!f", "a > 1 || f",
 		"1 + 2", "7 / 2", "a == 1", "s == 1", "(a > 0 ? s : t)", "a ** 2", "a + s", "1e300 * 1e300",
+		// range tests (one closure for a float64 field, fieldConstCmp)
+		"a >= 1 && a <= 2.5", "a < 0 && a > -3", "a <= -1 and a >= -1", "a > 1 && b < 2", "s > 1 && s < 3",
 	}
 	for _, f := range []string{"temperature"} {
 		l.add(f)

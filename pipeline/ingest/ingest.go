@@ -32,8 +32,9 @@ type Bridge struct {
 	// recent maps the packet id of recent QoS 1/2 messages to a hash of
 	// topic and payload, to recognise a redelivery (DUP) of a message that
 	// is already in the log: eddy crashed, or the connection dropped, after
-	// the fsync but before the broker had the PUBACK.
-	recent map[uint16]uint64
+	// the fsync but before the broker had the PUBACK. Indexed by packet id
+	// (0: none seen): an array, not a map — every QoS 1 message writes it.
+	recent *[1 << 16]uint64
 	// clock stamps ingestion time: never back, even when NTP steps the
 	// wall clock back (BoxClock), nor below what the log already holds.
 	clock *clock.BoxClock
@@ -112,7 +113,7 @@ func New(name string, log *ingestlog.Log, opts mqttio.ClientOptions, subs []mqtt
 	if lg == nil {
 		lg = slog.New(slog.DiscardHandler)
 	}
-	in := &Bridge{name: name, log: log, lg: lg.With("source", name), recent: map[uint16]uint64{}, clock: clock.NewBoxClock(nil)}
+	in := &Bridge{name: name, log: log, lg: lg.With("source", name), recent: new([1 << 16]uint64), clock: clock.NewBoxClock(nil)}
 	for _, o := range options {
 		o(in)
 	}
