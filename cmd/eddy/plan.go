@@ -28,7 +28,8 @@ func planCmd() *cobra.Command {
 	c := &cobra.Command{
 		Use:   "plan",
 		Short: "Measure what this box can take: maximum rate, recovery, headroom, skew, window bursts",
-		Long: `Replays the configured pipeline, checkpointing as configured, niced, in a
+		Long: `Replays the configured pipeline, checkpointing on (the configured interval,
+at most every 250ms so that several complete in the replay), niced, in a
 scratch directory: the most recent segments of the ingest log (read-only;
 the running eddy is not disturbed), --input FILE of recorded messages
 ("topic payload" lines, as mosquitto_sub -v prints them), or --simulate N

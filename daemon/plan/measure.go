@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"runtime/debug"
 	"sort"
 	"strconv"
 	"strings"
@@ -82,6 +83,63 @@ func Nice() error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// PlanCheckpointInterval is the longest checkpoint interval the plan's
+// replays run with: a replay at the box's maximum lasts a few seconds (3M
+// readings take about 1.5 s on 2 cores), shorter than a typical
+// checkpointing.interval, so at the configured interval no checkpoint
+// would complete in it and "checkpointing on" would cost nothing. At most
+// this interval (and min_pause at most PlanCheckpointMinPause) several
+// complete; checkpointing more often than configured costs more, so the
+// maximum errs on the safe side. The catch-up figures use the configured
+// interval.
+const (
+	PlanCheckpointInterval = 250 * time.Millisecond
+	PlanCheckpointMinPause = 50 * time.Millisecond
+)
+
+// planCheckpointTiming is the interval and minimum pause the plan runs
+// the job of cfg with.
+func planCheckpointTiming(cfg *config.Config) (interval, minPause time.Duration) {
+	interval, minPause = cfg.Checkpointing.Interval, cfg.Checkpointing.MinPause
+	if interval > PlanCheckpointInterval {
+		interval = PlanCheckpointInterval
+	}
+	if minPause > PlanCheckpointMinPause {
+		minPause = PlanCheckpointMinPause
+	}
+	return interval, minPause
+}
+
+// recordOverhead is what a record held in memory takes beyond its topic
+// and payload bytes: the Record struct and the allocations' rounding.
+const recordOverhead = 96
+
+// heldBytes is about the Go memory rs take.
+func heldBytes(rs []ingestlog.Record) int64 {
+	var n int64
+	for _, r := range rs {
+		n += int64(len(r.Topic)+len(r.Payload)) + recordOverhead
+	}
+	return n
+}
+
+// setGoMemoryLimit sets the Go soft memory limit the daemon runs the job
+// with (state.SetGoMemoryLimit for mem) raised by held, the planner's own
+// copy of its input, which the daemon does not hold: under the bare limit
+// that copy alone exceeds it and the collector runs flat out, and the
+// plan measured the collector (a quarter of the replay's rate in `make
+// bench` (m)). GOMEMLIMIT in the environment wins, as in the daemon. It
+// returns a function that restores the previous limit.
+func setGoMemoryLimit(mem *state.Memory, held int64) (limit int64, restore func()) {
+	prev := debug.SetMemoryLimit(-1)
+	if os.Getenv("GOMEMLIMIT") != "" {
+		return prev, func() {}
+	}
+	limit = mem.GoMemoryLimit() + held
+	debug.SetMemoryLimit(limit)
+	return limit, func() { debug.SetMemoryLimit(prev) }
 }
 
 // resultSink counts what a sink is given: results and their arrival in
@@ -187,6 +245,13 @@ func Measure(ctx context.Context, o Options) (*Report, error) {
 		return nil, err
 	}
 	defer mem.Close()
+	// Only the last third stays held for phase 2; the first two thirds
+	// are in the scratch ingest log once appended.
+	split := len(rec) * 2 / 3
+	first, rest := rec[:split], append([]ingestlog.Record(nil), rec[split:]...)
+	rec = nil
+	_, restoreLimit := setGoMemoryLimit(mem, heldBytes(first)+heldBytes(rest))
+	defer restoreLimit()
 	var store *checkpoint.Store
 	if cfg.Checkpointing.Interval > 0 {
 		if err := fileutil.CreateDirAll(layout.Checkpoints()); err != nil {
@@ -227,6 +292,7 @@ func Measure(ctx context.Context, o Options) (*Report, error) {
 		spec := JobSpec(cfg, Resources{StateDir: dir, Memory: mem, Store: store, FS: fileutil.OSFS{},
 			Logs: map[string]*ingestlog.Log{src.Name: lg}, Sinks: sinks})
 		spec.Sources = spec.Sources[:1] // the replayed source; the others have no input here
+		spec.Checkpointing.Interval, spec.Checkpointing.MinPause = planCheckpointTiming(cfg)
 		if md != nil {
 			spec.Restore, spec.RestoreSource = md, "local"
 		}
@@ -237,10 +303,12 @@ func Measure(ctx context.Context, o Options) (*Report, error) {
 
 	// Phase 1: the first two thirds of the input, flat out, checkpointing
 	// as configured.
-	split := len(rec) * 2 / 3
-	if err := appendAll(lg, rec[:split]); err != nil {
+	if err := appendAll(lg, first); err != nil {
 		return nil, err
 	}
+	first = nil
+	_, restoreLimit2 := setGoMemoryLimit(mem, heldBytes(rest))
+	defer restoreLimit2()
 	job, _, err := build(nil, store)
 	if err != nil {
 		return nil, err
@@ -299,7 +367,7 @@ func Measure(ctx context.Context, o Options) (*Report, error) {
 		}
 	}
 	if md != nil {
-		if err := appendAll(lg, rec[split:]); err != nil {
+		if err := appendAll(lg, rest); err != nil {
 			return nil, err
 		}
 		job, took, err := build(md, store)
@@ -328,6 +396,8 @@ func Measure(ctx context.Context, o Options) (*Report, error) {
 	rep.Checkpointing.Mode = cfg.Checkpointing.Mode
 	rep.Checkpointing.Incremental = cfg.Checkpointing.Incremental
 	rep.Checkpointing.MinPauseSeconds = cfg.Checkpointing.MinPause.Seconds()
+	pi, pp := planCheckpointTiming(cfg)
+	rep.Checkpointing.PlanIntervalSeconds, rep.Checkpointing.PlanMinPauseSeconds = pi.Seconds(), pp.Seconds()
 
 	live := datadir.New(cfg.DataDir)
 	rep.IngestLog.MaxSize = int64(cfg.IngestLog.MaxSize)

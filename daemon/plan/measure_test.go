@@ -4,6 +4,7 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"strings"
 	"testing"
 	"time"
@@ -13,6 +14,8 @@ import (
 	"github.com/eddy-stream/eddy/storage/checkpoint"
 	"github.com/eddy-stream/eddy/storage/datadir"
 	"github.com/eddy-stream/eddy/storage/fileutil"
+	"github.com/eddy-stream/eddy/storage/ingestlog"
+	"github.com/eddy-stream/eddy/storage/state"
 	"github.com/eddy-stream/eddy/upload"
 )
 
@@ -137,5 +140,105 @@ func TestMeasureRemoteAndSpools(t *testing.T) {
 		if sp.Sink == "archive" && sp.Used != held {
 			t.Errorf("spool archive: used %d, want %d", sp.Used, held)
 		}
+	}
+}
+
+// TestMeasureMaxMechanics: the plan's maximum replays flat out what it was
+// given — the keyed tasks took in exactly the readings of the first two
+// thirds of the stream — with checkpointing really on: demo.yaml's 5 s
+// interval is capped at PlanCheckpointInterval for the replay (a replay at
+// the maximum lasts about a second), checkpoints complete during it, and
+// the report keeps the configured interval for the catch-up.
+//
+// Whether a checkpoint completes depends on the replay lasting longer
+// than PlanCheckpointInterval: 1.5M readings (1M in the maximum) take
+// about 0.5 s on 2 cores flat out, two intervals; a slower or loaded box
+// only makes it longer.
+func TestMeasureMaxMechanics(t *testing.T) {
+	dir := t.TempDir()
+	cfg := demo(t, dir)
+	const total = 1_500_000
+	o := &simulate.Options{Devices: 500, Sites: 10, Batch: 50, Count: total, Interval: 40 * time.Microsecond, Seed: 1}
+	o.Start = time.Now().Add(-time.Duration(total) * o.Interval).Truncate(time.Millisecond)
+	var perMsg []int
+	if err := simulate.GenerateMessages(*o, func(m simulate.Message) error {
+		perMsg = append(perMsg, len(m.Readings))
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	var want int64
+	for _, k := range perMsg[:len(perMsg)*2/3] {
+		want += int64(k)
+	}
+	rep, err := Measure(context.Background(), Options{Config: cfg, Simulate: o, Scratch: filepath.Join(dir, "scratch"),
+		Duration: 2 * time.Minute, LiveRate: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := rep.Checkpointing
+	t.Logf("max %.0f readings/s (%d readings in %.3fs), %d checkpoints every %.3fs", rep.Max.ReadingsPerSecond,
+		rep.Max.Readings, rep.Max.Seconds, c.Completed, c.PlanIntervalSeconds)
+	if rep.Max.Readings != want {
+		t.Errorf("the maximum took in %d readings, want the %d of the first two thirds", rep.Max.Readings, want)
+	}
+	if c.IntervalSeconds != 5 || c.MinPauseSeconds != 1 {
+		t.Errorf("configured interval %vs, min_pause %vs reported; want demo.yaml's 5s, 1s", c.IntervalSeconds, c.MinPauseSeconds)
+	}
+	if c.PlanIntervalSeconds != PlanCheckpointInterval.Seconds() || c.PlanMinPauseSeconds != PlanCheckpointMinPause.Seconds() {
+		t.Errorf("plan interval %vs, min_pause %vs; want %v, %v", c.PlanIntervalSeconds, c.PlanMinPauseSeconds,
+			PlanCheckpointInterval, PlanCheckpointMinPause)
+	}
+	if c.Completed < 1 {
+		t.Errorf("no checkpoint completed in a maximum of %.3fs at a %.3fs interval", rep.Max.Seconds, c.PlanIntervalSeconds)
+	}
+	if rep.Recovery.Checkpoint <= c.Completed {
+		t.Errorf("phase 2 restored checkpoint %d; want the one after the %d of the replay", rep.Recovery.Checkpoint, c.Completed)
+	}
+}
+
+// TestPlanCheckpointTiming: the configured timing when it is shorter than
+// the plan's caps, the caps otherwise; off stays off.
+func TestPlanCheckpointTiming(t *testing.T) {
+	for _, tc := range []struct{ interval, pause, wantI, wantP time.Duration }{
+		{5 * time.Second, time.Second, PlanCheckpointInterval, PlanCheckpointMinPause},
+		{100 * time.Millisecond, 10 * time.Millisecond, 100 * time.Millisecond, 10 * time.Millisecond},
+		{0, 0, 0, 0},
+	} {
+		var cfg config.Config
+		cfg.Checkpointing.Interval, cfg.Checkpointing.MinPause = tc.interval, tc.pause
+		if i, p := planCheckpointTiming(&cfg); i != tc.wantI || p != tc.wantP {
+			t.Errorf("interval %v, min_pause %v: plan %v, %v; want %v, %v", tc.interval, tc.pause, i, p, tc.wantI, tc.wantP)
+		}
+	}
+}
+
+// TestPlanGoMemoryLimit: the plan runs under the daemon's Go memory limit
+// for the budget plus the planner's copy of the input (without it the
+// copy alone exceeds the limit and the collector runs flat out), and puts
+// the previous limit back.
+func TestPlanGoMemoryLimit(t *testing.T) {
+	if os.Getenv("GOMEMLIMIT") != "" {
+		t.Skip("GOMEMLIMIT is set: it wins")
+	}
+	mem, err := state.NewMemory(state.MemoryOptions{Managed: 64 << 20, WriteBufferRatio: .5, HighPrioPoolRatio: .1, NumDBs: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer mem.Close()
+	prev := debug.SetMemoryLimit(1 << 40)
+	defer debug.SetMemoryLimit(prev)
+	const held = 300 << 20
+	limit, restore := setGoMemoryLimit(mem, held)
+	if got := debug.SetMemoryLimit(-1); limit != mem.GoMemoryLimit()+held || got != limit {
+		t.Errorf("limit %d in effect %d; want %d + %d", limit, got, mem.GoMemoryLimit(), held)
+	}
+	restore()
+	if got := debug.SetMemoryLimit(-1); got != 1<<40 {
+		t.Errorf("after restore: %d, want %d", got, int64(1<<40))
+	}
+	rs := []ingestlog.Record{{Topic: "a/b", Payload: make([]byte, 1000)}, {Topic: "c", Payload: nil}}
+	if got := heldBytes(rs); got != 1004+2*recordOverhead {
+		t.Errorf("heldBytes %d", got)
 	}
 }

@@ -27,6 +27,12 @@ type Report struct {
 		Mode            string  `json:"mode"`
 		Incremental     bool    `json:"incremental"`
 		Completed       int64   `json:"completed"` // during the replay
+		// What the plan's replays checkpointed at: the configured interval
+		// and min_pause, capped at PlanCheckpointInterval and
+		// PlanCheckpointMinPause so that several checkpoints complete in
+		// a replay of a few seconds.
+		PlanIntervalSeconds float64 `json:"plan_interval_seconds"`
+		PlanMinPauseSeconds float64 `json:"plan_min_pause_seconds"`
 	} `json:"checkpointing"`
 	Max      Max `json:"max"`
 	Recovery struct {
@@ -188,7 +194,7 @@ func (r *Report) derive() {
 		add("restore", r.Recovery.RestoreSeconds < r.Checkpointing.IntervalSeconds,
 			"restoring takes longer than a checkpoint interval: turn checkpointing.incremental on, or give RocksDB more state.memory.managed")
 	}
-	add("checkpoints during the replay", r.Checkpointing.IntervalSeconds <= 0 || r.Checkpointing.Completed > 0 || r.Max.Seconds < r.Checkpointing.IntervalSeconds,
+	add("checkpoints during the replay", r.Checkpointing.IntervalSeconds <= 0 || r.Checkpointing.Completed > 0 || r.Max.Seconds < r.Checkpointing.PlanIntervalSeconds,
 		"no checkpoint completed under full load: lengthen checkpointing.timeout or checkpointing.interval, set checkpointing.min_pause")
 	add("subtask skew", r.Skew.Subtasks < 2 || r.Skew.SubtaskShare <= 1.5/float64(r.Skew.Subtasks),
 		"one subtask takes more than 1.5× its share: the keys are skewed; key_by finer fields")
@@ -246,8 +252,9 @@ func (r *Report) WriteTable(w io.Writer) error {
 	p("max (checkpointing on)", "%.0f readings/s, %.0f msgs/s (%d readings in %s)", r.Max.ReadingsPerSecond,
 		r.Max.MessagesPerSecond, r.Max.Readings, secs(r.Max.Seconds))
 	p("bottleneck", "%s (upstream back-pressure %.0f%%)", r.Max.Bottleneck, 100*r.Max.UpstreamBackPressure)
-	p("checkpoints", "every %s, %s, incremental %v: %d completed during the replay", secs(r.Checkpointing.IntervalSeconds),
-		r.Checkpointing.Mode, r.Checkpointing.Incremental, r.Checkpointing.Completed)
+	p("checkpoints", "every %s, %s, incremental %v: %d completed during the replay (which checkpointed every %s)",
+		secs(r.Checkpointing.IntervalSeconds), r.Checkpointing.Mode, r.Checkpointing.Incremental, r.Checkpointing.Completed,
+		secs(r.Checkpointing.PlanIntervalSeconds))
 	p("restore (local)", "%s for checkpoint %d of %d bytes", secs(r.Recovery.RestoreSeconds), r.Recovery.Checkpoint, r.Recovery.CheckpointBytes)
 	p("restore (remote)", "%s", r.Recovery.Remote)
 	if r.Recovery.RemoteCheckpoint > 0 && r.Live.Source != "" {
