@@ -99,15 +99,19 @@ const (
 	PlanCheckpointMinPause = 50 * time.Millisecond
 )
 
+// planCaps are the caps planCheckpointTiming applies: the constants above,
+// shorter in tests that must see checkpoints complete in a short replay.
+var planCaps = struct{ interval, minPause time.Duration }{PlanCheckpointInterval, PlanCheckpointMinPause}
+
 // planCheckpointTiming is the interval and minimum pause the plan runs
 // the job of cfg with.
 func planCheckpointTiming(cfg *config.Config) (interval, minPause time.Duration) {
 	interval, minPause = cfg.Checkpointing.Interval, cfg.Checkpointing.MinPause
-	if interval > PlanCheckpointInterval {
-		interval = PlanCheckpointInterval
+	if interval > planCaps.interval {
+		interval = planCaps.interval
 	}
-	if minPause > PlanCheckpointMinPause {
-		minPause = PlanCheckpointMinPause
+	if minPause > planCaps.minPause {
+		minPause = planCaps.minPause
 	}
 	return interval, minPause
 }

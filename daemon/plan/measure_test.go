@@ -150,11 +150,15 @@ func TestMeasureRemoteAndSpools(t *testing.T) {
 // the maximum lasts about a second), checkpoints complete during it, and
 // the report keeps the configured interval for the catch-up.
 //
-// Whether a checkpoint completes depends on the replay lasting longer
-// than PlanCheckpointInterval: 1.5M readings (1M in the maximum) take
-// about 0.5 s on 2 cores flat out, two intervals; a slower or loaded box
-// only makes it longer.
+// The caps are 10 ms and 0 here, not PlanCheckpointInterval: 1.5M
+// readings (1M in the maximum) take about 0.5 s on 2 cores flat out, two
+// 250 ms intervals, and a faster box could finish the replay before the
+// first one. At 10 ms the first checkpoint is triggered right at the start;
+// a slower or loaded box only makes the replay longer.
 func TestMeasureMaxMechanics(t *testing.T) {
+	caps := planCaps
+	planCaps.interval, planCaps.minPause = 10*time.Millisecond, 0
+	defer func() { planCaps = caps }()
 	dir := t.TempDir()
 	cfg := demo(t, dir)
 	const total = 1_500_000
@@ -185,9 +189,9 @@ func TestMeasureMaxMechanics(t *testing.T) {
 	if c.IntervalSeconds != 5 || c.MinPauseSeconds != 1 {
 		t.Errorf("configured interval %vs, min_pause %vs reported; want demo.yaml's 5s, 1s", c.IntervalSeconds, c.MinPauseSeconds)
 	}
-	if c.PlanIntervalSeconds != PlanCheckpointInterval.Seconds() || c.PlanMinPauseSeconds != PlanCheckpointMinPause.Seconds() {
+	if c.PlanIntervalSeconds != planCaps.interval.Seconds() || c.PlanMinPauseSeconds != planCaps.minPause.Seconds() {
 		t.Errorf("plan interval %vs, min_pause %vs; want %v, %v", c.PlanIntervalSeconds, c.PlanMinPauseSeconds,
-			PlanCheckpointInterval, PlanCheckpointMinPause)
+			planCaps.interval, planCaps.minPause)
 	}
 	if c.Completed < 1 {
 		t.Errorf("no checkpoint completed in a maximum of %.3fs at a %.3fs interval", rep.Max.Seconds, c.PlanIntervalSeconds)
