@@ -49,6 +49,7 @@ const (
 	metadataBlockSize           = 4 << 10
 	maxManifestFileSize         = 1 << 20
 	bloomBitsPerKey             = 10
+	level0CompactionTrigger     = 8
 	memtableBloomRatio          = 0.02 // ~24 bits per key at ~150 bytes per entry
 )
 
@@ -318,6 +319,13 @@ func (d *DB) cfOptions(c CFOptions, table *grocksdb.BlockBasedTableOptions) *gro
 	o.SetMemtableWholeKeyFiltering(true)
 	o.SetCompression(compressions[cmp.Or(c.Compression, DefaultCompression)])
 	o.SetLevelCompactionDynamicLevelBytes(true)
+	// Compact L0 at 8 files, not RocksDB's 4: with keys spread over the
+	// whole key space every L0 file overlaps all of L-base, so an L0
+	// compaction rewrites most of it; twice the L0 input per compaction
+	// halves that rewrite per byte written (the replay after a restore of
+	// 2.5M keys: 26.4 -> 22.7 us of CPU per reading). A lookup probes up to
+	// 8 L0 files, whose filter and index blocks stay pinned.
+	o.SetLevel0FileNumCompactionTrigger(level0CompactionTrigger)
 	o.SetBlockBasedTableFactory(table)
 	return o
 }

@@ -365,7 +365,10 @@ func BenchmarkCheckpointSize(b *testing.B) {
 // The restored DBs keep RocksDB's statistics: *_miss/reading and
 // data_hit/reading are block cache misses and hits per replayed reading
 // (each reading is one key looked up), cache_insert_B/reading the bytes
-// read into the block cache per reading. resident_first_pct and
+// read into the block cache per reading; compact_read_B/reading,
+// compact_write_B/reading and flush_write_B/reading the bytes RocksDB's
+// compactions read and wrote and its memtable flushes wrote during the
+// replay, per reading. resident_first_pct and
 // resident_end_pct are the share of the restored SST files in the page
 // cache (mincore) at the first record and at the end of the replay.
 // replay_cpu_us/reading is the test process's CPU time (every thread:
@@ -452,6 +455,15 @@ func BenchmarkRecovery(b *testing.B) {
 			}
 			b.ReportMetric(perReading("rocksdb.block.cache.data.bytes.insert")+perReading("rocksdb.block.cache.index.bytes.insert")+
 				perReading("rocksdb.block.cache.filter.bytes.insert"), "cache_insert_B/reading")
+			// RocksDB's background work during the replay: what compactions
+			// read and wrote and what memtable flushes wrote, per reading.
+			for _, t := range []struct{ ticker, unit string }{
+				{"rocksdb.compact.read.bytes", "compact_read_B/reading"},
+				{"rocksdb.compact.write.bytes", "compact_write_B/reading"},
+				{"rocksdb.flush.write.bytes", "flush_write_B/reading"},
+			} {
+				b.ReportMetric(perReading(t.ticker), t.unit)
+			}
 			peak.report(b, "")
 			reportLoad(b)
 			b.Logf("restored chk-%d (%s) in %v to first record", md.ID, filepath.Base(e.store.CheckpointDir(md.ID)), firstEl)
