@@ -400,7 +400,11 @@ func fileSize(md *checkpoint.Metadata, task, name string) int64 {
 	return f.Size
 }
 
-// TestBandwidthCap: uploads through the cap take size/cap within 10 %.
+// TestBandwidthCap: uploads through the cap take at least size/cap (less
+// the bucket's first 64 KiB), 10 % slack for the clock. Only the lower
+// bound is checked: a loaded box makes an upload slower, never faster, so
+// an upper bound would test the box (it failed beside two CPU hogs: 2.48 s
+// for 1.94 s), not the cap.
 func TestBandwidthCap(t *testing.T) {
 	for _, b := range backends(t) {
 		t.Run(b.name, func(t *testing.T) {
@@ -421,8 +425,8 @@ func TestBandwidthCap(t *testing.T) {
 			t.Logf("%s: %d bytes in %.2f s = %.0f B/s (cap %d)", b.name, sent, el, rate, bw)
 			// The bucket starts full (64 KiB): allow for it.
 			want := float64(sent-64<<10) / bw
-			if el < want*0.9 || el > want*1.1+0.3 {
-				t.Fatalf("took %.2f s, want %.2f s ± 10%%", el, want)
+			if el < want*0.9 {
+				t.Fatalf("took %.2f s, want at least %.2f s: the cap was exceeded", el, want*0.9)
 			}
 		})
 	}
