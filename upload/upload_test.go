@@ -640,15 +640,16 @@ func TestS3Credentials(t *testing.T) {
 	}
 }
 
-// slowStore delays every Put, so a test can act while an upload runs.
-type slowStore struct {
+// gatedStore holds every Put until gate is closed, so a test can act
+// while an upload runs.
+type gatedStore struct {
 	Store
-	delay time.Duration
+	gate chan struct{}
 }
 
-func (s *slowStore) Put(ctx context.Context, key string, r io.Reader, size int64) error {
+func (s *gatedStore) Put(ctx context.Context, key string, r io.Reader, size int64) error {
 	select {
-	case <-time.After(s.delay):
+	case <-s.gate:
 	case <-ctx.Done():
 		return ctx.Err()
 	}
@@ -662,7 +663,8 @@ func TestOfferWhileUploading(t *testing.T) {
 	ms := NewMemStore()
 	l := newLocal(t)
 	l.addSST("w-0", 1000)
-	u := newUploader(t, &slowStore{Store: ms, delay: 100 * time.Millisecond}, l, t.TempDir(), nil)
+	gate := make(chan struct{}) // the first upload holds until the Offers are done
+	u := newUploader(t, &gatedStore{Store: ms, gate: gate}, l, t.TempDir(), nil)
 	u.Start()
 	md1 := l.checkpoint()
 	u.Offer(md1)
@@ -675,16 +677,25 @@ func TestOfferWhileUploading(t *testing.T) {
 		l.addSST("w-0", 1000)
 		mds = append(mds, l.checkpoint())
 	}
-	t0 := time.Now()
-	for _, md := range mds {
-		u.Offer(md)
-	}
-	if el := time.Since(t0); el > 50*time.Millisecond {
-		t.Fatalf("three Offers took %v while an upload ran", el)
+	// The upload of checkpoint 1 cannot finish while the gate is shut, so
+	// Offers that return now did not wait for it.
+	offered := make(chan struct{})
+	go func() {
+		defer close(offered)
+		for _, md := range mds {
+			u.Offer(md)
+		}
+	}()
+	select {
+	case <-offered:
+	case <-time.After(time.Minute):
+		close(gate)
+		t.Fatal("Offer blocked while an upload ran")
 	}
 	if !u.Protect(1) || u.Protect(2) || u.Protect(3) || !u.Protect(4) {
 		t.Fatalf("protect: 1 %v 2 %v 3 %v 4 %v; want the uploading and the waiting one", u.Protect(1), u.Protect(2), u.Protect(3), u.Protect(4))
 	}
+	close(gate)
 	waitRemote(t, u, 4)
 	st := u.Stats()
 	if st.Uploads != 2 || st.Superseded != 2 || u.RemoteStatus(2) != StatusSkipped || u.RemoteStatus(3) != StatusSkipped {
