@@ -254,8 +254,9 @@ func Measure(ctx context.Context, o Options) (*Report, error) {
 	split := len(rec) * 2 / 3
 	first, rest := rec[:split], append([]ingestlog.Record(nil), rec[split:]...)
 	rec = nil
-	_, restoreLimit := setGoMemoryLimit(mem, heldBytes(first)+heldBytes(rest))
-	defer restoreLimit()
+	heldRest := heldBytes(rest)
+	_, restoreLimit := setGoMemoryLimit(mem, heldBytes(first)+heldRest)
+	defer restoreLimit() // the limit before Measure
 	var store *checkpoint.Store
 	if cfg.Checkpointing.Interval > 0 {
 		if err := fileutil.CreateDirAll(layout.Checkpoints()); err != nil {
@@ -311,8 +312,7 @@ func Measure(ctx context.Context, o Options) (*Report, error) {
 		return nil, err
 	}
 	first = nil
-	_, restoreLimit2 := setGoMemoryLimit(mem, heldBytes(rest))
-	defer restoreLimit2()
+	setGoMemoryLimit(mem, heldRest) // lowered: the first two thirds are in the log
 	job, _, err := build(nil, store)
 	if err != nil {
 		return nil, err
