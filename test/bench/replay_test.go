@@ -52,10 +52,10 @@ func BenchmarkPipelineReplay(b *testing.B) {
 			b.StopTimer()
 			f := r.figures()
 			r.stop()
-			b.ReportMetric(float64(readings)/el.Seconds(), "readings/s")
+			metric(b, float64(readings)/el.Seconds(), "readings/s")
 			b.ReportMetric(float64(msgs)/el.Seconds(), "msgs/s")
 			b.ReportMetric(float64(readings), "readings")
-			b.ReportMetric(cpu*1e9/float64(readings), "cpu_ns/reading") // the test process: the pipeline, GC, RocksDB
+			metric(b, cpu*1e9/float64(readings), "cpu_ns/reading") // the test process: the pipeline, GC, RocksDB
 			b.ReportMetric(peakRSSMiB(b, "self"), "peak_rss_MiB")
 			b.ReportMetric(float64(f.Dead+f.Late), "dead+late")
 			b.ReportMetric(float64(e.out.n.Load()), "results")
@@ -90,7 +90,7 @@ func BenchmarkCheckpointOverhead(b *testing.B) {
 	b.StopTimer()
 	b.ReportMetric(off, "off_readings/s")
 	b.ReportMetric(on, "on_readings/s")
-	b.ReportMetric(on/off, "ratio")
+	metric(b, on/off, "ratio")
 	b.ReportMetric(float64(n), "checkpoints")
 	reportLoad(b)
 }
