@@ -60,9 +60,19 @@ func (c e2eCase) messages(b *testing.B) (msgs []message, readings int64) {
 	return msgs, readings
 }
 
+// ceilingFigures is what ceiling measured for one payload shape.
+type ceilingFigures struct {
+	best, worst float64 // msgs/s
+	// CPU per message of the best run, microseconds: mosquitto, and this
+	// process (the publisher and the subscriber), from before the
+	// connects to the last message received.
+	mqUS, selfUS float64
+	cores        float64 // CPU of both ÷ wall time of the best run
+}
+
 var (
 	ceilingMu sync.Mutex
-	ceilings  = map[int][2]float64{} // readings per message → best, worst msgs/s
+	ceilings  = map[int]ceilingFigures{} // readings per message → figures
 )
 
 // ceilingRuns is how often the ceiling is measured; the best run counts
@@ -73,29 +83,37 @@ const ceilingRuns = 2
 // broker carries from one publisher to one subscriber at QoS 1, with a
 // payload of c's shape and c.msgs messages: pipeline/mqttio.MeasureCeiling,
 // best and worst of ceilingRuns runs.
-func ceiling(b *testing.B, c e2eCase) (best, worst float64) {
+func ceiling(b *testing.B, c e2eCase) ceilingFigures {
 	b.Helper()
 	ceilingMu.Lock()
 	defer ceilingMu.Unlock()
 	if v, ok := ceilings[c.perMsg]; ok {
-		return v[0], v[1]
+		return v
 	}
 	br := sharedBroker(b)
 	msgs, _ := c.messages(b)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
+	var f ceilingFigures
+	mqPID := brokerPID()
 	for i := range ceilingRuns {
+		mq0, self0, t0 := cpuSeconds(mqPID), cpuSeconds(os.Getpid()), time.Now()
 		v, err := mqttio.MeasureCeiling(ctx, br.URL(), c.msgs, msgs[len(msgs)/2].payload, 1)
 		if err != nil {
 			b.Fatal(err)
 		}
-		if i == 0 {
-			best, worst = v, v
+		mq, self, el := cpuSeconds(mqPID)-mq0, cpuSeconds(os.Getpid())-self0, time.Since(t0)
+		if i == 0 || v > f.best {
+			f.best = v
+			f.mqUS, f.selfUS = mq*1e6/float64(c.msgs), self*1e6/float64(c.msgs)
+			f.cores = (mq + self) / el.Seconds()
 		}
-		best, worst = max(best, v), min(worst, v)
+		if i == 0 || v < f.worst {
+			f.worst = v
+		}
 	}
-	ceilings[c.perMsg] = [2]float64{best, worst}
-	return best, worst
+	ceilings[c.perMsg] = f
+	return f
 }
 
 // BenchmarkBrokerCeiling (a): plain QoS 1 publish → subscribe of the same
@@ -107,10 +125,13 @@ func BenchmarkBrokerCeiling(b *testing.B) {
 			ceilingMu.Lock()
 			delete(ceilings, c.perMsg) // measure it here, in this benchmark
 			ceilingMu.Unlock()
-			best, worst := ceiling(b, c)
-			b.ReportMetric(best, "msgs/s")
-			metric(b, best*float64(c.perMsg), "readings/s")
-			b.ReportMetric(worst, "worst_msgs/s")
+			f := ceiling(b, c)
+			b.ReportMetric(f.best, "msgs/s")
+			metric(b, f.best*float64(c.perMsg), "readings/s")
+			b.ReportMetric(f.worst, "worst_msgs/s")
+			b.ReportMetric(f.mqUS, "mosquitto_cpu_us/msg")
+			b.ReportMetric(f.selfUS, "pubsub_cpu_us/msg")
+			b.ReportMetric(f.cores, "cores")
 			b.ReportMetric(float64(c.msgs), "msgs")
 			reportLoad(b)
 		})
@@ -238,7 +259,7 @@ func brokerPID() int {
 
 func benchEndToEnd(b *testing.B, c e2eCase) {
 	br := sharedBroker(b)
-	ceil, _ := ceiling(b, c)
+	ceil := ceiling(b, c).best
 	msgs, readings := c.messages(b)
 	p := startEddy(b, br.URL())
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
@@ -313,6 +334,10 @@ func benchEndToEnd(b *testing.B, c e2eCase) {
 	metric(b, eddyCPU*1e9/float64(readings), "eddy_cpu_ns/reading")
 	b.ReportMetric(mqCPU/el.Seconds(), "mosquitto_cores")
 	b.ReportMetric(selfCPU/el.Seconds(), "publisher_cores")
+	n := float64(len(msgs))
+	b.ReportMetric(eddyCPU*1e6/n, "eddy_cpu_us/msg")
+	b.ReportMetric(mqCPU*1e6/n, "mosquitto_cpu_us/msg")
+	b.ReportMetric(selfCPU*1e6/n, "publisher_cpu_us/msg")
 	var dead, late int64
 	for _, t := range final.Tasks {
 		dead += t.DeadLetters
@@ -371,7 +396,7 @@ func BenchmarkIngest(b *testing.B) {
 	} {
 		b.Run(v.name, func(b *testing.B) {
 			br := sharedBroker(b)
-			ceil, _ := ceiling(b, e2eOne)
+			ceil := ceiling(b, e2eOne).best
 			msgs, _ := e2eCase{perMsg: 1, msgs: v.msgs}.messages(b)
 			dir := b.TempDir()
 			log, err := ingestlog.Open(ingestlog.Options{
