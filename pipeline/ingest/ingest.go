@@ -29,6 +29,11 @@ type Bridge struct {
 	mu      sync.Mutex
 	pending []pendingAck // FIFO, ascending offsets
 	fatal   error
+	// ackMu makes onSync calls one at a time, so that acknowledgements
+	// leave in arrival order even when Receive and the fsync goroutine
+	// both acknowledge; it guards acks.
+	ackMu sync.Mutex
+	acks  []mqttio.Acker
 	// recent maps the packet id of recent QoS 1/2 messages to a hash of
 	// topic and payload, to recognise a redelivery (DUP) of a message that
 	// is already in the log: eddy crashed, or the connection dropped, after
@@ -99,7 +104,7 @@ func (in *Bridge) loadRecent() error {
 
 type pendingAck struct {
 	offset uint64
-	ack    func()
+	ack    mqttio.Acker
 }
 
 // Option configures a Bridge.
@@ -154,7 +159,7 @@ func (in *Bridge) Receive(m mqttio.Message) {
 			// Already in the log: acknowledge once what is there is durable.
 			in.Duplicates.Add(1)
 			in.mu.Lock()
-			in.pending = append(in.pending, pendingAck{in.log.NextOffset() - 1, m.Ack})
+			in.pending = append(in.pending, pendingAck{in.log.NextOffset() - 1, m.Acker()})
 			in.mu.Unlock()
 			if in.log.SyncedOffset() >= in.log.NextOffset() {
 				in.onSync(in.log.SyncedOffset())
@@ -175,7 +180,7 @@ func (in *Bridge) Receive(m mqttio.Message) {
 			if m.QoS > 0 {
 				in.recent[m.PacketID] = h
 				in.mu.Lock()
-				in.pending = append(in.pending, pendingAck{off, m.Ack})
+				in.pending = append(in.pending, pendingAck{off, m.Acker()})
 				in.mu.Unlock()
 				if s := in.log.SyncedOffset(); s > off { // synced before pending held it (sync_interval 0s)
 					in.onSync(s)
@@ -209,21 +214,27 @@ func (in *Bridge) Receive(m mqttio.Message) {
 
 // onSync acknowledges, in order, every message the log has made durable.
 func (in *Bridge) onSync(next uint64) {
+	in.ackMu.Lock()
+	defer in.ackMu.Unlock()
 	in.mu.Lock()
 	i := 0
 	for i < len(in.pending) && in.pending[i].offset < next {
 		i++
 	}
-	done := in.pending[:i:i]
-	in.pending = in.pending[i:]
+	in.acks = in.acks[:0]
+	for _, p := range in.pending[:i] {
+		in.acks = append(in.acks, p.ack)
+	}
+	// Move the rest to the front: the backing array is reused, and
+	// pending never pins acknowledged entries.
+	in.pending = in.pending[:copy(in.pending, in.pending[i:])]
 	in.mu.Unlock()
-	if len(done) > 0 {
-		failpoint.Hit(failpoint.BeforeIngestAck)
+	if i == 0 {
+		return
 	}
-	for _, p := range done {
-		p.ack()
-	}
-	in.Acked.Add(int64(len(done)))
+	failpoint.Hit(failpoint.BeforeIngestAck)
+	mqttio.AckAll(in.acks)
+	in.Acked.Add(int64(i))
 }
 
 // Close disconnects. Messages appended but not yet durable are not

@@ -2,6 +2,9 @@ package mqttio
 
 import (
 	"bufio"
+	"encoding/binary"
+	"errors"
+	"io"
 	"net"
 	"net/url"
 	"strings"
@@ -36,9 +39,105 @@ type bufConn struct {
 	net.Conn
 	r *bufio.Reader
 	w *coalescer // nil: writes go straight to the connection
+
+	// pub, when set, takes every PUBLISH packet out of the stream (the
+	// direct receive path, see directTCP); paho reads the other packets.
+	pub  func(w *coalescer, topic, payload []byte, id uint16, qos byte, dup bool)
+	pass int // bytes of the packet paho is reading still to hand it
 }
 
-func (c *bufConn) Read(p []byte) (int, error) { return c.r.Read(p) }
+func (c *bufConn) Read(p []byte) (int, error) {
+	if c.pub == nil {
+		return c.r.Read(p)
+	}
+	for c.pass == 0 {
+		n, publish, err := c.header()
+		if err != nil {
+			return 0, err
+		}
+		if !publish {
+			c.pass = n
+			break
+		}
+		if err := c.publish(n); err != nil {
+			return 0, err
+		}
+	}
+	if len(p) > c.pass {
+		p = p[:c.pass]
+	}
+	n, err := c.r.Read(p)
+	c.pass -= n
+	return n, err
+}
+
+// errMalformed is a packet the direct receive path cannot take; paho
+// would drop the connection for it too.
+var errMalformed = errors.New("mqttio: malformed PUBLISH packet")
+
+// header peeks at the fixed header of the next packet and returns the
+// packet's length and whether it is a PUBLISH. It peeks only at bytes the
+// header announces, so it never waits for bytes the broker did not send.
+func (c *bufConn) header() (n int, publish bool, err error) {
+	rl := 0
+	for i := 1; i <= 4; i++ {
+		b, err := c.r.Peek(i + 1)
+		if err != nil {
+			return 0, false, err
+		}
+		rl |= int(b[i]&0x7f) << (7 * (i - 1))
+		if b[i]&0x80 == 0 {
+			return i + 1 + rl, b[0]>>4 == packets.Publish, nil
+		}
+	}
+	return 0, false, errors.New("mqttio: malformed remaining length")
+}
+
+// publish reads the PUBLISH packet of n bytes at the head of the buffer
+// and hands it to c.pub; topic and payload alias the buffer until c.pub
+// returns.
+func (c *bufConn) publish(n int) error {
+	var pkt []byte
+	if n <= c.r.Size() {
+		b, err := c.r.Peek(n)
+		if err != nil {
+			return err
+		}
+		pkt = b
+	} else {
+		pkt = make([]byte, n)
+		if _, err := io.ReadFull(c.r, pkt); err != nil {
+			return err
+		}
+	}
+	flags := pkt[0] & 0x0f
+	qos, dup := (flags>>1)&3, flags&0x08 != 0
+	body := pkt[1:]
+	for body[0]&0x80 != 0 { // the remaining length, checked by header
+		body = body[1:]
+	}
+	body = body[1:]
+	if qos == 3 || len(body) < 2 {
+		return errMalformed
+	}
+	tl := int(binary.BigEndian.Uint16(body))
+	if 2+tl > len(body) {
+		return errMalformed
+	}
+	topic, rest := body[2:2+tl], body[2+tl:]
+	var id uint16
+	if qos > 0 {
+		if len(rest) < 2 {
+			return errMalformed
+		}
+		id, rest = binary.BigEndian.Uint16(rest), rest[2:]
+	}
+	c.pub(c.w, topic, rest, id, qos, dup)
+	if n <= c.r.Size() {
+		_, _ = c.r.Discard(n) // peeked
+	}
+	return nil
+}
 
 func (c *bufConn) Write(p []byte) (int, error) {
 	if c.w == nil {
@@ -194,6 +293,27 @@ func coalescedTCP(u *url.URL, o paho.ClientOptions) (net.Conn, error) {
 		return nil, err
 	}
 	return &bufConn{Conn: c, r: bufio.NewReaderSize(c, readBufSize), w: newCoalescer(c)}, nil
+}
+
+// directTCP is coalescedTCP for a Source without a paho store, with the
+// direct receive path: the connection takes every PUBLISH out of the
+// stream as paho's reading goroutine reads it and calls the handler right
+// there, and Ack writes the PUBACK (PUBREC) to the connection itself.
+// paho reads every other packet as before (CONNACK, SUBACK, PINGRESP,
+// PUBREL, which it answers with PUBCOMP) and never sees a PUBLISH, so a
+// message is no longer handed through four of paho's goroutines, nor its
+// acknowledgement through three. paho has nothing to do for an inbound
+// PUBLISH without a store: it keeps no state for it. A connection's
+// acknowledgements go to that connection only; once it is closed they are
+// dropped, as paho drops them, and the broker redelivers the messages.
+func (s *Source) directTCP(u *url.URL, o paho.ClientOptions) (net.Conn, error) {
+	c, err := coalescedTCP(u, o)
+	if err != nil {
+		return nil, err
+	}
+	bc := c.(*bufConn)
+	bc.pub = s.receive
+	return bc, nil
 }
 
 // plainTCP reports whether broker is a plain TCP URL (tcp://, mqtt://).

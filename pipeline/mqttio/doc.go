@@ -20,29 +20,44 @@
 // in the original order; mochi 2.7.9 does not (it sorts the session's
 // in-flight messages by their creation second, unstably).
 //
-// Acks for messages of a connection that has since been lost are dropped by
-// paho (the broker redelivers those messages anyway), so a handler owner
-// sees a message again, Dup set, even when it did call Ack.
+// Acks for messages of a connection that has since been lost are dropped
+// (the broker redelivers those messages anyway), so a handler owner sees a
+// message again, Dup set, even when it did call Ack. A second Ack of a
+// message does nothing, even once the broker has reused its packet id.
 //
 // # The Source's connection
 //
 // Over plain TCP a Source reads the socket through a buffer (paho reads
-// each packet header a byte at a time) and coalesces its writes: Ack hands
-// the PUBACK to paho, paho's writer hands it to the connection, and one
+// each packet header a byte at a time) and coalesces its writes: one
 // goroutine writes every packet handed over meanwhile with one system
 // call, so the acknowledgements of one ingest-log fsync leave together.
 // A Source without StoreDir keeps no paho store: it publishes nothing, and
 // paho never resends an inbound PUBLISH it stored (bufconn.go).
 //
+// A Source over plain TCP without StoreDir (how the daemon runs one) also
+// takes PUBLISH packets past paho (the direct path, directTCP): its
+// connection picks every PUBLISH out of the stream as paho's reading
+// goroutine reads, and calls the handler right there; paho reads the
+// other packets (CONNACK, SUBACK, PINGRESP, PUBREL) as before. Ack (and
+// AckAll, which the ingest uses for the messages of one fsync) writes the
+// PUBACK or PUBREC straight to the connection the message came on; paho
+// answers a PUBREL with PUBCOMP. paho keeps no state for an inbound
+// PUBLISH without a store, so it misses nothing; its keep-alive no longer
+// sees the PUBLISHes, so it pings every KeepAlive during traffic too.
+// Otherwise (TLS, websocket, a StoreDir) paho delivers the messages and
+// sends the acknowledgements.
+//
 // # Handler contract
 //
-// The handler runs on paho's single dispatch goroutine (order matters), and
-// that goroutine is in the path that reads the socket: while the handler
-// blocks, nothing is read, not even PINGRESP. A handler may block briefly
-// to apply back-pressure, but blocking for longer than KeepAlive plus
-// paho's 10 s ping timeout makes paho drop and re-establish the connection,
-// and paho cannot finish a disconnect until the handler returns (Close
-// returns anyway, leaving paho's goroutines to end after the handler).
+// The handler runs on one goroutine at a time, in arrival order, and that
+// goroutine is in the path that reads the socket (on the direct path it
+// is paho's reading goroutine; otherwise paho's dispatch goroutine): while
+// the handler blocks, nothing is read, not even PINGRESP. A handler may
+// block briefly to apply back-pressure, but blocking for longer than
+// KeepAlive plus paho's 10 s ping timeout makes paho drop and re-establish
+// the connection, and paho cannot finish a disconnect until the handler
+// returns (Close returns anyway, leaving paho's goroutines to end after
+// the handler).
 //
 // # Flush and connection loss
 //

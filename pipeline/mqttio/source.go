@@ -22,10 +22,85 @@ type Message struct {
 	PacketID uint16 // 0 at QoS 0; reused by the broker once acked
 	Dup      bool   // the broker sent it before (not acked on an earlier connection)
 	QoS      byte
-	// Ack sends the PUBACK (QoS 1) or PUBREC (QoS 2). Call it once the
-	// message is durable, in arrival order, from any goroutine; calling it
-	// again does nothing. It is never nil (a no-op at QoS 0).
-	Ack func()
+	ack      Acker
+}
+
+// Ack sends the PUBACK (QoS 1) or PUBREC (QoS 2). Call it once the
+// message is durable, in arrival order, from any goroutine; calling it
+// again does nothing. It does nothing at QoS 0 (and for a Message the
+// Source did not make).
+func (m Message) Ack() { m.ack.Ack() }
+
+// Acker returns what acknowledges m: m.Ack, to keep or to pass to AckAll.
+func (m Message) Acker() Acker { return m.ack }
+
+// Acker acknowledges one message (Message.Acker); the zero Acker does
+// nothing. It is a value: keeping one allocates nothing.
+type Acker struct {
+	s   *Source
+	w   *coalescer   // the connection the message came on (direct path), or nil
+	pm  paho.Message // paho's message (paho path), or nil
+	tag uint32       // s.acks[id] while the message is not acknowledged
+	id  uint16
+	qos byte
+}
+
+// Ack acknowledges the message once; see Message.Ack.
+func (a Acker) Ack() {
+	if !a.claim() {
+		return
+	}
+	if a.w == nil {
+		a.pm.Ack()
+		return
+	}
+	var b [4]byte
+	_, _ = a.w.write(appendAck(b[:0], a))
+}
+
+// claim reports whether this is the first call for the message (and a
+// message that needs an acknowledgement at all), counting it.
+func (a Acker) claim() bool {
+	if a.s == nil || a.qos == 0 || !a.s.acks[a.id].CompareAndSwap(a.tag, a.tag|1) {
+		return false
+	}
+	a.s.acked.Add(1)
+	return true
+}
+
+// AckAll acknowledges every message of as, in order, like calling Ack on
+// each; the acknowledgements of one connection go to it in one write.
+func AckAll(as []Acker) {
+	var buf []byte
+	for i := 0; i < len(as); {
+		w := as[i].w
+		if w == nil {
+			as[i].Ack()
+			i++
+			continue
+		}
+		buf = buf[:0]
+		for ; i < len(as) && as[i].w == w; i++ {
+			if as[i].claim() {
+				buf = appendAck(buf, as[i])
+			}
+		}
+		if len(buf) > 0 {
+			// A write error (the connection is gone) drops them, as paho
+			// drops the acknowledgements of a lost connection: the broker
+			// redelivers those messages.
+			_, _ = w.write(buf)
+		}
+	}
+}
+
+// appendAck appends the PUBACK (QoS 1) or PUBREC (QoS 2) of a.
+func appendAck(b []byte, a Acker) []byte {
+	t := byte(0x40) // PUBACK
+	if a.qos == 2 {
+		t = 0x50 // PUBREC
+	}
+	return append(b, t, 2, byte(a.id>>8), byte(a.id))
 }
 
 // Handler receives messages in arrival order on one goroutine; see the
@@ -57,13 +132,25 @@ type Source struct {
 	stop    chan struct{} // closed by Close
 
 	received, dups, acked atomic.Int64
+	// acks holds, per packet id, the tag of the newest message received
+	// with it: even while it is not acknowledged, odd once it is. An
+	// Acker acknowledges only if the tag is still its own, so a second
+	// call, or a call after the broker reused the id, does nothing.
+	acks *[1 << 16]atomic.Uint32
+	// topics shares the topic strings of the direct receive path; only
+	// the goroutine reading the connection uses it.
+	topics map[string]string
+	slab   []byte // see own; only the reading goroutine uses it
 }
 
 // NewSource returns a Source for o and subs; h is called for every message.
 // Nothing connects before Start.
 func NewSource(o ClientOptions, subs []Subscription, h Handler) *Source {
 	o = o.withDefaults()
-	return &Source{o: o, subs: append([]Subscription(nil), subs...), h: h, conn: newConn(o, "source"), stop: make(chan struct{})}
+	return &Source{
+		o: o, subs: append([]Subscription(nil), subs...), h: h, conn: newConn(o, "source"), stop: make(chan struct{}),
+		acks: new([1 << 16]atomic.Uint32), topics: make(map[string]string),
+	}
 }
 
 // Start validates the options and starts connecting. It returns once the
@@ -102,7 +189,10 @@ func (s *Source) Start(ctx context.Context) error {
 		return err
 	}
 	po.SetAutoAckDisabled(true)
-	if plainTCP(s.o.Broker) {
+	switch {
+	case plainTCP(s.o.Broker) && s.o.StoreDir == "":
+		po.SetCustomOpenConnectionFn(s.directTCP)
+	case plainTCP(s.o.Broker):
 		po.SetCustomOpenConnectionFn(coalescedTCP)
 	}
 	if s.o.StoreDir == "" {
@@ -150,26 +240,71 @@ func (s *Source) subscribe(cl paho.Client) {
 	}
 }
 
+// dispatch hands a message paho received to the handler (TLS, websocket,
+// or a paho store; see directTCP for plain TCP).
 func (s *Source) dispatch(_ paho.Client, pm paho.Message) {
+	m := Message{Topic: pm.Topic(), Payload: pm.Payload(), PacketID: pm.MessageID(), Dup: pm.Duplicate(), QoS: pm.Qos()}
+	m.ack = Acker{s: s, pm: pm, id: m.PacketID, qos: m.QoS}
+	s.deliver(&m)
+}
+
+// deliver counts m, tags its Acker and calls the handler.
+func (s *Source) deliver(m *Message) {
 	s.received.Add(1)
-	if pm.Duplicate() {
+	if m.Dup {
 		s.dups.Add(1)
 	}
-	var once atomic.Bool
-	m := Message{
-		Topic:    pm.Topic(),
-		Payload:  pm.Payload(),
-		PacketID: pm.MessageID(),
-		Dup:      pm.Duplicate(),
-		QoS:      pm.Qos(),
-		Ack: func() {
-			if once.CompareAndSwap(false, true) {
-				pm.Ack()
-				s.acked.Add(1)
-			}
-		},
+	if m.QoS > 0 {
+		a := &s.acks[m.PacketID]
+		m.ack.tag = (a.Load() | 1) + 1
+		a.Store(m.ack.tag)
 	}
-	s.h(m)
+	s.h(*m)
+}
+
+// receive is the direct path's handler of a PUBLISH read from w's
+// connection: topic and payload alias the read buffer.
+func (s *Source) receive(w *coalescer, topic, payload []byte, id uint16, qos byte, dup bool) {
+	m := Message{Topic: intern(s.topics, topic), Payload: s.own(payload), PacketID: id, Dup: dup, QoS: qos}
+	m.ack = Acker{s: s, w: w, id: id, qos: qos}
+	s.deliver(&m)
+}
+
+// slabSize is the size of the blocks the direct path cuts payloads from:
+// one allocation serves hundreds of small messages.
+const slabSize = 32 << 10
+
+// own returns a copy of p the receiver owns, cut from s.slab unless p is
+// large; the full slice expression keeps an append from reaching into the
+// next payload.
+func (s *Source) own(p []byte) []byte {
+	switch {
+	case len(p) == 0:
+		return []byte{}
+	case len(p) > slabSize/8:
+		return append(make([]byte, 0, len(p)), p...)
+	}
+	if cap(s.slab)-len(s.slab) < len(p) {
+		s.slab = make([]byte, 0, slabSize)
+	}
+	n := len(s.slab)
+	s.slab = append(s.slab, p...)
+	return s.slab[n:len(s.slab):len(s.slab)]
+}
+
+// maxTopics bounds the topics a Source keeps to share their strings.
+const maxTopics = 4096
+
+// intern returns topic as a string, the one in topics if it is there.
+func intern(topics map[string]string, topic []byte) string {
+	if t, ok := topics[string(topic)]; ok {
+		return t
+	}
+	t := string(topic)
+	if len(topics) < maxTopics {
+		topics[t] = t
+	}
+	return t
 }
 
 // Connected reports whether the client has an open connection now.

@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/eddy-stream/eddy/storage/fileutil"
@@ -126,6 +127,7 @@ type Log struct {
 	next     uint64
 	size     int64
 	durable  position
+	synced   atomic.Uint64 // durable.next, for SyncedOffset without l.mu
 	notify   chan struct{} // closed and replaced when durable advances
 	onSync   []func(uint64)
 	sealed   []fileutil.File // fsynced by roll, closed by the next sync
@@ -210,6 +212,7 @@ func (l *Log) open() error {
 		err = l.fs.SyncDir(l.opts.Dir)
 	}
 	l.durable = position{seg: l.active().base, size: l.active().size, next: l.next}
+	l.synced.Store(l.next)
 	return err
 }
 
@@ -678,6 +681,7 @@ func (l *Log) syncLocked() error {
 		return err
 	}
 	l.durable = pos
+	l.synced.Store(pos.next)
 	l.tail.drop(cut)
 	close(l.notify)
 	l.notify = make(chan struct{})
@@ -758,11 +762,7 @@ func (l *Log) Notify() <-chan struct{} {
 
 // SyncedOffset returns the durable end: every record with a smaller
 // offset survives a crash, and only those are visible to Readers.
-func (l *Log) SyncedOffset() uint64 {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.durable.next
-}
+func (l *Log) SyncedOffset() uint64 { return l.synced.Load() }
 
 // FirstOffset returns the offset of the oldest record kept.
 func (l *Log) FirstOffset() uint64 {
