@@ -122,6 +122,7 @@ func enableSlots(ps *parser, out collector) bool {
 	}
 	ps.sl = l
 	ps.vals = make([]slot, len(l.names))
+	ps.topicVals = make([]slot, len(l.names))
 	ps.topicIdx = make([]int, len(ps.spec.TopicFields))
 	for i, f := range ps.spec.TopicFields {
 		ps.topicIdx[i] = -1
@@ -139,7 +140,6 @@ func enableSlots(ps *parser, out collector) bool {
 // not take.
 func (ps *parser) readingSlots(v *fastjson.Value, r *ingestlog.Record, emit func(*Reading) error, dl *deadLetters) error {
 	vals := ps.vals
-	clear(vals)
 	ps.topicSlots(r, vals)
 	o, _ := v.Object()
 	pos := 0
@@ -153,28 +153,38 @@ func (ps *parser) readingSlots(v *fastjson.Value, r *ingestlog.Record, emit func
 	return ps.finishSlots(vals, r, emit, dl)
 }
 
-// topicSlots fills the slots of the topic fields: a reading's JSON fields,
-// set after them, override them.
+// topicSlots sets the slots of a new reading of r: the topic fields, and
+// nil in every other slot. A reading's JSON fields, set after them,
+// override them.
 func (ps *parser) topicSlots(r *ingestlog.Record, vals []slot) {
 	if len(ps.topicIdx) == 0 {
+		clear(vals)
 		return
 	}
-	if ps.topicOf != r {
-		ps.topicBuf = splitTopic(ps.topicBuf[:0], r.Topic) // once per message
+	if ps.topicOf != r { // once per message
+		ps.topicBuf = splitTopic(ps.topicBuf[:0], r.Topic)
 		ps.topicOf = r
-	}
-	for i, idx := range ps.topicIdx {
-		if idx >= 0 && i < len(ps.topicBuf) && ps.topicBuf[i] != "" {
-			vals[idx] = stringSlot(ps.topicBuf[i])
+		tv := ps.topicVals
+		clear(tv)
+		for i, idx := range ps.topicIdx {
+			if idx >= 0 && i < len(ps.topicBuf) && ps.topicBuf[i] != "" {
+				tv[idx] = stringSlot(ps.topicBuf[i])
+			}
 		}
 	}
+	copy(vals, ps.topicVals)
 }
 
 // finishSlots takes the event time of a reading whose slots are filled
 // and emits it.
 func (ps *parser) finishSlots(vals []slot, r *ingestlog.Record, emit func(*Reading) error, dl *deadLetters) error {
 	ps.rec = Reading{S: vals, Msg: &ps.ref}
-	return ps.stampAndEmit(r, func() (int64, error) { return ps.eventTimeSlot(vals[ps.tsIdx]) }, emit, dl)
+	if ps.ingestion {
+		ps.rec.TS = r.Timestamp
+		return emit(&ps.rec)
+	}
+	ts, err := ps.eventTimeSlot(vals[ps.tsIdx])
+	return ps.emitAt(r, ts, err, emit, dl) // stampAndEmit, without its closure
 }
 
 // slotIndex is the slot of object key k at position pos, -1 if the chain

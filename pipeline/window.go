@@ -29,6 +29,10 @@ const (
 type assigner struct {
 	kind                  windowKind
 	size, slide, gap, lag int64 // lag is the allowed lateness
+	// The tumbling window assign found last, if memo: the next event
+	// time is most likely in it too (no division).
+	memo      bool
+	memoStart int64
 }
 
 func newAssigner(w *WindowSpec) (assigner, error) {
@@ -64,8 +68,10 @@ func floorMod(a, b int64) int64 { return ((a % b) + b) % b }
 func (a *assigner) assign(ts int64, dst [][2]int64) [][2]int64 {
 	switch a.kind {
 	case tumbling:
-		s := ts - floorMod(ts, a.size)
-		return append(dst, [2]int64{s, s + a.size})
+		if !a.memo || ts < a.memoStart || ts >= a.memoStart+a.size {
+			a.memoStart, a.memo = ts-floorMod(ts, a.size), true
+		}
+		return append(dst, [2]int64{a.memoStart, a.memoStart + a.size})
 	case sliding:
 		last := ts - floorMod(ts, a.slide)
 		for s := last; s > ts-a.size; s -= a.slide {
