@@ -2,6 +2,7 @@ package pipeline
 
 import (
 	"fmt"
+	"slices"
 	"sort"
 	"strconv"
 	"time"
@@ -260,7 +261,15 @@ func (n *shuffleNode) add(r *Reading, i int, kg uint16, b *batch) error {
 	if r.Msg != nil {
 		src = srcPos{r.Msg.Source, r.Msg.Offset}
 	}
-	b.events = append(b.events, event{kg: kg, key: n.lastKey, ts: r.TS, src: src})
+	// Field by field into the batch: an event is too large for registers,
+	// and a composite literal would be built on the stack and copied.
+	k := len(b.events)
+	if k == cap(b.events) {
+		b.events = slices.Grow(b.events, 1)
+	}
+	b.events = b.events[:k+1]
+	ev := &b.events[k]
+	ev.kg, ev.key, ev.ts, ev.vals, ev.src = kg, n.lastKey, r.TS, nil, src
 	n.uncounted++
 	if len(b.events) >= n.batchSize {
 		return n.flushOne(i)

@@ -516,13 +516,13 @@ func evalBinop(op binop, x, y slot) (slot, bool) {
 	if op <= opMoreEq && x.kind == slotString && y.kind == slotString {
 		switch op {
 		case opLess:
-			return boolSlot(x.s < y.s), true
+			return boolSlot(x.str() < y.str()), true
 		case opMore:
-			return boolSlot(x.s > y.s), true
+			return boolSlot(x.str() > y.str()), true
 		case opLessEq:
-			return boolSlot(x.s <= y.s), true
+			return boolSlot(x.str() <= y.str()), true
 		}
-		return boolSlot(x.s >= y.s), true
+		return boolSlot(x.str() >= y.str()), true
 	}
 	if !isNum(x) || !isNum(y) {
 		return slot{}, false
@@ -561,7 +561,7 @@ func slotEqual(x, y slot) (eq, ok bool) {
 	case x.kind != y.kind:
 		return false, true
 	case x.kind == slotString:
-		return x.s == y.s, true
+		return x.str() == y.str(), true
 	case x.kind == slotBool:
 		return x.bool() == y.bool(), true
 	}

@@ -223,7 +223,7 @@ func jsonSlot(v *fastjson.Value) slot {
 	case fastjson.TypeNull:
 		return slot{}
 	}
-	return slot{kind: slotAny, a: jsonValue(v)}
+	return anySlot(jsonValue(v))
 }
 
 func (ps *parser) eventTimeSlot(v slot) (int64, error) {
@@ -233,7 +233,7 @@ func (ps *parser) eventTimeSlot(v slot) (int64, error) {
 	case slotFloat:
 		return ps.eventTimeFloat(v.float())
 	case slotString:
-		return ps.eventTimeString(v.s)
+		return ps.eventTimeString(v.str())
 	}
 	return 0, fmt.Errorf("event time field %s: want a number or an RFC 3339 string, got %s", ps.tsField, v.typeName())
 }
@@ -289,8 +289,8 @@ func (n *shuffleNode) collectSlots(r *Reading) error {
 			return n.dl.reading(r, n.stage, "missing key field "+n.keyFields[j])
 		}
 		if v.kind == slotString {
-			n.keyBuf = binary.AppendUvarint(n.keyBuf, uint64(len(v.s)))
-			n.keyBuf = append(n.keyBuf, v.s...)
+			n.keyBuf = binary.AppendUvarint(n.keyBuf, v.n)
+			n.keyBuf = append(n.keyBuf, v.str()...)
 			continue
 		}
 		var ok bool
