@@ -230,6 +230,14 @@ func parseNumber(p []byte, i int) (int, float64, bool) {
 	if i < len(p) && p[i] == '0' {
 		i, nd = i+1, 1
 	} else {
+		for ; i+8 <= len(p); i += 8 { // eight digits at a time (event times in ms have 13)
+			w := binary.LittleEndian.Uint64(p[i:])
+			if !eightDigits(w) {
+				break
+			}
+			d = d*100_000_000 + eightDigitsValue(w)
+			nd += 8
+		}
 		for ; i < len(p) && p[i] >= '0' && p[i] <= '9'; i++ {
 			d = d*10 + uint64(p[i]-'0')
 			nd++
@@ -263,6 +271,20 @@ func parseNumber(p []byte, i int) (int, float64, bool) {
 		f = -f
 	}
 	return i, f, true
+}
+
+// eightDigits reports whether the eight bytes of w are all '0' … '9'.
+func eightDigits(w uint64) bool {
+	return w&0xf0f0f0f0f0f0f0f0 == 0x3030303030303030 &&
+		(w+0x0606060606060606)&0xf0f0f0f0f0f0f0f0 == 0x3030303030303030
+}
+
+// eightDigitsValue is the number the eight digits of w (read little
+// endian: the first digit in the lowest byte) spell, exactly.
+func eightDigitsValue(w uint64) uint64 {
+	w = (w & 0x0f0f0f0f0f0f0f0f) * 2561 >> 8
+	w = (w & 0x00ff00ff00ff00ff) * 6553601 >> 16
+	return (w & 0x0000ffff0000ffff) * 42949672960001 >> 32
 }
 
 // scanNumber finds the end of the strict JSON number at p[i].
