@@ -39,6 +39,40 @@ func (x *slotExpr) envOf(vals []slot) map[string]any { return x.l.env(x.env, val
 type keyCache struct {
 	name string
 	idx  int // -1: not a field of the chain
+	// `"name":` as compact JSON writes it, as one or two words to compare
+	// (slotscan.go): its first (head) and last (tail) eight bytes, n of
+	// them (0: longer than 16 bytes, not compared by words).
+	head, tail, mask uint64
+	n                int
+}
+
+func newKeyCache(name string, idx int) keyCache {
+	kc := keyCache{name: name, idx: idx}
+	pat := `"` + name + `":`
+	switch n := len(pat); {
+	case n <= 8:
+		var b [8]byte
+		copy(b[:], pat)
+		kc.head, kc.mask, kc.n = binary.LittleEndian.Uint64(b[:]), ^uint64(0)>>(64-8*n), n
+	case n <= 16:
+		kc.head = binary.LittleEndian.Uint64([]byte(pat[:8]))
+		kc.tail = binary.LittleEndian.Uint64([]byte(pat[n-8:]))
+		kc.mask, kc.n = ^uint64(0), n
+	}
+	return kc
+}
+
+// at reports whether p[i:] starts with `"name":`, compared by words; false
+// also when it cannot tell (near the end of p, a long key).
+func (kc *keyCache) at(p []byte, i int) bool {
+	switch {
+	case kc.n == 0 || i+8 > len(p):
+		return false
+	case kc.n <= 8:
+		return binary.LittleEndian.Uint64(p[i:])&kc.mask == kc.head
+	}
+	return i+kc.n <= len(p) && binary.LittleEndian.Uint64(p[i:]) == kc.head &&
+		binary.LittleEndian.Uint64(p[i+kc.n-8:]) == kc.tail
 }
 
 // enableSlots puts the source chain out on the slot path if it qualifies,
@@ -201,7 +235,7 @@ func (ps *parser) slotIndex(pos int, k []byte) int {
 		for len(ps.keys) <= pos {
 			ps.keys = append(ps.keys, keyCache{idx: -1})
 		}
-		ps.keys[pos] = keyCache{name: ps.str(k), idx: idx}
+		ps.keys[pos] = newKeyCache(ps.str(k), idx)
 	}
 	return idx
 }

@@ -100,22 +100,29 @@ func (ps *parser) scanObject(r *ingestlog.Record, p []byte, i int) (int, bool) {
 		if i >= len(p) || p[i] != '"' {
 			return 0, false
 		}
-		var idx, ke int
-		if pos < len(ps.keys) && keyAt(p, i, ps.keys[pos].name) {
-			// The key at this position in the reading before: it was
-			// scanned then (no escape, no control character, no quote).
-			idx, ke = ps.keys[pos].idx, i+1+len(ps.keys[pos].name)
+		// The key at this position in the reading before was scanned then
+		// (no escape, no control character, no quote): compare it, with
+		// the colon after it if the JSON is compact.
+		var idx int
+		if kc := ps.keyAt(pos); kc != nil && kc.at(p, i) {
+			idx, i = kc.idx, i+kc.n
 		} else {
-			ks, e, ok := scanString(p, i)
-			if !ok {
+			var ke int
+			if kc != nil && keyAt(p, i, kc.name) {
+				idx, ke = kc.idx, i+1+len(kc.name)
+			} else {
+				ks, e, ok := scanString(p, i)
+				if !ok {
+					return 0, false
+				}
+				idx, ke = ps.slotIndex(pos, p[ks:e]), e
+			}
+			if i = skipWS(p, ke+1); i >= len(p) || p[i] != ':' {
 				return 0, false
 			}
-			idx, ke = ps.slotIndex(pos, p[ks:e]), e
+			i++
 		}
-		if i = skipWS(p, ke+1); i >= len(p) || p[i] != ':' {
-			return 0, false
-		}
-		if i = skipWS(p, i+1); i >= len(p) {
+		if i = skipWS(p, i); i >= len(p) {
 			return 0, false
 		}
 		var v slot
@@ -171,6 +178,14 @@ func (ps *parser) scanObject(r *ingestlog.Record, p []byte, i int) (int, bool) {
 		}
 		i = skipWS(p, i+1)
 	}
+}
+
+// keyAt is the key cache of position pos, nil if none.
+func (ps *parser) keyAt(pos int) *keyCache {
+	if pos < len(ps.keys) {
+		return &ps.keys[pos]
+	}
+	return nil
 }
 
 // keyAt reports whether the string at p[i] (a quote) is name, which holds

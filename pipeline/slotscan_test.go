@@ -103,3 +103,33 @@ func TestScanStringMatchesByteLoop(t *testing.T) {
 		}
 	}
 }
+
+// TestKeyCacheAt: the word comparison of a cached key says yes exactly
+// when the bytes are `"name":`, for names of every length around the word
+// sizes, a byte changed at every position, and input cut short.
+func TestKeyCacheAt(t *testing.T) {
+	for n := range 20 {
+		name := strings.Repeat("k", n)
+		kc := newKeyCache(name, 3)
+		pat := `"` + name + `":`
+		for _, rest := range []string{"", "1", "1234567890123456", "}"} {
+			for change := -1; change < len(pat); change++ {
+				b := []byte(pat + rest)
+				if change >= 0 {
+					b[change] ^= 0x20
+				}
+				for cut := len(b); cut >= 0; cut-- {
+					p := b[:cut]
+					want := strings.HasPrefix(string(p), pat)
+					got := kc.at(p, 0)
+					if got && !want {
+						t.Fatalf("name %q, input %q: at says yes", name, p)
+					}
+					if want && !got && len(pat) <= 16 && len(p) >= max(8, len(pat)) {
+						t.Fatalf("name %q, input %q: at says no", name, p)
+					}
+				}
+			}
+		}
+	}
+}
