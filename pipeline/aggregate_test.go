@@ -2,6 +2,7 @@ package pipeline
 
 import (
 	"math"
+	"math/rand/v2"
 	"testing"
 	"time"
 
@@ -86,15 +87,29 @@ func TestMergeMatchesAdd(t *testing.T) {
 func TestAssigner(t *testing.T) {
 	ms := func(d time.Duration) int64 { return d.Milliseconds() }
 	tum, _ := newAssigner(&WindowSpec{Type: "tumbling", Size: time.Minute})
-	if got := tum.assign(ms(90*time.Second), nil); len(got) != 1 || got[0] != [2]int64{60000, 120000} {
+	if got := tum.assign(ms(90*time.Second), nil); len(got) != 1 || got[0] != (span{60000, 120000}) {
 		t.Errorf("tumbling: %v", got)
 	}
-	if got := tum.assign(-1, nil); got[0] != [2]int64{-60000, 0} {
+	if got := tum.assign(-1, nil); got[0] != (span{-60000, 0}) {
 		t.Errorf("tumbling negative: %v", got)
+	}
+	// The memo of the last tumbling window: event times in and out of it,
+	// backwards, at its edges, negative.
+	rng := rand.New(rand.NewPCG(9, 10))
+	for _, ts := range append([]int64{59999, 60000, 119999, 120000, 60000, 59999, -1, 0, -60000, -60001, 1 << 40, -(1 << 40)}, func() (r []int64) {
+		for range 1000 {
+			r = append(r, rng.Int64N(600_000)-300_000)
+		}
+		return r
+	}()...) {
+		s := ts - floorMod(ts, 60000)
+		if got := tum.assign(ts, nil); len(got) != 1 || got[0] != (span{s, s + 60000}) {
+			t.Fatalf("tumbling %d: %v, want [%d %d]", ts, got, s, s+60000)
+		}
 	}
 	sl, _ := newAssigner(&WindowSpec{Type: "sliding", Size: time.Minute, Slide: 20 * time.Second})
 	got := sl.assign(ms(65*time.Second), nil)
-	want := [][2]int64{{60000, 120000}, {40000, 100000}, {20000, 80000}}
+	want := []span{{60000, 120000}, {40000, 100000}, {20000, 80000}}
 	if len(got) != len(want) {
 		t.Fatalf("sliding: %v", got)
 	}

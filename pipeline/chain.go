@@ -2,6 +2,7 @@ package pipeline
 
 import (
 	"fmt"
+	"slices"
 	"sort"
 	"strconv"
 	"time"
@@ -184,7 +185,15 @@ type shuffleNode struct {
 	abort     <-chan struct{}
 	keyParts  []string
 	keyBuf    []byte
-	lastKey   string // the previous reading's key: readings of one device come in runs
+	// The previous reading's key and its route: readings of one device
+	// come in runs (routed: lastKey is set).
+	lastKey string
+	lastKG  uint16
+	lastI   int
+	routed  bool
+	// Readings added since RecordsOut was last raised (once per batch
+	// sent, not per reading).
+	uncounted int64
 	// On the slot path (slotpath.go): the slots of keyFields and inputs.
 	keyIdx, inIdx []int
 	partBuf       []byte
@@ -226,10 +235,17 @@ func (n *shuffleNode) collect(r *Reading) error {
 	return n.add(r, i, kg, b)
 }
 
-// route is the subtask, key group and open batch of the key in keyBuf.
+// route is the subtask, key group and open batch of the key in keyBuf,
+// which becomes lastKey; the key of the previous reading is not hashed
+// again.
 func (n *shuffleNode) route() (int, uint16, *batch) {
-	kg := keygroup.Of(n.keyBuf, n.maxP)
-	i := keygroup.OperatorIndex(kg, n.maxP, len(n.outs))
+	if !n.routed || n.lastKey != string(n.keyBuf) { // no allocation for the comparison
+		n.lastKey = string(n.keyBuf)
+		n.lastKG = keygroup.Of(n.keyBuf, n.maxP)
+		n.lastI = keygroup.OperatorIndex(n.lastKG, n.maxP, len(n.outs))
+		n.routed = true
+	}
+	i, kg := n.lastI, n.lastKG
 	b := n.bufs[i]
 	if b == nil {
 		b = n.pool.get()
@@ -239,24 +255,38 @@ func (n *shuffleNode) route() (int, uint16, *batch) {
 }
 
 // add appends the event of r, whose aggregate inputs are in b.vals, to
-// batch b of subtask i.
+// batch b of subtask i; its key is lastKey (route).
 func (n *shuffleNode) add(r *Reading, i int, kg uint16, b *batch) error {
 	var src srcPos
 	if r.Msg != nil {
 		src = srcPos{r.Msg.Source, r.Msg.Offset}
 	}
-	if n.lastKey != string(n.keyBuf) { // no allocation for the comparison
-		n.lastKey = string(n.keyBuf)
+	// Field by field into the batch: an event is too large for registers,
+	// and a composite literal would be built on the stack and copied.
+	k := len(b.events)
+	if k == cap(b.events) {
+		b.events = slices.Grow(b.events, 1)
 	}
-	b.events = append(b.events, event{kg: kg, key: n.lastKey, ts: r.TS, src: src})
-	n.m.RecordsOut.Add(1)
+	b.events = b.events[:k+1]
+	ev := &b.events[k]
+	ev.kg, ev.key, ev.ts, ev.vals, ev.src = kg, n.lastKey, r.TS, nil, src
+	n.uncounted++
 	if len(b.events) >= n.batchSize {
 		return n.flushOne(i)
 	}
 	return nil
 }
 
+// countOut adds the readings added since the last call to RecordsOut.
+func (n *shuffleNode) countOut() {
+	if n.uncounted > 0 {
+		n.m.RecordsOut.Add(n.uncounted)
+		n.uncounted = 0
+	}
+}
+
 func (n *shuffleNode) flushOne(i int) error {
+	n.countOut()
 	b := n.bufs[i]
 	if b == nil || len(b.events) == 0 {
 		return nil
@@ -290,6 +320,7 @@ func (n *shuffleNode) send(i int, e element) error {
 }
 
 func (n *shuffleNode) broadcast(e element) error {
+	n.countOut()
 	for i := range n.outs {
 		if err := n.flushOne(i); err != nil {
 			return err

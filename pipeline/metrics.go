@@ -8,10 +8,10 @@ import (
 // TaskMetrics are one task's counters, updated by the task's goroutine and
 // read by anyone.
 type TaskMetrics struct {
-	Name               string // "source:readings" or "per_device_minute-1"
-	Kind               string // source | keyed
-	RecordsIn          atomic.Int64
-	RecordsOut         atomic.Int64
+	Name               string       // "source:readings" or "per_device_minute-1"
+	Kind               string       // source | keyed
+	RecordsIn          atomic.Int64 // source tasks: raised after each message, keyed tasks after each batch
+	RecordsOut         atomic.Int64 // a shuffle raises it when it sends a batch or passes on a watermark, barrier or the end
 	BackPressuredNanos atomic.Int64
 	Watermark          atomic.Int64 // unix ms; math.MinInt64 until the first one
 	DeadLetters        atomic.Int64

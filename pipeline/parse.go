@@ -38,12 +38,13 @@ type parser struct {
 	// The slot path (slotpath.go), if sl is set: the slots of a reading,
 	// of the topic fields (-1: unused) and of the event time, and the
 	// slots of the object keys seen last at each position.
-	sl       *slotLayout
-	vals     []slot
-	topicIdx []int
-	tsIdx    int
-	keys     []keyCache
-	topicOf  *ingestlog.Record // topicBuf holds the levels of its topic
+	sl        *slotLayout
+	vals      []slot
+	topicIdx  []int
+	tsIdx     int
+	keys      []keyCache
+	topicOf   *ingestlog.Record // topicBuf holds the levels of its topic, topicVals its slots
+	topicVals []slot
 	// scanSlots (slotscan.go): the slots of the message's scanN readings.
 	scanVals []slot
 	scanN    int
@@ -159,18 +160,24 @@ func (ps *parser) reading(v *fastjson.Value, r *ingestlog.Record, emit func(*Rea
 func (ps *parser) stampAndEmit(r *ingestlog.Record, eventTime func() (int64, error), emit func(*Reading) error, dl *deadLetters) error {
 	if ps.ingestion {
 		ps.rec.TS = r.Timestamp
-	} else {
-		ts, err := eventTime()
-		if err != nil {
-			return dl.reading(&ps.rec, ps.spec.Name, err.Error())
-		}
-		// Against the time eddy received the message, not the clock now:
-		// a replay after a crash decides the same.
-		if ps.maxFuture > 0 && ts > r.Timestamp+ps.maxFuture {
-			return dl.reading(&ps.rec, ps.spec.Name, reasonFuture)
-		}
-		ps.rec.TS = ts
+		return emit(&ps.rec)
 	}
+	ts, err := eventTime()
+	return ps.emitAt(r, ts, err, emit, dl)
+}
+
+// emitAt emits ps.rec with event time ts, or makes it a dead letter: err,
+// its event time's error, is not nil, or ts is too far in the future.
+func (ps *parser) emitAt(r *ingestlog.Record, ts int64, err error, emit func(*Reading) error, dl *deadLetters) error {
+	if err != nil {
+		return dl.reading(&ps.rec, ps.spec.Name, err.Error())
+	}
+	// Against the time eddy received the message, not the clock now:
+	// a replay after a crash decides the same.
+	if ps.maxFuture > 0 && ts > r.Timestamp+ps.maxFuture {
+		return dl.reading(&ps.rec, ps.spec.Name, reasonFuture)
+	}
+	ps.rec.TS = ts
 	return emit(&ps.rec)
 }
 

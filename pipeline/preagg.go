@@ -112,9 +112,9 @@ func (op *windowOp) processBehind(ev *event) (onTime bool, err error) {
 	behind := false
 	for _, se := range op.asgBuf {
 		switch {
-		case se[1]-1 > op.wm:
+		case se.end-1 > op.wm:
 			onTime = true
-		case se[1]-1+op.asg.lag > op.wm:
+		case se.end-1+op.asg.lag > op.wm:
 			behind = true
 		}
 	}
@@ -131,12 +131,12 @@ func (op *windowOp) processBehind(ev *event) (onTime bool, err error) {
 		return false, err
 	}
 	for _, se := range op.asgBuf {
-		if se[1]-1 > op.wm || se[1]-1+op.asg.lag <= op.wm {
+		if se.end-1 > op.wm || se.end-1+op.asg.lag <= op.wm {
 			continue
 		}
-		w := e.find(se[0], se[1])
+		w := e.find(se.start, se.end)
 		if w == nil {
-			w = &win{start: se[0], end: se[1], accs: make([]acc, len(op.plan.aggs))}
+			w = &win{start: se.start, end: se.end, accs: make([]acc, len(op.plan.aggs))}
 			e.insert(w)
 			op.ensureTimer(e, w.maxTS())
 		}
@@ -162,13 +162,13 @@ func (op *windowOp) addGroup(evs []event, head int32) error {
 		ev := &evs[i]
 		op.asgBuf = op.asg.assign(ev.ts, op.asgBuf[:0])
 		for _, se := range op.asgBuf {
-			if se[1]-1 <= op.wm {
+			if se.end-1 <= op.wm {
 				continue // done by processBehind
 			}
 			w := lastW
-			if w == nil || w.start != se[0] || w.end != se[1] {
-				if w = e.find(se[0], se[1]); w == nil {
-					w = &win{start: se[0], end: se[1], accs: make([]acc, len(op.plan.aggs))}
+			if w == nil || w.start != se.start || w.end != se.end {
+				if w = e.find(se.start, se.end); w == nil {
+					w = &win{start: se.start, end: se.end, accs: make([]acc, len(op.plan.aggs))}
 					e.insert(w)
 					op.ensureTimer(e, w.maxTS())
 				}

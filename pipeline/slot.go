@@ -3,16 +3,21 @@ package pipeline
 import (
 	"math"
 	"strconv"
+	"unsafe"
 )
 
 // A slot is one field of a reading on the slot path (slotpath.go): its
 // value unboxed, by kind. A missing field and a JSON null are both
 // slotNil, as they are both nil in a reading's Fields.
+//
+// Three words, so that the compiler keeps slots in registers (it does for
+// structs of at most four fields and 32 bytes): a larger slot is built in
+// memory and copied at every assignment and return, and reading it back
+// right after it was written field by field stalls the CPU.
 type slot struct {
 	kind slotKind
-	n    uint64 // slotFloat: math.Float64bits; slotInt: int; slotBool: 0 or 1
-	s    string // slotString
-	a    any    // slotAny: a JSON object or array, or an unusual expression result
+	n    uint64         // slotFloat: math.Float64bits; slotInt: int; slotBool: 0 or 1; slotString: the length
+	p    unsafe.Pointer // slotString: the bytes; slotAny: an *any (a JSON object or array, or an unusual expression result)
 }
 
 type slotKind uint8
@@ -28,7 +33,18 @@ const (
 
 func floatSlot(x float64) slot { return slot{kind: slotFloat, n: math.Float64bits(x)} }
 func intSlot(x int) slot       { return slot{kind: slotInt, n: uint64(x)} }
-func stringSlot(s string) slot { return slot{kind: slotString, s: s} }
+
+func stringSlot(s string) slot {
+	return slot{kind: slotString, n: uint64(len(s)), p: unsafe.Pointer(unsafe.StringData(s))}
+}
+
+// anySlot boxes x (it allocates: for the rare values that are not a
+// number, string, boolean or null).
+func anySlot(x any) slot {
+	b := new(any)
+	*b = x
+	return slot{kind: slotAny, p: unsafe.Pointer(b)}
+}
 
 func boolSlot(b bool) slot {
 	if b {
@@ -40,6 +56,8 @@ func boolSlot(b bool) slot {
 func (v slot) float() float64 { return math.Float64frombits(v.n) }
 func (v slot) int() int       { return int(v.n) }
 func (v slot) bool() bool     { return v.n != 0 }
+func (v slot) str() string    { return unsafe.String((*byte)(v.p), int(v.n)) } // slotString
+func (v slot) any() any       { return *(*any)(v.p) }                          // slotAny
 
 // slotOf is the slot of a value as a reading's Fields would hold it.
 func slotOf(x any) slot {
@@ -55,7 +73,7 @@ func slotOf(x any) slot {
 	case bool:
 		return boolSlot(x)
 	}
-	return slot{kind: slotAny, a: x}
+	return anySlot(x)
 }
 
 // value is the slot as a reading's Fields would hold it (boxed: it
@@ -67,11 +85,11 @@ func (v slot) value() any {
 	case slotInt:
 		return v.int()
 	case slotString:
-		return v.s
+		return v.str()
 	case slotBool:
 		return v.bool()
 	case slotAny:
-		return v.a
+		return v.any()
 	}
 	return nil
 }
@@ -88,7 +106,7 @@ func (v slot) typeName() string {
 	case slotBool:
 		return "boolean"
 	}
-	return typeName(v.a)
+	return typeName(v.any())
 }
 
 // appendKeyPart is keyString of the slot's value appended to dst, without
@@ -96,13 +114,13 @@ func (v slot) typeName() string {
 func (v slot) appendKeyPart(dst []byte) ([]byte, bool) {
 	switch v.kind {
 	case slotString:
-		return append(dst, v.s...), true
+		return append(dst, v.str()...), true
 	case slotFloat:
 		return strconv.AppendFloat(dst, v.float(), 'f', -1, 64), true
 	case slotInt:
 		return strconv.AppendInt(dst, int64(v.int()), 10), true
 	case slotAny:
-		s, ok := keyString(v.a)
+		s, ok := keyString(v.any())
 		return append(dst, s...), ok
 	}
 	return dst, false

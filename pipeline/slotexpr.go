@@ -252,6 +252,19 @@ var binops = map[string]binop{"<": opLess, ">": opMore, "<=": opLessEq, ">=": op
 // literal, get closures that decide a float64 field without a call for the
 // literal; everything else goes through evalBinop.
 func compileNumeric(n *ast.BinaryNode, a, b slotFn, l *slotLayout) slotFn {
+	s := compileNumericSlots(n, a, b, l)
+	if ff := compileFloat(n, l); ff != nil {
+		return func(vals []slot) (slot, bool) {
+			if f, ok := ff(vals); ok {
+				return floatSlot(f), true
+			}
+			return s(vals)
+		}
+	}
+	return s
+}
+
+func compileNumericSlots(n *ast.BinaryNode, a, b slotFn, l *slotLayout) slotFn {
 	op := binops[n.Operator]
 	fi := -1
 	if id, ok := n.Left.(*ast.IdentifierNode); ok {
@@ -290,6 +303,101 @@ func compileNumeric(n *ast.BinaryNode, a, b slotFn, l *slotLayout) slotFn {
 		}
 		return evalBinop(op, x, y)
 	}
+}
+
+// floatFn evaluates an arithmetic expression over float64 fields, with no
+// slot in between; ok is false when a field it reads does not
+// hold a float64.
+type floatFn func(vals []slot) (f float64, ok bool)
+
+// compileFloat compiles an arithmetic expression (+ - * / and unary minus)
+// over fields and number literals, each operation with a field or a
+// subexpression on at least one side, to a floatFn; nil for anything else.
+// When every field it reads holds a float64, every operation is one of two
+// float64 (an integer literal beside one converted, as evalBinop does), so
+// its result is the slot closure's and the VM's; otherwise the slot
+// closure decides.
+func compileFloat(node ast.Node, l *slotLayout) floatFn {
+	switch n := node.(type) {
+	case *ast.IdentifierNode:
+		i, ok := l.index[n.Value]
+		if !ok || n.Value == "$env" {
+			return nil
+		}
+		return func(vals []slot) (float64, bool) {
+			x := &vals[i]
+			return x.float(), x.kind == slotFloat
+		}
+	case *ast.UnaryNode:
+		if n.Operator != "-" {
+			return nil
+		}
+		x := compileFloat(n.Node, l)
+		if x == nil {
+			return nil
+		}
+		return func(vals []slot) (float64, bool) {
+			f, ok := x(vals)
+			return -f, ok
+		}
+	case *ast.BinaryNode:
+		op, isOp := binops[n.Operator]
+		if !isOp || op < opAdd {
+			return nil
+		}
+		a, b := compileFloat(n.Left, l), compileFloat(n.Right, l)
+		switch {
+		case a != nil && b != nil:
+			return func(vals []slot) (float64, bool) {
+				f, ok1 := a(vals)
+				g, ok2 := b(vals)
+				return arith(op, f, g), ok1 && ok2
+			}
+		case a != nil:
+			if k, ok := numLiteral(n.Right, l); ok {
+				return func(vals []slot) (float64, bool) {
+					f, ok := a(vals)
+					return arith(op, f, k), ok
+				}
+			}
+		case b != nil:
+			if k, ok := numLiteral(n.Left, l); ok {
+				return func(vals []slot) (float64, bool) {
+					g, ok := b(vals)
+					return arith(op, k, g), ok
+				}
+			}
+		}
+	}
+	return nil
+}
+
+// numLiteral is the value of a number literal, as float64.
+func numLiteral(n ast.Node, l *slotLayout) (float64, bool) {
+	fn := compileSlotNode(n, l)
+	if fn == nil {
+		return 0, false
+	}
+	c, ok := constValue(n, fn)
+	if !ok || !isNum(c) {
+		return 0, false
+	}
+	return num(c), true
+}
+
+// arith is the arithmetic op (opAdd … opDiv) of f and g, each result
+// rounded to float64 (float64() keeps the compiler from fusing a multiply
+// and an add).
+func arith(op binop, f, g float64) float64 {
+	switch op {
+	case opAdd:
+		return float64(f + g)
+	case opSub:
+		return float64(f - g)
+	case opMul:
+		return float64(f * g)
+	}
+	return float64(f / g)
 }
 
 // fieldConstCmp reports a comparison "field op k" of a field of the
@@ -408,13 +516,13 @@ func evalBinop(op binop, x, y slot) (slot, bool) {
 	if op <= opMoreEq && x.kind == slotString && y.kind == slotString {
 		switch op {
 		case opLess:
-			return boolSlot(x.s < y.s), true
+			return boolSlot(x.str() < y.str()), true
 		case opMore:
-			return boolSlot(x.s > y.s), true
+			return boolSlot(x.str() > y.str()), true
 		case opLessEq:
-			return boolSlot(x.s <= y.s), true
+			return boolSlot(x.str() <= y.str()), true
 		}
-		return boolSlot(x.s >= y.s), true
+		return boolSlot(x.str() >= y.str()), true
 	}
 	if !isNum(x) || !isNum(y) {
 		return slot{}, false
@@ -453,7 +561,7 @@ func slotEqual(x, y slot) (eq, ok bool) {
 	case x.kind != y.kind:
 		return false, true
 	case x.kind == slotString:
-		return x.s == y.s, true
+		return x.str() == y.str(), true
 	case x.kind == slotBool:
 		return x.bool() == y.bool(), true
 	}

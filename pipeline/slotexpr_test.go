@@ -109,6 +109,8 @@ func TestSlotExprMatchesVM(t *testing.T) {
 		"1 + 2", "7 / 2", "a == 1", "s == 1", "(a > 0 ? s : t)", "a ** 2", "a + s", "1e300 * 1e300",
 		// range tests (one closure for a float64 field, fieldConstCmp)
 		"a >= 1 && a <= 2.5", "a < 0 && a > -3", "a <= -1 and a >= -1", "a > 1 && b < 2", "s > 1 && s < 3",
+		// float arithmetic (one float64 closure, compileFloat)
+		"32 - a * 1.8", "(a + b) * (c - 0.5) / 3", "-a * b", "1 - -a", "7 / a", "a * 1e300 * 1e300", "a * 3 + b / 2 - 1",
 	}
 	for _, f := range []string{"temperature"} {
 		l.add(f)

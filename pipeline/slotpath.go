@@ -39,6 +39,40 @@ func (x *slotExpr) envOf(vals []slot) map[string]any { return x.l.env(x.env, val
 type keyCache struct {
 	name string
 	idx  int // -1: not a field of the chain
+	// `"name":` as compact JSON writes it, as one or two words to compare
+	// (slotscan.go): its first (head) and last (tail) eight bytes, n of
+	// them (0: longer than 16 bytes, not compared by words).
+	head, tail, mask uint64
+	n                int
+}
+
+func newKeyCache(name string, idx int) keyCache {
+	kc := keyCache{name: name, idx: idx}
+	pat := `"` + name + `":`
+	switch n := len(pat); {
+	case n <= 8:
+		var b [8]byte
+		copy(b[:], pat)
+		kc.head, kc.mask, kc.n = binary.LittleEndian.Uint64(b[:]), ^uint64(0)>>(64-8*n), n
+	case n <= 16:
+		kc.head = binary.LittleEndian.Uint64([]byte(pat[:8]))
+		kc.tail = binary.LittleEndian.Uint64([]byte(pat[n-8:]))
+		kc.mask, kc.n = ^uint64(0), n
+	}
+	return kc
+}
+
+// at reports whether p[i:] starts with `"name":`, compared by words; false
+// also when it cannot tell (near the end of p, a long key).
+func (kc *keyCache) at(p []byte, i int) bool {
+	switch {
+	case kc.n == 0 || i+8 > len(p):
+		return false
+	case kc.n <= 8:
+		return binary.LittleEndian.Uint64(p[i:])&kc.mask == kc.head
+	}
+	return i+kc.n <= len(p) && binary.LittleEndian.Uint64(p[i:]) == kc.head &&
+		binary.LittleEndian.Uint64(p[i+kc.n-8:]) == kc.tail
 }
 
 // enableSlots puts the source chain out on the slot path if it qualifies,
@@ -122,6 +156,7 @@ func enableSlots(ps *parser, out collector) bool {
 	}
 	ps.sl = l
 	ps.vals = make([]slot, len(l.names))
+	ps.topicVals = make([]slot, len(l.names))
 	ps.topicIdx = make([]int, len(ps.spec.TopicFields))
 	for i, f := range ps.spec.TopicFields {
 		ps.topicIdx[i] = -1
@@ -139,7 +174,6 @@ func enableSlots(ps *parser, out collector) bool {
 // not take.
 func (ps *parser) readingSlots(v *fastjson.Value, r *ingestlog.Record, emit func(*Reading) error, dl *deadLetters) error {
 	vals := ps.vals
-	clear(vals)
 	ps.topicSlots(r, vals)
 	o, _ := v.Object()
 	pos := 0
@@ -153,28 +187,38 @@ func (ps *parser) readingSlots(v *fastjson.Value, r *ingestlog.Record, emit func
 	return ps.finishSlots(vals, r, emit, dl)
 }
 
-// topicSlots fills the slots of the topic fields: a reading's JSON fields,
-// set after them, override them.
+// topicSlots sets the slots of a new reading of r: the topic fields, and
+// nil in every other slot. A reading's JSON fields, set after them,
+// override them.
 func (ps *parser) topicSlots(r *ingestlog.Record, vals []slot) {
 	if len(ps.topicIdx) == 0 {
+		clear(vals)
 		return
 	}
-	if ps.topicOf != r {
-		ps.topicBuf = splitTopic(ps.topicBuf[:0], r.Topic) // once per message
+	if ps.topicOf != r { // once per message
+		ps.topicBuf = splitTopic(ps.topicBuf[:0], r.Topic)
 		ps.topicOf = r
-	}
-	for i, idx := range ps.topicIdx {
-		if idx >= 0 && i < len(ps.topicBuf) && ps.topicBuf[i] != "" {
-			vals[idx] = stringSlot(ps.topicBuf[i])
+		tv := ps.topicVals
+		clear(tv)
+		for i, idx := range ps.topicIdx {
+			if idx >= 0 && i < len(ps.topicBuf) && ps.topicBuf[i] != "" {
+				tv[idx] = stringSlot(ps.topicBuf[i])
+			}
 		}
 	}
+	copy(vals, ps.topicVals)
 }
 
 // finishSlots takes the event time of a reading whose slots are filled
 // and emits it.
 func (ps *parser) finishSlots(vals []slot, r *ingestlog.Record, emit func(*Reading) error, dl *deadLetters) error {
 	ps.rec = Reading{S: vals, Msg: &ps.ref}
-	return ps.stampAndEmit(r, func() (int64, error) { return ps.eventTimeSlot(vals[ps.tsIdx]) }, emit, dl)
+	if ps.ingestion {
+		ps.rec.TS = r.Timestamp
+		return emit(&ps.rec)
+	}
+	ts, err := ps.eventTimeSlot(vals[ps.tsIdx])
+	return ps.emitAt(r, ts, err, emit, dl) // stampAndEmit, without its closure
 }
 
 // slotIndex is the slot of object key k at position pos, -1 if the chain
@@ -191,7 +235,7 @@ func (ps *parser) slotIndex(pos int, k []byte) int {
 		for len(ps.keys) <= pos {
 			ps.keys = append(ps.keys, keyCache{idx: -1})
 		}
-		ps.keys[pos] = keyCache{name: ps.str(k), idx: idx}
+		ps.keys[pos] = newKeyCache(ps.str(k), idx)
 	}
 	return idx
 }
@@ -213,7 +257,7 @@ func jsonSlot(v *fastjson.Value) slot {
 	case fastjson.TypeNull:
 		return slot{}
 	}
-	return slot{kind: slotAny, a: jsonValue(v)}
+	return anySlot(jsonValue(v))
 }
 
 func (ps *parser) eventTimeSlot(v slot) (int64, error) {
@@ -223,7 +267,7 @@ func (ps *parser) eventTimeSlot(v slot) (int64, error) {
 	case slotFloat:
 		return ps.eventTimeFloat(v.float())
 	case slotString:
-		return ps.eventTimeString(v.s)
+		return ps.eventTimeString(v.str())
 	}
 	return 0, fmt.Errorf("event time field %s: want a number or an RFC 3339 string, got %s", ps.tsField, v.typeName())
 }
@@ -279,8 +323,8 @@ func (n *shuffleNode) collectSlots(r *Reading) error {
 			return n.dl.reading(r, n.stage, "missing key field "+n.keyFields[j])
 		}
 		if v.kind == slotString {
-			n.keyBuf = binary.AppendUvarint(n.keyBuf, uint64(len(v.s)))
-			n.keyBuf = append(n.keyBuf, v.s...)
+			n.keyBuf = binary.AppendUvarint(n.keyBuf, v.n)
+			n.keyBuf = append(n.keyBuf, v.str()...)
 			continue
 		}
 		var ok bool

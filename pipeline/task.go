@@ -78,6 +78,9 @@ type sourceTask struct {
 	// ov, in unaligned mode, lets a trigger reach the source while it is
 	// blocked on a full channel (unaligned.go).
 	ov *overtake
+	// uncounted: readings of the message being parsed, not yet in
+	// m.RecordsIn.
+	uncounted int64
 }
 
 // idleTick is how often an idle source with idle_advance passes on the
@@ -131,7 +134,7 @@ func (t *sourceTask) checkpoint(b *Barrier, offset uint64) error {
 }
 
 func (t *sourceTask) emit(r *Reading) error {
-	t.m.RecordsIn.Add(1)
+	t.uncounted++
 	if r.TS > t.maxTS {
 		t.maxTS = r.TS
 	}
@@ -193,7 +196,10 @@ func (t *sourceTask) run(ctx context.Context) (err error) {
 				continue
 			}
 			t.m.MessagesIn.Add(1)
-			if err := t.ps.parse(&rec, t.emit, t.dl); err != nil {
+			err = t.ps.parse(&rec, t.emit, t.dl)
+			t.m.RecordsIn.Add(t.uncounted) // once per message, not per reading
+			t.uncounted = 0
+			if err != nil {
 				return err
 			}
 			if t.ov != nil && t.ov.pending != nil {

@@ -29,6 +29,10 @@ const (
 type assigner struct {
 	kind                  windowKind
 	size, slide, gap, lag int64 // lag is the allowed lateness
+	// The tumbling window assign found last, if memo: the next event
+	// time is most likely in it too (no division).
+	memo      bool
+	memoStart int64
 }
 
 func newAssigner(w *WindowSpec) (assigner, error) {
@@ -61,20 +65,27 @@ func newAssigner(w *WindowSpec) (assigner, error) {
 func floorMod(a, b int64) int64 { return ((a % b) + b) % b }
 
 // assign appends the windows ts belongs to (tumbling and sliding).
-func (a *assigner) assign(ts int64, dst [][2]int64) [][2]int64 {
+func (a *assigner) assign(ts int64, dst []span) []span {
 	switch a.kind {
 	case tumbling:
-		s := ts - floorMod(ts, a.size)
-		return append(dst, [2]int64{s, s + a.size})
+		if !a.memo || ts < a.memoStart || ts >= a.memoStart+a.size {
+			a.memoStart, a.memo = ts-floorMod(ts, a.size), true
+		}
+		return append(dst, span{a.memoStart, a.memoStart + a.size})
 	case sliding:
 		last := ts - floorMod(ts, a.slide)
 		for s := last; s > ts-a.size; s -= a.slide {
-			dst = append(dst, [2]int64{s, s + a.size})
+			dst = append(dst, span{s, s + a.size})
 		}
 		return dst
 	}
-	return append(dst, [2]int64{ts, ts + a.gap})
+	return append(dst, span{ts, ts + a.gap})
 }
+
+// span is one window [start, end) the assigner places an event time in.
+// (A struct of two fields lives in registers; a [2]int64 is built and
+// read back through memory, which stalls right after it is written.)
+type span struct{ start, end int64 }
 
 // win is one open window of a key.
 type win struct {
@@ -144,7 +155,7 @@ type windowOp struct {
 	out        func(*Result)
 	late       func(e *event, reason string)
 	keyBuf     []byte
-	asgBuf     [][2]int64
+	asgBuf     []span
 	batch      *state.Batch
 	valBuf     []byte
 	resVals    []float64
@@ -206,12 +217,12 @@ func (op *windowOp) process(ev *event) error {
 	op.asgBuf = op.asg.assign(ev.ts, op.asgBuf[:0])
 	added := false
 	for _, se := range op.asgBuf {
-		if se[1]-1+op.asg.lag <= op.wm {
+		if se.end-1+op.asg.lag <= op.wm {
 			continue // this window is past its allowed lateness
 		}
-		w := e.find(se[0], se[1])
+		w := e.find(se.start, se.end)
 		if w == nil {
-			w = &win{start: se[0], end: se[1], accs: make([]acc, len(op.plan.aggs))}
+			w = &win{start: se.start, end: se.end, accs: make([]acc, len(op.plan.aggs))}
 			e.insert(w)
 			op.ensureTimer(e, w.maxTS())
 		}

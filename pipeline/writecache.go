@@ -129,6 +129,9 @@ func (op *windowOp) prefetch(evs []event) error {
 	ends := op.missEnds[:0]
 	for i := range evs {
 		ev := &evs[i]
+		if i > 0 && ev.key == evs[i-1].key {
+			continue // cached now: readings of one key come in runs
+		}
 		if _, ok := op.cache[ev.key]; ok {
 			continue
 		}
