@@ -239,7 +239,8 @@ func (j *Job) Run(ctx context.Context) error {
 	return errors.Join(errs...)
 }
 
-// Close releases the RocksDB instances. It is idempotent.
+// Close releases the RocksDB instances and the write-back caches. It is
+// idempotent.
 func (j *Job) Close() error {
 	if j.closed {
 		return nil
@@ -251,6 +252,9 @@ func (j *Job) Close() error {
 	for _, t := range j.keyed {
 		if t.op != nil && t.op.batch != nil {
 			t.op.batch.Close()
+		}
+		if t.op != nil {
+			t.op.release()
 		}
 		if t.db != nil { // nil: its restore failed
 			errs = append(errs, t.db.Close())

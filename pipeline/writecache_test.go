@@ -5,6 +5,7 @@ import (
 	"math"
 	"math/rand/v2"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"testing"
 	"time"
@@ -150,4 +151,72 @@ func TestWriteCacheEvictsLeastRecentlyUsed(t *testing.T) {
 	if e := op.cache["k02"]; e == nil || !e.inDB || e.wins[0].accs[0].n != 2 {
 		t.Fatalf("k02 after eviction: %+v", e)
 	}
+}
+
+// TestWriteCacheSizeMatchesHeap: the cache's byte estimate of its entries
+// is what they hold on the Go heap (structs, keys, accumulators, timers,
+// map slots), within 10 %, for entries made by new keys and for entries
+// read back from RocksDB, with the benchmarks' 16 aggregates. The byte
+// bound of the cache is only as good as this estimate, and the Go memory
+// limit (state.GoMemoryLimit) counts on it.
+func TestWriteCacheSizeMatchesHeap(t *testing.T) {
+	aggs := map[string]string{"count": "count()"}
+	for _, f := range []string{"a", "b", "c"} {
+		for _, fn := range []string{"avg", "min", "max", "first", "last"} {
+			aggs[fn+"_"+f] = fn + "(" + f + ")"
+		}
+	}
+	plan, err := compileAggregates(aggs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const n = 40_000
+	op, _ := newPreAggOp(t, t.TempDir(), &WindowSpec{Type: "tumbling", Size: time.Hour}, plan, false, 2*n, false)
+	vals := make([]float64, 3*512)
+	batches := func(from int) {
+		t.Helper()
+		for lo := from; lo < from+n; lo += 512 {
+			evs := make([]event, 512)
+			for i := range evs {
+				k := lo + i
+				// A key as long as the benchmarks': site and device id.
+				key := string(encodeKey(nil, []string{"bulk", fmt.Sprintf("dev-%08x-4b1e-9c3a-%012d", k*2654435761%(1<<32), k)}))
+				evs[i] = event{kg: uint16(k % 128), key: key, ts: 1000, vals: vals[3*i : 3*i+3]}
+			}
+			if err := op.processBatch(evs, func() error { return nil }); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	live := func() int64 {
+		runtime.GC()
+		var ms runtime.MemStats
+		runtime.ReadMemStats(&ms)
+		return int64(ms.HeapAlloc)
+	}
+	check := func(what string, before int64) {
+		t.Helper()
+		got := live() - before
+		ratio := float64(op.bytes) / float64(got)
+		t.Logf("%s: %d entries, estimate %d B, heap %d B (%.0f / %.0f B per entry, ratio %.3f)",
+			what, len(op.cache), op.bytes, got, float64(op.bytes)/float64(len(op.cache)), float64(got)/float64(len(op.cache)), ratio)
+		if ratio < 0.9 || ratio > 1.1 {
+			t.Errorf("%s: the estimate is %.3f of the heap the entries hold", what, ratio)
+		}
+	}
+	before := live()
+	batches(0)
+	check("new keys", before)
+	if err := op.flush(); err != nil {
+		t.Fatal(err)
+	}
+	// Evict everything, then read the same keys back through prefetch.
+	for op.lru.prev != &op.lru {
+		op.remove(op.lru.prev)
+	}
+	clear(op.cache)
+	op.cache = map[string]*keyEntry{} // a map does not shrink
+	before = live()
+	batches(0)
+	check("read back", before)
 }

@@ -45,9 +45,10 @@ func (t Timer) String() string {
 // Service is a set of timers of one subtask's key groups.
 type Service interface {
 	// Register adds t; registering the same timer again is a no-op.
-	// It panics if t's key group is outside the service's range.
+	// It panics if t's key group is outside the service's range. It keeps
+	// a copy of t's key and namespace, not the slices.
 	Register(t Timer)
-	// Delete removes t if registered.
+	// Delete removes t if registered; it does not keep t's slices.
 	Delete(t Timer)
 	// Advance calls fn for every timer with Timestamp ≤ wm, in ascending
 	// timestamp order across key groups, removing each before its call.

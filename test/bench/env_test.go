@@ -57,6 +57,9 @@ type env struct {
 	times  *logTimes
 	// buildMem is the memory at the peak of the last buildState.
 	buildMem memSample
+	// buildGCPct is the Go collector's share of the process's CPU during
+	// the last buildState.
+	buildGCPct float64
 }
 
 // logTimes collects the "took" durations the state package logs for

@@ -2,8 +2,10 @@ package bench
 
 import (
 	"io/fs"
+	"os"
 	"path/filepath"
 	"runtime/metrics"
+	"runtime/pprof"
 	"strings"
 	"sync"
 	"testing"
@@ -18,6 +20,7 @@ type memSample struct {
 	file   int64 // of rss, RssFile: mapped files (the binary, shared libraries)
 	goMem  int64 // Go runtime: mapped minus released to the OS
 	goHeap int64 // of goMem, live and not-yet-swept heap objects
+	goLive int64 // heap objects marked live by the last collection
 	rocks  state.Usage
 	malloc state.MallocStats
 }
@@ -32,6 +35,15 @@ var goMemMetrics = []metrics.Sample{
 	{Name: "/memory/classes/total:bytes"},
 	{Name: "/memory/classes/heap/released:bytes"},
 	{Name: "/memory/classes/heap/objects:bytes"},
+	{Name: "/gc/heap/live:bytes"},
+}
+
+// gcCPUSeconds is the CPU time the Go collector has used so far
+// (runtime/metrics' estimate: mark workers, assists, idle marking).
+func gcCPUSeconds() float64 {
+	s := []metrics.Sample{{Name: "/cpu/classes/gc/total:cpu-seconds"}}
+	metrics.Read(s)
+	return s[0].Value.Float64()
 }
 
 func sampleMem(m *state.Memory) memSample {
@@ -44,6 +56,7 @@ func sampleMem(m *state.Memory) memSample {
 		file:   fkb << 10,
 		goMem:  int64(ms[0].Value.Uint64() - ms[1].Value.Uint64()),
 		goHeap: int64(ms[2].Value.Uint64()),
+		goLive: int64(ms[3].Value.Uint64()),
 		rocks:  m.Usage(),
 		malloc: state.Malloc(),
 	}
@@ -58,19 +71,55 @@ type memSampler struct {
 	peak memSample
 }
 
-func startMemSampler(m *state.Memory) *memSampler {
+// peakHeapProfile is the path of the heap profile a memSampler writes at
+// the highest RSS it samples, $EDDY_BENCH_PROFILE/<benchmark><suffix>.peak.heap.prof,
+// or "" when EDDY_BENCH_PROFILE is not set.
+func peakHeapProfile(b *testing.B, suffix string) string {
+	dir := os.Getenv("EDDY_BENCH_PROFILE")
+	if dir == "" {
+		return ""
+	}
+	return filepath.Join(dir, strings.NewReplacer("/", "_", "=", "-").Replace(b.Name())+suffix+".peak.heap.prof")
+}
+
+// writeHeapProfile writes the heap profile (in-use figures as of the last
+// collection) to path.
+func writeHeapProfile(path string) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	err = pprof.Lookup("heap").WriteTo(f, 0)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+// startMemSampler samples m's process; with heapProfile not "" it also
+// writes a heap profile there at each new RSS peak (at most one every 2 s,
+// the last one standing).
+func startMemSampler(m *state.Memory, heapProfile string) *memSampler {
 	s := &memSampler{stop: make(chan struct{}), done: make(chan struct{})}
 	go func() {
 		defer close(s.done)
 		t := time.NewTicker(200 * time.Millisecond)
 		defer t.Stop()
+		var lastProfile time.Time
 		for {
 			c := sampleMem(m)
 			s.mu.Lock()
-			if c.rss > s.peak.rss {
+			peak := c.rss > s.peak.rss
+			if peak {
 				s.peak = c
 			}
 			s.mu.Unlock()
+			if peak && heapProfile != "" && time.Since(lastProfile) >= 2*time.Second {
+				lastProfile = time.Now()
+				if err := writeHeapProfile(heapProfile); err != nil {
+					heapProfile = "" // write no more
+				}
+			}
 			select {
 			case <-s.stop:
 				return
@@ -94,6 +143,7 @@ func (p memSample) report(b *testing.B, prefix string) {
 	b.ReportMetric(mib(p.file), prefix+"file_MiB")
 	b.ReportMetric(mib(p.goMem), prefix+"go_MiB")
 	b.ReportMetric(mib(p.goHeap), prefix+"go_heap_objects_MiB")
+	b.ReportMetric(mib(p.goLive), prefix+"go_heap_live_MiB")
 	b.ReportMetric(mib(p.rocks.Memtables), prefix+"memtables_MiB")
 	b.ReportMetric(mib(p.rocks.BlockCache), prefix+"block_cache_MiB")
 	b.ReportMetric(mib(p.rocks.Pinned), prefix+"pinned_MiB")

@@ -125,10 +125,12 @@ func (e *env) buildState(spec pipeline.JobSpec, nkeys int) (*running, float64) {
 	e.b.Helper()
 	e.appendKeys(0, nkeys)
 	resetPeakRSS(e.b)
-	s := startMemSampler(e.mem)
+	s := startMemSampler(e.mem, peakHeapProfile(e.b, "_build"))
+	cpu0, gc0 := cpuSeconds(os.Getpid()), gcCPUSeconds()
 	r := e.start(e.newJob(spec))
 	el := r.waitKeyed(int64(nkeys), 30*time.Minute)
 	e.buildMem = s.end()
+	e.buildGCPct = 100 * (gcCPUSeconds() - gc0) / (cpuSeconds(os.Getpid()) - cpu0)
 	return r, float64(nkeys) / el.Seconds()
 }
 
@@ -204,8 +206,8 @@ func BenchmarkCheckpointSync(b *testing.B) {
 	resetPeakRSS(b) // the update messages made by the test are garbage now
 	b.ResetTimer()
 	prof := phaseProfile(b)
-	sampler := startMemSampler(e.mem)
-	t0 := time.Now()
+	sampler := startMemSampler(e.mem, peakHeapProfile(b, "_update"))
+	t0, cpu0, gc0 := time.Now(), cpuSeconds(os.Getpid()), gcCPUSeconds()
 	r.job.SetCheckpointTiming(time.Second, 0)
 	target := f0.KeyedIn + updates
 	ok := eddytest.Poll(20*time.Minute, 5*time.Millisecond, func() bool {
@@ -213,6 +215,7 @@ func BenchmarkCheckpointSync(b *testing.B) {
 		return f.Processed() >= target
 	})
 	el := time.Since(t0)
+	cpu, gc := cpuSeconds(os.Getpid())-cpu0, gcCPUSeconds()-gc0
 	r.job.SetCheckpointTiming(0, 0)
 	updateMem := sampler.end()
 	prof()
@@ -262,10 +265,13 @@ func BenchmarkCheckpointSync(b *testing.B) {
 	b.ReportMetric(float64(keysLarge), "keys")
 	b.ReportMetric(rate, "build_keys/s")
 	b.ReportMetric(float64(updates)/el.Seconds(), "update_readings/s")
+	b.ReportMetric(cpu*1e6/updates, "update_cpu_us/reading")
+	b.ReportMetric(100*gc/cpu, "update_gc_cpu_pct")
 	metric(b, rss, "peak_rss_MiB")
 	b.ReportMetric(rss-mib(e.mem.Options().Managed), "over_budget_MiB")
 	b.ReportMetric(mib(blockCache), "block_cache_MiB")
 	e.buildMem.report(b, "build_")
+	b.ReportMetric(e.buildGCPct, "build_gc_cpu_pct")
 	updateMem.report(b, "update_")
 	reportLoad(b)
 }
@@ -396,7 +402,7 @@ func BenchmarkRecovery(b *testing.B) {
 			resetPeakRSS(b)
 			b.ResetTimer()
 			prof := phaseProfile(b)
-			sampler := startMemSampler(spec.State.Memory)
+			sampler := startMemSampler(spec.State.Memory, peakHeapProfile(b, ""))
 			t0 := time.Now()
 			md, broken, err := e.store.Latest(false)
 			if err != nil || md == nil || len(broken) > 0 {
@@ -416,11 +422,11 @@ func BenchmarkRecovery(b *testing.B) {
 			tFirst := time.Now()
 			resFirst := residentShare(b, spec.State.Dir)
 			tick0 := spec.State.Memory.Tickers()
-			cpu0 := cpuSeconds(os.Getpid())
+			cpu0, gc0 := cpuSeconds(os.Getpid()), gcCPUSeconds()
 			perf := perfRecord(b, os.Getpid()) // the replay, when EDDY_BENCH_PERF is set
 			r2.waitKeyed(tail, 20*time.Minute)
 			replayEl := time.Since(tFirst)
-			cpu := cpuSeconds(os.Getpid()) - cpu0
+			cpu, gc := cpuSeconds(os.Getpid())-cpu0, gcCPUSeconds()-gc0
 			perf()
 			tick1 := spec.State.Memory.Tickers()
 			resEnd := residentShare(b, spec.State.Dir)
@@ -435,6 +441,7 @@ func BenchmarkRecovery(b *testing.B) {
 			b.ReportMetric(float64(tNew.Microseconds())/1000, "newjob_ms")
 			metric(b, float64(tail-1)/replayEl.Seconds(), "replay_readings/s")
 			metric(b, cpu*1e6/float64(tail-1), "replay_cpu_us/reading")
+			b.ReportMetric(100*gc/cpu, "replay_gc_cpu_pct")
 			metric(b, mib(md.StateSize()), "state_MiB")
 			b.ReportMetric(float64(len(md.Tasks)), "tasks")
 			metric(b, rss, "peak_rss_MiB")
