@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 
@@ -476,7 +477,11 @@ func (d *DB) sumProperty(name string) int64 {
 		if d.usable() != nil {
 			return 0
 		}
-		v, _ := d.db.GetIntPropertyCF(name, cf.h)
+		v, ok := d.db.GetIntPropertyCF(name, cf.h)
+		if !ok { // a string property holding a number
+			i, _ := strconv.ParseInt(d.db.GetPropertyCF(name, cf.h), 10, 64)
+			v = uint64(max(i, 0))
+		}
 		n += int64(v)
 	}
 	return n

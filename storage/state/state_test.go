@@ -607,3 +607,35 @@ func TestMultiGetFunc(t *testing.T) {
 		t.Errorf("no keys: %v", err)
 	}
 }
+
+// SumProperty adds up integer properties and string properties holding a
+// number over every column family of every DB open with the budget.
+func TestSumProperty(t *testing.T) {
+	mem, err := NewMemory(MemoryOptions{Managed: 16 << 20, NumDBs: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer mem.Close()
+	for i := range 2 {
+		db, err := Open(Options{Dir: filepath.Join(t.TempDir(), strconv.Itoa(i)), ColumnFamilies: []string{"s"}, Memory: mem})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer db.Close()
+		for round := range i + 1 { // DB i gets i+1 L0 files in "s", none in "default"
+			put(t, db, db.CF("s"), "k"+strconv.Itoa(round), "v")
+			if err := db.Flush(); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if n := mem.SumProperty("rocksdb.num-files-at-level0"); n != 3 { // a string property
+		t.Errorf("L0 files: %d, want 3", n)
+	}
+	if n := mem.SumProperty("rocksdb.estimate-num-keys"); n != 3 { // an integer property
+		t.Errorf("keys: %d, want 3", n)
+	}
+	if n := mem.SumProperty("rocksdb.no-such-property"); n != 0 {
+		t.Errorf("unknown property: %d, want 0", n)
+	}
+}

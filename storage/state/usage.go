@@ -122,3 +122,15 @@ func parseTickers(s string) map[string]int64 {
 	}
 	return out
 }
+
+// SumProperty sums the RocksDB property name, an integer (such as
+// "rocksdb.estimate-pending-compaction-bytes", or
+// "rocksdb.num-files-at-level0", which RocksDB gives as a string), over
+// every column family of the DBs open with m.
+func (m *Memory) SumProperty(name string) int64 {
+	var n int64
+	for _, d := range m.open() {
+		n += d.sumProperty(name)
+	}
+	return n
+}

@@ -131,7 +131,34 @@ func resetPeakRSS(b *testing.B) {
 
 // cpuSeconds is user+system CPU time of pid from /proc/<pid>/stat.
 func cpuSeconds(pid int) float64 {
-	data, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	return statCPUSeconds("/proc/" + strconv.Itoa(pid) + "/stat")
+}
+
+// threadCPUSeconds is the user+system CPU time of the threads of pid
+// whose name (comm) is name, such as RocksDB's background threads:
+// "rocksdb:low" runs compactions, "rocksdb:high" memtable flushes
+// (RocksDB names its thread pools so). Threads that ended are not counted;
+// RocksDB's pool threads live as long as the process.
+func threadCPUSeconds(pid int, name string) float64 {
+	dir := "/proc/" + strconv.Itoa(pid) + "/task"
+	tasks, err := os.ReadDir(dir)
+	if err != nil {
+		return 0
+	}
+	var n float64
+	for _, t := range tasks {
+		comm, err := os.ReadFile(dir + "/" + t.Name() + "/comm")
+		if err != nil || strings.TrimSpace(string(comm)) != name {
+			continue
+		}
+		n += statCPUSeconds(dir + "/" + t.Name() + "/stat")
+	}
+	return n
+}
+
+// statCPUSeconds is user+system CPU time from a /proc stat file.
+func statCPUSeconds(path string) float64 {
+	data, err := os.ReadFile(path)
 	if err != nil {
 		return 0
 	}

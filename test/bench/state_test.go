@@ -379,7 +379,12 @@ func BenchmarkCheckpointSize(b *testing.B) {
 // cache (mincore) at the first record and at the end of the replay.
 // replay_cpu_us/reading is the test process's CPU time (every thread:
 // RocksDB's compactions, the background verification) over the replay
-// per reading, which depends less on the box's load than the rate.
+// per reading, which depends less on the box's load than the rate; of
+// it, compact_cpu_us/reading and flush_cpu_us/reading are RocksDB's
+// compaction and flush threads. l0_files_first and
+// pending_compaction_MiB_first are the L0 files and RocksDB's estimate of
+// the compaction owed, summed over the restored DBs, at the first record:
+// the compaction debt the checkpoint brought along, which the replay pays.
 func BenchmarkRecovery(b *testing.B) {
 	const tail = 300_000
 	for _, nkeys := range []int{keysSmall, keysLarge} {
@@ -422,11 +427,16 @@ func BenchmarkRecovery(b *testing.B) {
 			tFirst := time.Now()
 			resFirst := residentShare(b, spec.State.Dir)
 			tick0 := spec.State.Memory.Tickers()
+			l0First := spec.State.Memory.SumProperty("rocksdb.num-files-at-level0")
+			pendingFirst := spec.State.Memory.SumProperty("rocksdb.estimate-pending-compaction-bytes")
 			cpu0, gc0 := cpuSeconds(os.Getpid()), gcCPUSeconds()
+			low0, high0 := threadCPUSeconds(os.Getpid(), "rocksdb:low"), threadCPUSeconds(os.Getpid(), "rocksdb:high")
 			perf := perfRecord(b, os.Getpid()) // the replay, when EDDY_BENCH_PERF is set
 			r2.waitKeyed(tail, 20*time.Minute)
 			replayEl := time.Since(tFirst)
 			cpu, gc := cpuSeconds(os.Getpid())-cpu0, gcCPUSeconds()-gc0
+			low := threadCPUSeconds(os.Getpid(), "rocksdb:low") - low0
+			high := threadCPUSeconds(os.Getpid(), "rocksdb:high") - high0
 			perf()
 			tick1 := spec.State.Memory.Tickers()
 			resEnd := residentShare(b, spec.State.Dir)
@@ -442,6 +452,10 @@ func BenchmarkRecovery(b *testing.B) {
 			metric(b, float64(tail-1)/replayEl.Seconds(), "replay_readings/s")
 			metric(b, cpu*1e6/float64(tail-1), "replay_cpu_us/reading")
 			b.ReportMetric(100*gc/cpu, "replay_gc_cpu_pct")
+			b.ReportMetric(low*1e6/float64(tail-1), "compact_cpu_us/reading")
+			b.ReportMetric(high*1e6/float64(tail-1), "flush_cpu_us/reading")
+			b.ReportMetric(float64(l0First), "l0_files_first")
+			b.ReportMetric(mib(pendingFirst), "pending_compaction_MiB_first")
 			metric(b, mib(md.StateSize()), "state_MiB")
 			b.ReportMetric(float64(len(md.Tasks)), "tasks")
 			metric(b, rss, "peak_rss_MiB")
