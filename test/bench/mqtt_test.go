@@ -223,10 +223,10 @@ func sourceRecords(o daemon.Overview) int64 {
 	return n
 }
 
-// startEddy runs the eddy binary on e2eConfig against brokerURL, ready.
-func startEddy(b *testing.B, brokerURL string) *eddytest.Process {
+// startEddy runs the eddy binary on e2eConfig against brokerURL as MQTT
+// client clientID, ready.
+func startEddy(b *testing.B, brokerURL, clientID string) *eddytest.Process {
 	b.Helper()
-	clientID := "eddy-bench-" + strconv.FormatInt(time.Now().UnixNano(), 36)
 	return eddytest.Start(b, eddytest.Config{YAML: func(in *eddytest.Instance) string {
 		return fmt.Sprintf(e2eConfig, in.DataDir, brokerURL, clientID, in.HTTPAddr)
 	}})
@@ -257,16 +257,71 @@ func brokerPID() int {
 	return 0
 }
 
+// e2eRuns is how often an end-to-end benchmark runs, each on a fresh
+// eddy: the best run counts, as for the ceiling it is divided by.
+const e2eRuns = 2
+
+// e2eFigures is one end-to-end run.
+type e2eFigures struct {
+	el, pubEl               time.Duration
+	eddyCPU, mqCPU, selfCPU float64 // seconds
+	rss                     float64 // MiB
+	dead, late              int64
+}
+
 func benchEndToEnd(b *testing.B, c e2eCase) {
 	br := sharedBroker(b)
 	ceil := ceiling(b, c).best
 	msgs, readings := c.messages(b)
-	p := startEddy(b, br.URL())
+	// Every run's eddy is the same MQTT client: a stopped one's persistent
+	// session would otherwise have the broker queue every later message
+	// for it. Each run ends with all its messages acknowledged, so the next
+	// eddy (on a fresh data directory) resumes an empty session.
+	clientID := "eddy-bench-" + strconv.FormatInt(time.Now().UnixNano(), 36)
+	var best e2eFigures
+	worst := time.Duration(0)
+	b.ResetTimer()
+	for i := range e2eRuns {
+		f := runEndToEnd(b, br.URL(), clientID, msgs, readings)
+		b.Logf("run %d: %.0f msgs/s, eddy %.1f µs/msg", i+1, float64(len(msgs))/f.el.Seconds(), f.eddyCPU*1e6/float64(len(msgs)))
+		if i == 0 || f.el < best.el {
+			best = f
+		}
+		worst = max(worst, f.el)
+	}
+	el, n := best.el, float64(len(msgs))
+	rate := n / el.Seconds()
+	b.ReportMetric(rate, "msgs/s")
+	b.ReportMetric(n/worst.Seconds(), "worst_msgs/s")
+	metric(b, float64(readings)/el.Seconds(), "readings/s")
+	metric(b, rate/ceil, "ratio")
+	b.ReportMetric(ceil, "ceiling_msgs/s")
+	metric(b, best.rss, "peak_rss_MiB")
+	b.ReportMetric(n/best.pubEl.Seconds(), "publish_msgs/s")
+	b.ReportMetric(best.eddyCPU/el.Seconds(), "eddy_cores")
+	metric(b, best.eddyCPU*1e9/float64(readings), "eddy_cpu_ns/reading")
+	b.ReportMetric(best.mqCPU/el.Seconds(), "mosquitto_cores")
+	b.ReportMetric(best.selfCPU/el.Seconds(), "publisher_cores")
+	metric(b, best.eddyCPU*1e6/n, "eddy_cpu_us/msg")
+	metric(b, best.mqCPU*1e6/n, "mosquitto_cpu_us/msg")
+	metric(b, best.selfCPU*1e6/n, "publisher_cpu_us/msg")
+	b.ReportMetric(float64(best.dead+best.late), "dead+late")
+	reportLoad(b)
+}
+
+// runEndToEnd starts eddy, publishes msgs (readings in all) to it at full
+// speed from a publisher of its own, waits until every message is
+// acknowledged and read by the pipeline, and stops eddy.
+func runEndToEnd(b *testing.B, brokerURL, clientID string, msgs []message, readings int64) e2eFigures {
+	b.Helper()
+	b.StopTimer()
+	p := startEddy(b, brokerURL, clientID)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
 
-	f := eddytest.NewFeeder(b, br.URL(), "eddy-bench-pub-"+strconv.FormatInt(time.Now().UnixNano(), 36))
+	f := eddytest.NewFeeder(b, brokerURL, "eddy-bench-pub-"+strconv.FormatInt(time.Now().UnixNano(), 36))
 	pub := f.Publisher()
+	defer pub.Close()
 	// Probe until eddy's subscription is in place and the probes are
 	// through, so that the measurement starts from a quiet baseline.
 	p.Probe(f)
@@ -289,7 +344,7 @@ func benchEndToEnd(b *testing.B, c e2eCase) {
 	eddyPID, mqPID := p.Pid(), brokerPID()
 	eddyCPU0, mqCPU0, selfCPU0 := cpuSeconds(eddyPID), cpuSeconds(mqPID), cpuSeconds(os.Getpid())
 	stopPerf := perfRecord(b, eddyPID)
-	b.ResetTimer()
+	b.StartTimer()
 	start := time.Now()
 	pubDone := make(chan time.Duration, 1)
 	go func() {
@@ -313,38 +368,23 @@ func benchEndToEnd(b *testing.B, c e2eCase) {
 		final = o
 		return o.Ingest[0].Acked >= wantAcked && sourceRecords(o) >= wantRecords
 	})
-	el := time.Since(start)
+	r := e2eFigures{el: time.Since(start)}
 	b.StopTimer()
 	stopPerf()
-	pubEl := <-pubDone
+	r.pubEl = <-pubDone
 	if !ok {
 		b.Fatalf("not done: acked %d of %d, records_in %d of %d\n%s", final.Ingest[0].Acked, wantAcked,
 			sourceRecords(final), wantRecords, eddytest.Tail(p.LogPath, 40))
 	}
-	eddyCPU, mqCPU, selfCPU := cpuSeconds(eddyPID)-eddyCPU0, cpuSeconds(mqPID)-mqCPU0, cpuSeconds(os.Getpid())-selfCPU0
-	rss := peakRSSMiB(b, strconv.Itoa(eddyPID))
-	rate := float64(len(msgs)) / el.Seconds()
-	b.ReportMetric(rate, "msgs/s")
-	metric(b, float64(readings)/el.Seconds(), "readings/s")
-	metric(b, rate/ceil, "ratio")
-	b.ReportMetric(ceil, "ceiling_msgs/s")
-	metric(b, rss, "peak_rss_MiB")
-	b.ReportMetric(float64(len(msgs))/pubEl.Seconds(), "publish_msgs/s")
-	b.ReportMetric(eddyCPU/el.Seconds(), "eddy_cores")
-	metric(b, eddyCPU*1e9/float64(readings), "eddy_cpu_ns/reading")
-	b.ReportMetric(mqCPU/el.Seconds(), "mosquitto_cores")
-	b.ReportMetric(selfCPU/el.Seconds(), "publisher_cores")
-	n := float64(len(msgs))
-	b.ReportMetric(eddyCPU*1e6/n, "eddy_cpu_us/msg")
-	b.ReportMetric(mqCPU*1e6/n, "mosquitto_cpu_us/msg")
-	b.ReportMetric(selfCPU*1e6/n, "publisher_cpu_us/msg")
-	var dead, late int64
+	r.eddyCPU, r.mqCPU, r.selfCPU = cpuSeconds(eddyPID)-eddyCPU0, cpuSeconds(mqPID)-mqCPU0, cpuSeconds(os.Getpid())-selfCPU0
+	r.rss = peakRSSMiB(b, strconv.Itoa(eddyPID))
 	for _, t := range final.Tasks {
-		dead += t.DeadLetters
-		late += t.LateEvents
+		r.dead += t.DeadLetters
+		r.late += t.LateEvents
 	}
-	b.ReportMetric(float64(dead+late), "dead+late")
-	reportLoad(b)
+	p.Stop()
+	b.StartTimer()
+	return r
 }
 
 // perfRecord runs perf record on pid while the measurement runs when
