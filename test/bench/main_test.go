@@ -156,6 +156,24 @@ func threadCPUSeconds(pid int, name string) float64 {
 	return n
 }
 
+// contextSwitches is the voluntary and involuntary context switches of
+// every thread of pid that is alive now (/proc/<pid>/task/*/status): a
+// thread that blocks (a read with nothing to read, a futex wait) and is
+// woken again counts one voluntary switch.
+func contextSwitches(pid int) (voluntary, involuntary int64) {
+	dir := "/proc/" + strconv.Itoa(pid) + "/task"
+	tasks, err := os.ReadDir(dir)
+	if err != nil {
+		return 0, 0
+	}
+	for _, t := range tasks {
+		v, _ := procStatus(strconv.Itoa(pid)+"/task/"+t.Name(), "voluntary_ctxt_switches")
+		n, _ := procStatus(strconv.Itoa(pid)+"/task/"+t.Name(), "nonvoluntary_ctxt_switches")
+		voluntary, involuntary = voluntary+v, involuntary+n
+	}
+	return voluntary, involuntary
+}
+
 // statCPUSeconds is user+system CPU time from a /proc stat file.
 func statCPUSeconds(path string) float64 {
 	data, err := os.ReadFile(path)

@@ -265,6 +265,7 @@ const e2eRuns = 2
 type e2eFigures struct {
 	el, pubEl               time.Duration
 	eddyCPU, mqCPU, selfCPU float64 // seconds
+	eddyVol, eddyInvol      int64   // eddy's context switches
 	rss                     float64 // MiB
 	dead, late              int64
 }
@@ -283,7 +284,9 @@ func benchEndToEnd(b *testing.B, c e2eCase) {
 	b.ResetTimer()
 	for i := range e2eRuns {
 		f := runEndToEnd(b, br.URL(), clientID, msgs, readings)
-		b.Logf("run %d: %.0f msgs/s, eddy %.1f µs/msg", i+1, float64(len(msgs))/f.el.Seconds(), f.eddyCPU*1e6/float64(len(msgs)))
+		n := float64(len(msgs))
+		b.Logf("run %d: %.0f msgs/s, eddy %.1f µs/msg, %.2f voluntary and %.3f involuntary context switches per message",
+			i+1, n/f.el.Seconds(), f.eddyCPU*1e6/n, float64(f.eddyVol)/n, float64(f.eddyInvol)/n)
 		if i == 0 || f.el < best.el {
 			best = f
 		}
@@ -305,6 +308,8 @@ func benchEndToEnd(b *testing.B, c e2eCase) {
 	metric(b, best.eddyCPU*1e6/n, "eddy_cpu_us/msg")
 	metric(b, best.mqCPU*1e6/n, "mosquitto_cpu_us/msg")
 	metric(b, best.selfCPU*1e6/n, "publisher_cpu_us/msg")
+	b.ReportMetric(float64(best.eddyVol)/n, "eddy_vol_ctxsw/msg")
+	b.ReportMetric(float64(best.eddyInvol)/n, "eddy_invol_ctxsw/msg")
 	b.ReportMetric(float64(best.dead+best.late), "dead+late")
 	reportLoad(b)
 }
@@ -343,6 +348,7 @@ func runEndToEnd(b *testing.B, brokerURL, clientID string, msgs []message, readi
 
 	eddyPID, mqPID := p.Pid(), brokerPID()
 	eddyCPU0, mqCPU0, selfCPU0 := cpuSeconds(eddyPID), cpuSeconds(mqPID), cpuSeconds(os.Getpid())
+	vol0, invol0 := contextSwitches(eddyPID)
 	stopPerf := perfRecord(b, eddyPID)
 	b.StartTimer()
 	start := time.Now()
@@ -377,6 +383,8 @@ func runEndToEnd(b *testing.B, brokerURL, clientID string, msgs []message, readi
 			sourceRecords(final), wantRecords, eddytest.Tail(p.LogPath, 40))
 	}
 	r.eddyCPU, r.mqCPU, r.selfCPU = cpuSeconds(eddyPID)-eddyCPU0, cpuSeconds(mqPID)-mqCPU0, cpuSeconds(os.Getpid())-selfCPU0
+	vol, invol := contextSwitches(eddyPID)
+	r.eddyVol, r.eddyInvol = vol-vol0, invol-invol0
 	r.rss = peakRSSMiB(b, strconv.Itoa(eddyPID))
 	for _, t := range final.Tasks {
 		r.dead += t.DeadLetters
