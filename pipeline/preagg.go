@@ -134,12 +134,7 @@ func (op *windowOp) processBehind(ev *event) (onTime bool, err error) {
 		if se.end-1 > op.wm || se.end-1+op.asg.lag <= op.wm {
 			continue
 		}
-		w := e.find(se.start, se.end)
-		if w == nil {
-			w = &win{start: se.start, end: se.end, accs: make([]acc, len(op.plan.aggs))}
-			e.insert(w)
-			op.ensureTimer(e, w.maxTS())
-		}
+		w := op.window(e, se)
 		op.addTo(w, ev)
 		if w.firings > 0 {
 			op.fire(e, w)
@@ -167,11 +162,7 @@ func (op *windowOp) addGroup(evs []event, head int32) error {
 			}
 			w := lastW
 			if w == nil || w.start != se.start || w.end != se.end {
-				if w = e.find(se.start, se.end); w == nil {
-					w = &win{start: se.start, end: se.end, accs: make([]acc, len(op.plan.aggs))}
-					e.insert(w)
-					op.ensureTimer(e, w.maxTS())
-				}
+				w = op.window(e, se)
 				lastW = w
 			}
 			op.addTo(w, ev)

@@ -492,14 +492,8 @@ func fieldCompare(op binop, fi int, k float64, c slot) slotFn {
 // expr-lang's runtime does; NaN compares false, as in Go and expr-lang).
 func floatOp(op binop, f, g float64) (slot, bool) {
 	switch op {
-	case opAdd:
-		return floatSlot(f + g), true
-	case opSub:
-		return floatSlot(f - g), true
-	case opMul:
-		return floatSlot(f * g), true
-	case opDiv:
-		return floatSlot(f / g), true
+	case opAdd, opSub, opMul, opDiv:
+		return floatSlot(arith(op, f, g)), true
 	case opLess:
 		return boolSlot(f < g), true
 	case opMore:

@@ -108,7 +108,7 @@ func (ps *parser) scanObject(r *ingestlog.Record, p []byte, i int) (int, bool) {
 			idx, i = kc.idx, i+kc.n
 		} else {
 			var ke int
-			if kc != nil && keyAt(p, i, kc.name) {
+			if kc != nil && stringIs(p, i, kc.name) {
 				idx, ke = kc.idx, i+1+len(kc.name)
 			} else {
 				ks, e, ok := scanString(p, i)
@@ -188,9 +188,9 @@ func (ps *parser) keyAt(pos int) *keyCache {
 	return nil
 }
 
-// keyAt reports whether the string at p[i] (a quote) is name, which holds
-// no quote.
-func keyAt(p []byte, i int, name string) bool {
+// stringIs reports whether the string at p[i] (a quote) is name, which
+// holds no quote.
+func stringIs(p []byte, i int, name string) bool {
 	e := i + 1 + len(name)
 	return e < len(p) && p[e] == '"' && string(p[i+1:e]) == name
 }

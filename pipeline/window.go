@@ -221,12 +221,7 @@ func (op *windowOp) process(ev *event) error {
 		if se.end-1+op.asg.lag <= op.wm {
 			continue // this window is past its allowed lateness
 		}
-		w := e.find(se.start, se.end)
-		if w == nil {
-			w = &win{start: se.start, end: se.end, accs: make([]acc, len(op.plan.aggs))}
-			e.insert(w)
-			op.ensureTimer(e, w.maxTS())
-		}
+		w := op.window(e, se)
 		op.addTo(w, ev)
 		added = true
 		if w.firings > 0 { // late but within allowed lateness: fire again
@@ -301,6 +296,17 @@ func (op *windowOp) addTo(w *win, ev *event) {
 		}
 		w.accs[i].add(a.fn, v, ev.ts)
 	}
+}
+
+// window is e's window se, opened (with its timer) if e has none.
+func (op *windowOp) window(e *keyEntry, se span) *win {
+	w := e.find(se.start, se.end)
+	if w == nil {
+		w = &win{start: se.start, end: se.end, accs: make([]acc, len(op.plan.aggs))}
+		e.insert(w)
+		op.ensureTimer(e, w.maxTS())
+	}
+	return w
 }
 
 func (op *windowOp) ensureTimer(e *keyEntry, ts int64) {

@@ -51,7 +51,7 @@ func (c *bufConn) Read(p []byte) (int, error) {
 		return c.r.Read(p)
 	}
 	for c.pass == 0 {
-		n, publish, err := c.header()
+		n, hl, publish, err := c.header()
 		if err != nil {
 			return 0, err
 		}
@@ -59,7 +59,7 @@ func (c *bufConn) Read(p []byte) (int, error) {
 			c.pass = n
 			break
 		}
-		if err := c.publish(n); err != nil {
+		if err := c.publish(n, hl); err != nil {
 			return 0, err
 		}
 	}
@@ -76,27 +76,28 @@ func (c *bufConn) Read(p []byte) (int, error) {
 var errMalformed = errors.New("mqttio: malformed PUBLISH packet")
 
 // header peeks at the fixed header of the next packet and returns the
-// packet's length and whether it is a PUBLISH. It peeks only at bytes the
-// header announces, so it never waits for bytes the broker did not send.
-func (c *bufConn) header() (n int, publish bool, err error) {
+// packet's length n, the fixed header's length hl and whether it is a
+// PUBLISH. It peeks only at bytes the header announces, so it never waits
+// for bytes the broker did not send.
+func (c *bufConn) header() (n, hl int, publish bool, err error) {
 	rl := 0
 	for i := 1; i <= 4; i++ {
 		b, err := c.r.Peek(i + 1)
 		if err != nil {
-			return 0, false, err
+			return 0, 0, false, err
 		}
 		rl |= int(b[i]&0x7f) << (7 * (i - 1))
 		if b[i]&0x80 == 0 {
-			return i + 1 + rl, b[0]>>4 == packets.Publish, nil
+			return i + 1 + rl, i + 1, b[0]>>4 == packets.Publish, nil
 		}
 	}
-	return 0, false, errors.New("mqttio: malformed remaining length")
+	return 0, 0, false, errors.New("mqttio: malformed remaining length")
 }
 
-// publish reads the PUBLISH packet of n bytes at the head of the buffer
-// and hands it to c.pub; topic and payload alias the buffer until c.pub
-// returns.
-func (c *bufConn) publish(n int) error {
+// publish reads the PUBLISH packet of n bytes (its fixed header hl) at
+// the head of the buffer and hands it to c.pub; topic and payload alias
+// the buffer until c.pub returns.
+func (c *bufConn) publish(n, hl int) error {
 	var pkt []byte
 	if n <= c.r.Size() {
 		b, err := c.r.Peek(n)
@@ -112,11 +113,7 @@ func (c *bufConn) publish(n int) error {
 	}
 	flags := pkt[0] & 0x0f
 	qos, dup := (flags>>1)&3, flags&0x08 != 0
-	body := pkt[1:]
-	for body[0]&0x80 != 0 { // the remaining length, checked by header
-		body = body[1:]
-	}
-	body = body[1:]
+	body := pkt[hl:]
 	if qos == 3 || len(body) < 2 {
 		return errMalformed
 	}

@@ -321,7 +321,7 @@ func phaseProfile(b *testing.B) (stop func()) {
 	if dir == "" {
 		return func() {}
 	}
-	path := filepath.Join(dir, strings.NewReplacer("/", "_", "=", "-").Replace(b.Name())+".cpu.prof")
+	path := benchFile(dir, b, ".cpu.prof")
 	f, err := os.Create(path)
 	if err != nil {
 		b.Logf("profile: %v", err)
@@ -336,13 +336,17 @@ func phaseProfile(b *testing.B) (stop func()) {
 		pprof.StopCPUProfile()
 		f.Close()
 		b.Logf("CPU profile of the measured phase: %s", path)
-		heap := strings.TrimSuffix(path, ".cpu.prof") + ".heap.prof"
-		if h, err := os.Create(heap); err == nil {
-			pprof.Lookup("heap").WriteTo(h, 0)
-			h.Close()
+		heap := benchFile(dir, b, ".heap.prof")
+		if err := writeHeapProfile(heap); err == nil {
 			b.Logf("heap profile at the end of the measured phase: %s", heap)
 		}
 	}
+}
+
+// benchFile is the file in dir for benchmark b's profile: its name, with
+// "/" and "=" replaced, and suffix.
+func benchFile(dir string, b *testing.B, suffix string) string {
+	return filepath.Join(dir, strings.NewReplacer("/", "_", "=", "-").Replace(b.Name())+suffix)
 }
 
 // quantile is the R-7 quantile of vs (the definition the checkpoint

@@ -82,7 +82,7 @@ func peakHeapProfile(b *testing.B, suffix string) string {
 	if dir == "" {
 		return ""
 	}
-	return filepath.Join(dir, strings.NewReplacer("/", "_", "=", "-").Replace(b.Name())+suffix+".peak.heap.prof")
+	return benchFile(dir, b, suffix+".peak.heap.prof")
 }
 
 // writeHeapProfile writes the heap profile (in-use figures as of the last

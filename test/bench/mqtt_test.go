@@ -405,7 +405,7 @@ func perfRecord(b *testing.B, pid int) (stop func()) {
 	if dir == "" {
 		return func() {}
 	}
-	out := filepath.Join(dir, strings.ReplaceAll(b.Name(), "/", "_")+".perf.data")
+	out := benchFile(dir, b, ".perf.data")
 	freq := "499"
 	if f := os.Getenv("EDDY_BENCH_PERF_FREQ"); f != "" {
 		freq = f

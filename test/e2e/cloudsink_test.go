@@ -176,15 +176,15 @@ func TestCloudSinkOutage(t *testing.T) {
 	// the file sink (what a loaded CI box did). The job has read the whole
 	// third; the checkpoint after the next one started after that, so its
 	// epoch and those before it hold every result of the third.
-	var cp int64
+	var readAt int64 // the newest completed checkpoint when the third was read
 	e.WaitFor("the job to read the first third", resultsTimeout, func() bool {
 		in := e.Overview().Ingest[0]
-		cp = e.LatestCompleted()
+		readAt = e.LatestCompleted()
 		return in.Received >= recv0+int64(third) && in.Lag == 0
 	})
 	e.WaitFor("the cloud sink to publish every result of the first third", resultsTimeout, func() bool {
 		c := sinkOf(e.Overview().Sinks, "cloud")
-		return c.PublishedUpTo >= cp+2 && c.Releasing == 0 && len(c.PendingEpochs) == 0 && c.Spool != nil && c.Spool.SpooledUpTo <= c.PublishedUpTo
+		return c.PublishedUpTo >= readAt+2 && c.Releasing == 0 && len(c.PendingEpochs) == 0 && c.Spool != nil && c.Spool.SpooledUpTo <= c.PublishedUpTo
 	})
 	rssBefore := rssOf(t, e.Pid())
 
@@ -226,7 +226,7 @@ func TestCloudSinkOutage(t *testing.T) {
 	if m := e.Metrics(); !strings.Contains(m, `eddy_sink_spool_full{sink="cloud"} 1`) || !strings.Contains(m, `eddy_intake_paused{reason="sink_spool_full"} 1`) {
 		t.Errorf("metrics while the cloud spool is full lack eddy_sink_spool_full / eddy_intake_paused")
 	}
-	cp = e.LatestCompleted()
+	cp := e.LatestCompleted()
 	e.WaitFor("checkpoints to go on while the spool is full", resultsTimeout, func() bool { return e.LatestCompleted() > cp+1 })
 	rssDuring := rssOf(t, e.Pid())
 	if hold > 0 { // the long variant: the outage lasts, the scenario's length, not a wait for a condition
