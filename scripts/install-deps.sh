@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what eddy needs on Debian: the RocksDB library it links against
-# (librocksdb-dev 7.8.3, matching grocksdb v1.7.14); for tests also mosquitto,
+# (librocksdb-dev 7.8.3, matching grocksdb v1.7.14) and jemalloc, its
+# allocator (libjemalloc-dev); for tests also mosquitto,
 # rpm (to query the .rpm), chromium (the web page test), systemd
 # (systemd-analyze verify and security), debootstrap and systemd-container
 # (test/systemd boots a bookworm tree with systemd-nspawn) and nfpm; for
@@ -9,7 +10,7 @@
 set -euo pipefail
 what=${1:-run}
 NFPM_VERSION=v2.45.2
-pkgs=(librocksdb-dev)
+pkgs=(librocksdb-dev libjemalloc-dev)
 need_nfpm=false
 case "$what" in
   test) pkgs+=(mosquitto rpm chromium systemd debootstrap systemd-container) ; need_nfpm=true ;;

@@ -1,82 +1,122 @@
 package state
 
 /*
-#include <malloc.h>
+#cgo LDFLAGS: -ljemalloc
+#include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
+#include <sys/types.h>
 
-// eddy_malloc_tune caps glibc's malloc arenas at arenas and fixes the
-// mmap threshold at mmap_threshold bytes, each unless the environment
-// chose (MALLOC_ARENA_MAX, MALLOC_MMAP_THRESHOLD_, which glibc reads
-// itself).
-static void eddy_malloc_tune(int arenas, int mmap_threshold) {
-  if (getenv("MALLOC_ARENA_MAX") == NULL) mallopt(M_ARENA_MAX, arenas);
-  if (getenv("MALLOC_MMAP_THRESHOLD_") == NULL) mallopt(M_MMAP_THRESHOLD, mmap_threshold);
+// jemalloc's control interface (libjemalloc-dev's <jemalloc/jemalloc.h>
+// declares it with the same signature).
+int mallctl(const char *name, void *oldp, size_t *oldlenp, void *newp, size_t newlen);
+
+// eddy_jemalloc_purge returns every arena's unused dirty pages to the
+// operating system now. 0 on success.
+static int eddy_jemalloc_purge(void) {
+  char name[64];
+  snprintf(name, sizeof name, "arena.%u.purge", 4096u); // MALLCTL_ARENAS_ALL
+  return mallctl(name, NULL, NULL, NULL, 0);
+}
+
+// eddy_jemalloc_stat refreshes jemalloc's statistics (epoch) and reads the
+// size_t statistic name into *v. 0 on success.
+static int eddy_jemalloc_stat(const char *name, size_t *v) {
+  uint64_t epoch = 1;
+  size_t esz = sizeof epoch;
+  int err = mallctl("epoch", &epoch, &esz, &epoch, esz);
+  if (err != 0) return err;
+  size_t sz = sizeof *v;
+  return mallctl(name, v, &sz, NULL, 0);
+}
+
+// eddy_jemalloc_opt_ssize and _bool read the option name (opt.dirty_decay_ms,
+// opt.background_thread, …).
+static int eddy_jemalloc_opt_ssize(const char *name, ssize_t *v) {
+  size_t sz = sizeof *v;
+  return mallctl(name, v, &sz, NULL, 0);
+}
+
+static int eddy_jemalloc_opt_bool(const char *name, _Bool *v) {
+  size_t sz = sizeof *v;
+  return mallctl(name, v, &sz, NULL, 0);
 }
 */
 import "C"
 
-import "time"
+import (
+	"fmt"
+	"unsafe"
+)
 
-// mallocArenas is the cap on glibc malloc arenas set at start-up. glibc
-// gives a thread that finds the arenas busy a new one, up to 8 per core,
-// each holding freed memory of its own: RocksDB's reads run on whichever
-// threads the Go scheduler makes cgo calls from, and its flushes and
-// compactions on threads of their own, so the freed blocks of the block
-// cache and memtables ended up spread over many arenas that each kept
-// their high-water mark.
-const mallocArenas = 2
+// The C heap (RocksDB's memtables, block cache, table readers, compaction
+// buffers, and every allocation of the cgo calls) comes from jemalloc, not
+// glibc's malloc: eddy links libjemalloc, whose malloc and free then
+// serve the whole process, and sets its options in jemalloc.c
+// (malloc_conf; MALLOC_CONF in the environment overrides them). RocksDB
+// recommends jemalloc: glibc kept 56–105 MiB of freed blocks in its arenas
+// at the peaks of the 1 GiB benchmarks even with its arenas capped and
+// malloc_trim every 5 s, and its malloc and free were ~10 % of a replay's
+// CPU (test/bench/README.md has the A/B).
 
-// mallocMmapThreshold is the size from which glibc maps an allocation on
-// its own and unmaps it when freed. glibc's threshold starts at 128 KiB
-// and rises to the size of every mapped block freed (up to 32 MiB), after
-// which RocksDB's memtable arena blocks (write_buffer_size/8, 4 MiB with the
-// defaults) come from the arenas and stay there after the memtable is
-// flushed; fixed, it does not rise.
-const mallocMmapThreshold = 1 << 20
+// TrimMalloc returns the C heap's unused pages to the operating system now
+// (jemalloc's arena purge). jemalloc does so by itself within
+// dirty_decay_ms of a free (a background thread purges); this is for the
+// moments a caller knows a lot was freed: a DB closed, before a benchmark
+// resets its peak.
+func TrimMalloc() { C.eddy_jemalloc_purge() }
 
-func init() { C.eddy_malloc_tune(mallocArenas, mallocMmapThreshold) }
+// MallocStats is jemalloc's account of the C heap.
+type MallocStats struct {
+	InUse int64 // stats.allocated: bytes allocated by the application
+	Free  int64 // stats.resident − stats.allocated: resident but not allocated (dirty pages not yet purged, fragmentation, jemalloc's metadata)
+}
 
-// TrimMalloc returns the free memory at the top of every malloc arena to
-// the operating system (glibc malloc_trim): after memtables or a DB are
-// released, glibc keeps the pages otherwise.
-func TrimMalloc() { C.malloc_trim(0) }
+// Malloc returns jemalloc's statistics of the C heap, refreshed.
+func Malloc() MallocStats {
+	alloc, err1 := jemallocStat("stats.allocated")
+	res, err2 := jemallocStat("stats.resident")
+	if err1 != nil || err2 != nil {
+		return MallocStats{}
+	}
+	return MallocStats{InUse: alloc, Free: res - alloc}
+}
 
-// trimInterval is how often a Memory returns malloc's free memory to the
-// operating system while open.
-const trimInterval = 5 * time.Second
+func jemallocStat(name string) (int64, error) {
+	cs := C.CString(name)
+	defer C.free(unsafe.Pointer(cs))
+	var v C.size_t
+	if rc := C.eddy_jemalloc_stat(cs, &v); rc != 0 {
+		return 0, fmt.Errorf("state: mallctl %s: error %d", name, int(rc))
+	}
+	return int64(v), nil
+}
 
-// trimLoop calls TrimMalloc every trimInterval until stop is closed, then
-// closes done. Memtables are freed whenever they are flushed and cached
-// blocks whenever they are evicted, and glibc keeps what it cannot
-// return from the top of an arena: 92 MiB free in the arenas at the peak
-// of the 1 GiB recovery benchmark, on top of the 141 MiB in use.
-func trimLoop(stop <-chan struct{}, done chan<- struct{}) {
-	defer close(done)
-	t := time.NewTicker(trimInterval)
-	defer t.Stop()
-	for {
-		select {
-		case <-stop:
-			return
-		case <-t.C:
-			TrimMalloc()
+// jemallocOptions are the jemalloc options in effect, as jemalloc read
+// them (malloc_conf and MALLOC_CONF).
+type jemallocOptions struct {
+	BackgroundThread bool
+	DirtyDecayMS     int64
+	MuzzyDecayMS     int64
+}
+
+func readJemallocOptions() (jemallocOptions, error) {
+	var b C._Bool
+	var d, m C.ssize_t
+	names := []string{"opt.background_thread", "opt.dirty_decay_ms", "opt.muzzy_decay_ms"}
+	cs := make([]*C.char, len(names))
+	for i, n := range names {
+		cs[i] = C.CString(n)
+		defer C.free(unsafe.Pointer(cs[i]))
+	}
+	for i, rc := range []C.int{
+		C.eddy_jemalloc_opt_bool(cs[0], &b),
+		C.eddy_jemalloc_opt_ssize(cs[1], &d),
+		C.eddy_jemalloc_opt_ssize(cs[2], &m),
+	} {
+		if rc != 0 {
+			return jemallocOptions{}, fmt.Errorf("state: mallctl %s: error %d", names[i], int(rc))
 		}
 	}
-}
-
-// MallocStats is glibc's account of the C heap (mallinfo2).
-type MallocStats struct {
-	InUse  int64 // allocated: in arenas (uordblks) and mapped on their own (hblkhd)
-	Free   int64 // free in the arenas, kept by malloc (fordblks): fragmentation and retained memory
-	Mapped int64 // of InUse, the blocks mapped on their own (hblkhd)
-}
-
-// Malloc returns glibc's malloc statistics. It walks every arena.
-func Malloc() MallocStats {
-	mi := C.mallinfo2()
-	return MallocStats{
-		InUse:  int64(mi.uordblks + mi.hblkhd),
-		Free:   int64(mi.fordblks),
-		Mapped: int64(mi.hblkhd),
-	}
+	return jemallocOptions{BackgroundThread: bool(b), DirtyDecayMS: int64(d), MuzzyDecayMS: int64(m)}, nil
 }

@@ -111,8 +111,6 @@ type Memory struct {
 	numDBs int              // open DBs using this budget
 	dbs    map[*DB]struct{} // the open DBs (track), for Usage and Tickers
 	stats  bool             // EnableStatistics
-
-	stopTrim, trimDone chan struct{} // trimLoop, started by the first DB opened
 }
 
 // grocksdb.Cache must be exactly one C pointer for newCache to fill it in.
@@ -199,11 +197,6 @@ func (m *Memory) Close() {
 	if m.cache != nil {
 		m.cache.Destroy()
 		m.cache = nil
-	}
-	if m.stopTrim != nil {
-		close(m.stopTrim)
-		<-m.trimDone
-		m.stopTrim = nil
 	}
 }
 

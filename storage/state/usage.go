@@ -25,10 +25,6 @@ func (m *Memory) track(d *DB) {
 		m.dbs = map[*DB]struct{}{}
 	}
 	m.dbs[d] = struct{}{}
-	if m.stopTrim == nil && m.cache != nil {
-		m.stopTrim, m.trimDone = make(chan struct{}), make(chan struct{})
-		go trimLoop(m.stopTrim, m.trimDone)
-	}
 }
 
 func (m *Memory) untrack(d *DB) {

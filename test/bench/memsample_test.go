@@ -64,9 +64,10 @@ func sampleMem(m *state.Memory) memSample {
 
 // memSampler samples the process every 200 ms and keeps the sample of the
 // highest RSS: where the memory is at (about) the peak. It reads VmRSS
-// first and takes the whole sample only at a new peak: mallinfo2 walks
-// every free chunk of glibc's arenas holding their locks, and at every
-// sample it was 1.9 % of the (i) replay's CPU (perf, 2026-12-03).
+// first and takes the whole sample only at a new peak: glibc's mallinfo2,
+// which this sampled before eddy used jemalloc, walked every free chunk of
+// the arenas holding their locks, 1.9 % of the (i) replay's CPU at every
+// sample (perf, 2026-12-03).
 type memSampler struct {
 	stop chan struct{}
 	done chan struct{}

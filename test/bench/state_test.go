@@ -185,8 +185,9 @@ func keyedSubtasks(cs *pipeline.CheckpointStats) []pipeline.SubtaskStats {
 // (of it pinned) and table readers, file_MiB (mapped files: the binary
 // and libraries), and other_MiB, the rest (malloc overhead and
 // fragmentation, RocksDB's other allocations, stacks); malloc_in_use_MiB
-// and malloc_free_MiB are glibc's own account (mallinfo2) of the C heap
-// allocated and kept free.
+// and malloc_free_MiB are jemalloc's own account of the C heap
+// allocated and resident but not allocated (stats.allocated,
+// stats.resident − stats.allocated).
 func BenchmarkCheckpointSync(b *testing.B) {
 	const updates = 700_000
 	e := stateEnv(b)

@@ -99,7 +99,7 @@ func TestPackageVersion(t *testing.T) {
 func TestDebMetadata(t *testing.T) {
 	deb, _ := packages(t)
 	info := run(t, "dpkg-deb", "-f", deb, "Package", "Version", "Architecture", "Depends", "Recommends")
-	for _, want := range []string{"Package: eddy", "librocksdb7.8", "Recommends: mosquitto"} {
+	for _, want := range []string{"Package: eddy", "librocksdb7.8", "libjemalloc2", "Recommends: mosquitto"} {
 		if !strings.Contains(info, want) {
 			t.Errorf("control lacks %q:\n%s", want, info)
 		}
@@ -169,8 +169,10 @@ func TestRPMQueries(t *testing.T) {
 		}
 	}
 	reqs := run(t, "rpm", "-qpR", rpm)
-	if !regexp.MustCompile(`(?m)^rocksdb\s*$`).MatchString(reqs) {
-		t.Errorf("rpm requires lack rocksdb:\n%s", reqs)
+	for _, dep := range []string{"rocksdb", "jemalloc"} {
+		if !regexp.MustCompile(`(?m)^` + dep + `\s*$`).MatchString(reqs) {
+			t.Errorf("rpm requires lack %s:\n%s", dep, reqs)
+		}
 	}
 	if rec := run(t, "rpm", "-qp", "--recommends", rpm); !strings.Contains(rec, "mosquitto") {
 		t.Errorf("rpm recommends lack mosquitto: %q", rec)

@@ -39,7 +39,7 @@ const cacheDir = "/var/cache/eddy-test"
 // broker the packaged configuration points at), and the .deb's runtime
 // dependencies, so that apt installs the .deb inside the container, which
 // has no network (--private-network).
-var include = []string{"systemd", "systemd-sysv", "dbus", "mosquitto", "librocksdb7.8", "passwd"}
+var include = []string{"systemd", "systemd-sysv", "dbus", "mosquitto", "librocksdb7.8", "libjemalloc2", "passwd"}
 
 func requirements(t *testing.T) {
 	t.Helper()
