@@ -60,8 +60,8 @@ import (
 // CPU (test/bench/README.md has the A/B).
 
 // TrimMalloc returns the C heap's unused pages to the operating system now
-// (jemalloc's arena purge). jemalloc does so by itself within
-// dirty_decay_ms of a free (a background thread purges); this is for the
+// (jemalloc's arena purge). jemalloc does so by itself when a free leaves
+// whole pages unused (dirty_decay_ms 0); this is for the
 // moments a caller knows a lot was freed: a DB closed, before a benchmark
 // resets its peak.
 func TrimMalloc() { C.eddy_jemalloc_purge() }
