@@ -562,8 +562,8 @@ func (d *DB) Close() error {
 		d.mem.Close()
 	}
 	// The memtables, table readers and (if no other DB holds the cache)
-	// cached blocks just freed stay in malloc's arenas otherwise: a
-	// reopened DB (a restart of the job) would add its own on top.
+	// cached blocks were just freed: return every page of them before a
+	// reopened DB (a restart of the job) allocates its own.
 	TrimMalloc()
 	d.log.Info("state: closed db", "dir", d.dir)
 	return err

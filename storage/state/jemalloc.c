@@ -7,7 +7,7 @@
 //                      default is 10 s: RocksDB frees a memtable's blocks at
 //                      every flush and cached blocks at every eviction, and
 //                      RSS would carry up to 10 s of them; with 1 s the 1 GiB
-//                      benchmarks' peaks were 14–17 MiB higher than with 0,
+//                      benchmarks' peaks were 2–20 MiB higher than with 0,
 //                      at no CPU cost the runs could show);
 //   muzzy_decay_ms     and are released at once (MADV_DONTNEED), not kept as
 //                      lazily freed pages that still count in RSS.
