@@ -220,13 +220,16 @@ func TestCloseInterruptsRun(t *testing.T) {
 	if err := d.Close(); err != nil {
 		t.Fatal(err)
 	}
+	// Run's own end (runDone, closed as Run returns) must precede Close's
+	// return; the goroutine of startRun sends Run's result after that, at
+	// a time of the scheduler's choosing, so done is only waited on.
 	select {
-	case err := <-done:
-		if err != nil {
-			t.Errorf("Run: %v", err)
-		}
+	case <-d.runDone:
 	default:
 		t.Fatal("Close returned before Run")
+	}
+	if err := runResult(t, done); err != nil {
+		t.Errorf("Run: %v", err)
 	}
 }
 
