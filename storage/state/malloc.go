@@ -19,26 +19,17 @@ static int eddy_jemalloc_purge(void) {
   return mallctl(name, NULL, NULL, NULL, 0);
 }
 
-// eddy_jemalloc_stat refreshes jemalloc's statistics (epoch) and reads the
-// size_t statistic name into *v. 0 on success.
-static int eddy_jemalloc_stat(const char *name, size_t *v) {
+// eddy_jemalloc_refresh makes jemalloc's stats.* current (epoch). 0 on
+// success.
+static int eddy_jemalloc_refresh(void) {
   uint64_t epoch = 1;
-  size_t esz = sizeof epoch;
-  int err = mallctl("epoch", &epoch, &esz, &epoch, esz);
-  if (err != 0) return err;
-  size_t sz = sizeof *v;
-  return mallctl(name, v, &sz, NULL, 0);
+  size_t sz = sizeof epoch;
+  return mallctl("epoch", &epoch, &sz, &epoch, sz);
 }
 
-// eddy_jemalloc_opt_ssize and _bool read the option name (opt.dirty_decay_ms,
-// opt.background_thread, …).
-static int eddy_jemalloc_opt_ssize(const char *name, ssize_t *v) {
-  size_t sz = sizeof *v;
-  return mallctl(name, v, &sz, NULL, 0);
-}
-
-static int eddy_jemalloc_opt_bool(const char *name, _Bool *v) {
-  size_t sz = sizeof *v;
+// eddy_mallctl_read reads the sz-byte value name (a statistic or an
+// option) into v. 0 on success.
+static int eddy_mallctl_read(const char *name, void *v, size_t sz) {
   return mallctl(name, v, &sz, NULL, 0);
 }
 */
@@ -72,24 +63,26 @@ type MallocStats struct {
 	Free  int64 // stats.resident − stats.allocated: resident but not allocated (dirty pages not yet purged, fragmentation, jemalloc's metadata)
 }
 
-// Malloc returns jemalloc's statistics of the C heap, refreshed.
+// Malloc returns jemalloc's statistics of the C heap, refreshed; zero if
+// jemalloc cannot give them.
 func Malloc() MallocStats {
-	alloc, err1 := jemallocStat("stats.allocated")
-	res, err2 := jemallocStat("stats.resident")
-	if err1 != nil || err2 != nil {
+	var alloc, res C.size_t
+	if C.eddy_jemalloc_refresh() != 0 ||
+		mallctlRead("stats.allocated", unsafe.Pointer(&alloc), unsafe.Sizeof(alloc)) != nil ||
+		mallctlRead("stats.resident", unsafe.Pointer(&res), unsafe.Sizeof(res)) != nil {
 		return MallocStats{}
 	}
-	return MallocStats{InUse: alloc, Free: res - alloc}
+	return MallocStats{InUse: int64(alloc), Free: int64(res) - int64(alloc)}
 }
 
-func jemallocStat(name string) (int64, error) {
+// mallctlRead reads jemalloc's value name, size bytes, into v.
+func mallctlRead(name string, v unsafe.Pointer, size uintptr) error {
 	cs := C.CString(name)
 	defer C.free(unsafe.Pointer(cs))
-	var v C.size_t
-	if rc := C.eddy_jemalloc_stat(cs, &v); rc != 0 {
-		return 0, fmt.Errorf("state: mallctl %s: error %d", name, int(rc))
+	if rc := C.eddy_mallctl_read(cs, v, C.size_t(size)); rc != 0 {
+		return fmt.Errorf("state: mallctl %s: error %d", name, int(rc))
 	}
-	return int64(v), nil
+	return nil
 }
 
 // jemallocOptions are the jemalloc options in effect, as jemalloc read
@@ -103,19 +96,13 @@ type jemallocOptions struct {
 func readJemallocOptions() (jemallocOptions, error) {
 	var b C._Bool
 	var d, m C.ssize_t
-	names := []string{"opt.background_thread", "opt.dirty_decay_ms", "opt.muzzy_decay_ms"}
-	cs := make([]*C.char, len(names))
-	for i, n := range names {
-		cs[i] = C.CString(n)
-		defer C.free(unsafe.Pointer(cs[i]))
-	}
-	for i, rc := range []C.int{
-		C.eddy_jemalloc_opt_bool(cs[0], &b),
-		C.eddy_jemalloc_opt_ssize(cs[1], &d),
-		C.eddy_jemalloc_opt_ssize(cs[2], &m),
+	for _, e := range []error{
+		mallctlRead("opt.background_thread", unsafe.Pointer(&b), unsafe.Sizeof(b)),
+		mallctlRead("opt.dirty_decay_ms", unsafe.Pointer(&d), unsafe.Sizeof(d)),
+		mallctlRead("opt.muzzy_decay_ms", unsafe.Pointer(&m), unsafe.Sizeof(m)),
 	} {
-		if rc != 0 {
-			return jemallocOptions{}, fmt.Errorf("state: mallctl %s: error %d", names[i], int(rc))
+		if e != nil {
+			return jemallocOptions{}, e
 		}
 	}
 	return jemallocOptions{BackgroundThread: bool(b), DirtyDecayMS: int64(d), MuzzyDecayMS: int64(m)}, nil
